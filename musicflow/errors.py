@@ -1,0 +1,25 @@
+"""Domain exceptions: one type per kind of user-facing failure.
+
+The CLI turns each into one clear line and exit code 1 (no traceback unless ``--debug``).
+"""
+
+
+class MusicflowError(Exception):
+    """Base class of every error musicflow reports to the user."""
+
+
+class MidiFormatError(MusicflowError):
+    """A MIDI file cannot be read; ``code`` is a quarantine code of DESIGN.md Contract 2."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class DatasetError(MusicflowError):
+    """A dataset is missing, empty or inconsistent (e.g. no accepted file, no shards)."""
+
+
+class ModelError(MusicflowError):
+    """A model cannot be trained, loaded or sampled (unknown name, bad URI, ...)."""

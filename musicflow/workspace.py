@@ -1,0 +1,62 @@
+"""Where a run keeps its state, and the environment every library must see before import.
+
+All state lives under the current directory, or ``MUSICFLOW_HOME`` when set (DESIGN.md
+Contract 3): ``data/``, ``reports/``, ``mlruns/`` and the Prefect home ``.prefect/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """The workspace root: ``$MUSICFLOW_HOME`` or the current directory."""
+    return Path(os.environ.get("MUSICFLOW_HOME") or os.getcwd()).resolve()
+
+
+def rolls_dir(dataset: str) -> Path:
+    """Default ``--out`` of ``encode``: ``data/rolls/<dataset>/``."""
+    return home() / "data" / "rolls" / dataset
+
+
+def cache_dir() -> Path:
+    """Content-addressed per-file cache of parsed and encoded MIDI (keyed by sha256)."""
+    return home() / "data" / "cache"
+
+
+def reports_dir() -> Path:
+    return home() / "reports"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded sqlite store under ``mlruns/``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlruns' / 'mlflow.db'}"
+
+
+def artifacts_uri() -> str:
+    return (home() / "mlruns" / "artifacts").as_uri()
+
+
+def configure_environment() -> None:
+    """Point Prefect, GX and MLflow at the workspace and switch off every phone-home.
+
+    Must run before prefect, great_expectations or mlflow is imported: they read these
+    variables at import time. Values the user already set win.
+    """
+    root = home()
+    (root / "mlruns").mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "PREFECT_HOME": str(root / ".prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_TRACKING_URI": tracking_uri(),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)

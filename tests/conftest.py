@@ -1,0 +1,50 @@
+"""Test session set-up: an isolated workspace, so no test touches the user's state.
+
+The environment is set at import time, before any test module imports prefect, GX or MLflow:
+they read PREFECT_HOME and friends when imported.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="musicflow-tests-"))
+os.environ["MUSICFLOW_HOME"] = str(_SESSION_HOME)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / ".prefect")
+
+from musicflow import workspace  # noqa: E402
+
+workspace.configure_environment()
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PIANO = SHARED / "data" / "piano-midi-de"
+HOSTILE = SHARED / "data" / "hostile-midi"
+
+
+@pytest.fixture(scope="session")
+def piano_dir() -> Path:
+    if not PIANO.is_dir():
+        pytest.skip(f"corpus not found at {PIANO}")
+    return PIANO
+
+
+@pytest.fixture(scope="session")
+def hostile_dir() -> Path:
+    if not HOSTILE.is_dir():
+        pytest.skip(f"hostile corpus not found at {HOSTILE}")
+    return HOSTILE
+
+
+@pytest.fixture
+def workspace_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MUSICFLOW_HOME for one test (data/, reports/, mlruns/ inside tmp_path)."""
+    monkeypatch.setenv("MUSICFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (tmp_path / "mlruns").mkdir()
+    return tmp_path

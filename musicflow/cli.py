@@ -1,2 +1,382 @@
-def main() -> None:
-    pass
+"""The ``musicflow`` command line (DESIGN.md Contract 3).
+
+Only argparse and the standard library are imported up front, so ``--help`` answers at once;
+each command imports Prefect, GX, MLflow or TensorFlow when it runs. Exit codes: 0 success,
+1 a data or runtime problem in one clear line (traceback only with ``--debug``), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+MODEL_CHOICES = ("vae", "gan", "vae-thesis", "gan-thesis")
+DEFAULT_DATASET = "bach-chorales"
+
+
+def dataset_name(source: Path | None, given: str | None) -> str:
+    """``--dataset`` if given, else a slug of the source folder's name."""
+    if given:
+        return given
+    if source is None:
+        return DEFAULT_DATASET
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(source).resolve().name.lower()).strip("-")
+    return slug or "dataset"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _dataset_flow(args: argparse.Namespace, *, encode: bool):
+    from musicflow import workspace
+    from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
+
+    source = Path(args.source)
+    name = dataset_name(source, args.dataset)
+    out_dir = Path(args.out) if args.out else workspace.rolls_dir(name)
+    flow = encode_flow if encode else audit_flow
+    runner = make_task_runner(
+        getattr(args, "task_runner", "threads"), getattr(args, "dask_address", None)
+    )
+    _say(f"{'encoding' if encode else 'auditing'} {source} as dataset '{name}' → {out_dir}")
+    return flow.with_options(task_runner=runner)(
+        source=source,
+        dataset=name,
+        out_dir=out_dir,
+        cache_dir=workspace.cache_dir(),
+        pitch_low=getattr(args, "pitch_low", 21),
+        max_bytes=args.max_bytes,
+        workers=args.workers,
+    )
+
+
+def _print_audit(result) -> None:
+    from musicflow.tasks.audit import format_summary
+
+    print(format_summary(result.summary))
+    print(f"parsed {result.n_parsed} file(s), {result.n_cached} from cache")
+    print(f"manifest: {result.out_dir / 'manifest.parquet'}")
+    if result.docs_index:
+        print(f"Data Docs: {result.docs_index}")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    result = _dataset_flow(args, encode=False)
+    _print_audit(result)
+    return 0 if result.summary["status"].get("accepted", 0) > 0 else 1
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    result = _dataset_flow(args, encode=True)
+    _print_audit(result)
+    info = result.dataset_info
+    state = "written" if info.written else "up to date, nothing written"
+    print(
+        f"shards: {len(info.shards)} in {info.folder} "
+        f"({info.n_windows} windows from {info.n_files} files; {state})"
+    )
+    print(f"dataset digest: {info.digest}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from musicflow.flows.pipeline import default_source, pipeline_flow
+
+    source = Path(args.source) if args.source else default_source()
+    name = dataset_name(Path(args.source) if args.source else None, args.dataset)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODEL_CHOICES))
+    if unknown:
+        _say(
+            f"musicflow run: error: unknown model(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(MODEL_CHOICES)}"
+        )
+        return 2
+    _say(f"running the pipeline on {source} as dataset '{name}' with models {', '.join(models)}")
+    result = pipeline_flow(
+        source=source,
+        dataset=name,
+        models=models,
+        epochs=args.epochs,
+        seed=args.seed,
+        workers=args.workers,
+        max_bytes=args.max_bytes,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
+    )
+    _print_audit(result.audit)
+    for m in result.models:
+        _print_model(m)
+    print(f"compare versions: musicflow compare --dataset {name}")
+    print("MLflow UI: musicflow ui   (then open http://127.0.0.1:5000)")
+    return 0
+
+
+def _print_model(result: dict) -> None:
+    flag = " (new champion)" if result["promoted"] else ""
+    print(f"{result['model_uri']} (run {result['run_id']}){flag}")
+    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate"):
+        value = result["metrics"].get(key, float("nan"))
+        base = result["metrics"].get(f"{key}_baseline", float("nan"))
+        print(f"  {key}: {value:.3f} (baseline {base:.3f})")
+    print(f"  report: {result['report']}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from musicflow.flows.pipeline import train_flow
+
+    result = train_flow(
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
+    )
+    _print_model(result)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from musicflow.tasks.generate import generate_midi
+
+    out = Path(args.out) if args.out else Path("generated")
+    result = generate_midi(args.model_uri, n=args.n, out_dir=out, seed=args.seed)
+    for path in result.midi_files + result.wav_files:
+        print(path)
+    if result.wav_note:
+        _say(result.wav_note)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from musicflow.tasks.registry import compare_versions, format_table
+
+    print(format_table(compare_versions(args.dataset)))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from musicflow import workspace
+
+    uri = workspace.tracking_uri()
+    _say(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
+    if uri.startswith("sqlite:///"):
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+        cmd += ["--artifacts-destination", artifacts.as_uri()]
+    return subprocess.call(cmd)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from musicflow.flows.retrain import serve_retraining
+
+    source = Path(args.source)
+    return serve_retraining(
+        source,
+        dataset_name(source, args.dataset),
+        cron=args.cron,
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        epochs=args.epochs,
+    )
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, help="training epochs (default: the model's own)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop training after the epoch that passes this wall-clock budget",
+    )
+
+
+def _add_dataset_options(p: argparse.ArgumentParser, *, pitch: bool) -> None:
+    p.add_argument("--dataset", help="dataset name (default: the source folder's name)")
+    p.add_argument("--out", help="output folder (default: data/rolls/<dataset>/ in the workspace)")
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=64 * 2**20,
+        help="files larger than this are quarantined too_large unread (default: 64 MiB)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="parallel parse workers (default: 2)")
+    if pitch:
+        p.add_argument(
+            "--pitch-low",
+            type=int,
+            default=21,
+            help="lowest pitch of the 96-row window (default: 21, A0: all 88 piano keys fit)",
+        )
+        p.add_argument(
+            "--task-runner",
+            choices=("threads", "dask"),
+            default="threads",
+            help="where parsing fans out: local threads (default) or Dask via prefect-dask",
+        )
+        p.add_argument(
+            "--dask-address",
+            help="tcp://host:port of an existing Dask scheduler "
+            "(default with --task-runner dask: a local cluster)",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicflow",
+        description="Train music generators on your own MIDI collection: audit the files, encode "
+        "piano-roll windows into Parquet shards, train VAE/GAN models tracked in MLflow, generate "
+        "MIDI and compare versions. State lives in the current directory or $MUSICFLOW_HOME.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "audit",
+        help="ingest and validate a MIDI folder; write the manifest and Data Docs",
+        description="Find MIDI files, fingerprint them, validate each with the Great "
+        "Expectations suites in expectations/ and write manifest.parquet and Data Docs. "
+        "Exit 0 when at least one file is accepted, else 1.",
+    )
+    p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
+    _add_dataset_options(p, pitch=False)
+    p.set_defaults(func=cmd_audit, pitch_low=21)
+
+    p = sub.add_parser(
+        "encode",
+        help="audit, then encode accepted files into roll-v1 Parquet shards",
+        description="Audit SOURCE, then write the roll-v1 windows of accepted files as "
+        "part-*.parquet shards with manifest.parquet and dataset.json (digest). Cached by "
+        "file content: a re-run with nothing changed parses no file.",
+    )
+    p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
+    _add_dataset_options(p, pitch=True)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser(
+        "run",
+        help="the whole DAG: audit → encode → train → generate → evaluate → report",
+        description="Run the whole pipeline on SOURCE, or without SOURCE on the embedded "
+        "default dataset (Bach chorales of music21's corpus, exported to MIDI on first use). "
+        "Every stage is cached: a re-run with nothing new trains nothing.",
+    )
+    p.add_argument(
+        "source", nargs="?", help="folder of MIDI files (default: the bundled Bach chorales)"
+    )
+    p.add_argument("--dataset", help="dataset name (default: the source folder's name)")
+    p.add_argument(
+        "--models", default="vae,gan", help="comma-separated models to train (default: vae,gan)"
+    )
+    _add_training_options(p)
+    p.add_argument("--max-bytes", type=int, default=64 * 2**20, help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=2, help="parallel parse workers (default: 2)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "train",
+        help="train one model on an encoded dataset (tracked in MLflow)",
+        description="Train MODEL on the shards of 'musicflow encode … --dataset NAME', log "
+        "params, per-epoch metrics, held-out evaluation and figures to MLflow experiment "
+        "musicflow/NAME and register a version of NAME-MODEL. Cached: an identical call "
+        "trains nothing.",
+    )
+    p.add_argument("--dataset", required=True, help="an encoded dataset (data/rolls/NAME/)")
+    p.add_argument(
+        "--model",
+        required=True,
+        choices=MODEL_CHOICES,
+        help="vae, gan (this project's) or vae-thesis, gan-thesis (the seed's, for comparison)",
+    )
+    p.add_argument("--batch-size", type=int, help="batch size (default: the model's own)")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "generate",
+        help="sample MIDI (and WAV when FluidSynth is installed) from a model",
+        description="Sample pieces of 16 bars from a registered model and write MIDI files.",
+    )
+    p.add_argument(
+        "--model-uri",
+        required=True,
+        help="models:/NAME/VERSION, models:/NAME@champion or runs:/RUN_ID/model",
+    )
+    p.add_argument("-n", type=int, default=4, help="number of pieces (default: 4)")
+    p.add_argument("--out", help="output folder (default: ./generated)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("compare", help="registered model versions of a dataset and their metrics")
+    p.add_argument("--dataset", required=True)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for this workspace's store")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser(
+        "serve",
+        help="scheduled retraining of a folder with a Prefect deployment",
+        description="Serve a Prefect deployment that runs the whole DAG on SOURCE on a cron "
+        "schedule. Needs a Prefect server: uses PREFECT_API_URL, else starts a local one on "
+        "127.0.0.1. A scheduled run with no new MIDI does nothing expensive.",
+    )
+    p.add_argument("source", help="folder of MIDI files to watch")
+    p.add_argument(
+        "--cron", default="0 3 * * *", help='cron schedule (default: "0 3 * * *", daily 03:00)'
+    )
+    p.add_argument("--dataset", help="dataset name (default: the source folder's name)")
+    p.add_argument("--models", default="vae,gan")
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from musicflow import workspace
+    from musicflow.errors import MusicflowError
+
+    workspace.configure_environment()
+    started = time.monotonic()
+    try:
+        code = args.func(args)
+    except MusicflowError as exc:
+        if args.debug:
+            raise
+        _say(f"musicflow: error: {exc}")
+        return 1
+    except Exception as exc:  # one clear line for anything unexpected, too
+        if args.debug:
+            raise
+        _say(f"musicflow: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return 1
+    except KeyboardInterrupt:
+        _say(
+            "musicflow: interrupted; completed work is cached, run the same command again to resume"
+        )
+        return 130
+    _say(f"done in {time.monotonic() - started:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

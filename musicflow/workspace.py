@@ -34,10 +34,6 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlruns' / 'mlflow.db'}"
 
 
-def artifacts_uri() -> str:
-    return (home() / "mlruns" / "artifacts").as_uri()
-
-
 def configure_environment() -> None:
     """Point Prefect, GX and MLflow at the workspace and switch off every phone-home.
 
@@ -50,6 +46,10 @@ def configure_environment() -> None:
         "PREFECT_HOME": str(root / ".prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+        # The ephemeral API server starts in a subprocess; on a busy 2-core machine it can
+        # take longer than the 20 s default.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "GX_ANALYTICS_ENABLED": "false",

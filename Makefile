@@ -1,0 +1,38 @@
+# musicflow: every target installs what it needs into .venv/ first (idempotent).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast lint bench clean
+
+$(STAMP): pyproject.toml requirements.lock musicflow/_smf.c
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip==26.3 setuptools==84.2.1 wheel==0.48.0
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: the whole pipeline on the bundled Bach chorales (or SOURCE=folder).
+run: install
+	$(BIN)/musicflow run $(SOURCE)
+
+## All tests, integration ones included (real Prefect, GX, MLflow and TensorFlow).
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+## Unit tests only.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not integration and not corpus"
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/bench_encode.py
+	$(BIN)/python bench/bench_models.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info musicflow/*.so

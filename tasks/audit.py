@@ -1,0 +1,102 @@
+"""Audit: merge parse records and validation outcomes into the manifest, and summarise it.
+
+The manifest has one row per input file (DESIGN.md Contract 2). Duplicates carry the metadata
+of the first copy (same bytes) but no segments: only the first copy's windows enter the shards.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+INT_COLUMNS = [
+    "midi_type",
+    "ticks_per_beat",
+    "n_tracks",
+    "n_notes",
+    "pitch_min",
+    "pitch_max",
+    "n_segments",
+]
+
+
+def build_manifest(records: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """``records``: one row per ingested file (parse stage); ``outcomes``: validation's
+    status/reason/warnings for the non-duplicate rows. Returns the manifest, sorted by path."""
+    manifest = records.copy()
+    for column in INT_COLUMNS:
+        if column not in manifest:
+            manifest[column] = None
+    judged = outcomes.set_index("source_path")
+    first_copy = manifest[manifest.duplicate_of.isna()].set_index("source_path")
+    statuses, reasons, warnings = [], [], []
+    for row in manifest.itertuples(index=False):
+        if isinstance(row.duplicate_of, str):
+            statuses.append("duplicate")
+            reasons.append(row.duplicate_of)
+            warnings.append([])
+        else:
+            outcome = judged.loc[row.source_path]
+            statuses.append(outcome.status)
+            reasons.append(outcome.reason if isinstance(outcome.reason, str) else None)
+            warnings.append(sorted(outcome.warnings))
+    manifest["status"], manifest["reason"], manifest["warnings"] = statuses, reasons, warnings
+    is_dup = manifest.status == "duplicate"
+    for column in INT_COLUMNS[:-1]:
+        manifest.loc[is_dup, column] = manifest.loc[is_dup, "reason"].map(first_copy[column])
+    manifest.loc[manifest.status != "accepted", "n_segments"] = 0
+    for column in INT_COLUMNS:
+        manifest[column] = pd.array(manifest[column], dtype="Int32")
+    return manifest.sort_values("source_path", ignore_index=True)
+
+
+def summarize(manifest: pd.DataFrame) -> dict:
+    """Counts by outcome, reason and warning, and the files an auditor should look at first."""
+    quarantined = manifest[manifest.status == "quarantined"]
+    accepted = manifest[manifest.status == "accepted"]
+    warned = accepted[accepted.warnings.map(len) > 0]
+    return {
+        "n_files": len(manifest),
+        "status": dict(Counter(manifest.status)),
+        "quarantine_reasons": dict(Counter(quarantined.reason)),
+        "warnings": dict(Counter(w for ws in accepted.warnings for w in ws)),
+        "quarantined_files": list(zip(quarantined.source_path, quarantined.reason, strict=True)),
+        "warned_files": [
+            (p, list(w)) for p, w in zip(warned.source_path, warned.warnings, strict=True)
+        ],
+        "n_segments": int(accepted.n_segments.fillna(0).sum()),
+    }
+
+
+def format_summary(summary: dict, *, worst: int = 10) -> str:
+    """Readable terminal summary: counts first, then the worst files."""
+    status = summary["status"]
+    lines = [
+        f"{summary['n_files']} MIDI files: {status.get('accepted', 0)} accepted, "
+        f"{status.get('quarantined', 0)} quarantined, {status.get('duplicate', 0)} duplicate; "
+        f"{summary['n_segments']} windows from accepted files",
+    ]
+    for title, counts in (
+        ("quarantined", summary["quarantine_reasons"]),
+        ("warnings", summary["warnings"]),
+    ):
+        if counts:
+            lines.append(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    shown = summary["quarantined_files"][:worst]
+    if shown:
+        lines.append("  quarantined files:")
+        lines += [f"    {path}  ({reason})" for path, reason in shown]
+        if len(summary["quarantined_files"]) > worst:
+            lines.append(
+                f"    … and {len(summary['quarantined_files']) - worst} more (see the manifest)"
+            )
+    shown = summary["warned_files"][:worst]
+    if shown:
+        lines.append("  accepted with warnings:")
+        lines += [f"    {path}  ({', '.join(w)})" for path, w in shown]
+        if len(summary["warned_files"]) > worst:
+            lines.append(
+                f"    … and {len(summary['warned_files']) - worst} more (see the manifest)"
+            )
+    return "\n".join(lines)

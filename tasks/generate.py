@@ -1,0 +1,142 @@
+"""Generate: sample windows from a registered model and write them as MIDI (and WAV).
+
+Models are logged as MLflow pyfunc models wrapping the model folder that ``RollModel.save``
+writes, plus ``sampling.json`` (the calibrated threshold and the encoding). So any registered
+version loads in a fresh process by URI (``models:/NAME/VERSION``, ``models:/NAME@champion``,
+``runs:/…``), with ``mlflow.pyfunc.load_model`` or with ``musicflow generate``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from musicflow import __version__, workspace
+from musicflow.errors import ModelError
+
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
+
+
+class RollSampler(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96)
+    binary windows, thresholded and cleaned as ``musicflow generate`` does."""
+
+    def load_context(self, context) -> None:
+        from musicflow.models import load_model
+
+        model_dir = Path(context.artifacts["model_dir"])
+        self.model = load_model(model_dir)
+        self.sampling = json.loads((model_dir / "sampling.json").read_text())
+
+    def sample_probs(self, n: int, seed: int) -> np.ndarray:
+        return self.model.sample(n, seed=seed)
+
+    def sample_windows(self, n: int, seed: int) -> np.ndarray:
+        from musicflow.sampling import binarize
+
+        return binarize(self.sample_probs(n, seed), self.sampling["threshold"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        n = int(model_input["n"].iloc[0]) if "n" in model_input else 1
+        seed = int(model_input["seed"].iloc[0]) if "seed" in model_input else 0
+        return self.sample_windows(n, seed).reshape(n, -1).astype(np.uint8)
+
+
+def log_pyfunc_model(model_dir: Path, registered_model: str) -> int:
+    """Log ``model_dir`` as the active run's model and register it; returns the new version."""
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=RollSampler(),
+        artifacts={"model_dir": str(model_dir)},
+        # Explicit requirements: inferring them would load the model in a subprocess.
+        pip_requirements=[f"musicflow=={__version__}"],
+        registered_model_name=registered_model,
+    )
+    return int(info.registered_model_version)
+
+
+def load_sampler(model_uri: str) -> RollSampler:
+    mlflow.set_tracking_uri(workspace.tracking_uri())
+    try:
+        loaded = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # MLflow raises several types for a bad or unknown URI
+        raise ModelError(f"cannot load model {model_uri!r}: {str(exc).splitlines()[0]}") from exc
+    sampler = loaded.unwrap_python_model()
+    if not isinstance(sampler, RollSampler):
+        raise ModelError(f"{model_uri!r} is not a musicflow model")
+    return sampler
+
+
+@dataclass
+class GenerationResult:
+    midi_files: list[Path]
+    wav_files: list[Path] = field(default_factory=list)
+    wav_note: str | None = None
+
+
+def render_wav(midi: Path, wav: Path) -> bool:
+    """Render with FluidSynth and a General MIDI soundfont when both are installed."""
+    soundfont = next((s for s in SOUNDFONTS if Path(s).is_file()), None)
+    if shutil.which("fluidsynth") is None or soundfont is None:
+        return False
+    subprocess.run(
+        ["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", "22050", soundfont, str(midi)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return True
+
+
+def generate_midi(
+    model_uri: str, *, n: int, out_dir: Path, seed: int = 0, windows_per_piece: int = 8
+) -> GenerationResult:
+    """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4).
+
+    VAE pieces walk the latent space between two sampled points, so consecutive windows are
+    related; GAN pieces chain independent samples.
+    """
+    from musicflow.sampling import binarize
+
+    from musicflow import roll
+
+    sampler = load_sampler(model_uri)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threshold = sampler.sampling["threshold"]
+    pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
+    result = GenerationResult(midi_files=[])
+    for i in range(n):
+        piece_seed = seed * 100_003 + i
+        if sampler.model.kind == "vae":
+            ends = sampler.sample_probs(2, seed=piece_seed) >= threshold
+            probs = sampler.model.interpolate(ends[0:1], ends[1:2], windows_per_piece)
+        else:
+            probs = sampler.sample_probs(windows_per_piece, seed=piece_seed)
+        windows = binarize(probs, threshold)
+        song = np.concatenate(list(windows), axis=1)
+        notes = roll.decode_roll(song, pitch_low=pitch_low)
+        path = out_dir / f"sample-{i + 1:03d}.mid"
+        tmp = path.with_suffix(".mid.tmp")
+        tmp.write_bytes(roll.notes_to_midi(notes))
+        tmp.replace(path)
+        result.midi_files.append(path)
+        try:
+            if render_wav(path, path.with_suffix(".wav")):
+                result.wav_files.append(path.with_suffix(".wav"))
+        except (subprocess.SubprocessError, OSError) as exc:
+            print(f"  WAV preview of {path.name} failed: {exc}", file=sys.stderr)
+    if not result.wav_files:
+        result.wav_note = (
+            "WAV previews skipped: install FluidSynth and a General MIDI soundfont "
+            "(Debian: apt-get install fluidsynth fluid-soundfont-gm)"
+        )
+    return result

@@ -1,0 +1,122 @@
+"""Ingest: find the MIDI files under a source folder and fingerprint their bytes.
+
+Nothing here parses MIDI. Each file is hashed in fixed-size blocks, so a huge file is never
+read whole; byte-identical copies are marked ``duplicate`` of the first path in sorted order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from musicflow.errors import DatasetError
+
+MIDI_SUFFIXES = (".mid", ".midi")
+DEFAULT_MAX_BYTES = 64 * 2**20  # far above any real MIDI file; protects memory, not correctness
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path  # absolute
+    source_path: str  # relative to the source folder, '/' separators
+    size_bytes: int
+
+
+def find_midi_files(source: Path) -> list[SourceFile]:
+    """Every ``.mid``/``.midi`` file (any case) below ``source``, sorted by relative path."""
+    source = Path(source)
+    if not source.is_dir():
+        raise DatasetError(f"source folder not found: {source}")
+    found = []
+    for path in source.rglob("*"):
+        if path.suffix.lower() in MIDI_SUFFIXES and path.is_file():
+            rel = path.relative_to(source).as_posix()
+            found.append(
+                SourceFile(path=path.resolve(), source_path=rel, size_bytes=path.stat().st_size)
+            )
+    found.sort(key=lambda f: f.source_path)
+    return found
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest_files(source: Path) -> pd.DataFrame:
+    """One row per MIDI file: ``source_path``, ``path``, ``size_bytes``, ``source_sha256``,
+    ``duplicate_of`` (the first path in sorted order with the same bytes, else None)."""
+    files = find_midi_files(source)
+    first_by_sha: dict[str, str] = {}
+    rows = []
+    for f in files:
+        sha = sha256_file(f.path)
+        duplicate_of = first_by_sha.setdefault(sha, f.source_path)
+        rows.append(
+            {
+                "source_path": f.source_path,
+                "path": str(f.path),
+                "size_bytes": f.size_bytes,
+                "source_sha256": sha,
+                "duplicate_of": None if duplicate_of == f.source_path else duplicate_of,
+            }
+        )
+    columns = ["source_path", "path", "size_bytes", "source_sha256", "duplicate_of"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+ingest = task(name="ingest", cache_policy=None, persist_result=False)(ingest_files)
+
+
+def _export_score(score_path: str, target: str) -> bool:
+    """Export one corpus score to MIDI atomically; False if music21 cannot export it."""
+    import os
+    import tempfile
+
+    from music21 import corpus
+
+    fd, tmp = tempfile.mkstemp(dir=Path(target).parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        corpus.parse(score_path).write("midi", fp=tmp)
+        os.replace(tmp, target)
+        return True
+    except Exception:  # a score music21 cannot export is skipped, not fatal
+        Path(tmp).unlink(missing_ok=True)
+        return False
+
+
+def export_default_dataset(dest: Path, progress=None, workers: int = 2) -> Path:
+    """The embedded default: music21's bundled Bach works (mostly chorales) exported to MIDI.
+
+    Exported once into ``dest`` and reused; each file is written to a temp name and renamed, so
+    an interrupted export resumes where it stopped. No network access: the scores ship inside
+    the music21 package.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from music21 import corpus
+
+    dest = Path(dest)
+    if (dest / ".complete").exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    scores = sorted(
+        str(p) for p in corpus.getComposer("bach") if Path(p).suffix in (".mxl", ".xml", ".krn")
+    )
+    todo = [(p, str(dest / (Path(p).stem.replace(".", "_") + ".mid"))) for p in scores]
+    todo = [(p, t) for p, t in todo if not Path(t).exists()]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for i, _ in enumerate(pool.map(_export_score, *zip(*todo, strict=True)) if todo else []):
+            if progress:
+                progress(i + 1, len(todo))
+    (dest / ".complete").touch()
+    return dest

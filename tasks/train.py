@@ -1,0 +1,235 @@
+"""Train: one model on one encoded dataset, tracked in MLflow and registered.
+
+Every run logs (DESIGN.md Contract 4): every hyperparameter, the encoding, the dataset digest and
+the code version as params; per-epoch losses; the dataset as an MLflow input with our own digest
+(MLflow's automatic one samples 10,000 rows and skips binary columns); the evaluation metrics of
+generated vs held-out windows with their ``_baseline``; figures; and the model, as a pyfunc that
+loads and samples in a fresh process, registered as a new version of ``<dataset>-<model>``.
+
+The Prefect task is cached on (dataset digest, model, settings, seed, code version, tracking
+store): repeating an identical call trains nothing and creates no run or version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from musicflow.tasks.encode import read_dataset_info
+from prefect import task
+
+from musicflow import lineage, workspace
+from musicflow.errors import DatasetError
+
+HELDOUT_FRACTION = 0.1
+SPLIT_SEED = 0  # fixed, not the model seed: every model of a dataset is judged on the same files
+
+
+def experiment_name(dataset: str) -> str:
+    return f"musicflow/{dataset}"
+
+
+def registered_name(dataset: str, model: str) -> str:
+    return f"{dataset}-{model}"
+
+
+def ensure_experiment(dataset: str) -> str:
+    """Create the dataset's experiment once, up front (parallel creation races on sqlite).
+
+    With a local sqlite store, artifacts go in ``artifacts/`` beside the database (MLflow's
+    default would be ``./mlartifacts`` in whatever directory the process started in).
+    """
+    import mlflow
+
+    uri = workspace.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    name = experiment_name(dataset)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / dataset).as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def dataset_shards(dataset_dir: Path) -> tuple[dict, list[Path]]:
+    info = read_dataset_info(dataset_dir)
+    if info is None:
+        raise DatasetError(
+            f"no encoded dataset in {dataset_dir}; "
+            "run 'musicflow encode SOURCE --dataset NAME' first"
+        )
+    return info, [Path(dataset_dir) / s for s in info["shards"]]
+
+
+def train_and_log(
+    dataset_dir: Path,
+    dataset: str,
+    model_name: str,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    time_budget_s: float | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """Train, evaluate, log and register one model; returns run id, version, URI and metrics."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from musicflow.models import build_model
+    from musicflow.models.data import source_shas, split_files, window_dataset
+    from musicflow.tasks.evaluate import evaluate_model
+    from musicflow.tasks.generate import log_pyfunc_model
+
+    info, shards = dataset_shards(Path(dataset_dir))
+    train_shas, heldout_shas = split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
+    if not train_shas or not heldout_shas:
+        raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
+    settings = dict(overrides or {})
+    if epochs:
+        settings["epochs"] = epochs
+    if batch_size:
+        settings["batch_size"] = batch_size
+    model = build_model(model_name, seed=seed, **settings)
+    config = dict(model.config)
+    n_epochs = int(config.get("epochs", epochs or 10))
+    batch = int(config.get("batch_size", batch_size or 32))
+
+    experiment_id = ensure_experiment(dataset)
+    flow_run_id = _flow_run_id()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-s{seed}") as run:
+        mlflow.set_tags(
+            {
+                "musicflow.model": model_name,
+                "musicflow.dataset": dataset,
+                "musicflow.code_version": lineage.code_version(),
+                "musicflow.git_commit": lineage.git_commit() or "unknown",
+                "prefect.flow_run_id": flow_run_id or "none",
+            }
+        )
+        params = {
+            **{f"model.{k}": v for k, v in config.items()},
+            **{f"encoding.{k}": v for k, v in info["encoding"].items()},
+            "model": model_name,
+            "seed": seed,
+            "epochs": n_epochs,
+            "batch_size": batch,
+            "time_budget_s": time_budget_s,
+            "dataset": dataset,
+            "dataset_digest": info["digest"],
+            "code_version": lineage.code_version(),
+            "heldout_fraction": HELDOUT_FRACTION,
+            "split_seed": SPLIT_SEED,
+            "n_train_files": len(train_shas),
+            "n_heldout_files": len(heldout_shas),
+        }
+        mlflow.log_params(
+            {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
+        )
+        mlflow.log_input(
+            MetaDataset(
+                source=_dataset_source(dataset_dir), name=dataset, digest=info["digest"][:32]
+            ),
+            context="training",
+        )
+
+        train_ds = window_dataset(shards, train_shas, batch_size=batch, seed=seed, shuffle=True)
+        val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
+        history: dict[str, list[float]] = {}
+        started = time.monotonic()
+        for epoch in range(n_epochs):
+            metrics = model.fit_epoch(train_ds) | model.validate(val_ds)
+            mlflow.log_metrics(metrics, step=epoch)
+            for key, value in metrics.items():
+                history.setdefault(key, []).append(float(value))
+            elapsed = time.monotonic() - started
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            print(
+                f"  {model_name} epoch {epoch + 1}/{n_epochs} ({elapsed:.0f} s): {shown}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if time_budget_s and elapsed >= time_budget_s:
+                print(
+                    f"  {model_name}: time budget reached after {epoch + 1} epochs", file=sys.stderr
+                )
+                break
+        mlflow.log_metric("epochs_completed", len(next(iter(history.values()), [])))
+        mlflow.log_metric("train_seconds", time.monotonic() - started)
+
+        evaluation = evaluate_model(model, shards, train_shas, heldout_shas, seed=seed)
+        scores = evaluation.scores
+        mlflow.log_metrics({k: v for k, v in scores.items() if np.isfinite(v)})
+        mlflow.log_params(
+            {
+                "sampling_threshold": evaluation.threshold,
+                "eval_windows": len(evaluation.generated),
+                "n_heldout_windows": len(evaluation.heldout),
+                "n_train_sample": len(evaluation.train_sample),
+            }
+        )
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp) / "model"
+            model.save(model_dir)
+            (model_dir / "sampling.json").write_text(
+                json.dumps(
+                    {
+                        "threshold": evaluation.threshold,
+                        "encoding": info["encoding"],
+                        "dataset": dataset,
+                        "target_density": evaluation.target_density,
+                    }
+                )
+            )
+            version = log_pyfunc_model(model_dir, registered_name(dataset, model_name))
+        result = {
+            "run_id": run.info.run_id,
+            "model": model_name,
+            "registered_model": registered_name(dataset, model_name),
+            "version": version,
+            "model_uri": f"models:/{registered_name(dataset, model_name)}/{version}",
+            "metrics": scores,
+            "history": history,
+        }
+    return result
+
+
+def _dataset_source(dataset_dir: Path) -> str:
+    return Path(dataset_dir).resolve().as_uri()
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
+def train_cache_key(_context, parameters: dict) -> str:
+    """Identical dataset digest, model, settings, seed and code give the same key."""
+    info = read_dataset_info(Path(parameters["dataset_dir"])) or {}
+    payload = {
+        "digest": info.get("digest"),
+        "dataset": parameters["dataset"],
+        "model": parameters["model_name"],
+        "epochs": parameters.get("epochs"),
+        "batch_size": parameters.get("batch_size"),
+        "seed": parameters.get("seed", 0),
+        "time_budget_s": parameters.get("time_budget_s"),
+        "overrides": parameters.get("overrides"),
+        "code": lineage.code_version(),
+        "tracking": workspace.tracking_uri(),
+    }
+    return (
+        "train-"
+        + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    )
+
+
+train = task(name="train", cache_key_fn=train_cache_key, persist_result=True)(train_and_log)

@@ -31,6 +31,25 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _preload(*modules: str) -> None:
+    """Import heavy modules in a background thread while Prefect starts its API server.
+
+    The ephemeral server boots in a subprocess (on the other core) for several seconds, while
+    this process mostly waits; importing great_expectations (~4 s) meanwhile hides its cost.
+    """
+    import importlib
+    import threading
+
+    def work() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the real import later reports any problem properly
+                return
+
+    threading.Thread(target=work, name="musicflow-preload", daemon=True).start()
+
+
 def _dataset_flow(args: argparse.Namespace, *, encode: bool):
     from musicflow import workspace
     from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
@@ -39,6 +58,7 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
     name = dataset_name(source, args.dataset)
     out_dir = Path(args.out) if args.out else workspace.rolls_dir(name)
     flow = encode_flow if encode else audit_flow
+    _preload("great_expectations")
     runner = make_task_runner(
         getattr(args, "task_runner", "threads"), getattr(args, "dask_address", None)
     )

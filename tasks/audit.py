@@ -43,11 +43,10 @@ def build_manifest(records: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFram
             warnings.append(sorted(outcome.warnings))
     manifest["status"], manifest["reason"], manifest["warnings"] = statuses, reasons, warnings
     is_dup = manifest.status == "duplicate"
-    for column in INT_COLUMNS[:-1]:
-        manifest.loc[is_dup, column] = manifest.loc[is_dup, "reason"].map(first_copy[column])
-    manifest.loc[manifest.status != "accepted", "n_segments"] = 0
     for column in INT_COLUMNS:
-        manifest[column] = pd.array(manifest[column], dtype="Int32")
+        values = manifest[column].where(~is_dup, manifest["reason"].map(first_copy[column]))
+        manifest[column] = pd.array(values, dtype="Int32")
+    manifest.loc[manifest.status != "accepted", "n_segments"] = 0
     return manifest.sort_values("source_path", ignore_index=True)
 
 

@@ -12,14 +12,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow
-
-from musicflow import workspace
 from musicflow.flows.dataset import AuditResult, encode_flow, make_task_runner
 from musicflow.tasks.ingest import DEFAULT_MAX_BYTES, export_default_dataset
 from musicflow.tasks.registry import promote_if_better
 from musicflow.tasks.report import report
 from musicflow.tasks.train import train
+from prefect import flow
+
+from musicflow import workspace
 
 DEFAULT_DATASET = "bach-chorales"
 
@@ -33,8 +33,11 @@ def default_source() -> Path:
     """The Bach chorales from music21's corpus, exported into the workspace on first use."""
     dest = workspace.home() / "data" / "sources" / DEFAULT_DATASET
     if not (dest / ".complete").exists():
-        print(f"first use: exporting music21's Bach chorales to {dest} (once, ~1 min)",
-              file=sys.stderr, flush=True)
+        print(
+            f"first use: exporting music21's Bach chorales to {dest} (once, ~1 min)",
+            file=sys.stderr,
+            flush=True,
+        )
     return export_default_dataset(dest, progress=_progress)
 
 
@@ -45,33 +48,60 @@ class PipelineResult:
 
 
 @flow(name="musicflow-run", persist_result=False)
-def pipeline_flow(source: Path, dataset: str, models: list[str], epochs: int | None = None,
-                  seed: int = 0, workers: int = 2, max_bytes: int = DEFAULT_MAX_BYTES,
-                  time_budget_s: float | None = None) -> PipelineResult:
+def pipeline_flow(
+    source: Path,
+    dataset: str,
+    models: list[str],
+    epochs: int | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    time_budget_s: float | None = None,
+) -> PipelineResult:
     """Encode the folder, then train, evaluate and report each model; promote champions."""
     out_dir = workspace.rolls_dir(dataset)
     audit = encode_flow.with_options(task_runner=make_task_runner("threads", workers=workers))(
-        source=Path(source), dataset=dataset, out_dir=out_dir, cache_dir=workspace.cache_dir(),
-        pitch_low=21, max_bytes=max_bytes, workers=workers,
+        source=Path(source),
+        dataset=dataset,
+        out_dir=out_dir,
+        cache_dir=workspace.cache_dir(),
+        pitch_low=21,
+        max_bytes=max_bytes,
+        workers=workers,
     )
     result = PipelineResult(audit=audit)
     for model in models:
-        trained = train(out_dir, dataset, model, epochs=epochs, seed=seed,
-                        time_budget_s=time_budget_s)
+        trained = train(
+            out_dir, dataset, model, epochs=epochs, seed=seed, time_budget_s=time_budget_s
+        )
         promoted = promote_if_better(trained["registered_model"], trained["version"])
-        page = report(trained, dataset=dataset, dataset_dir=out_dir, audit_summary=audit.summary,
-                      seed=seed)
+        page = report(
+            trained, dataset=dataset, dataset_dir=out_dir, audit_summary=audit.summary, seed=seed
+        )
         result.models.append(trained | {"report": page, "promoted": promoted})
     return result
 
 
 @flow(name="musicflow-train", persist_result=False)
-def train_flow(dataset: str, model: str, epochs: int | None = None, batch_size: int | None = None,
-               seed: int = 0, time_budget_s: float | None = None) -> dict:
+def train_flow(
+    dataset: str,
+    model: str,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    time_budget_s: float | None = None,
+) -> dict:
     """Train one model on an encoded dataset, then promote and report it."""
     dataset_dir = workspace.rolls_dir(dataset)
-    trained = train(dataset_dir, dataset, model, epochs=epochs, batch_size=batch_size, seed=seed,
-                    time_budget_s=time_budget_s)
+    trained = train(
+        dataset_dir,
+        dataset,
+        model,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        time_budget_s=time_budget_s,
+    )
     promoted = promote_if_better(trained["registered_model"], trained["version"])
     page = report(trained, dataset=dataset, dataset_dir=dataset_dir, audit_summary=None, seed=seed)
     return trained | {"promoted": promoted, "report": page}

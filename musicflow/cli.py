@@ -8,6 +8,7 @@ each command imports Prefect, GX, MLflow or TensorFlow when it runs. Exit codes:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -375,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     from musicflow import workspace
     from musicflow.errors import MusicflowError
 
+    if args.debug:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    else:
+        # Prefect logs failed tasks with their traceback; the CLI reports the error in one line.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     workspace.configure_environment()
     started = time.monotonic()
     try:

@@ -44,9 +44,9 @@ def evaluate_model(
 ) -> Evaluation:
     """Sample, calibrate, binarise and score ``model`` against the held-out files."""
     from musicflow.models.data import load_windows
-    from musicflow.sampling import binarize, calibrate_threshold
 
     from musicflow.metrics import evaluate
+    from musicflow.sampling import binarize, calibrate_threshold
 
     heldout = load_windows(shards, heldout_shas)
     train_sample = _sample_rows(load_windows(shards, train_shas), TRAIN_SAMPLE_LIMIT, seed)

@@ -104,9 +104,8 @@ def generate_midi(
     VAE pieces walk the latent space between two sampled points, so consecutive windows are
     related; GAN pieces chain independent samples.
     """
-    from musicflow.sampling import binarize
-
     from musicflow import roll
+    from musicflow.sampling import binarize
 
     sampler = load_sampler(model_uri)
     out_dir = Path(out_dir)

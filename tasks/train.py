@@ -139,7 +139,10 @@ def train_and_log(
             context="training",
         )
 
-        train_ds = window_dataset(shards, train_shas, batch_size=batch, seed=seed, shuffle=True)
+        train_ds = window_dataset(
+            shards, train_shas, batch_size=batch, seed=seed, shuffle=True,
+            augment=bool(config.get("augment", False)),
+        )
         val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
         history: dict[str, list[float]] = {}
         started = time.monotonic()
@@ -201,8 +204,15 @@ def train_and_log(
     return result
 
 
-def _dataset_source(dataset_dir: Path) -> str:
-    return Path(dataset_dir).resolve().as_uri()
+def _dataset_source(dataset_dir: Path):
+    """The shards folder as an MLflow dataset source (a local-artifact source of its URI)."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
+        warnings.simplefilter("ignore")
+        return resolve_dataset_source(Path(dataset_dir).resolve().as_uri())
 
 
 def _flow_run_id() -> str | None:

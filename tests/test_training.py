@@ -1,0 +1,102 @@
+"""Training end to end with the real Prefect, MLflow (sqlite store + registry) and TensorFlow.
+
+Each of the four models trains one short epoch on the windows of a few real files, logs to a
+sqlite MLflow store, registers a version that loads and samples in a fresh process, and an
+identical second call trains nothing (no new run, no new version).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from musicflow import workspace
+from musicflow.flows.dataset import encode_flow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(piano_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The 4 smallest files of the corpus (a few dozen windows), encoded as dataset 'tiny'."""
+    home = tmp_path_factory.mktemp("home")
+    source = home / "src"
+    source.mkdir()
+    for f in sorted(piano_dir.rglob("*.mid"), key=lambda p: p.stat().st_size)[:4]:
+        shutil.copy(f, source / f.name)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MUSICFLOW_HOME", str(home))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+    (home / "mlruns").mkdir()
+    encode_flow(
+        source=source,
+        dataset="tiny",
+        out_dir=workspace.rolls_dir("tiny"),
+        cache_dir=workspace.cache_dir(),
+    )
+    yield home, "tiny"
+    mp.undo()
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "vae-thesis", "gan-thesis"])
+def test_model_trains_logs_registers_reloads_and_caches(
+    tiny_dataset, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from musicflow.flows.pipeline import train_flow
+
+    home, dataset = tiny_dataset
+    monkeypatch.setenv("MUSICFLOW_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
+    result = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+
+    client = MlflowClient(tracking_uri=workspace.tracking_uri())
+    run = client.get_run(result["run_id"])
+    params, metrics = run.data.params, run.data.metrics
+    info = json.loads((workspace.rolls_dir(dataset) / "dataset.json").read_text())
+    assert params["dataset_digest"] == info["digest"]
+    assert params["encoding.name"] == "roll-v1" and params["model"] == model
+    assert any(k.startswith("model.") for k in params) and "code_version" in params
+    per_epoch = (
+        ("loss", "recon_loss", "kl_loss", "val_loss")
+        if "vae" in model
+        else ("d_loss", "g_loss", "d_acc_real", "d_acc_fake")
+    )
+    for key in per_epoch:
+        assert key in metrics, key
+    for key in ("pitch_hist_l1", "onenn_accuracy", "blank_rate", "copy_rate"):
+        assert key in metrics and f"{key}_baseline" in metrics, key
+    assert run.inputs.dataset_inputs[0].dataset.digest == info["digest"][:32]
+    assert run.data.tags["musicflow.code_version"]
+    assert Path(result["report"]).is_file()
+    versions = client.search_model_versions(f"name = '{dataset}-{model}'")
+    assert [str(v.version) for v in versions] == ["1"]
+
+    # The registered version loads and samples in a fresh process.
+    code = (
+        "import mlflow, pandas as pd, sys; mlflow.set_tracking_uri(sys.argv[1]);"
+        "m = mlflow.pyfunc.load_model(sys.argv[2]);"
+        "out = m.predict(pd.DataFrame({'n': [3], 'seed': [1]}));"
+        "print(out.shape, out.dtype)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, workspace.tracking_uri(), result["model_uri"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(3, 9216) uint8" in done.stdout
+
+    # An identical call trains nothing: same run, no new run, no new version.
+    n_runs = len(client.search_runs([run.info.experiment_id]))
+    again = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    assert again["run_id"] == result["run_id"]
+    assert len(client.search_runs([run.info.experiment_id])) == n_runs
+    assert len(client.search_model_versions(f"name = '{dataset}-{model}'")) == 1

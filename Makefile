@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml requirements.lock musicflow/_smf.c
 
 install: $(STAMP)
 
-## The main job: the whole pipeline on the bundled Bach chorales (or SOURCE=folder).
+## The main job: the whole pipeline on the bundled Bach chorales (or SOURCE=folder),
+## training each model for TIME_BUDGET minutes.
+TIME_BUDGET ?= 3
 run: install
-	$(BIN)/musicflow run $(SOURCE)
+	$(BIN)/musicflow run $(SOURCE) --time-budget $(TIME_BUDGET)
 
 ## All tests, integration ones included (real Prefect, GX, MLflow and TensorFlow).
 test: install

@@ -117,12 +117,24 @@ def same_windows(a: list[Windows], b: list[Windows]) -> int:
 
 
 def cli_timings(corpus: Path) -> dict[str, float]:
-    """LEAD: add the cold and warm ``musicflow encode CORPUS`` CLI timings here.
+    """Wall time of ``musicflow encode CORPUS``: cold (fresh workspace, nothing cached, Prefect
+    server start-up included) and warm (the same command again: every file a cache hit)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
 
-    Cold: fresh MUSICFLOW_HOME, nothing cached; warm: the same command again (every file a cache
-    hit). Return e.g. {"cli_encode_cold_s": ..., "cli_encode_warm_s": ...}; main() prints it.
-    """
-    return {}
+    times = {}
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "MUSICFLOW_HOME": home}
+        env.pop("PREFECT_HOME", None)
+        env.pop("MLFLOW_TRACKING_URI", None)
+        cmd = [sys.executable, "-m", "musicflow.cli", "encode", str(corpus), "--dataset", "bench"]
+        for label in ("cli_encode_cold_s", "cli_encode_warm_s"):
+            started = time.perf_counter()
+            subprocess.run(cmd, env=env, cwd=home, check=True, capture_output=True)
+            times[label] = time.perf_counter() - started
+    return times
 
 
 def main(argv: list[str] | None = None) -> None:

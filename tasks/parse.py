@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from musicflow.scan import FileScan, scan_file
 from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import roll
+from musicflow.scan import FileScan, scan_file
 
 _EMPTY_PACKED = np.zeros((0, roll.ROWS * roll.COLS // 8), dtype=np.uint8)
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
 
 from musicflow import roll
-from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
 from musicflow.midi import scan_midi
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_no_corrupted_file_crashes_the_audit(piano_dir: Path, tmp_path: Path) ->
             at = rng.randrange(len(data))
             data[at:at] = rng.randbytes(rng.randint(1, 64))
         (corrupt / f"c{i:03d}.mid").write_bytes(bytes(data))
-    result, out = _audit(corrupt, tmp_path)
+    _, out = _audit(corrupt, tmp_path)
     manifest = pq.read_table(out / "manifest.parquet").to_pandas()
     assert len(manifest) == 300
     assert set(manifest.status) <= {"accepted", "quarantined", "duplicate"}

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from musicflow.flows.dataset import encode_flow
 
 from musicflow import workspace
-from musicflow.flows.dataset import encode_flow
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,6 @@ def test_model_trains_logs_registers_reloads_and_caches(
     tiny_dataset, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow import MlflowClient
-
     from musicflow.flows.pipeline import train_flow
 
     home, dataset = tiny_dataset

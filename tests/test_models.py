@@ -1,0 +1,282 @@
+"""Tests of musicflow.models: input pipeline, split by file, the four models' contract.
+
+Windows are made at test time (random sparse note runs); models are built with small layer
+widths so the whole file runs in about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from musicflow.models import MODEL_NAMES, build_model, load_model
+from musicflow.models import data as mdata
+
+from musicflow.errors import DatasetError, ModelError
+
+SMALL = {
+    "vae": {
+        "latent_dim": 4,
+        "enc_filters": [4, 4, 8, 8],
+        "dec_filters": [8, 8, 4, 4],
+        "dense_units": 16,
+    },
+    "gan": {"latent_dim": 8, "g_filters": [16, 8, 8, 4], "d_filters": [4, 8, 8, 8]},
+    "vae-thesis": {
+        "enc_filters": [4, 4, 4, 4],
+        "dense_units": 8,
+        "dec_dense_filters": 2,
+        "dec_filters": 4,
+    },
+    "gan-thesis": {"g_dense_filters": 8, "g_filters": [8, 4, 4], "d_filters": [4, 4]},
+}
+METRICS = {
+    "vae": {"loss", "recon_loss", "kl_loss"},
+    "gan": {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"},
+}
+
+
+def make_windows(n: int, seed: int) -> np.ndarray:
+    """bool (n, 96, 96): a few held notes per window, like sparse piano rolls."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, 96, 96), bool)
+    for w in out:
+        for _ in range(int(rng.integers(4, 12))):
+            row, start = int(rng.integers(30, 70)), int(rng.integers(0, 90))
+            w[row, start : start + int(rng.integers(2, 12))] = True
+    return out
+
+
+def write_shard(path: Path, files: dict[str, np.ndarray]) -> None:
+    """A Contract-2 shard holding the windows of each source sha."""
+    rows: dict[str, list] = {k: [] for k in ("source_sha256", "source_path", "segment")}
+    rolls: list[bytes] = []
+    for sha, windows in files.items():
+        for k, w in enumerate(windows):
+            rows["source_sha256"].append(sha)
+            rows["source_path"].append(f"{sha[:6]}.mid")
+            rows["segment"].append(k)
+            rolls.append(np.packbits(w).tobytes())
+    table = pa.table(
+        {
+            "source_sha256": pa.array(rows["source_sha256"], pa.string()),
+            "source_path": pa.array(rows["source_path"], pa.string()),
+            "segment": pa.array(rows["segment"], pa.int32()),
+            "n_active": pa.array(
+                [int(np.unpackbits(np.frombuffer(r, np.uint8)).sum()) for r in rolls], pa.int32()
+            ),
+            "roll": pa.array(rolls, pa.binary(1152)),
+        }
+    )
+    pq.write_table(table, path, row_group_size=7)
+
+
+def sha(i: int) -> str:
+    return f"{i:064x}"
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    folder = tmp_path_factory.mktemp("rolls")
+    files = {sha(i): make_windows(10 + i, seed=i) for i in range(4)}
+    write_shard(folder / "part-00000.parquet", {k: files[k] for k in list(files)[:2]})
+    write_shard(folder / "part-00001.parquet", {k: files[k] for k in list(files)[2:]})
+    return folder, files
+
+
+# --- split by file ---------------------------------------------------------------------------
+
+
+def test_split_files_by_file_and_stable_when_files_are_added() -> None:
+    shas = [sha(i) for i in range(200)]
+    train, held = mdata.split_files(shas, 0.1, seed=0)
+    assert train | held == set(shas) and not train & held
+    assert 5 < len(held) < 40
+    train2, held2 = mdata.split_files([*shas, *(sha(i) for i in range(200, 400))], 0.1, seed=0)
+    assert held2 & set(shas) == held and train2 & set(shas) == train
+    assert mdata.split_files(shas, 0.1, seed=1)[1] != held
+    assert mdata.split_files(reversed(shas), 0.1, seed=0) == (train, held)
+
+
+def test_split_files_keeps_one_file_on_each_side() -> None:
+    assert mdata.split_files([sha(1)], 0.5) == ({sha(1)}, set())
+    train, held = mdata.split_files([sha(1), sha(2)], 0.0)
+    assert len(train) == len(held) == 1
+    train, held = mdata.split_files([sha(1), sha(2), sha(3)], 1.0)
+    assert len(train) == 1 and len(held) == 2
+    with pytest.raises(DatasetError):
+        mdata.split_files([sha(1)], 1.5)
+
+
+# --- pipeline --------------------------------------------------------------------------------
+
+
+def test_load_windows_filters_by_file_and_round_trips_bits(shards) -> None:
+    folder, files = shards
+    assert mdata.source_shas(folder) == sorted(files)
+    wanted = {sha(1), sha(2)}
+    got = mdata.load_windows(folder, wanted)
+    assert got.dtype == bool and got.shape == (11 + 12, 96, 96)
+    assert np.array_equal(got, np.concatenate([files[sha(1)], files[sha(2)]]))
+    assert mdata.load_windows(sorted(folder.glob("part-*.parquet")), None, limit=5).shape[0] == 5
+    with pytest.raises(DatasetError):
+        mdata.load_windows(folder / "missing", None)
+
+
+def test_window_dataset_streams_shuffled_batches_deterministically(shards) -> None:
+    folder, files = shards
+    wanted = {sha(0), sha(3)}
+    expected = {w.tobytes() for k in wanted for w in files[k]}
+
+    def epoch(ds) -> list[np.ndarray]:
+        return [b.numpy() for b in ds]
+
+    ds = mdata.window_dataset(folder, wanted, batch_size=8, seed=3)
+    first, second = epoch(ds), epoch(ds)
+    again = epoch(mdata.window_dataset(folder, wanted, batch_size=8, seed=3))
+    batch = first[0]
+    assert batch.dtype == np.float32 and batch.shape == (8, 96, 96, 1)
+    windows = np.concatenate(first)[..., 0]
+    assert {w.astype(bool).tobytes() for w in windows} == expected and len(windows) == 23
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))  # reshuffled
+
+
+def test_augment_shifts_whole_beats_and_transposes(shards) -> None:
+    folder, _ = shards
+    plain = np.concatenate(
+        [
+            b.numpy()
+            for b in mdata.window_dataset(folder, None, batch_size=64, seed=0, shuffle=False)
+        ]
+    )
+    aug = np.concatenate(
+        [
+            b.numpy()
+            for b in mdata.window_dataset(
+                folder, None, batch_size=64, seed=0, shuffle=False, augment=True
+            )
+        ]
+    )
+    assert aug.shape == plain.shape and set(np.unique(aug)) <= {0.0, 1.0}
+    # each augmented window is its original, rolled in time by whole beats, moved ≤ 3 rows
+    for p, a in zip(plain[..., 0], aug[..., 0], strict=True):
+        rows_p, rows_a = np.nonzero(p.any(1))[0], np.nonzero(a.any(1))[0]
+        shift = int(rows_a[0] - rows_p[0])
+        assert abs(shift) <= 3
+        moved = np.roll(p, shift, axis=0)
+        assert any(np.array_equal(np.roll(moved, 12 * k, axis=1), a) for k in range(8))
+
+
+# --- the four models -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def windows() -> np.ndarray:
+    return make_windows(32, seed=7)
+
+
+def batches(x: np.ndarray, size: int = 16) -> list[np.ndarray]:
+    f = x.astype(np.float32)[..., None]
+    return [f[i : i + size] for i in range(0, len(f), size)]
+
+
+@pytest.fixture(scope="module")
+def trained(windows, tmp_path_factory) -> dict[str, tuple[object, dict, Path]]:
+    """Each model built small, trained one epoch on 32 windows, and saved."""
+    out = {}
+    root = tmp_path_factory.mktemp("saved")
+    for name in MODEL_NAMES:
+        model = build_model(name, seed=11, batch_size=16, **SMALL[name])
+        metrics = model.fit_epoch(batches(windows))
+        model.save(root / name)
+        out[name] = (model, metrics, root / name)
+    return out
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
+    model, metrics, _ = trained[name]
+    assert model.name == name and model.kind in ("vae", "gan")
+    json.dumps(model.config)
+    assert METRICS[model.kind] <= set(metrics)
+    assert all(math.isfinite(v) for v in metrics.values())
+    val = model.validate(batches(windows[:20]))
+    if model.kind == "vae":
+        assert math.isfinite(val["val_loss"])
+    assert all(math.isfinite(v) for v in val.values())
+    s = model.sample(5, seed=3)
+    assert s.dtype == np.float32 and s.shape == (5, 96, 96)
+    assert s.min() >= 0.0 and s.max() <= 1.0
+    assert np.array_equal(s, model.sample(5, seed=3))
+    assert not np.array_equal(s, model.sample(5, seed=4))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_encode_and_interpolate(name: str, trained, windows) -> None:
+    model, _, _ = trained[name]
+    if model.kind == "gan":
+        with pytest.raises(NotImplementedError):
+            model.encode(windows[:2])
+        with pytest.raises(NotImplementedError):
+            model.interpolate(windows[0], windows[1], 3)
+        return
+    z = model.encode(windows[:3])
+    assert z.shape == (3, model.config["latent_dim"]) and z.dtype == np.float32
+    path = model.interpolate(windows[0], windows[1], steps=4)
+    assert path.shape == (4, 96, 96) and path.dtype == np.float32
+    assert path.min() >= 0.0 and path.max() <= 1.0
+
+
+def test_saved_models_sample_identically_in_a_fresh_process(trained, tmp_path) -> None:
+    dirs = {name: str(d) for name, (_, _, d) in trained.items()}
+    script = (
+        "import json, sys, numpy as np\n"
+        "from musicflow.models import load_model\n"
+        "dirs = json.loads(sys.argv[1])\n"
+        "np.savez(sys.argv[2], **{n: load_model(d).sample(4, seed=5) for n, d in dirs.items()})\n"
+    )
+    out = tmp_path / "samples.npz"
+    subprocess.run(
+        [sys.executable, "-c", script, json.dumps(dirs), str(out)], check=True, timeout=180
+    )
+    fresh = np.load(out)
+    for name, (model, _, directory) in trained.items():
+        assert np.array_equal(fresh[name], model.sample(4, seed=5)), name
+        meta = json.loads((directory / "config.json").read_text())
+        assert meta["name"] == name and meta["state"]["epochs_done"] == 1
+
+
+def test_load_model_in_process_restores_state(trained) -> None:
+    model, _, directory = trained["vae"]
+    loaded = load_model(directory)
+    assert loaded.config == model.config and loaded.epochs_done == 1
+    assert np.array_equal(loaded.sample(3, seed=0), model.sample(3, seed=0))
+
+
+@pytest.mark.parametrize("name", ["vae", "gan", "gan-thesis"])
+def test_same_seed_same_first_epoch(name: str) -> None:
+    data = batches(make_windows(64, seed=2), size=32)
+    runs = []
+    for _ in range(2):
+        model = build_model(name, seed=5, batch_size=32, **SMALL[name])
+        runs.append(model.fit_epoch(data))
+    assert runs[0] == runs[1]
+    other = build_model(name, seed=6, batch_size=32, **SMALL[name]).fit_epoch(data)
+    assert other != runs[0]
+
+
+def test_unknown_model_or_hyperparameter_is_a_model_error(tmp_path) -> None:
+    with pytest.raises(ModelError):
+        build_model("transformer", seed=0)
+    with pytest.raises(ModelError):
+        build_model("vae", seed=0, latent_dims=3)
+    with pytest.raises(ModelError):
+        load_model(tmp_path)

@@ -1,0 +1,202 @@
+"""``musicflow serve``: a cron deployment of the DAG on a REAL local Prefect server.
+
+The ephemeral server the other tests use runs no scheduler, so schedules are checked against a
+``prefect server start`` that musicflow itself starts (own PREFECT_HOME and SQLite database in
+tmp_path). ``serve`` runs in a subprocess, the way a user runs it; the server and the serve
+process are stopped whatever happens, and PREFECT_API_URL is restored afterwards so the other
+tests keep using the ephemeral server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mido
+import pyarrow.parquet as pq
+import pytest
+from musicflow.flows import retrain
+
+from musicflow import cli
+from musicflow.errors import MusicflowError
+
+CRON = "0 3 * * *"
+DATASET = "tiny"
+
+
+def write_midi(path: Path, pitches: list[int]) -> None:
+    """A small type-1 file: one note per beat on channel 0."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=96)
+    track = mido.MidiTrack()
+    for pitch in pitches:
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
+    mid.tracks.append(track)
+    mid.save(path)
+
+
+@pytest.fixture
+def midi_folder(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        write_midi(src / f"piece{i}.mid", [60 + i, 64 + i, 67 + i, 72 + i] * 4)
+    return src
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real local Prefect server started by musicflow; stopped and env restored at the end."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # restored (unset) on teardown
+    monkeypatch.setenv("PREFECT_SERVER_UI_ENABLED", "false")  # faster start; API is the same
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
+    url, proc = retrain.ensure_local_server(tmp_path / "prefect-server")
+    assert proc is not None, "no server was started"
+    try:
+        assert os.environ["PREFECT_API_URL"] == url
+        yield url
+    finally:
+        retrain.stop_process(proc)
+        assert proc.poll() is not None
+
+
+def _wait_for(what: str, probe, timeout_s: float, proc=None, log: Path | None = None):
+    """Poll ``probe`` until it returns something truthy; fail early if ``proc`` died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            pytest.fail(f"serve exited ({proc.returncode}) before {what}:\n{tail}")
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-3000:] if log else ""
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tail}")
+
+
+@pytest.mark.integration
+def test_serve_schedules_and_runs_on_real_server(
+    prefect_server: str, midi_folder: Path, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+
+    ws = tmp_path / "ws"
+    (ws / "mlruns").mkdir(parents=True)
+    env = dict(os.environ)
+    env.update(
+        MUSICFLOW_HOME=str(ws),
+        PREFECT_HOME=str(tmp_path / "prefect-client"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{ws / 'mlruns' / 'mlflow.db'}",
+        PREFECT_API_URL=prefect_server,
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_LOGGING_LEVEL="INFO",
+    )
+    log = tmp_path / "serve.log"
+    serving = retrain.serve_in_background(
+        midi_folder, DATASET, cron=CRON, models=[], env=env, log=log
+    )
+    try:
+        with retrain.prefect_api(prefect_server), get_client(sync_client=True) as client:
+
+            def deployment():
+                try:
+                    return client.read_deployment_by_name(retrain.full_deployment_name(DATASET))
+                except Exception:  # ObjectNotFound until serve has registered it
+                    return None
+
+            dep = _wait_for("the deployment", deployment, 90, serving, log)
+            assert dep.name == "retrain-tiny"
+            assert dep.paused is False
+            assert dep.parameters == {
+                "source": str(midi_folder.resolve()),
+                "dataset": DATASET,
+                "models": [],
+            }
+            assert len(dep.schedules) == 1
+            assert dep.schedules[0].schedule.cron == CRON
+            assert dep.schedules[0].active
+
+            # the server's scheduler turned the cron into future runs: the schedule is live
+            def scheduled():
+                return client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])),
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+                        )
+                    ),
+                )
+
+            runs = _wait_for("scheduled runs", scheduled, 60, serving, log)
+            now = datetime.now(UTC)
+            for run in runs:
+                start = run.expected_start_time.astimezone(UTC)
+                assert start > now and (start.hour, start.minute) == (3, 0), start
+
+            # a triggered run is picked up by the serve process and completes
+            flow_run = run_deployment(
+                retrain.full_deployment_name(DATASET), timeout=150, poll_interval=1
+            )
+            assert flow_run.state is not None
+            assert flow_run.state.is_completed(), (
+                f"{flow_run.state!r}\n{log.read_text(errors='replace')[-3000:]}"
+            )
+            manifest = pq.read_table(ws / "data" / "rolls" / DATASET / "manifest.parquet")
+            assert manifest.column("status").to_pylist() == ["accepted"] * 3
+
+            # stopping serve (Ctrl-C) pauses the schedule; the deployment stays
+            assert retrain.stop_serving(serving) is not None
+            assert client.read_deployment(dep.id).paused is True
+    finally:
+        retrain.stop_serving(serving, grace_s=10)
+
+
+def test_bad_cron_is_one_clear_error_before_anything_starts(
+    midi_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    monkeypatch.setattr(retrain, "start_local_server", lambda *a, **k: started.append(1))
+    with pytest.raises(MusicflowError, match="invalid cron expression"):
+        retrain.serve_retraining(midi_folder, DATASET, cron="61 * * * *", models=[], epochs=None)
+    assert cli.main(["serve", str(midi_folder), "--cron", "every day"]) == 1
+    assert started == []
+
+
+def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(MusicflowError, match="source folder not found"):
+        retrain.serve_retraining(tmp_path / "nope", DATASET, cron=CRON, models=[], epochs=None)
+
+
+def test_existing_api_url_is_used_without_starting_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api/")
+    monkeypatch.setattr(retrain, "start_local_server", lambda *a, **k: pytest.fail("started"))
+    assert retrain.ensure_local_server(tmp_path) == ("http://127.0.0.1:4200/api", None)
+
+
+def test_parameters_and_next_runs() -> None:
+    params = retrain.retrain_parameters(Path("x"), "d", models=["vae"], epochs=3)
+    assert params == {
+        "source": str(Path("x").resolve()),
+        "dataset": "d",
+        "models": ["vae"],
+        "epochs": 3,
+    }
+    assert "epochs" not in retrain.retrain_parameters(Path("x"), "d", models=[], epochs=None)
+    start = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    runs = retrain.next_runs(CRON, 2, start=start)
+    assert [(r.day, r.hour) for r in runs] == [(2, 3), (3, 3)]

@@ -376,12 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     from musicflow import workspace
     from musicflow.errors import MusicflowError
 
-    if args.debug:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    else:
-        # Prefect logs failed tasks with their traceback; the CLI reports the error in one line.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    # Prefect logs a failed task with its traceback; the CLI reports the error in one line
+    # instead, and shows the libraries' logs only with --debug.
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.debug else "CRITICAL"
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
     workspace.configure_environment()
     started = time.monotonic()
     try:

@@ -78,6 +78,7 @@ def load_sampler(model_uri: str) -> RollSampler:
 @dataclass
 class GenerationResult:
     midi_files: list[Path]
+    songs: list[np.ndarray] = field(default_factory=list)  # bool (96, T): what each file holds
     wav_files: list[Path] = field(default_factory=list)
     wav_note: str | None = None
 
@@ -128,6 +129,7 @@ def generate_midi(
         tmp.write_bytes(roll.notes_to_midi(notes))
         tmp.replace(path)
         result.midi_files.append(path)
+        result.songs.append(song)
         try:
             if render_wav(path, path.with_suffix(".wav")):
                 result.wav_files.append(path.with_suffix(".wav"))

@@ -10,6 +10,7 @@ tests keep using the ephemeral server.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -162,6 +163,23 @@ def test_serve_schedules_and_runs_on_real_server(
             assert client.read_deployment(dep.id).paused is True
     finally:
         retrain.stop_serving(serving, grace_s=10)
+
+
+@pytest.mark.integration
+def test_server_that_cannot_start_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with socket.socket() as taken:  # the port is in use: prefect exits at once
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MusicflowError, match=r"exited .*server\.log") as info:
+            retrain.start_local_server(tmp_path / "p", port=port, timeout_s=60)
+    assert "already in use" in str(info.value)
+    with pytest.raises(MusicflowError, match="did not answer"):  # too slow: killed, not leaked
+        retrain.start_local_server(tmp_path / "q", timeout_s=0.5)
+    assert "PREFECT_API_URL" not in os.environ
 
 
 def test_bad_cron_is_one_clear_error_before_anything_starts(

@@ -12,11 +12,18 @@ real local ``prefect server start`` (SQLite under the workspace's PREFECT_HOME, 
 which also serves the Prefect UI, and stops it on exit.
 
 What happens when serve stops: the runner that executes the scheduled runs lives in the serve
-process. On Ctrl-C (or SIGTERM) Prefect pauses the deployment's schedule (``pause_on_shutdown``)
-so that no runs pile up with nobody to execute them; the deployment, its schedule and its run
-history stay in the server's database. Running the same ``musicflow serve`` again re-registers
-the deployment unpaused and scheduling resumes; runs missed while it was stopped are not caught
-up (the next run picks up every change anyway: the DAG is content-addressed).
+process, so without it nothing runs. On Ctrl-C (or SIGTERM) the deployment is paused (Prefect's
+``pause_on_shutdown``, and ``pause_schedule`` here as a safety net), which also deletes its
+pending scheduled runs, so none pile up with nobody to execute them; the deployment, its
+schedule and its run history stay in the server's database (visible in the UI). Running the same
+``musicflow serve`` again re-registers the deployment unpaused and scheduling resumes; runs missed
+while stopped are not caught up, and need not be: the next run picks up every change, as the DAG
+is content-addressed. (If serve is killed outright, the schedule stays active and the overdue runs
+execute, one at a time, when serve comes back.) A server started here stops with serve, and then
+no schedule is evaluated at all.
+
+Prefect 3.8.8's scheduler needs SQLAlchemy 2.0: with 2.1 it fails on every loop ("Can't
+evaluate bulk DML statement") and cron never fires, hence the ``sqlalchemy==2.0.58`` pin.
 """
 
 from __future__ import annotations
@@ -100,39 +107,8 @@ def free_port() -> int:
 
 
 def _prefect_command() -> list[str]:
-    """Prefect's own CLI (``prefect …``), run through this module so the shim below applies."""
-    return [sys.executable, "-m", "musicflow.flows.retrain"]
-
-
-def _noop_bulk_dml(cls: type, mapping: dict, value: object) -> None:
-    """Leave a bulk-INSERT row as it is: SQLAlchemy 2.0 ignored such non-column keys."""
-
-
-def patch_prefect_for_sqlalchemy_21() -> bool:
-    """Make Prefect 3.8.8's scheduler work with SQLAlchemy 2.1 (server process only).
-
-    The scheduler bulk-inserts flow runs with a ``state`` key, which is a hybrid property of
-    the ORM model. SQLAlchemy 2.0 ignored it (Prefect inserts the states itself right after);
-    2.1 routes hybrid keys to a ``bulk_dml`` setter and, without one, raises "Can't evaluate
-    bulk DML statement", so no scheduled run is ever created and cron never fires. A no-op
-    setter restores the 2.0 behaviour. Does nothing on SQLAlchemy < 2.1 (the real fix is to
-    pin ``SQLAlchemy<2.1``) or once Prefect defines its own setter. Returns True if applied.
-    """
-    import sqlalchemy
-    from sqlalchemy.ext.hybrid import hybrid_property
-
-    major, minor = (int(x) for x in sqlalchemy.__version__.split(".")[:2])
-    if (major, minor) < (2, 1):
-        return False
-    from prefect.server.database import orm_models
-
-    applied = False
-    for model in (orm_models.FlowRun, orm_models.TaskRun):
-        hybrid = model.__dict__.get("state")
-        if isinstance(hybrid, hybrid_property) and hybrid.bulk_dml_setter is None:
-            hybrid.bulk_dml_setter = _noop_bulk_dml
-            applied = True
-    return applied
+    """Prefect's own CLI, from this interpreter's environment."""
+    return [sys.executable, "-m", "prefect"]
 
 
 def _die_with_parent() -> None:
@@ -318,6 +294,9 @@ def serve_retraining(
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
     finally:
+        if _healthy(url):  # no slow client retries against a server that is gone
+            with prefect_api(url):
+                pause_schedule(dataset)  # Prefect pauses on shutdown too, not on every path
         if server is not None:
             print("stopping the local Prefect server…", file=sys.stderr, flush=True)
             stop_process(server)
@@ -328,6 +307,25 @@ def serve_retraining(
         flush=True,
     )
     return 0
+
+
+def pause_schedule(dataset: str) -> bool:
+    """Pause ``retrain-<dataset>`` so no runs pile up while nothing serves it.
+
+    Best effort (returns False when the deployment or the server is not there): Prefect's
+    runner does this itself on a clean Ctrl-C, but a stop racing a run's end or a SIGTERM
+    can skip it.
+    """
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(full_deployment_name(dataset))
+            if not deployment.paused:
+                client.pause_deployment(deployment.id)
+        return True
+    except Exception:
+        return False
 
 
 def _log_runs_at_info() -> None:
@@ -407,10 +405,3 @@ def stop_serving(proc: subprocess.Popen, *, grace_s: float = 30.0) -> int | None
         except subprocess.TimeoutExpired:
             stop_process(proc, grace_s=5)
     return proc.returncode
-
-
-if __name__ == "__main__":  # ``python -m musicflow.flows.retrain server start …``
-    patch_prefect_for_sqlalchemy_21()
-    from prefect.cli import app
-
-    app()

@@ -118,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
     _say(f"running the pipeline on {source} as dataset '{name}' with models {', '.join(models)}")
+    _preload("great_expectations", "tensorflow", "mlflow")
     result = pipeline_flow(
         source=source,
         dataset=name,
@@ -149,6 +150,7 @@ def _print_model(result: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from musicflow.flows.pipeline import train_flow
 
+    _preload("tensorflow", "mlflow")
     result = train_flow(
         dataset=args.dataset,
         model=args.model,

@@ -51,17 +51,25 @@ def midi_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def prefect_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real local Prefect server started by musicflow; stopped and env restored at the end."""
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # restored (unset) on teardown
     monkeypatch.setenv("PREFECT_SERVER_UI_ENABLED", "false")  # faster start; API is the same
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "2")
-    url, proc = retrain.ensure_local_server(tmp_path / "prefect-server")
-    assert proc is not None, "no server was started"
+    # ensure_local_server sets PREFECT_API_URL itself; monkeypatch.delenv would not restore
+    # a variable that was unset before, and a leaked URL sends later tests' subprocesses
+    # (Dask workers) to this dead server instead of the ephemeral one.
+    saved = os.environ.pop("PREFECT_API_URL", None)
+    proc = None
     try:
+        url, proc = retrain.ensure_local_server(tmp_path / "prefect-server")
+        assert proc is not None, "no server was started"
         assert os.environ["PREFECT_API_URL"] == url
         yield url
     finally:
         retrain.stop_process(proc)
-        assert proc.poll() is not None
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+    assert proc.poll() is not None
 
 
 def _wait_for(what: str, probe, timeout_s: float, proc=None, log: Path | None = None):

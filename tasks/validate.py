@@ -21,6 +21,7 @@ Great Expectations is imported lazily (about 4 s on two cores), so importing thi
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 from prefect import task
-from prefect.cache_policies import NO_CACHE
+
+from musicflow.lineage import code_version
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -418,8 +420,25 @@ def _build_docs(
     return index
 
 
+def validation_cache_key(_context: Any, parameters: dict[str, Any]) -> str | None:
+    """Same records, suite, settings and docs folder → same outcomes: a scheduled run with no
+    new MIDI skips GX entirely (its import alone takes seconds). No key (so no caching) when
+    the Data Docs it would have written are gone."""
+    docs_dir = parameters.get("docs_dir")
+    if docs_dir is not None and not (Path(docs_dir) / "index.html").is_file():
+        return None
+    records: pd.DataFrame = parameters["records"]
+    digest = hashlib.sha256()
+    digest.update(records.to_json(orient="split", date_format="iso").encode())
+    digest.update(resources.files("musicflow.expectations").joinpath(SUITE_FILE).read_bytes())
+    for name in ("pitch_low", "max_bytes", "dataset", "docs_dir"):
+        digest.update(f"|{name}={parameters.get(name)}".encode())
+    digest.update(f"|code={code_version()}".encode())
+    return f"validate-{digest.hexdigest()}"
+
+
 validate = task(
     name="validate",
-    cache_policy=NO_CACHE,  # the flow caches on file digests; hashing a DataFrame here is waste
-    persist_result=False,
+    cache_key_fn=validation_cache_key,
+    persist_result=True,
 )(validate_records)

@@ -1,0 +1,186 @@
+"""What the four models share: configuration, seeding, the epoch loop, saving and loading.
+
+A model is a plain Python object holding Keras networks and its own tf.function training step,
+not a ``keras.Model`` subclass: the GAN needs two optimisers and two gradient tapes (Keras 3
+breaks the Keras-2 ``trainable = False`` idiom, DESIGN.md), and one shape for all four keeps the
+training task simple.
+
+Randomness: ``keras.utils.set_random_seed(seed)`` before building (weight initialisers,
+dropout seeds); every random draw inside a training step is a stateless op keyed by
+``(seed, step)``, and ``sample`` draws its latent codes with numpy from its own ``seed``, so
+results never depend on what else ran in the process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from musicflow.errors import ModelError
+
+FORMAT_VERSION = 1
+_SAMPLE_CHUNK = 128
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy, TensorFlow and Keras (initialisers, dropout)."""
+    keras.utils.set_random_seed(int(seed))
+
+
+class RollModelBase:
+    """Common machinery; subclasses define ``DEFAULTS``, ``_build`` and the step functions."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    DEFAULTS: ClassVar[dict[str, Any]]
+
+    def __init__(self, *, seed: int, **overrides: Any) -> None:
+        unknown = sorted(set(overrides) - set(self.DEFAULTS))
+        if unknown:
+            raise ModelError(
+                f"unknown hyperparameter(s) for {self.name}: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.DEFAULTS))}"
+            )
+        self.config: dict[str, Any] = {**self.DEFAULTS, **overrides, "seed": int(seed)}
+        json.dumps(self.config)  # must stay JSON-serialisable (logged as MLflow params)
+        self.epochs_done = 0
+        seed_everything(int(seed))
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._build()
+
+    # --- subclass hooks -------------------------------------------------------------------
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, keras.Model]:
+        """The Keras networks whose weights make up the model (saved by ``save``)."""
+        raise NotImplementedError
+
+    # --- helpers --------------------------------------------------------------------------
+    def _step_seed(self) -> tf.Tensor:
+        """A stateless-op seed unique to (model seed, training step); call inside a step."""
+        return tf.stack([tf.constant(self.config["seed"], tf.int64), self._step])
+
+    @staticmethod
+    def _run_epoch(step: Any, batches: Iterable[tf.Tensor], *args: Any) -> dict[str, float]:
+        """Apply ``step`` to every batch; average its metrics weighted by batch size."""
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in batches:
+            x = batch[0] if isinstance(batch, tuple | list) else batch
+            size = int(x.shape[0])
+            if size == 0:
+                continue
+            out = step(tf.convert_to_tensor(x, tf.float32), *args)
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * size
+            count += size
+        if count == 0:
+            raise ModelError("the dataset yielded no windows")
+        metrics = {key: value / count for key, value in sums.items()}
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            raise ModelError(f"training diverged: non-finite {', '.join(bad)}")
+        return metrics
+
+    @staticmethod
+    def _as_input(windows: np.ndarray) -> np.ndarray:
+        """bool/float (n, 96, 96) or (n, 96, 96, 1) → float32 (n, 96, 96, 1) in [0, 1]."""
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.shape[1:] != (96, 96, 1):
+            raise ModelError(f"expected windows of shape (n, 96, 96), got {np.shape(windows)}")
+        return x
+
+    @staticmethod
+    def _predict(net: keras.Model, inputs: np.ndarray) -> np.ndarray:
+        """Inference in fixed-size chunks, so results do not depend on ``n``."""
+        outs = [
+            np.asarray(net(inputs[i : i + _SAMPLE_CHUNK], training=False))
+            for i in range(0, len(inputs), _SAMPLE_CHUNK)
+        ]
+        return np.concatenate(outs) if outs else np.zeros((0, *net.output_shape[1:]), np.float32)
+
+    # --- persistence ----------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write ``config.json`` and one ``<network>.weights.h5`` per network."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for key, net in self.networks().items():
+            net.save_weights(str(directory / f"{key}.weights.h5"))
+        meta = {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "kind": self.kind,
+            "config": self.config,
+            "state": {"epochs_done": self.epochs_done, "steps_done": int(self._step.numpy())},
+            "keras_version": keras.__version__,
+            "tensorflow_version": tf.__version__,
+        }
+        tmp = directory / "config.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        tmp.replace(directory / "config.json")
+
+    def _restore(self, directory: Path, meta: dict[str, Any]) -> None:
+        for key, net in self.networks().items():
+            path = directory / f"{key}.weights.h5"
+            if not path.is_file():
+                raise ModelError(f"missing weights file {path}")
+            net.load_weights(str(path))
+        state = meta.get("state", {})
+        self.epochs_done = int(state.get("epochs_done", 0))
+        self._step.assign(int(state.get("steps_done", 0)))
+
+
+class VaeMixin:
+    """VAE-only parts of the interface; ``encode`` and ``interpolate`` need an encoder."""
+
+    encoder: keras.Model
+    decoder: keras.Model
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """Latent means (n, latent_dim) of windows (n, 96, 96) bool or float."""
+        x = RollModelBase._as_input(windows)
+        outs = [
+            np.asarray(self.encoder(x[i : i + _SAMPLE_CHUNK], training=False)[0])
+            for i in range(0, len(x), _SAMPLE_CHUNK)
+        ]
+        return np.concatenate(outs).astype(np.float32)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Per-cell probabilities (n, 96, 96) for latent codes z (n, latent_dim)."""
+        probs = RollModelBase._predict(self.decoder, np.asarray(z, np.float32))
+        return np.clip(probs[..., 0], 0.0, 1.0).astype(np.float32)
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+        """Decode ``steps`` points on the line between the encodings of windows a and b.
+
+        Returns float32 (steps, 96, 96); the first and last are the reconstructions of a, b.
+        """
+        if steps < 2:
+            raise ModelError("interpolate needs steps >= 2")
+        za, zb = self.encode(
+            np.stack([np.asarray(a).reshape(96, 96), np.asarray(b).reshape(96, 96)])
+        )
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        return self.decode((1.0 - t) * za[None] + t * zb[None])
+
+
+class GanMixin:
+    """GANs have no encoder."""
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("a GAN has no encoder")
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+        raise NotImplementedError("a GAN has no encoder to interpolate between windows")

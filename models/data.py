@@ -1,0 +1,230 @@
+"""Input pipeline: roll-v1 Parquet shards (DESIGN.md Contract 2) → tf.data batches.
+
+Public functions:
+- ``shard_paths(shards)``: a dataset folder or a list of shard paths → sorted shard paths.
+- ``source_shas(shards)``: the distinct source files (sha256) present in the shards.
+- ``split_files(shas, heldout_fraction, seed)``: train / held-out split BY SOURCE FILE.
+- ``window_dataset(shards, shas, batch_size=..., seed=...)``: streaming float32 batches
+  (B, 96, 96, 1) in [0, 1] for training.
+- ``load_windows(shards, shas, limit)``: bool (n, 96, 96) windows for evaluation.
+- ``unpack_rolls(packed)``: numpy bit unpacking of the ``roll`` column.
+
+Why streaming: a collection can be far bigger than memory (16,400 windows are 150 MB as
+float32, the pipeline holds 1,152 bytes per window and only a shuffle buffer of them).
+Row groups are read one at a time with pyarrow, in a seeded order that changes every epoch,
+then mixed by a seeded shuffle buffer; bits are unpacked with TensorFlow ops after batching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from musicflow.errors import DatasetError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+ROWS = 96
+COLS = 96
+PACKED_BYTES = ROWS * COLS // 8  # 1152
+_COLUMNS = ["source_sha256", "roll"]
+
+ShardsLike = str | Path | Sequence[str | Path]
+
+
+def shard_paths(shards: ShardsLike) -> list[Path]:
+    """Resolve a dataset folder (its ``part-*.parquet``) or an explicit list of shards."""
+    if isinstance(shards, str | Path):
+        folder = Path(shards)
+        if not folder.is_dir():
+            raise DatasetError(f"dataset folder not found: {folder}")
+        paths = sorted(folder.glob("part-*.parquet"))
+    else:
+        paths = sorted(Path(p) for p in shards)
+    if not paths:
+        raise DatasetError(f"no part-*.parquet shards in {shards}")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetError(f"shards not found: {', '.join(missing[:3])}")
+    return paths
+
+
+def source_shas(shards: ShardsLike) -> list[str]:
+    """Distinct ``source_sha256`` values over all shards, sorted (reads one column only)."""
+    found: set[str] = set()
+    for path in shard_paths(shards):
+        column = pq.read_table(path, columns=["source_sha256"]).column("source_sha256")
+        found.update(pc.unique(column).to_pylist())
+    return sorted(found)
+
+
+def _file_score(sha: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by (sha, seed) alone: adding files never moves others."""
+    digest = hashlib.sha256(f"musicflow-split:{seed}:{sha}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_files(
+    shas: Iterable[str], heldout_fraction: float = 0.1, seed: int = 0
+) -> tuple[set[str], set[str]]:
+    """Split source files into (train, held-out) sets, never splitting a file's windows.
+
+    Why by file: windows of one piece share key, motifs and texture; splitting by window would
+    leak them into the held-out set and flatter every metric (DESIGN.md, Contract 4).
+    Each file is held out when a hash of (seed, sha) falls below ``heldout_fraction``, so the
+    decision for a file never changes when other files are added or removed. With ≥ 2 files at
+    least one is held out (the lowest score) and at least one trains (the highest score); only
+    these forced corner cases can change when files are added.
+    """
+    if not 0.0 <= heldout_fraction <= 1.0:
+        raise DatasetError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
+    unique = sorted(set(shas))
+    scores = {sha: _file_score(sha, seed) for sha in unique}
+    heldout = {sha for sha in unique if scores[sha] < heldout_fraction}
+    if len(unique) >= 2:
+        if not heldout:
+            heldout.add(min(unique, key=scores.__getitem__))
+        if len(heldout) == len(unique):
+            heldout.discard(max(unique, key=scores.__getitem__))
+    return set(unique) - heldout, heldout
+
+
+def _packed_rows(table: pa.Table, shas: set[str] | None) -> np.ndarray:
+    """The ``roll`` column of ``table`` (rows of ``shas`` only) as uint8 (n, 1152)."""
+    if shas is not None:
+        mask = pc.is_in(
+            table.column("source_sha256"), value_set=pa.array(sorted(shas), pa.string())
+        )
+        table = table.filter(mask)
+    if table.num_rows == 0:
+        return np.zeros((0, PACKED_BYTES), np.uint8)
+    roll = table.column("roll").combine_chunks()
+    if roll.type != pa.binary(PACKED_BYTES):
+        raise DatasetError(f"roll column has type {roll.type}, expected fixed_size_binary(1152)")
+    if roll.null_count:
+        raise DatasetError("roll column has null values")
+    data = np.frombuffer(roll.buffers()[1], dtype=np.uint8)
+    start = roll.offset * PACKED_BYTES
+    return data[start : start + len(roll) * PACKED_BYTES].reshape(-1, PACKED_BYTES)
+
+
+def _units(paths: list[Path]) -> list[tuple[Path, int]]:
+    """(shard, row group) pairs: the unit of reading, small enough to stream."""
+    return [(p, g) for p in paths for g in range(pq.ParquetFile(p).num_row_groups)]
+
+
+def _iter_packed(
+    paths: list[Path], shas: set[str] | None, order_seed: Sequence[int] | None
+) -> Iterator[np.ndarray]:
+    units = _units(paths)
+    if order_seed is not None:
+        np.random.default_rng(list(order_seed)).shuffle(units)
+    for path, group in units:
+        rows = _packed_rows(pq.ParquetFile(path).read_row_group(group, columns=_COLUMNS), shas)
+        if len(rows):
+            yield rows
+
+
+def unpack_rolls(packed: np.ndarray) -> np.ndarray:
+    """uint8 (n, 1152) packed rows → bool (n, 96, 96) (numpy.packbits, big bit order)."""
+    packed = np.asarray(packed, np.uint8).reshape(-1, PACKED_BYTES)
+    return np.unpackbits(packed, axis=1).reshape(-1, ROWS, COLS).astype(bool)
+
+
+def load_windows(
+    shards: ShardsLike, shas: Iterable[str] | None, limit: int | None = None
+) -> np.ndarray:
+    """Windows of the files in ``shas`` (all when None) as bool (n, 96, 96), in shard order."""
+    wanted = None if shas is None else set(shas)
+    chunks: list[np.ndarray] = []
+    count = 0
+    for rows in _iter_packed(shard_paths(shards), wanted, None):
+        chunks.append(rows)
+        count += len(rows)
+        if limit is not None and count >= limit:
+            break
+    if not chunks:
+        return np.zeros((0, ROWS, COLS), bool)
+    packed = np.concatenate(chunks)
+    if limit is not None:
+        packed = packed[:limit]
+    return unpack_rolls(packed)
+
+
+def unpack_batch(packed: tf.Tensor) -> tf.Tensor:
+    """TF op: uint8 (B, 1152) → float32 (B, 96, 96, 1) in {0, 1}, big bit order."""
+    import tensorflow as tf
+
+    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
+    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], shifts), 1)
+    return tf.cast(tf.reshape(bits, (-1, ROWS, COLS, 1)), tf.float32)
+
+
+def augment_batch(
+    x: tf.Tensor, seed: tf.Tensor, *, max_transpose: int = 3, beat: int = 12
+) -> tf.Tensor:
+    """Label-preserving musical augmentation of a batch (B, 96, 96, 1) with a stateless seed.
+
+    Why these: a transposition by a few semitones and a circular shift of the two bars by whole
+    beats give new, equally plausible windows. Shifts are whole beats (12 steps) so the
+    onset-position-within-beat statistics stay those of the data; notes moved past the top or
+    bottom row are dropped, as the encoder drops out-of-range notes.
+    """
+    import tensorflow as tf
+    from musicflow.models.augment import translate
+
+    size = tf.shape(x)[0:1]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    beats = tf.random.stateless_uniform(size, seeds[0], 0, COLS // beat, dtype=tf.int32)
+    pitch = tf.random.stateless_uniform(
+        size, seeds[1], -max_transpose, max_transpose + 1, dtype=tf.int32
+    )
+    return translate(x, beats * beat, pitch)
+
+
+def window_dataset(
+    shards: ShardsLike,
+    shas: Iterable[str] | None,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    augment: bool = False,
+    shuffle_buffer: int = 8192,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Stream the windows of files ``shas`` as float32 (B, 96, 96, 1) batches in [0, 1].
+
+    One iteration is one epoch. With ``shuffle`` the row-group order (numpy, seeded by
+    ``[seed, epoch]``) and a ``shuffle_buffer`` of windows (``tf.data`` shuffle, seeded) change
+    every epoch but repeat exactly for the same seed. ``augment`` applies ``augment_batch``.
+    """
+    import tensorflow as tf
+
+    paths = shard_paths(shards)
+    wanted = None if shas is None else set(shas)
+    epochs = itertools.count()
+
+    def generate() -> Iterator[np.ndarray]:
+        epoch = next(epochs)
+        yield from _iter_packed(paths, wanted, (seed, epoch) if shuffle else None)
+
+    ds = tf.data.Dataset.from_generator(
+        generate, output_signature=tf.TensorSpec((None, PACKED_BYTES), tf.uint8)
+    ).unbatch()
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(unpack_batch)
+    if augment:
+        noise = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, noise).map(lambda x, s: augment_batch(x, s))
+    return ds.prefetch(2)

@@ -46,7 +46,8 @@ class RollModel(Protocol):
         ...
 
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """VAE: val_loss (+ val_recon_loss, val_kl_loss); GAN: val_d_acc_real."""
+        """VAE: val_loss (+ val_recon_loss, val_kl_loss); GAN: val_d_acc_real; ``{}`` when
+        ``batches`` is empty (no held-out file)."""
         ...
 
     def sample(self, n: int, seed: int) -> np.ndarray:

@@ -64,13 +64,26 @@ class RollModelBase:
         raise NotImplementedError
 
     # --- helpers --------------------------------------------------------------------------
+    def _require_lengths(self, **lengths: int) -> None:
+        """Layer-width lists must have the length the fixed 96 ↔ 6 resolution ladder needs."""
+        for key, n in lengths.items():
+            value = self.config[key]
+            if not isinstance(value, list | tuple) or len(value) != n:
+                raise ModelError(f"{self.name}: {key} must be a list of {n} widths, got {value!r}")
+
     def _step_seed(self) -> tf.Tensor:
         """A stateless-op seed unique to (model seed, training step); call inside a step."""
         return tf.stack([tf.constant(self.config["seed"], tf.int64), self._step])
 
     @staticmethod
-    def _run_epoch(step: Any, batches: Iterable[tf.Tensor], *args: Any) -> dict[str, float]:
-        """Apply ``step`` to every batch; average its metrics weighted by batch size."""
+    def _run_epoch(
+        step: Any, batches: Iterable[tf.Tensor], *args: Any, allow_empty: bool = False
+    ) -> dict[str, float]:
+        """Apply ``step`` to every batch; average its metrics weighted by batch size.
+
+        An empty dataset is an error for training and ``{}`` for validation
+        (``allow_empty``): a collection of one file has no held-out windows.
+        """
         sums: dict[str, float] = {}
         count = 0
         for batch in batches:
@@ -83,6 +96,8 @@ class RollModelBase:
                 sums[key] = sums.get(key, 0.0) + float(value) * size
             count += size
         if count == 0:
+            if allow_empty:
+                return {}
             raise ModelError("the dataset yielded no windows")
         metrics = {key: value / count for key, value in sums.items()}
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]

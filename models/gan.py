@@ -2,15 +2,20 @@
 
 Why each choice (the thesis DCGAN stalled on 298 and 3,207 windows: D ≈100% accurate, black
 images; and it spends ~1 GMAC per generated window in 128·12·12 dense + three big
-transposed convolutions):
-- Hinge loss with a spectrally normalised discriminator (Miyato et al. 2018; Lim & Ye 2017):
-  D stays Lipschitz, so its scores keep giving the generator gradients instead of saturating
-  like the thesis's sigmoid D. Adam 2e-4, β = (0.5, 0.999), one D step per G step: the
-  setting Miyato et al. found best for hinge + SN with n_dis = 1.
-- DiffAugment (Zhao et al. 2020): real and generated batches both pass the same random,
-  differentiable translations before D (time shifts by whole beats, transpositions of a few
-  semitones), so D cannot memorise a small training set. Whole beats keep the within-beat
-  onset positions D judges.
+transposed convolutions). The recipe is StyleGAN2-ADA's for small data (non-saturating
+logistic loss + R1 + augmentation of D's inputs + generator EMA; Karras et al. 2020) on a
+small DCGAN-shaped network, plus one music-specific term:
+- Non-saturating logistic loss (Goodfellow et al. 2014) with an R1 gradient penalty on real
+  windows (Mescheder et al. 2018): real rolls are binary and fakes soft, so the two never
+  overlap and an unpenalised D separates them perfectly; R1 keeps D smooth around the real
+  windows so its gradients still point somewhere useful. Spectral norm (Miyato et al. 2018) and
+  the hinge loss are options (``spectral_norm``, ``loss``), off by default: Keras's SN wrapper
+  tripled tracing time and did not stop the collapse in short trials here. Adam 2e-4,
+  β1 = 0.5 (Radford et al. 2016), one D step per G step.
+- DiffAugment (Zhao et al. 2020): real and generated batches both pass the same kind of
+  random, differentiable transforms before D (time shifts by whole beats, transpositions of a
+  few semitones, a cutout rectangle), so D cannot memorise a small training set. Whole beats
+  keep the within-beat onset positions D judges.
 - Minibatch standard deviation in D (Karras et al. 2018): collapse to a few windows is visible.
 - Generator: inputs and outputs in [0, 1] with a sigmoid (rolls are binary and sparse, tanh's
   [-1, 1] centre buys nothing), a ``PitchBias`` per-pitch logit offset initialised to the
@@ -24,9 +29,6 @@ transposed convolutions):
   as a Bernoulli KL. It targets the pitch histogram directly and, unlike the adversarial
   gradient, does not vanish when sigmoid outputs sit near 0, which is how generators fall
   into the all-black state of the thesis (seen here too without it, after ~100 steps).
-- R1 gradient penalty on real windows (Mescheder et al. 2018), as StyleGAN2-ADA uses for small
-  data: real rolls are binary, fakes are soft, so the two never overlap and an unpenalised D
-  separates them perfectly; R1 keeps D smooth around the real windows.
 - An exponential moving average of the generator's weights is what ``sample`` uses (Yazıcı et
   al. 2019; Karras et al. 2018): smoother, more stable samples at no training cost. Its
   half-life is counted in images and ramped up early (StyleGAN2-ADA's ema_kimg/ema_rampup), so
@@ -45,6 +47,8 @@ from keras import layers
 from musicflow.models.augment import diff_augment
 from musicflow.models.base import GanMixin, RollModelBase
 from musicflow.models.layers import MinibatchStd, PitchBias, PixelNorm
+
+from musicflow.errors import ModelError
 
 _BEAT = 12
 
@@ -114,9 +118,8 @@ class RollGAN(GanMixin, RollModelBase):
     def _build(self) -> None:
         c = self.config
         if c["loss"] not in ("hinge", "nonsaturating"):
-            from musicflow.errors import ModelError
-
             raise ModelError(f"gan loss must be 'hinge' or 'nonsaturating', got {c['loss']!r}")
+        self._require_lengths(g_filters=5, d_filters=4)
         self.generator = self._generator()
         self.generator_ema = self._generator()
         for ema, w in zip(self.generator_ema.weights, self.generator.weights, strict=True):
@@ -237,7 +240,7 @@ class RollGAN(GanMixin, RollModelBase):
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
         """``val_d_acc_real``: share of held-out real windows D calls real. A large gap below
         the training ``d_acc_real`` means D is memorising the training windows."""
-        return self._run_epoch(self._eval_step, batches)
+        return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """The EMA generator on z ~ N(0, I): per-cell probabilities (n, 96, 96)."""

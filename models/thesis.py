@@ -46,6 +46,7 @@ class ThesisVAE(VaeMixin, RollModelBase):
 
     def _build(self) -> None:
         c = self.config
+        self._require_lengths(enc_filters=4)
         latent = int(c["latent_dim"])
         f1, f2, f3, f4 = (int(f) for f in c["enc_filters"])
         inp = keras.Input((96, 96, 1), name="window")
@@ -117,7 +118,7 @@ class ThesisVAE(VaeMixin, RollModelBase):
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
         """The training objective on held-out windows (noise seeded, so repeatable)."""
         seed = tf.constant([int(self.config["seed"]), -1], tf.int64)
-        out = self._run_epoch(self._eval_step, batches, seed)
+        out = self._run_epoch(self._eval_step, batches, seed, allow_empty=True)
         return {f"val_{k}": v for k, v in out.items()}
 
     def sample(self, n: int, seed: int) -> np.ndarray:
@@ -156,6 +157,7 @@ class ThesisGAN(GanMixin, RollModelBase):
 
     def _build(self) -> None:
         c = self.config
+        self._require_lengths(g_filters=3)
         slope = float(c["leaky_slope"])
         z = keras.Input((int(c["latent_dim"]),), name="z")
         dense = int(c["g_dense_filters"])
@@ -237,7 +239,7 @@ class ThesisGAN(GanMixin, RollModelBase):
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
         """``val_d_acc_real``: share of held-out real windows D calls real. Far below the
         training ``d_acc_real`` means D memorised the training windows."""
-        return self._run_epoch(self._eval_step, batches)
+        return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """G(z), z ~ U(-1, 1)^100, mapped from tanh's [-1, 1] to [0, 1]."""

@@ -58,6 +58,7 @@ class RollVAE(VaeMixin, RollModelBase):
 
     def _build(self) -> None:
         c = self.config
+        self._require_lengths(enc_filters=4, dec_filters=4)
         latent = int(c["latent_dim"])
         inp = keras.Input((96, 96, 1), name="window")
         x = inp
@@ -147,7 +148,7 @@ class RollVAE(VaeMixin, RollModelBase):
         epochs): ``val_loss``, ``val_recon_loss``, ``val_kl_loss``."""
         seed = tf.constant([int(self.config["seed"]), -1], tf.int64)
         beta = tf.constant(float(self.config["kl_weight"]), tf.float32)
-        out = self._run_epoch(self._eval_step, batches, seed, beta)
+        out = self._run_epoch(self._eval_step, batches, seed, beta, allow_empty=True)
         return {f"val_{k}": v for k, v in out.items()}
 
     def sample(self, n: int, seed: int) -> np.ndarray:

@@ -28,7 +28,7 @@ SMALL = {
         "dec_filters": [8, 8, 4, 4],
         "dense_units": 16,
     },
-    "gan": {"latent_dim": 8, "g_filters": [16, 8, 8, 4], "d_filters": [4, 8, 8, 8]},
+    "gan": {"latent_dim": 8, "g_filters": [16, 8, 8, 4, 4], "d_filters": [4, 8, 8, 8]},
     "vae-thesis": {
         "enc_filters": [4, 4, 4, 4],
         "dense_units": 8,
@@ -212,6 +212,7 @@ def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
     if model.kind == "vae":
         assert math.isfinite(val["val_loss"])
     assert all(math.isfinite(v) for v in val.values())
+    assert model.validate([]) == {}
     s = model.sample(5, seed=3)
     assert s.dtype == np.float32 and s.shape == (5, 96, 96)
     assert s.min() >= 0.0 and s.max() <= 1.0
@@ -274,5 +275,7 @@ def test_unknown_model_or_hyperparameter_is_a_model_error(tmp_path) -> None:
         build_model("transformer", seed=0)
     with pytest.raises(ModelError):
         build_model("vae", seed=0, latent_dims=3)
+    with pytest.raises(ModelError):
+        build_model("gan", seed=0, g_filters=[8, 8])
     with pytest.raises(ModelError):
         load_model(tmp_path)

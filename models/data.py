@@ -160,6 +160,19 @@ def load_windows(
     return unpack_rolls(packed)
 
 
+def load_window_sources(shards: ShardsLike, shas: Iterable[str] | None) -> np.ndarray:
+    """The source sha256 of each window ``load_windows(shards, shas)`` returns, same order
+    (so evaluation can tell windows of the same file apart)."""
+    wanted = None if shas is None else pa.array(sorted(set(shas)), pa.string())
+    found: list[np.ndarray] = []
+    for path, group in _units(shard_paths(shards)):
+        column = pq.ParquetFile(path).read_row_group(group, columns=["source_sha256"]).column(0)
+        if wanted is not None:
+            column = column.filter(pc.is_in(column, value_set=wanted))
+        found.append(column.to_numpy(zero_copy_only=False))
+    return np.concatenate(found) if found else np.zeros(0, object)
+
+
 def unpack_batch(packed: tf.Tensor) -> tf.Tensor:
     """TF op: uint8 (B, 1152) → float32 (B, 96, 96, 1) in {0, 1}, big bit order."""
     import tensorflow as tf

@@ -26,11 +26,10 @@ class Evaluation:
     train_sample: np.ndarray
 
 
-def _sample_rows(windows: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    if len(windows) <= limit:
-        return windows
-    keep = np.sort(np.random.default_rng(seed).choice(len(windows), limit, replace=False))
-    return windows[keep]
+def _sample_index(n: int, limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 
 
 def evaluate_model(
@@ -43,18 +42,22 @@ def evaluate_model(
     n_generated: int = EVAL_WINDOWS,
 ) -> Evaluation:
     """Sample, calibrate, binarise and score ``model`` against the held-out files."""
-    from musicflow.models.data import load_windows
+    from musicflow.models.data import load_window_sources, load_windows
 
     from musicflow.metrics import evaluate
     from musicflow.sampling import binarize, calibrate_threshold
 
     heldout = load_windows(shards, heldout_shas)
-    train_sample = _sample_rows(load_windows(shards, train_shas), TRAIN_SAMPLE_LIMIT, seed)
+    train_all = load_windows(shards, train_shas)
+    keep = _sample_index(len(train_all), TRAIN_SAMPLE_LIMIT, seed)
+    train_sample = train_all[keep]
+    # Sources let copy_rate_baseline skip a window's own file (not only the window itself).
+    train_sources = load_window_sources(shards, train_shas)[keep]
     target = float(train_sample.mean())
     probs = model.sample(n_generated, seed=seed + 1)
     threshold = calibrate_threshold(probs, target)
     generated = binarize(probs, threshold)
-    scores = evaluate(generated, heldout, train_sample, seed=seed)
+    scores = evaluate(generated, heldout, train_sample, seed=seed, train_sources=train_sources)
     return Evaluation(
         scores={k: float(v) for k, v in scores.items()},
         threshold=float(threshold),

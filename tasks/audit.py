@@ -82,20 +82,14 @@ def format_summary(summary: dict, *, worst: int = 10) -> str:
     ):
         if counts:
             lines.append(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    shown = summary["quarantined_files"][:worst]
-    if shown:
-        lines.append("  quarantined files:")
-        lines += [f"    {path}  ({reason})" for path, reason in shown]
-        if len(summary["quarantined_files"]) > worst:
-            lines.append(
-                f"    … and {len(summary['quarantined_files']) - worst} more (see the manifest)"
-            )
-    shown = summary["warned_files"][:worst]
-    if shown:
-        lines.append("  accepted with warnings:")
-        lines += [f"    {path}  ({', '.join(w)})" for path, w in shown]
-        if len(summary["warned_files"]) > worst:
-            lines.append(
-                f"    … and {len(summary['warned_files']) - worst} more (see the manifest)"
-            )
+    listings = (
+        ("quarantined files", [(p, reason) for p, reason in summary["quarantined_files"]]),
+        ("accepted with warnings", [(p, ", ".join(w)) for p, w in summary["warned_files"]]),
+    )
+    for title, files in listings:
+        if files:
+            lines.append(f"  {title}:")
+            lines += [f"    {path}  ({why})" for path, why in files[:worst]]
+            if len(files) > worst:
+                lines.append(f"    … and {len(files) - worst} more (see the manifest)")
     return "\n".join(lines)

@@ -58,7 +58,7 @@ def main() -> None:
             source = Path(tmp) / "subset"
             source.mkdir()
             for f in files[: args.first]:
-                (source / f.name).symlink_to(f)
+                (source / f.name).symlink_to(f.resolve())
         musicflow("encode", str(source), "--dataset", args.dataset)
     results = {}
     for model in args.models.split(","):

@@ -1,6 +1,6 @@
 """Training throughput (windows/s) of the four models on this machine, at one batch size.
 
-Usage: ``.venv/bin/python bench/bench_models.py [--batch-size 32] [--steps 12] [--warmup 3]
+Usage: ``.venv/bin/python bench/bench_models.py [--batch-size 32] [--steps 8] [--warmup 2]
 [--models vae,gan,vae-thesis,gan-thesis]``.
 
 Each model is built with its defaults (only the batch size is forced to be the same), trained on
@@ -37,6 +37,7 @@ def synthetic_windows(n: int, seed: int = 0) -> np.ndarray:
 def bench(name: str, batch_size: int, steps: int, warmup: int) -> tuple[float, int]:
     """(windows per second, trainable parameters) for one model."""
     import tensorflow as tf
+
     from musicflow.models import build_model
 
     model = build_model(name, seed=0, batch_size=batch_size)
@@ -55,8 +56,8 @@ def bench(name: str, batch_size: int, steps: int, warmup: int) -> tuple[float, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--models", default="vae-thesis,vae,gan-thesis,gan")
     args = parser.parse_args()
     import tensorflow as tf

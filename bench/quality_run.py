@@ -77,9 +77,10 @@ def main() -> None:
         )
         results[model] = latest_metrics(args.dataset, model)
     print_table(results)
+    print(f"\nsample grids: {write_sample_grids(args.dataset, list(results), args.seed)}")
 
 
-def latest_metrics(dataset: str, model: str) -> dict[str, float]:
+def latest_version(dataset: str, model: str):
     from mlflow import MlflowClient
 
     from musicflow import workspace
@@ -87,8 +88,50 @@ def latest_metrics(dataset: str, model: str) -> dict[str, float]:
     workspace.configure_environment()
     client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     versions = client.search_model_versions(f"name = '{dataset}-{model}'")
-    latest = max(versions, key=lambda v: int(v.version))
+    return client, max(versions, key=lambda v: int(v.version))
+
+
+def latest_metrics(dataset: str, model: str) -> dict[str, float]:
+    client, latest = latest_version(dataset, model)
     return dict(client.get_run(latest.run_id).data.metrics)
+
+
+def write_sample_grids(dataset: str, models: list[str], seed: int) -> Path:
+    """One figure: held-out real windows, then each model's generated windows (the first of
+    the windows its evaluation scored), so collapse or noise is visible side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from musicflow import workspace
+    from musicflow.models.data import load_windows, source_shas, split_files
+    from musicflow.tasks.generate import load_sampler
+    from musicflow.tasks.train import HELDOUT_FRACTION, SPLIT_SEED, dataset_shards
+
+    _, shards = dataset_shards(workspace.rolls_dir(dataset))
+    _, heldout_shas = split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
+    heldout = load_windows(shards, heldout_shas)
+    picks = np.random.default_rng(seed).choice(len(heldout), size=8, replace=False)
+    rows = {"held-out real": heldout[np.sort(picks)]}
+    for model in models:
+        _, latest = latest_version(dataset, model)
+        uri = f"models:/{dataset}-{model}/{latest.version}"
+        rows[f"{model} v{latest.version}"] = load_sampler(uri).sample_windows(8, seed=seed + 1)
+    fig, axes = plt.subplots(len(rows), 8, figsize=(16, 2.1 * len(rows)), squeeze=False)
+    for r, (label, windows) in enumerate(rows.items()):
+        for c, ax in enumerate(axes[r]):
+            ax.imshow(windows[c], cmap="gray_r", aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize="small")
+    fig.suptitle(f"{dataset}: held-out windows and generated windows (pitch up, time right)")
+    fig.tight_layout()
+    out = workspace.reports_dir() / dataset / "quality-samples.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    return out
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:

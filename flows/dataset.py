@@ -10,15 +10,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from musicflow.errors import DatasetError
 from musicflow.tasks.audit import build_manifest, summarize
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
 from musicflow.tasks.ingest import DEFAULT_MAX_BYTES, ingest
 from musicflow.tasks.parse import parse_files
 from musicflow.tasks.validate import validate
-from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
-
-from musicflow.errors import DatasetError
 
 
 @dataclass

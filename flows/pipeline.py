@@ -12,14 +12,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefect import flow
+
+from musicflow import workspace
 from musicflow.flows.dataset import AuditResult, encode_flow, make_task_runner
 from musicflow.tasks.ingest import DEFAULT_MAX_BYTES, export_default_dataset
 from musicflow.tasks.registry import promote_if_better
 from musicflow.tasks.report import report
 from musicflow.tasks.train import train
-from prefect import flow
-
-from musicflow import workspace
 
 DEFAULT_DATASET = "bach-chorales"
 

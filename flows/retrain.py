@@ -277,8 +277,9 @@ def serve_retraining(
     _log_runs_at_info()
     try:
         with prefect_api(url):
-            from musicflow.flows.pipeline import pipeline_flow
             from prefect.types.entrypoint import EntrypointType
+
+            from musicflow.flows.pipeline import pipeline_flow
 
             _print_plan(url, server is not None, dataset, cron, params)
             pipeline_flow.serve(

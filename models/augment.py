@@ -10,10 +10,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def translate(x: tf.Tensor, time_shift: tf.Tensor, pitch_shift: tf.Tensor) -> tf.Tensor:
+def translate(
+    x: tf.Tensor, time_shift: tf.Tensor, pitch_shift: tf.Tensor, *, circular_time: bool = True
+) -> tf.Tensor:
     """Shift each window of ``x`` (B, rows, cols, C) by its own amounts.
 
-    ``time_shift`` (B,) int32: circular roll to the right along time (axis 2).
+    ``time_shift`` (B,) int32: shift to the right along time (axis 2), a circular roll or, with
+    ``circular_time=False``, with silence shifted in.
     ``pitch_shift`` (B,) int32: transposition in semitones, positive = up (towards row 0, since
     row 0 is the highest pitch); rows shifted out are dropped, rows shifted in are silent.
     """
@@ -21,7 +24,12 @@ def translate(x: tf.Tensor, time_shift: tf.Tensor, pitch_shift: tf.Tensor) -> tf
     cols = tf.shape(x)[2]
     time_shift = tf.cast(time_shift, tf.int32)
     pitch_shift = tf.cast(pitch_shift, tf.int32)
-    t_index = tf.math.floormod(tf.range(cols)[None, :] - time_shift[:, None], cols)
+    t_index = tf.range(cols)[None, :] - time_shift[:, None]
+    if circular_time:
+        t_index = tf.math.floormod(t_index, cols)
+    else:
+        t_index = tf.where((t_index >= 0) & (t_index < cols), t_index, cols)  # the silent column
+        x = tf.concat([x, tf.zeros_like(x[:, :, :1])], axis=2)
     x = tf.gather(x, t_index, axis=2, batch_dims=1)
     source = tf.range(rows)[None, :] + pitch_shift[:, None]
     source = tf.where((source >= 0) & (source < rows), source, rows)  # `rows` = the silent row
@@ -41,7 +49,9 @@ def diff_augment(
     """DiffAugment-style random translation with a stateless seed (shape (2,) int).
 
     Time shifts are whole multiples of ``time_unit`` steps in [-max_time_shift, max_time_shift]
-    units; transpositions in [-max_transpose, max_transpose] semitones; then, when ``cutout``
+    units, with silence shifted in as in DiffAugment's translation (a circular roll let the
+    generator hide artefacts at the window's edges, which the roll joins into a chord-like
+    seam); transpositions in [-max_transpose, max_transpose] semitones; then, when ``cutout``
     > 0, a random rectangle of ``cutout`` × the height and width is silenced (DiffAugment's
     cutout, one of its two most effective transforms on small data).
 
@@ -59,7 +69,7 @@ def diff_augment(
     pitch_shift = tf.random.stateless_uniform(
         size, seeds[1], -max_transpose, max_transpose + 1, dtype=tf.int32
     )
-    x = translate(x, time_shift * time_unit, pitch_shift)
+    x = translate(x, time_shift * time_unit, pitch_shift, circular_time=False)
     if cutout > 0:
         x = x * _cutout_mask(tf.shape(x), cutout, seeds[2], seeds[3])
     return x

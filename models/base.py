@@ -34,6 +34,11 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
+def kl_nats(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+    """KL(q(z|x) || N(0, I)) per window, in nats (reported as ``kl_loss`` by both VAEs)."""
+    return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=-1)
+
+
 class RollModelBase:
     """Common machinery; subclasses define ``DEFAULTS``, ``_build`` and the step functions."""
 

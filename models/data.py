@@ -193,6 +193,7 @@ def augment_batch(
     bottom row are dropped, as the encoder drops out-of-range notes.
     """
     import tensorflow as tf
+
     from musicflow.models.augment import translate
 
     size = tf.shape(x)[0:1]

@@ -24,11 +24,13 @@ small DCGAN-shaped network, plus one music-specific term:
   convs printed checkerboard dots instead of held notes (Odena et al. 2016), and channels halve
   as resolution doubles, so no layer is costly. PixelNorm instead of BatchNorm (Karras et al.
   2018): no batch statistics, the same function in training and sampling, EMA-friendly.
-- ``pitch_match_weight``: a moment-matching term (feature matching, Salimans et al. 2016, on a
-  fixed musical feature): the per-pitch density of the fake batch must match the real batch's,
-  as a Bernoulli KL. It targets the pitch histogram directly and, unlike the adversarial
-  gradient, does not vanish when sigmoid outputs sit near 0, which is how generators fall
-  into the all-black state of the thesis (seen here too without it, after ~100 steps).
+- ``pitch_match_weight``, ``time_match_weight``: moment matching (feature matching, Salimans et
+  al. 2016, on fixed musical features): the per-pitch and per-time-step densities of the fake
+  batch must match the real batch's, as Bernoulli KLs. The first targets the pitch histogram
+  directly and, unlike the adversarial gradient, does not vanish when sigmoid outputs sit near
+  0, which is how generators fall into the all-black state of the thesis (seen here too
+  without it, after ~100 steps). The second forbids what D was slow to see in trials: clusters
+  of notes stuck to the window's first and last steps (zero-padding artefacts).
 - An exponential moving average of the generator's weights is what ``sample`` uses (Yazıcı et
   al. 2019; Karras et al. 2018): smoother, more stable samples at no training cost. Its
   half-life is counted in images and ramped up early (StyleGAN2-ADA's ema_kimg/ema_rampup), so
@@ -44,17 +46,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
+
+from musicflow.errors import ModelError
 from musicflow.models.augment import diff_augment
 from musicflow.models.base import GanMixin, RollModelBase
 from musicflow.models.layers import MinibatchStd, PitchBias, PixelNorm
-
-from musicflow.errors import ModelError
 
 _BEAT = 12
 
 
 def _bernoulli_kl(target: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
-    """Sum over pitches of KL(Bernoulli(target) || Bernoulli(mean)), 0 when they match.
+    """Sum over positions of KL(Bernoulli(target) || Bernoulli(mean)), 0 when they match.
 
     On batch means of sigmoid outputs its gradient w.r.t. each logit stays ≈ (mean - target) / N
     however small the probabilities get, so it pulls a generator out of the all-silent state in
@@ -67,7 +69,7 @@ def _bernoulli_kl(target: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
 
 
 class RollGAN(GanMixin, RollModelBase):
-    """Hinge-loss SN-GAN with DiffAugment and an EMA generator; see the module docstring."""
+    """Small GAN: logistic loss + R1, DiffAugment, pitch matching, EMA generator (see module)."""
 
     name: ClassVar[str] = "gan"
     kind: ClassVar[str] = "gan"
@@ -79,13 +81,14 @@ class RollGAN(GanMixin, RollModelBase):
         "spectral_norm": False,
         "r1_gamma": 0.1,
         "pitch_match_weight": 1.0,
+        "time_match_weight": 1.0,
         "g_learning_rate": 2e-4,
         "d_learning_rate": 2e-4,
         "beta_1": 0.5,
         "beta_2": 0.999,
         "ema_halflife_images": 10000,
         "ema_rampup": 0.05,
-        "diffaug_max_beats": 4,
+        "diffaug_max_beats": 1,
         "diffaug_max_transpose": 2,
         "diffaug_cutout": 0.5,
         "minibatch_std": True,
@@ -201,12 +204,18 @@ class RollGAN(GanMixin, RollModelBase):
         )
 
         g_weights = self.generator.trainable_weights
-        target = tf.reduce_mean(x, axis=[0, 2, 3])  # per-pitch density of the real batch
+        pitch_target = tf.reduce_mean(x, axis=[0, 2, 3])  # per-pitch density of the real batch
+        time_target = tf.reduce_mean(x, axis=[0, 1, 3])  # per-step density
         with tf.GradientTape() as g_tape:
             fake = self.generator(tf.random.stateless_normal(shape, seeds[3]), training=True)
             g_loss = self._g_loss(self.discriminator(self._augment(fake, seeds[4]), training=False))
-            pitch_loss = _bernoulli_kl(target, tf.reduce_mean(fake, axis=[0, 2, 3]))
-            g_total = g_loss + float(self.config["pitch_match_weight"]) * pitch_loss
+            pitch_loss = _bernoulli_kl(pitch_target, tf.reduce_mean(fake, axis=[0, 2, 3]))
+            time_loss = _bernoulli_kl(time_target, tf.reduce_mean(fake, axis=[0, 1, 3]))
+            g_total = (
+                g_loss
+                + float(self.config["pitch_match_weight"]) * pitch_loss
+                + float(self.config["time_match_weight"]) * time_loss
+            )
         self.g_optimizer.apply_gradients(
             zip(g_tape.gradient(g_total, g_weights), g_weights, strict=True)
         )
@@ -225,14 +234,15 @@ class RollGAN(GanMixin, RollModelBase):
             "d_acc_real": tf.reduce_mean(tf.cast(d_real > 0.0, tf.float32)),
             "d_acc_fake": tf.reduce_mean(tf.cast(d_fake <= 0.0, tf.float32)),
             "pitch_loss": pitch_loss,
+            "time_loss": time_loss,
         }
 
     def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"val_d_acc_real": tf.reduce_mean(tf.cast(self.discriminator(x) > 0.0, tf.float32))}
 
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """One pass: d_loss, g_loss, d_acc_real, d_acc_fake (logit > 0 ⇔ p > 0.5, on the
-        augmented inputs D trains on)."""
+        """One pass: d_loss (without R1), g_loss (adversarial part), d_acc_real, d_acc_fake
+        (logit > 0 ⇔ p > 0.5, on the augmented inputs D trains on), pitch_loss, time_loss."""
         metrics = self._run_epoch(self._train_step, batches)
         self.epochs_done += 1
         return metrics

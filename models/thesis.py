@@ -16,12 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from musicflow.models.base import GanMixin, RollModelBase, VaeMixin
 
-
-def _kl_nats(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
-    """KL(q(z|x) || N(0, I)) per window, in nats (reported as ``kl_loss`` by both VAEs)."""
-    return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=-1)
+from musicflow.models.base import GanMixin, RollModelBase, VaeMixin, kl_nats
 
 
 class ThesisVAE(VaeMixin, RollModelBase):
@@ -91,7 +87,7 @@ class ThesisVAE(VaeMixin, RollModelBase):
         return {
             "loss": tf.reduce_mean(recon + kl_term),
             "recon_loss": tf.reduce_mean(recon),
-            "kl_loss": tf.reduce_mean(_kl_nats(mu, logvar)),
+            "kl_loss": tf.reduce_mean(kl_nats(mu, logvar)),
         }
 
     def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:

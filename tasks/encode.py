@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from musicflow.tasks.parse import cache_root, entry_path, load_windows
 from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import __version__, roll
+from musicflow.tasks.parse import cache_root, entry_path, load_windows
 
 ROWS_PER_SHARD = 8192  # ~9.4 MB of packed rolls per shard: few files, bounded memory
 ROLL_BYTES = roll.ROWS * roll.COLS // 8

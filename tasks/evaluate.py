@@ -42,9 +42,8 @@ def evaluate_model(
     n_generated: int = EVAL_WINDOWS,
 ) -> Evaluation:
     """Sample, calibrate, binarise and score ``model`` against the held-out files."""
-    from musicflow.models.data import load_window_sources, load_windows
-
     from musicflow.metrics import evaluate
+    from musicflow.models.data import load_window_sources, load_windows
     from musicflow.sampling import binarize, calibrate_threshold
 
     heldout = load_windows(shards, heldout_shas)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-from musicflow.tasks.audit import summarize
-from musicflow.tasks.train import HELDOUT_FRACTION, SPLIT_SEED, dataset_shards, registered_name
 from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import workspace
+from musicflow.tasks.audit import summarize
+from musicflow.tasks.train import HELDOUT_FRACTION, SPLIT_SEED, dataset_shards, registered_name
 
 N_MIDI = 4
 AUDIT_LIST_LIMIT = 20
@@ -54,12 +54,12 @@ def build_report(
 ) -> str:
     """Generate samples, draw the figures and write the report of one trained version."""
     from mlflow import MlflowClient
-    from musicflow.models.data import load_windows, source_shas, split_files
-    from musicflow.tasks.evaluate import EVAL_WINDOWS
-    from musicflow.tasks.generate import generate_midi, load_sampler
 
     from musicflow import plots
+    from musicflow.models.data import load_windows, source_shas, split_files
     from musicflow.report import render_report, write_report
+    from musicflow.tasks.evaluate import EVAL_WINDOWS
+    from musicflow.tasks.generate import generate_midi, load_sampler
 
     out = workspace.reports_dir() / dataset / f"{trained['model']}-v{trained['version']}"
     page = out / "report.html"

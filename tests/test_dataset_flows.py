@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
 
 from musicflow import roll
+from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
 from musicflow.midi import scan_midi
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from musicflow.tasks.ingest import find_midi_files, ingest_files
 
 from musicflow.errors import DatasetError
+from musicflow.tasks.ingest import find_midi_files, ingest_files
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from musicflow.models import MODEL_NAMES, build_model, load_model
-from musicflow.models import data as mdata
 
 from musicflow.errors import DatasetError, ModelError
+from musicflow.models import MODEL_NAMES, build_model, load_model
+from musicflow.models import data as mdata
 
 SMALL = {
     "vae": {
@@ -173,6 +173,27 @@ def test_augment_shifts_whole_beats_and_transposes(shards) -> None:
         assert abs(shift) <= 3
         moved = np.roll(p, shift, axis=0)
         assert any(np.array_equal(np.roll(moved, 12 * k, axis=1), a) for k in range(8))
+
+
+def test_diff_augment_is_differentiable_and_never_adds_notes() -> None:
+    import tensorflow as tf
+
+    from musicflow.models.augment import diff_augment
+
+    x = tf.constant(make_windows(6, seed=1)[..., None].astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = diff_augment(
+            x, tf.constant([1, 2]), max_time_shift=1, max_transpose=2, time_unit=12, cutout=0.5
+        )
+        total = tf.reduce_sum(y)
+    grad = tape.gradient(total, x).numpy()
+    assert y.shape == x.shape and set(np.unique(grad)) <= {0.0, 1.0} and grad.sum() > 0
+    assert float(total) <= float(tf.reduce_sum(x))  # shifts drop notes, cutout silences
+    again = diff_augment(
+        x, tf.constant([1, 2]), max_time_shift=1, max_transpose=2, time_unit=12, cutout=0.5
+    )
+    assert np.array_equal(y.numpy(), again.numpy())
 
 
 # --- the four models -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def _champion(client, name: str) -> str | None:
 
 def test_run_then_new_midi_arrives(piano_dir: Path, workspace_home: Path, capsys) -> None:
     from mlflow import MlflowClient
+
     from musicflow.flows.pipeline import pipeline_flow
 
     files = sorted(piano_dir.rglob("*.mid"), key=lambda p: p.stat().st_size)

@@ -19,10 +19,10 @@ from pathlib import Path
 import mido
 import pyarrow.parquet as pq
 import pytest
-from musicflow.flows import retrain
 
 from musicflow import cli
 from musicflow.errors import MusicflowError
+from musicflow.flows import retrain
 
 CRON = "0 3 * * *"
 DATASET = "tiny"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from musicflow.tasks import validate as v
 
 pytestmark = pytest.mark.integration

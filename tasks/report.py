@@ -113,11 +113,20 @@ def build_report(
         figures=figures,
         links=links,
     )
+    _write_figures(out / "figures", figures)
     write_report(page, html)
     MlflowClient(tracking_uri=workspace.tracking_uri()).log_artifacts(
         trained["run_id"], str(out), artifact_path="report"
     )
     return str(page)
+
+
+def _write_figures(folder: Path, figures: dict[str, bytes]) -> None:
+    """Each figure also as its own PNG, so the MLflow UI shows it in the run's artifacts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for title, data in figures.items():
+        slug = "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())
+        (folder / f"{slug}.png").write_bytes(data)
 
 
 def _nan(value) -> bool:

@@ -56,6 +56,11 @@ def test_run_then_new_midi_arrives(piano_dir: Path, workspace_home: Path, capsys
         page = Path(result["report"]).read_text()
         for metric in ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "copy_rate", "unique_rate"):
             assert metric in page
+        pngs = sorted(Path(result["report"]).parent.glob("figures/*.png"))
+        assert {"generated-windows.png", "note-frequency-held-out-real-vs-generated.png"} <= {
+            p.name for p in pngs
+        }
+        assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
         midi_files = sorted(Path(result["report"]).parent.glob("midi/*.mid"))
         assert midi_files
         for path in midi_files:

@@ -99,13 +99,9 @@ def latest_metrics(dataset: str, model: str) -> dict[str, float]:
 def write_sample_grids(dataset: str, models: list[str], seed: int) -> Path:
     """One figure: held-out real windows, then each model's generated windows (the first of
     the windows its evaluation scored), so collapse or noise is visible side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from musicflow import workspace
+    from musicflow import plots, workspace
     from musicflow.models.data import load_windows, source_shas, split_files
     from musicflow.tasks.generate import load_sampler
     from musicflow.tasks.train import HELDOUT_FRACTION, SPLIT_SEED, dataset_shards
@@ -119,18 +115,15 @@ def write_sample_grids(dataset: str, models: list[str], seed: int) -> Path:
         _, latest = latest_version(dataset, model)
         uri = f"models:/{dataset}-{model}/{latest.version}"
         rows[f"{model} v{latest.version}"] = load_sampler(uri).sample_windows(8, seed=seed + 1)
-    fig, axes = plt.subplots(len(rows), 8, figsize=(16, 2.1 * len(rows)), squeeze=False)
-    for r, (label, windows) in enumerate(rows.items()):
-        for c, ax in enumerate(axes[r]):
-            ax.imshow(windows[c], cmap="gray_r", aspect="auto", interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r][0].set_ylabel(label, fontsize="small")
-    fig.suptitle(f"{dataset}: held-out windows and generated windows (pitch up, time right)")
-    fig.tight_layout()
     out = workspace.reports_dir() / dataset / "quality-samples.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    plots.sample_grid_figure(
+        np.concatenate(list(rows.values())),
+        ncols=8,
+        max_windows=8 * len(rows),
+        titles=[label if c == 0 else "" for label in rows for c in range(8)],
+        title=f"{dataset}: held-out windows, then each model's generated windows",
+        path=out,
+    )
     return out
 
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +216,9 @@ def train_and_log(
     return result
 
 
+@dataclass
 class _Counter:
-    windows = 0
+    windows: int = 0
 
 
 def _until(deadline: float | None, batches: Iterable, seen: _Counter) -> Iterator:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from musicflow import atomic
 from musicflow.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -147,9 +148,7 @@ class RollModelBase:
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
         }
-        tmp = directory / "config.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        tmp.replace(directory / "config.json")
+        atomic.write_text(directory / "config.json", json.dumps(meta, indent=2, sort_keys=True))
 
     def _restore(self, directory: Path, meta: dict[str, Any]) -> None:
         for key, net in self.networks().items():

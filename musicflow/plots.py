@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from musicflow import atomic
 
 REAL_COLOUR = "#4c72b0"
 GEN_COLOUR = "#dd8452"
@@ -38,16 +38,7 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> bytes:
     fig.savefig(buf, format="png", metadata={"Software": None})
     data = buf.getvalue()
     if path is not None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_bytes(path, data)
     return data
 
 

@@ -14,12 +14,12 @@ import html
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from musicflow import atomic
 from musicflow.metrics import BASELINE_SUFFIX, METRIC_INFO
 
 _CSS = """
@@ -271,16 +271,4 @@ def render_report(
 def write_report(path: str | os.PathLike[str], html_text: str) -> Path:
     """Write the page atomically (temp file in the same folder + ``os.replace``): a killed
     run never leaves half a report behind. Returns the path written."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html_text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic.write_text(path, html_text, fsync=True)

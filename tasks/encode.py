@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +23,7 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import __version__, roll
+from musicflow import __version__, atomic, roll
 from musicflow.tasks.parse import cache_root, entry_path, load_windows
 
 ROWS_PER_SHARD = 8192  # ~9.4 MB of packed rolls per shard: few files, bounded memory
@@ -58,24 +56,11 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``; readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(
         manifest[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA, preserve_index=False
     )
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic.atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def inputs_key(accepted: pd.DataFrame, encoding: dict) -> str:
@@ -192,7 +177,9 @@ def write_dataset(
         nonlocal pending, n_pending
         table = _shard_table(pending).replace_schema_metadata(metadata)
         shard = f"part-{len(shards):05d}.parquet"
-        atomic_write(out_dir / shard, lambda tmp: pq.write_table(table, tmp, row_group_size=2048))
+        atomic.atomic_write(
+            out_dir / shard, lambda tmp: pq.write_table(table, tmp, row_group_size=2048)
+        )
         shards.append(shard)
         pending, n_pending = [], 0
 
@@ -227,9 +214,7 @@ def write_dataset(
         "musicflow_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    atomic_write(
-        out_dir / "dataset.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2))
-    )
+    atomic.write_text(out_dir / "dataset.json", json.dumps(record, indent=2))
     return info
 
 

@@ -19,7 +19,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from musicflow import __version__, workspace
+from musicflow import __version__, atomic, workspace
 from musicflow.errors import ModelError
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
@@ -125,9 +125,7 @@ def generate_midi(
         song = np.concatenate(list(windows), axis=1)
         notes = roll.decode_roll(song, pitch_low=pitch_low)
         path = out_dir / f"sample-{i + 1:03d}.mid"
-        tmp = path.with_suffix(".mid.tmp")
-        tmp.write_bytes(roll.notes_to_midi(notes))
-        tmp.replace(path)
+        atomic.write_bytes(path, roll.notes_to_midi(notes))
         result.midi_files.append(path)
         result.songs.append(song)
         try:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
+from musicflow import atomic
 from musicflow.errors import DatasetError
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -78,19 +79,12 @@ ingest = task(name="ingest", cache_policy=None, persist_result=False)(ingest_fil
 
 def _export_score(score_path: str, target: str) -> bool:
     """Export one corpus score to MIDI atomically; False if music21 cannot export it."""
-    import os
-    import tempfile
-
     from music21 import corpus
 
-    fd, tmp = tempfile.mkstemp(dir=Path(target).parent, suffix=".tmp")
-    os.close(fd)
     try:
-        corpus.parse(score_path).write("midi", fp=tmp)
-        os.replace(tmp, target)
+        atomic.atomic_write(target, lambda tmp: corpus.parse(score_path).write("midi", fp=str(tmp)))
         return True
     except Exception:  # a score music21 cannot export is skipped, not fatal
-        Path(tmp).unlink(missing_ok=True)
         return False
 
 

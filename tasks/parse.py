@@ -10,8 +10,6 @@ task per file would cost more in orchestration than the parse itself (~45 ms vs 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import roll
+from musicflow import atomic, roll
 from musicflow.scan import FileScan, scan_file
 
 _EMPTY_PACKED = np.zeros((0, roll.ROWS * roll.COLS // 8), dtype=np.uint8)
@@ -37,20 +35,17 @@ def entry_path(root: Path, sha: str) -> Path:
 
 def store_entry(path: Path, scan: FileScan) -> None:
     """Atomic write (temp file + rename): a killed run never leaves a half-written entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
             np.savez(
                 fh,
                 record=np.array(json.dumps(scan.record)),
                 packed=scan.packed,
                 segments=scan.segments.astype(np.int32),
             )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic.atomic_write(path, write)
 
 
 def load_record(path: Path) -> dict | None:

@@ -13,10 +13,12 @@ from pathlib import Path
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from musicflow.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.errors import DatasetError
+from musicflow.roll import DEFAULT_PITCH_LOW
 from musicflow.tasks.audit import build_manifest, summarize
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
-from musicflow.tasks.ingest import DEFAULT_MAX_BYTES, ingest
+from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
 from musicflow.tasks.validate import validate
 
@@ -89,9 +91,9 @@ def audit_flow(
     dataset: str,
     out_dir: Path,
     cache_dir: Path,
-    pitch_low: int = 21,
+    pitch_low: int = DEFAULT_PITCH_LOW,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
 ) -> AuditResult:
     """Ingest and validate a MIDI folder; write the manifest and Data Docs."""
     result, manifest = _audit(
@@ -107,9 +109,9 @@ def encode_flow(
     dataset: str,
     out_dir: Path,
     cache_dir: Path,
-    pitch_low: int = 21,
+    pitch_low: int = DEFAULT_PITCH_LOW,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
 ) -> AuditResult:
     """Audit, then write the accepted files' windows as Parquet shards with a dataset digest."""
     result, manifest = _audit(

@@ -15,13 +15,13 @@ from pathlib import Path
 from prefect import flow
 
 from musicflow import workspace
+from musicflow.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.flows.dataset import AuditResult, encode_flow, make_task_runner
-from musicflow.tasks.ingest import DEFAULT_MAX_BYTES, export_default_dataset
+from musicflow.roll import DEFAULT_PITCH_LOW
+from musicflow.tasks.ingest import export_default_dataset
 from musicflow.tasks.registry import promote_if_better
 from musicflow.tasks.report import report
 from musicflow.tasks.train import train
-
-DEFAULT_DATASET = "bach-chorales"
 
 
 def _progress(done: int, total: int) -> None:
@@ -54,8 +54,9 @@ def pipeline_flow(
     models: list[str],
     epochs: int | None = None,
     seed: int = 0,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    pitch_low: int = DEFAULT_PITCH_LOW,
     time_budget_s: float | None = None,
 ) -> PipelineResult:
     """Encode the folder, then train, evaluate and report each model; promote champions."""
@@ -65,7 +66,7 @@ def pipeline_flow(
         dataset=dataset,
         out_dir=out_dir,
         cache_dir=workspace.cache_dir(),
-        pitch_low=21,
+        pitch_low=pitch_low,
         max_bytes=max_bytes,
         workers=workers,
     )

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from musicflow import atomic
 from musicflow.errors import ModelError
+from musicflow.roll import COLS, ROWS
 
 FORMAT_VERSION = 1
 _SAMPLE_CHUNK = 128
@@ -119,8 +120,10 @@ class RollModelBase:
             x = x[None]
         if x.ndim == 3:
             x = x[..., None]
-        if x.shape[1:] != (96, 96, 1):
-            raise ModelError(f"expected windows of shape (n, 96, 96), got {np.shape(windows)}")
+        if x.shape[1:] != (ROWS, COLS, 1):
+            raise ModelError(
+                f"expected windows of shape (n, {ROWS}, {COLS}), got {np.shape(windows)}"
+            )
         return x
 
     @staticmethod
@@ -189,7 +192,7 @@ class VaeMixin:
         if steps < 2:
             raise ModelError("interpolate needs steps >= 2")
         za, zb = self.encode(
-            np.stack([np.asarray(a).reshape(96, 96), np.asarray(b).reshape(96, 96)])
+            np.stack([np.asarray(a).reshape(ROWS, COLS), np.asarray(b).reshape(ROWS, COLS)])
         )
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1.0 - t) * za[None] + t * zb[None])

@@ -7,7 +7,6 @@ Public functions:
 - ``window_dataset(shards, shas, batch_size=..., seed=...)``: streaming float32 batches
   (B, 96, 96, 1) in [0, 1] for training.
 - ``load_windows(shards, shas, limit)``: bool (n, 96, 96) windows for evaluation.
-- ``unpack_rolls(packed)``: numpy bit unpacking of the ``roll`` column.
 
 Why streaming: a collection can be far bigger than memory (16,400 windows are 150 MB as
 float32, the pipeline holds 1,152 bytes per window and only a shuffle buffer of them).
@@ -29,13 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from musicflow.errors import DatasetError
+from musicflow.roll import COLS, PACKED_BYTES, ROWS, unpack_windows
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-ROWS = 96
-COLS = 96
-PACKED_BYTES = ROWS * COLS // 8  # 1152
 _COLUMNS = ["source_sha256", "roll"]
 
 ShardsLike = str | Path | Sequence[str | Path]
@@ -109,7 +106,9 @@ def _packed_rows(table: pa.Table, shas: set[str] | None) -> np.ndarray:
         return np.zeros((0, PACKED_BYTES), np.uint8)
     roll = table.column("roll").combine_chunks()
     if roll.type != pa.binary(PACKED_BYTES):
-        raise DatasetError(f"roll column has type {roll.type}, expected fixed_size_binary(1152)")
+        raise DatasetError(
+            f"roll column has type {roll.type}, expected fixed_size_binary({PACKED_BYTES})"
+        )
     if roll.null_count:
         raise DatasetError("roll column has null values")
     data = np.frombuffer(roll.buffers()[1], dtype=np.uint8)
@@ -134,12 +133,6 @@ def _iter_packed(
             yield rows
 
 
-def unpack_rolls(packed: np.ndarray) -> np.ndarray:
-    """uint8 (n, 1152) packed rows → bool (n, 96, 96) (numpy.packbits, big bit order)."""
-    packed = np.asarray(packed, np.uint8).reshape(-1, PACKED_BYTES)
-    return np.unpackbits(packed, axis=1).reshape(-1, ROWS, COLS).astype(bool)
-
-
 def load_windows(
     shards: ShardsLike, shas: Iterable[str] | None, limit: int | None = None
 ) -> np.ndarray:
@@ -157,7 +150,7 @@ def load_windows(
     packed = np.concatenate(chunks)
     if limit is not None:
         packed = packed[:limit]
-    return unpack_rolls(packed)
+    return unpack_windows(packed)
 
 
 def load_window_sources(shards: ShardsLike, shas: Iterable[str] | None) -> np.ndarray:

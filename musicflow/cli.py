@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-MODEL_CHOICES = ("vae", "gan", "vae-thesis", "gan-thesis")
-DEFAULT_DATASET = "bach-chorales"
+from musicflow.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_MODELS, DEFAULT_WORKERS
+from musicflow.models import MODEL_NAMES
+from musicflow.roll import DEFAULT_PITCH_LOW, ROWS
 
 
 def dataset_name(source: Path | None, given: str | None) -> str:
@@ -69,7 +70,7 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
         dataset=name,
         out_dir=out_dir,
         cache_dir=workspace.cache_dir(),
-        pitch_low=getattr(args, "pitch_low", 21),
+        pitch_low=args.pitch_low,
         max_bytes=args.max_bytes,
         workers=args.workers,
     )
@@ -110,11 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = Path(args.source) if args.source else default_source()
     name = dataset_name(Path(args.source) if args.source else None, args.dataset)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODEL_CHOICES))
+    unknown = sorted(set(models) - set(MODEL_NAMES))
     if unknown:
         _say(
             f"musicflow run: error: unknown model(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(MODEL_CHOICES)}"
+            f"choose from {', '.join(MODEL_NAMES)}"
         )
         return 2
     _say(f"running the pipeline on {source} as dataset '{name}' with models {', '.join(models)}")
@@ -127,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         max_bytes=args.max_bytes,
+        pitch_low=args.pitch_low,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
     _print_audit(result.audit)
@@ -237,17 +239,13 @@ def _add_dataset_options(p: argparse.ArgumentParser, *, pitch: bool) -> None:
     p.add_argument(
         "--max-bytes",
         type=int,
-        default=64 * 2**20,
-        help="files larger than this are quarantined too_large unread (default: 64 MiB)",
+        default=DEFAULT_MAX_BYTES,
+        help="files larger than this are quarantined too_large unread "
+        f"(default: {DEFAULT_MAX_BYTES // 2**20} MiB)",
     )
-    p.add_argument("--workers", type=int, default=2, help="parallel parse workers (default: 2)")
+    _add_workers_option(p)
     if pitch:
-        p.add_argument(
-            "--pitch-low",
-            type=int,
-            default=21,
-            help="lowest pitch of the 96-row window (default: 21, A0: all 88 piano keys fit)",
-        )
+        _add_pitch_option(p)
         p.add_argument(
             "--task-runner",
             choices=("threads", "dask"),
@@ -259,6 +257,35 @@ def _add_dataset_options(p: argparse.ArgumentParser, *, pitch: bool) -> None:
             help="tcp://host:port of an existing Dask scheduler "
             "(default with --task-runner dask: a local cluster)",
         )
+
+
+def _add_workers_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"parallel parse workers (default: {DEFAULT_WORKERS})",
+    )
+
+
+def _add_pitch_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pitch-low",
+        type=int,
+        default=DEFAULT_PITCH_LOW,
+        help=f"lowest pitch of the {ROWS}-row window (default: {DEFAULT_PITCH_LOW}, A0: all 88 "
+        "piano keys fit)",
+    )
+
+
+def _add_models_option(p: argparse.ArgumentParser) -> None:
+    default = ",".join(DEFAULT_MODELS)
+    p.add_argument(
+        "--models",
+        default=default,
+        help=f"comma-separated models to train (default: {default}; "
+        f"choose from {', '.join(MODEL_NAMES)})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
     _add_dataset_options(p, pitch=False)
-    p.set_defaults(func=cmd_audit, pitch_low=21)
+    p.set_defaults(func=cmd_audit, pitch_low=DEFAULT_PITCH_LOW)
 
     p = sub.add_parser(
         "encode",
@@ -304,12 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         "source", nargs="?", help="folder of MIDI files (default: the bundled Bach chorales)"
     )
     p.add_argument("--dataset", help="dataset name (default: the source folder's name)")
-    p.add_argument(
-        "--models", default="vae,gan", help="comma-separated models to train (default: vae,gan)"
-    )
+    _add_models_option(p)
     _add_training_options(p)
-    p.add_argument("--max-bytes", type=int, default=64 * 2**20, help=argparse.SUPPRESS)
-    p.add_argument("--workers", type=int, default=2, help="parallel parse workers (default: 2)")
+    _add_pitch_option(p)
+    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help=argparse.SUPPRESS)
+    _add_workers_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -324,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         required=True,
-        choices=MODEL_CHOICES,
+        choices=MODEL_NAMES,
         help="vae, gan (this project's) or vae-thesis, gan-thesis (the seed's, for comparison)",
     )
     p.add_argument("--batch-size", type=int, help="batch size (default: the model's own)")
@@ -366,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cron", default="0 3 * * *", help='cron schedule (default: "0 3 * * *", daily 03:00)'
     )
     p.add_argument("--dataset", help="dataset name (default: the source folder's name)")
-    p.add_argument("--models", default="vae,gan")
+    _add_models_option(p)
     p.add_argument("--epochs", type=int)
     p.set_defaults(func=cmd_serve)
     return parser

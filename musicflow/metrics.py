@@ -8,7 +8,7 @@ Public functions:
 - per-window values (arrays of length n): :func:`note_onsets`, :func:`count_notes`,
   :func:`density`, :func:`polyphony`, :func:`empty_beat_rate`, :func:`upc`,
   :func:`qualified_note_rate`, :func:`scale_consistency`, :func:`window_features`,
-  :func:`onenn_features`, :func:`feature_means`, :func:`pitch_class_of_rows`;
+  :func:`onenn_features`, :func:`pitch_class_of_rows`;
 - set metrics: :func:`pitch_histogram`, :func:`pitch_hist_l1`, :func:`pitch_class_hist_l1`,
   :func:`mean_abs_diff`, :func:`blank_rate`, :func:`unique_rate`, :func:`nearest_jaccard`,
   :func:`has_copy`, :func:`copy_rate`, :func:`onenn_accuracy`,
@@ -34,12 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ROWS = 96
-STEPS = 96
-STEPS_PER_BEAT = 12
+from musicflow.roll import COLS, DEFAULT_PITCH_LOW, ROWS, STEPS_PER_BEAT
+
+STEPS = COLS  # the window's time axis
 BEATS = STEPS // STEPS_PER_BEAT  # 8
-BAR_STEPS = 48  # one 4/4 bar
-DEFAULT_PITCH_LOW = 21
+BAR_STEPS = 4 * STEPS_PER_BEAT  # one 4/4 bar, 48 steps
 COPY_JACCARD = 0.8
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -692,9 +691,3 @@ def evaluate(
     result = {name: float(out[name]) for name in METRIC_NAMES}
     result.update({f"{name}{BASELINE_SUFFIX}": float(baseline[name]) for name in METRIC_NAMES})
     return result
-
-
-def feature_means(windows: np.ndarray, *, pitch_low: int = DEFAULT_PITCH_LOW) -> dict[str, float]:
-    """NaN-aware mean of each per-window value: the raw numbers behind the ``*_diff`` metrics."""
-    values = window_features(windows, pitch_low=pitch_low)
-    return {name: _nanmean(values[name]) for name in FEATURE_NAMES}

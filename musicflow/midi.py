@@ -35,9 +35,6 @@ except ImportError as exc:  # pragma: no cover - only when the package was not b
         "`pip install -e .` (needs a C compiler and the Python headers)"
     ) from exc
 
-DRUM_CHANNEL = 9
-NOTE_COLUMNS = ("track", "channel", "pitch", "on_tick", "off_tick")
-
 
 class MidiScan(NamedTuple):
     """Everything the encoder and the validator need from one file."""

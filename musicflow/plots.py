@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from musicflow import atomic
+from musicflow import atomic, roll
 
 REAL_COLOUR = "#4c72b0"
 GEN_COLOUR = "#dd8452"
@@ -67,7 +67,7 @@ def note_frequency_figure(
     real: np.ndarray,
     generated: np.ndarray,
     *,
-    pitch_low: int = 21,
+    pitch_low: int = roll.DEFAULT_PITCH_LOW,
     title: str = "Note frequency",
     path: str | os.PathLike[str] | None = None,
 ) -> bytes:
@@ -241,7 +241,7 @@ def sample_grid_figure(
     ncols: int = 4,
     max_windows: int = 16,
     titles: Sequence[str] | None = None,
-    pitch_low: int = 21,
+    pitch_low: int = roll.DEFAULT_PITCH_LOW,
     title: str = "Samples",
     path: str | os.PathLike[str] | None = None,
 ) -> bytes:

@@ -27,7 +27,6 @@ from musicflow import __version__, atomic, roll
 from musicflow.tasks.parse import cache_root, entry_path, load_windows
 
 ROWS_PER_SHARD = 8192  # ~9.4 MB of packed rolls per shard: few files, bounded memory
-ROLL_BYTES = roll.ROWS * roll.COLS // 8
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -35,7 +34,7 @@ SHARD_SCHEMA = pa.schema(
         ("source_path", pa.string()),
         ("segment", pa.int32()),
         ("n_active", pa.int32()),
-        ("roll", pa.binary(ROLL_BYTES)),
+        ("roll", pa.binary(roll.PACKED_BYTES)),
     ]
 )
 MANIFEST_SCHEMA = pa.schema(
@@ -120,9 +119,11 @@ def _shard_table(parts: list[tuple[str, str, np.ndarray, np.ndarray]]) -> pa.Tab
     segments = np.concatenate([p[3] for p in parts]).astype(np.int32)
     shas = np.concatenate([np.full(len(p[3]), p[1], dtype=object) for p in parts])
     paths = np.concatenate([np.full(len(p[3]), p[0], dtype=object) for p in parts])
-    n_active = np.bitwise_count(packed).sum(axis=1, dtype=np.int32)
+    n_active = roll.count_active(packed)
     rolls = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(ROLL_BYTES), len(packed), [None, pa.py_buffer(np.ascontiguousarray(packed))]
+        pa.binary(roll.PACKED_BYTES),
+        len(packed),
+        [None, pa.py_buffer(np.ascontiguousarray(packed))],
     )
     return pa.Table.from_arrays(
         [

@@ -17,7 +17,6 @@ from musicflow import atomic
 from musicflow.errors import DatasetError
 
 MIDI_SUFFIXES = (".mid", ".midi")
-DEFAULT_MAX_BYTES = 64 * 2**20  # far above any real MIDI file; protects memory, not correctness
 _BLOCK = 1 << 20
 
 

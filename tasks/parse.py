@@ -21,8 +21,6 @@ from prefect.cache_policies import NONE
 from musicflow import atomic, roll
 from musicflow.scan import FileScan, scan_file
 
-_EMPTY_PACKED = np.zeros((0, roll.ROWS * roll.COLS // 8), dtype=np.uint8)
-
 
 def cache_root(cache_dir: Path, pitch_low: int) -> Path:
     """One folder per encoding: changing pitch_low or the encoder never reuses stale entries."""

@@ -35,7 +35,9 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
+from musicflow.defaults import DEFAULT_MAX_BYTES
 from musicflow.lineage import code_version
+from musicflow.roll import DEFAULT_PITCH_LOW
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -52,8 +54,6 @@ QUARANTINE = "quarantine"
 WARNING = "warning"
 ACCEPTED = "accepted"
 QUARANTINED = "quarantined"
-DEFAULT_PITCH_LOW = 21
-DEFAULT_MAX_BYTES = 64 * 2**20
 
 # The column GX reports for every failing row; it must identify rows uniquely.
 _KEY = "source_path"

@@ -1,0 +1,20 @@
+"""The defaults a user can override on the command line, each stated once.
+
+Light on purpose (no imports): the CLI reads them while building ``--help``. The encoding's own
+defaults (the grid and the pitch window) belong to the encoding, :mod:`musicflow.roll`; the model
+names to :mod:`musicflow.models` (``MODEL_NAMES``).
+"""
+
+#: The embedded dataset ``musicflow run`` uses without a SOURCE: the Bach chorales bundled with
+#: music21, exported to MIDI on first use.
+DEFAULT_DATASET = "bach-chorales"
+
+#: Files larger than this are quarantined ``too_large`` without being read: far above any real
+#: MIDI file, it protects memory, not correctness.
+DEFAULT_MAX_BYTES = 64 * 2**20
+
+#: Parallel parse workers (chunks of files fan out over the flow's task runner).
+DEFAULT_WORKERS = 2
+
+#: The models ``musicflow run`` and ``musicflow serve`` train when not told.
+DEFAULT_MODELS = ("vae", "gan")

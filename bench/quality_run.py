@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -81,40 +80,35 @@ def main() -> None:
 
 
 def latest_version(dataset: str, model: str):
-    from mlflow import MlflowClient
-
-    from musicflow import workspace
+    from musicflow import tracking, workspace
 
     workspace.configure_environment()
-    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    versions = client.search_model_versions(f"name = '{dataset}-{model}'")
-    return client, max(versions, key=lambda v: int(v.version))
+    return tracking.latest_version(tracking.registered_name(dataset, model))
 
 
 def latest_metrics(dataset: str, model: str) -> dict[str, float]:
-    client, latest = latest_version(dataset, model)
-    return dict(client.get_run(latest.run_id).data.metrics)
+    from musicflow import tracking
+
+    return tracking.run_metrics(latest_version(dataset, model).run_id)
 
 
 def write_sample_grids(dataset: str, models: list[str], seed: int) -> Path:
     """One figure: held-out real windows, then each model's generated windows (the first of
-    the windows its evaluation scored), so collapse or noise is visible side by side."""
+    the windows its evaluation scored, read back from its run), so collapse or noise is visible
+    side by side."""
     import numpy as np
 
     from musicflow import plots, workspace
-    from musicflow.models.data import load_windows, source_shas, split_files
-    from musicflow.tasks.generate import load_sampler
-    from musicflow.tasks.train import HELDOUT_FRACTION, SPLIT_SEED, dataset_shards
+    from musicflow.tasks.evaluate import load_windows
 
-    _, shards = dataset_shards(workspace.rolls_dir(dataset))
-    _, heldout_shas = split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
-    heldout = load_windows(shards, heldout_shas)
-    picks = np.random.default_rng(seed).choice(len(heldout), size=8, replace=False)
-    rows = {"held-out real": heldout[np.sort(picks)]}
+    rows = {}
     for model in models:
-        _, latest = latest_version(dataset, model)
-        uri = f"models:/{dataset}-{model}/{latest.version}"
-        rows[f"{model} v{latest.version}"] = load_sampler(uri).sample_windows(8, seed=seed + 1)
+        latest = latest_version(dataset, model)
+        scored = load_windows(latest.run_id)
+        if not rows:  # every model of a dataset is evaluated on the same held-out files
+            picks = np.random.default_rng(seed).choice(len(scored.heldout), size=8, replace=False)
+            rows["held-out real"] = scored.heldout[np.sort(picks)]
+        rows[f"{model} v{latest.version}"] = scored.generated[:8]
     out = workspace.reports_dir() / dataset / "quality-samples.png"
     plots.sample_grid_figure(
         np.concatenate(list(rows.values())),

@@ -1,8 +1,10 @@
-"""The whole DAG for one dataset: audit → encode → train → generate → evaluate → report.
+"""The whole DAG for one dataset: audit → encode → train → evaluate → register → generate →
+report, and the same from train on for one model of an encoded dataset.
 
-Every stage is cached on content: files by sha256 (parse), shards by their inputs (encode),
-models by (dataset digest, model, settings, seed, code version) (train), reports by MLflow run.
-A run with nothing new does no expensive work and creates no MLflow run or model version, which
+Flows only wire tasks. Every stage is cached on content: files by sha256 (parse), shards by
+their inputs (encode), training runs by (dataset digest, model, settings, seed, code version)
+(train), evaluations and versions by training run (evaluate, register), reports by version. A
+run with nothing new does no expensive work and creates no MLflow run or model version, which
 is what makes scheduled retraining cheap.
 """
 
@@ -18,10 +20,12 @@ from musicflow import workspace
 from musicflow.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.flows.dataset import AuditResult, encode_flow, make_task_runner
 from musicflow.roll import DEFAULT_PITCH_LOW
+from musicflow.tasks.evaluate import Evaluation, evaluate
+from musicflow.tasks.generate import generate
 from musicflow.tasks.ingest import export_default_dataset
-from musicflow.tasks.registry import promote_if_better
-from musicflow.tasks.report import report
-from musicflow.tasks.train import train
+from musicflow.tasks.registry import RegisteredModel, promote, register
+from musicflow.tasks.report import N_MIDI, report, report_page
+from musicflow.tasks.train import TrainedModel, train
 
 
 def _progress(done: int, total: int) -> None:
@@ -41,10 +45,92 @@ def default_source() -> Path:
     return export_default_dataset(dest, progress=_progress)
 
 
+@dataclass(frozen=True)
+class ModelResult:
+    """One model's way through the DAG: its training run, evaluation, version and report."""
+
+    trained: TrainedModel
+    evaluation: Evaluation
+    registered: RegisteredModel
+    promoted: bool  # this version took the champion alias
+    report: str  # path of the HTML report
+
+    @property
+    def run_id(self) -> str:
+        return self.trained.run_id
+
+    @property
+    def model(self) -> str:
+        return self.trained.model
+
+    @property
+    def registered_model(self) -> str:
+        return self.registered.name
+
+    @property
+    def version(self) -> int:
+        return self.registered.version
+
+    @property
+    def model_uri(self) -> str:
+        return self.registered.model_uri
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.scores
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self.trained.history
+
+    def __getitem__(self, key: str):
+        """``result["run_id"]`` as ``result.run_id``: for callers written against the dict
+        results of earlier versions."""
+        return getattr(self, key)
+
+
 @dataclass
 class PipelineResult:
     audit: AuditResult
-    models: list[dict] = field(default_factory=list)  # one per model: train result + report
+    models: list[ModelResult] = field(default_factory=list)
+
+
+def _model_steps(
+    dataset_dir: Path,
+    dataset: str,
+    model: str,
+    *,
+    epochs: int | None,
+    batch_size: int | None,
+    seed: int,
+    time_budget_s: float | None,
+    audit_summary: dict | None,
+) -> ModelResult:
+    """train → evaluate → register → promote → generate → report for one model (in a flow)."""
+    trained = train(
+        dataset_dir,
+        dataset,
+        model,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        time_budget_s=time_budget_s,
+    )
+    evaluation = evaluate(trained, dataset_dir)
+    registered = register(trained, evaluation)
+    promoted = promote(registered)
+    page = report_page(trained, registered)
+    if not page.exists():  # a cached run finds its report already there
+        pieces = generate(registered.model_uri, n=N_MIDI, out_dir=page.parent / "midi", seed=seed)
+        report(
+            trained,
+            evaluation,
+            registered,
+            pieces,
+            dataset_dir=dataset_dir,
+            audit_summary=audit_summary,
+        )
+    return ModelResult(trained, evaluation, registered, promoted, str(page))
 
 
 @flow(name="musicflow-run", persist_result=False)
@@ -59,7 +145,7 @@ def pipeline_flow(
     pitch_low: int = DEFAULT_PITCH_LOW,
     time_budget_s: float | None = None,
 ) -> PipelineResult:
-    """Encode the folder, then train, evaluate and report each model; promote champions."""
+    """Encode the folder, then train, evaluate, register and report each model."""
     out_dir = workspace.rolls_dir(dataset)
     audit = encode_flow.with_options(task_runner=make_task_runner("threads", workers=workers))(
         source=Path(source),
@@ -72,14 +158,18 @@ def pipeline_flow(
     )
     result = PipelineResult(audit=audit)
     for model in models:
-        trained = train(
-            out_dir, dataset, model, epochs=epochs, seed=seed, time_budget_s=time_budget_s
+        result.models.append(
+            _model_steps(
+                out_dir,
+                dataset,
+                model,
+                epochs=epochs,
+                batch_size=None,
+                seed=seed,
+                time_budget_s=time_budget_s,
+                audit_summary=audit.summary,
+            )
         )
-        promoted = promote_if_better(trained["registered_model"], trained["version"])
-        page = report(
-            trained, dataset=dataset, dataset_dir=out_dir, audit_summary=audit.summary, seed=seed
-        )
-        result.models.append(trained | {"report": page, "promoted": promoted})
     return result
 
 
@@ -91,18 +181,15 @@ def train_flow(
     batch_size: int | None = None,
     seed: int = 0,
     time_budget_s: float | None = None,
-) -> dict:
-    """Train one model on an encoded dataset, then promote and report it."""
-    dataset_dir = workspace.rolls_dir(dataset)
-    trained = train(
-        dataset_dir,
+) -> ModelResult:
+    """Train one model on an encoded dataset, then evaluate, register and report it."""
+    return _model_steps(
+        workspace.rolls_dir(dataset),
         dataset,
         model,
         epochs=epochs,
         batch_size=batch_size,
         seed=seed,
         time_budget_s=time_budget_s,
+        audit_summary=None,
     )
-    promoted = promote_if_better(trained["registered_model"], trained["version"])
-    page = report(trained, dataset=dataset, dataset_dir=dataset_dir, audit_summary=None, seed=seed)
-    return trained | {"promoted": promoted, "report": page}

@@ -8,8 +8,9 @@ package stays cheap for the CLI):
   hyperparameters raise ``ModelError``.
 - ``load_model(directory)`` → ``RollModel`` from what ``RollModel.save`` wrote.
 - ``RollModel``: the protocol every model follows (``fit_epoch``, ``validate``, ``sample``,
-  ``encode``, ``interpolate``, ``save``).
-- ``musicflow.models.data``: shard reading, split by source file, tf.data pipeline.
+  ``sample_piece``, ``encode``, ``interpolate``, ``save``).
+- ``musicflow.models.data``: shard reading, THE held-out split by source file
+  (``heldout_split``), tf.data pipeline.
 
 Callers build the training pipeline with the model's own ``config["batch_size"]`` and
 ``config["augment"]``.
@@ -60,6 +61,12 @@ class RollModel(Protocol):
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
         """VAE: (steps, 96, 96) decoded along the line between encodings of a and b."""
+        ...
+
+    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
+        """float32 (n_windows, 96, 96) in [0, 1]: consecutive windows of one piece, in time
+        order, deterministic given seed (VAE: a latent walk between two samples; GAN:
+        independent samples chained). What ``musicflow generate`` writes as one MIDI file."""
         ...
 
     def save(self, directory: Path) -> None:

@@ -197,6 +197,15 @@ class VaeMixin:
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1.0 - t) * za[None] + t * zb[None])
 
+    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
+        """A piece of ``n_windows`` consecutive windows: a walk through the latent space between
+        two samples, so neighbouring windows are related. float32 (n_windows, 96, 96) in time
+        order, in [0, 1]; the first and last are reconstructions of the two samples."""
+        if n_windows < 2:
+            return self.sample(n_windows, seed=seed)  # type: ignore[attr-defined]
+        ends = self.sample(2, seed=seed)  # type: ignore[attr-defined]
+        return self.interpolate(ends[0], ends[1], n_windows)
+
 
 class GanMixin:
     """GANs have no encoder."""
@@ -206,3 +215,8 @@ class GanMixin:
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
         raise NotImplementedError("a GAN has no encoder to interpolate between windows")
+
+    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
+        """A piece of ``n_windows`` windows: independent samples chained in time (a GAN has no
+        way to relate them). float32 (n_windows, 96, 96) in [0, 1]."""
+        return self.sample(n_windows, seed=seed)  # type: ignore[attr-defined]

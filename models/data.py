@@ -4,6 +4,8 @@ Public functions:
 - ``shard_paths(shards)``: a dataset folder or a list of shard paths → sorted shard paths.
 - ``source_shas(shards)``: the distinct source files (sha256) present in the shards.
 - ``split_files(shas, heldout_fraction, seed)``: train / held-out split BY SOURCE FILE.
+- ``heldout_split(shards)``: THE split of a dataset (``HELDOUT_FRACTION`` of its files, fixed
+  ``SPLIT_SEED``), the one every stage uses.
 - ``window_dataset(shards, shas, batch_size=..., seed=...)``: streaming float32 batches
   (B, 96, 96, 1) in [0, 1] for training.
 - ``load_windows(shards, shas, limit)``: bool (n, 96, 96) windows for evaluation.
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 _COLUMNS = ["source_sha256", "roll"]
 
 ShardsLike = str | Path | Sequence[str | Path]
+
+HELDOUT_FRACTION = 0.1
+SPLIT_SEED = 0  # fixed, not the model seed: every model of a dataset is judged on the same files
 
 
 def shard_paths(shards: ShardsLike) -> list[Path]:
@@ -93,6 +98,12 @@ def split_files(
         if len(heldout) == len(unique):
             heldout.discard(max(unique, key=scores.__getitem__))
     return set(unique) - heldout, heldout
+
+
+def heldout_split(shards: ShardsLike) -> tuple[set[str], set[str]]:
+    """The (train, held-out) source files of a dataset's shards: the split training and
+    evaluation both use, ``HELDOUT_FRACTION`` of the files with the fixed ``SPLIT_SEED``."""
+    return split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
 
 
 def _packed_rows(table: pa.Table, shas: set[str] | None) -> np.ndarray:

@@ -77,7 +77,7 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
 
 
 def _print_audit(result) -> None:
-    from musicflow.tasks.audit import format_summary
+    from musicflow.console import format_summary
 
     print(format_summary(result.summary))
     print(f"parsed {result.n_parsed} file(s), {result.n_cached} from cache")
@@ -139,14 +139,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_model(result: dict) -> None:
-    flag = " (new champion)" if result["promoted"] else ""
-    print(f"{result['model_uri']} (run {result['run_id']}){flag}")
-    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate"):
-        value = result["metrics"].get(key, float("nan"))
-        base = result["metrics"].get(f"{key}_baseline", float("nan"))
-        print(f"  {key}: {value:.3f} (baseline {base:.3f})")
-    print(f"  report: {result['report']}")
+def _print_model(result) -> None:
+    from musicflow.console import format_model
+
+    print(
+        format_model(
+            result.model_uri, result.run_id, result.promoted, result.metrics, result.report
+        )
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -178,9 +178,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from musicflow.tasks.registry import compare_versions, format_table
+    from musicflow import tracking
+    from musicflow.console import format_table
 
-    print(format_table(compare_versions(args.dataset)))
+    print(format_table([row.as_dict() for row in tracking.dataset_versions(args.dataset)]))
     return 0
 
 

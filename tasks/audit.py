@@ -66,30 +66,3 @@ def summarize(manifest: pd.DataFrame) -> dict:
         ],
         "n_segments": int(accepted.n_segments.fillna(0).sum()),
     }
-
-
-def format_summary(summary: dict, *, worst: int = 10) -> str:
-    """Readable terminal summary: counts first, then the worst files."""
-    status = summary["status"]
-    lines = [
-        f"{summary['n_files']} MIDI files: {status.get('accepted', 0)} accepted, "
-        f"{status.get('quarantined', 0)} quarantined, {status.get('duplicate', 0)} duplicate; "
-        f"{summary['n_segments']} windows from accepted files",
-    ]
-    for title, counts in (
-        ("quarantined", summary["quarantine_reasons"]),
-        ("warnings", summary["warnings"]),
-    ):
-        if counts:
-            lines.append(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    listings = (
-        ("quarantined files", [(p, reason) for p, reason in summary["quarantined_files"]]),
-        ("accepted with warnings", [(p, ", ".join(w)) for p, w in summary["warned_files"]]),
-    )
-    for title, files in listings:
-        if files:
-            lines.append(f"  {title}:")
-            lines += [f"    {path}  ({why})" for path, why in files[:worst]]
-            if len(files) > worst:
-                lines.append(f"    … and {len(files) - worst} more (see the manifest)")
-    return "\n".join(lines)

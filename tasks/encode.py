@@ -24,6 +24,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import __version__, atomic, roll
+from musicflow.errors import DatasetError
 from musicflow.tasks.parse import cache_root, entry_path, load_windows
 
 ROWS_PER_SHARD = 8192  # ~9.4 MB of packed rolls per shard: few files, bounded memory
@@ -76,7 +77,8 @@ def inputs_key(accepted: pd.DataFrame, encoding: dict) -> str:
 
 @dataclass
 class DatasetInfo:
-    """What ``dataset.json`` records; training keys its cache and lineage on ``digest``."""
+    """What ``dataset.json`` records; training keys its cache and lineage on ``digest``, and
+    every later stage reads its pitch window from ``encoding``."""
 
     name: str
     folder: Path
@@ -85,7 +87,17 @@ class DatasetInfo:
     shards: list[str]
     n_windows: int
     n_files: int
-    written: bool  # False when the folder was already up to date
+    written: bool = False  # False when the folder was already up to date (or only read)
+    inputs_key: str | None = None
+
+    @property
+    def pitch_low(self) -> int:
+        """The lowest pitch of the window the shards were encoded in (row 95)."""
+        return int(self.encoding["pitch_low"])
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        return [Path(self.folder) / s for s in self.shards]
 
     def to_json(self) -> dict:
         return {
@@ -99,11 +111,32 @@ class DatasetInfo:
         }
 
 
-def read_dataset_info(folder: Path) -> dict | None:
+def read_dataset_info(folder: Path) -> DatasetInfo | None:
+    """``folder``'s ``dataset.json``, or None when it is missing or unreadable."""
     try:
-        return json.loads((Path(folder) / "dataset.json").read_text())
-    except (OSError, ValueError):
+        record = json.loads((Path(folder) / "dataset.json").read_text())
+        return DatasetInfo(
+            name=record["name"],
+            folder=Path(folder),
+            digest=record["digest"],
+            encoding=record["encoding"],
+            shards=list(record["shards"]),
+            n_windows=record["n_windows"],
+            n_files=record["n_files"],
+            inputs_key=record.get("inputs_key"),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def read_dataset(folder: Path) -> DatasetInfo:
+    """The encoded dataset in ``folder``; DatasetError (one clear line) when there is none."""
+    info = read_dataset_info(folder)
+    if info is None:
+        raise DatasetError(
+            f"no encoded dataset in {folder}; run 'musicflow encode SOURCE --dataset NAME' first"
+        )
+    return info
 
 
 def _window_batches(
@@ -153,18 +186,19 @@ def write_dataset(
     previous = read_dataset_info(out_dir)
     if (
         previous is not None
-        and previous.get("inputs_key") == key
-        and all((out_dir / s).is_file() for s in previous["shards"])
+        and previous.inputs_key == key
+        and all(p.is_file() for p in previous.shard_paths)
     ):
         return DatasetInfo(
             name=name,
             folder=out_dir,
-            digest=previous["digest"],
+            digest=previous.digest,
             encoding=encoding,
-            shards=previous["shards"],
-            n_windows=previous["n_windows"],
-            n_files=previous["n_files"],
+            shards=previous.shards,
+            n_windows=previous.n_windows,
+            n_files=previous.n_files,
             written=False,
+            inputs_key=key,
         )
 
     root = cache_root(cache_dir, pitch_low)
@@ -209,6 +243,7 @@ def write_dataset(
         n_windows=n_windows,
         n_files=len(accepted),
         written=True,
+        inputs_key=key,
     )
     record = info.to_json() | {
         "inputs_key": key,

@@ -1,29 +1,88 @@
-"""Evaluate: generated windows vs held-out real windows (Contract 4), with baselines.
+"""Evaluate: generated windows vs held-out real windows, with baselines (docs/metrics.md).
 
-Held-out windows come from held-out FILES (``split_files`` splits by source file), and the
-threshold that binarises the model's output is calibrated so the generated active-cell share
-matches the training windows' (the thesis tuned it by hand per dataset).
+Computed once per training run and logged to it: the scores as metrics, the settings as
+params, and the windows that were scored as the artifact ``evaluation/windows.npz`` (generated
+and held-out windows, and what the model says about the held-out ones, such as a VAE's latent
+codes). The report and the quality bench read that artifact back; nothing is sampled twice.
+
+Held-out windows come from held-out FILES (``models.data.heldout_split``), and every metric is
+computed in the dataset's own pitch window (its ``encoding.pitch_low``). The threshold that
+binarises the model's output is calibrated so the generated active-cell share matches the
+training windows' (the thesis tuned it by hand per dataset).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from prefect import task
+
+from musicflow import roll, tracking
+from musicflow.tasks.encode import DatasetInfo, read_dataset
+from musicflow.tasks.train import TrainedModel, load_trained, run_cache_key
 
 EVAL_WINDOWS = 512
 TRAIN_SAMPLE_LIMIT = 20_000
+LATENT_LIMIT = 2000  # held-out windows whose latent codes are kept (a report figure)
+WINDOWS_ARTIFACT = "evaluation/windows.npz"
+
+#: Metrics that only some models can compute, on the held-out windows: metric name → the name
+#: of the model method returning it (a float). A model without the method gets no such metric.
+#: Adding a model-provided metric is one line here.
+MODEL_METRICS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate step hands on (small, data only); the windows are in the run's
+    ``evaluation/windows.npz`` (:func:`load_windows`)."""
+
+    run_id: str
+    scores: dict[str, float]  # every metric and its _baseline, as logged
+    threshold: float  # binarisation threshold calibrated on the model's samples
+    target_density: float  # training windows' share of active cells
+    pitch_low: int  # the dataset's pitch window the metrics were computed in
+    n_generated: int
+    n_heldout: int
+    n_train_sample: int
 
 
 @dataclass
-class Evaluation:
-    scores: dict[str, float]
-    threshold: float
-    target_density: float
-    generated: np.ndarray  # bool (n, 96, 96)
+class EvaluationWindows:
+    """The windows an evaluation scored (bool (n, 96, 96)), and the held-out windows' latent
+    codes when the model has an encoder."""
+
+    generated: np.ndarray
     heldout: np.ndarray
-    train_sample: np.ndarray
+    latents: np.ndarray | None = None
+
+    def save(self, path: Path) -> None:
+        arrays = {
+            "generated": roll.pack_windows(self.generated),
+            "heldout": roll.pack_windows(self.heldout),
+        }
+        if self.latents is not None:
+            arrays["latents"] = self.latents
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> EvaluationWindows:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                generated=roll.unpack_windows(data["generated"]),
+                heldout=roll.unpack_windows(data["heldout"]),
+                latents=data.get("latents"),
+            )
+
+
+def evaluation_probs(model, n: int, seed: int) -> np.ndarray:
+    """The model outputs an evaluation scores: ``model.sample(n, seed + 1)``, the one place
+    that says which samples are "the generated windows" of a run."""
+    return model.sample(n, seed=seed + 1)
 
 
 def _sample_index(n: int, limit: int, seed: int) -> np.ndarray:
@@ -33,19 +92,16 @@ def _sample_index(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def evaluate_model(
-    model,
-    shards: list[Path],
-    train_shas: set[str],
-    heldout_shas: set[str],
-    *,
-    seed: int,
-    n_generated: int = EVAL_WINDOWS,
-) -> Evaluation:
-    """Sample, calibrate, binarise and score ``model`` against the held-out files."""
-    from musicflow.metrics import evaluate
-    from musicflow.models.data import load_window_sources, load_windows
+    model, dataset: DatasetInfo, *, seed: int, n_generated: int = EVAL_WINDOWS
+) -> tuple[Evaluation, EvaluationWindows]:
+    """Sample, calibrate, binarise and score ``model`` against the dataset's held-out files,
+    in the dataset's pitch window. Pure computation: nothing is logged (``run_id`` is empty)."""
+    from musicflow import metrics
+    from musicflow.models.data import heldout_split, load_window_sources, load_windows
     from musicflow.sampling import binarize, calibrate_threshold
 
+    shards = dataset.shard_paths
+    train_shas, heldout_shas = heldout_split(shards)
     heldout = load_windows(shards, heldout_shas)
     train_all = load_windows(shards, train_shas)
     keep = _sample_index(len(train_all), TRAIN_SAMPLE_LIMIT, seed)
@@ -53,15 +109,69 @@ def evaluate_model(
     # Sources let copy_rate_baseline skip a window's own file (not only the window itself).
     train_sources = load_window_sources(shards, train_shas)[keep]
     target = float(train_sample.mean())
-    probs = model.sample(n_generated, seed=seed + 1)
+    probs = evaluation_probs(model, n_generated, seed)
     threshold = calibrate_threshold(probs, target)
     generated = binarize(probs, threshold)
-    scores = evaluate(generated, heldout, train_sample, seed=seed, train_sources=train_sources)
-    return Evaluation(
+    scores = metrics.evaluate(
+        generated,
+        heldout,
+        train_sample,
+        seed=seed,
+        train_sources=train_sources,
+        pitch_low=dataset.pitch_low,
+    )
+    for metric, method in MODEL_METRICS.items():
+        if hasattr(model, method):
+            scores[metric] = float(getattr(model, method)(heldout))
+    latents = model.encode(heldout[:LATENT_LIMIT]) if model.kind == "vae" else None
+    evaluation = Evaluation(
+        run_id="",
         scores={k: float(v) for k, v in scores.items()},
         threshold=float(threshold),
         target_density=target,
-        generated=generated,
-        heldout=heldout,
-        train_sample=train_sample,
+        pitch_low=dataset.pitch_low,
+        n_generated=len(generated),
+        n_heldout=len(heldout),
+        n_train_sample=len(train_sample),
     )
+    return evaluation, EvaluationWindows(generated, heldout, latents)
+
+
+def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
+    """Evaluate a training run's model and log the result to that run."""
+    import dataclasses
+
+    import mlflow
+
+    info = read_dataset(Path(dataset_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_trained(trained, Path(tmp))
+        evaluation, windows = evaluate_model(model, info, seed=trained.seed)
+        evaluation = dataclasses.replace(evaluation, run_id=trained.run_id)
+        path = Path(tmp) / Path(WINDOWS_ARTIFACT).name
+        windows.save(path)
+        with tracking.resume_run(trained.run_id):
+            mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if np.isfinite(v)})
+            mlflow.log_params(
+                {
+                    "sampling_threshold": evaluation.threshold,
+                    "eval_windows": evaluation.n_generated,
+                    "n_heldout_windows": evaluation.n_heldout,
+                    "n_train_sample": evaluation.n_train_sample,
+                }
+            )
+            mlflow.log_artifact(str(path), artifact_path=str(Path(WINDOWS_ARTIFACT).parent))
+    return evaluation
+
+
+def load_windows(run_id: str) -> EvaluationWindows:
+    """The windows a run's evaluation scored, read back from its artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return EvaluationWindows.load(
+            tracking.download_artifacts(run_id, WINDOWS_ARTIFACT, Path(tmp))
+        )
+
+
+evaluate = task(name="evaluate", cache_key_fn=run_cache_key("evaluate"), persist_result=True)(
+    evaluate_run
+)

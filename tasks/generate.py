@@ -1,9 +1,12 @@
-"""Generate: sample windows from a registered model and write them as MIDI (and WAV).
+"""Generate: sample pieces from a registered model and write them as MIDI (and WAV).
 
-Models are logged as MLflow pyfunc models wrapping the model folder that ``RollModel.save``
-writes, plus ``sampling.json`` (the calibrated threshold and the encoding). So any registered
-version loads in a fresh process by URI (``models:/NAME/VERSION``, ``models:/NAME@champion``,
-``runs:/…``), with ``mlflow.pyfunc.load_model`` or with ``musicflow generate``.
+Models are logged (``tasks/registry.py``) as MLflow pyfunc models wrapping the model folder
+that ``RollModel.save`` writes, plus ``sampling.json`` (the calibrated threshold and the
+dataset's encoding, pitch window included). So any registered version loads in a fresh process
+by URI (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
+``mlflow.pyfunc.load_model`` or with ``musicflow generate``. A piece is what the model's own
+``sample_piece`` gives, binarised with the calibrated threshold and decoded in the encoding's
+pitch window. :class:`RollSampler` stays in this module: registered models refer to it here.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
 
-from musicflow import __version__, atomic, workspace
+from musicflow import atomic, tracking
 from musicflow.errors import ModelError
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
@@ -50,26 +55,8 @@ class RollSampler(mlflow.pyfunc.PythonModel):
         return self.sample_windows(n, seed).reshape(n, -1).astype(np.uint8)
 
 
-def log_pyfunc_model(model_dir: Path, registered_model: str) -> int:
-    """Log ``model_dir`` as the active run's model and register it; returns the new version."""
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=RollSampler(),
-        artifacts={"model_dir": str(model_dir)},
-        # Explicit requirements: inferring them would load the model in a subprocess.
-        pip_requirements=[f"musicflow=={__version__}"],
-        registered_model_name=registered_model,
-    )
-    return int(info.registered_model_version)
-
-
 def load_sampler(model_uri: str) -> RollSampler:
-    mlflow.set_tracking_uri(workspace.tracking_uri())
-    try:
-        loaded = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # MLflow raises several types for a bad or unknown URI
-        raise ModelError(f"cannot load model {model_uri!r}: {str(exc).splitlines()[0]}") from exc
-    sampler = loaded.unwrap_python_model()
+    sampler = tracking.load_model(model_uri)
     if not isinstance(sampler, RollSampler):
         raise ModelError(f"{model_uri!r} is not a musicflow model")
     return sampler
@@ -102,8 +89,8 @@ def generate_midi(
 ) -> GenerationResult:
     """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4).
 
-    VAE pieces walk the latent space between two sampled points, so consecutive windows are
-    related; GAN pieces chain independent samples.
+    Each piece is the model's ``sample_piece`` (a VAE walks its latent space between two
+    samples, so consecutive windows are related; a GAN chains independent samples).
     """
     from musicflow import roll
     from musicflow.sampling import binarize
@@ -116,12 +103,7 @@ def generate_midi(
     result = GenerationResult(midi_files=[])
     for i in range(n):
         piece_seed = seed * 100_003 + i
-        if sampler.model.kind == "vae":
-            ends = sampler.sample_probs(2, seed=piece_seed) >= threshold
-            probs = sampler.model.interpolate(ends[0:1], ends[1:2], windows_per_piece)
-        else:
-            probs = sampler.sample_probs(windows_per_piece, seed=piece_seed)
-        windows = binarize(probs, threshold)
+        windows = binarize(sampler.model.sample_piece(windows_per_piece, piece_seed), threshold)
         song = np.concatenate(list(windows), axis=1)
         notes = roll.decode_roll(song, pitch_low=pitch_low)
         path = out_dir / f"sample-{i + 1:03d}.mid"
@@ -139,3 +121,6 @@ def generate_midi(
             "(Debian: apt-get install fluidsynth fluid-soundfont-gm)"
         )
     return result
+
+
+generate = task(name="generate", cache_policy=NONE, persist_result=False)(generate_midi)

@@ -1,4 +1,9 @@
-"""Model registry: the champion rule and the comparison table of registered versions.
+"""Register: a trained and evaluated run becomes a model version; the champion rule.
+
+``register`` logs the run's checkpoint with its sampling settings (the calibrated threshold and
+the encoding, ``sampling.json``) as an MLflow pyfunc model that loads and samples in a fresh
+process, registered as a new version of ``<dataset>-<model>`` (docs/tracking.md). It is cached
+per training run, so a cached training result finds its version again and registers nothing.
 
 Champion rule (documented in the README): a version is eligible when its ``blank_rate`` is at
 most 0.5 (a generator that mostly outputs silence is never the best known). Among eligible
@@ -9,20 +14,56 @@ A new version takes the alias ``champion`` only when it beats the current one by
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from musicflow import workspace
+from prefect import task
+from prefect.cache_policies import NONE
 
-CHAMPION = "champion"
+from musicflow import tracking
+from musicflow.tasks.evaluate import Evaluation
+from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
+
 MAX_BLANK_RATE = 0.5
 ONENN_TIE = 0.01
-COMPARE_METRICS = ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "unique_rate", "copy_rate")
 
 
-def _client():
-    from mlflow import MlflowClient
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered version: ``models:/<name>/<version>`` loads it anywhere."""
 
-    return MlflowClient(tracking_uri=workspace.tracking_uri())
+    name: str  # <dataset>-<model>
+    version: int
+    run_id: str
+
+    @property
+    def model_uri(self) -> str:
+        return tracking.version_uri(self.name, self.version)
+
+
+def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredModel:
+    """Log the run's model with its sampling settings as a pyfunc model; register a version."""
+    from musicflow.tasks.generate import RollSampler
+
+    name = tracking.registered_name(trained.dataset, trained.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = tracking.download_artifacts(trained.run_id, CHECKPOINT, Path(tmp))
+        (model_dir / "sampling.json").write_text(
+            json.dumps(
+                {
+                    "threshold": evaluation.threshold,
+                    "encoding": trained.encoding,
+                    "dataset": trained.dataset,
+                    "target_density": evaluation.target_density,
+                }
+            )
+        )
+        with tracking.resume_run(trained.run_id):
+            version = tracking.log_model(RollSampler(), model_dir, name)
+    return RegisteredModel(name=name, version=version, run_id=trained.run_id)
 
 
 def is_better(new: dict[str, float], old: dict[str, float] | None) -> bool:
@@ -42,64 +83,18 @@ def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def version_metrics(client, name: str, version: str | int) -> dict[str, float]:
-    mv = client.get_model_version(name, str(version))
-    return dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
-
-
-def promote_if_better(name: str, version: int) -> bool:
-    """Give ``version`` the champion alias when it beats the current champion; True if it did."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client()
-    new = version_metrics(client, name, version)
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
-        old = version_metrics(client, name, current.version)
-    except MlflowException:
-        old = None
+def promote_if_better(registered: RegisteredModel) -> bool:
+    """Give the version the champion alias when it beats the current champion; True if so."""
+    new = tracking.version_metrics(registered.name, registered.version)
+    current = tracking.champion_version(registered.name)
+    old = None if current is None else tracking.version_metrics(registered.name, current)
     if is_better(new, old):
-        client.set_registered_model_alias(name, CHAMPION, str(version))
+        tracking.set_champion(registered.name, registered.version)
         return True
     return False
 
 
-def compare_versions(dataset: str) -> list[dict]:
-    """Every registered version of the dataset's models with its metrics, champion marked."""
-    client = _client()
-    rows = []
-    for model in client.search_registered_models(filter_string=f"name LIKE '{dataset}-%'"):
-        champion = model.aliases.get(CHAMPION) if hasattr(model, "aliases") else None
-        for mv in client.search_model_versions(f"name = '{model.name}'"):
-            metrics = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
-            rows.append(
-                {
-                    "model": model.name,
-                    "version": int(mv.version),
-                    "champion": str(mv.version) == str(champion),
-                    **metrics,
-                }
-            )
-    return sorted(rows, key=lambda r: (r["model"], r["version"]))
-
-
-def format_table(rows: list[dict]) -> str:
-    """A plain terminal table: one line per version, each metric beside its baseline."""
-    if not rows:
-        return "no registered model versions for this dataset yet (run 'musicflow run' first)"
-    header = ["model", "ver", "champ"] + [m for m in COMPARE_METRICS] + ["onenn_base"]
-    lines = [header]
-    for r in rows:
-        lines.append(
-            [r["model"], str(r["version"]), "*" if r["champion"] else ""]
-            + [_fmt(r.get(m)) for m in COMPARE_METRICS]
-            + [_fmt(r.get("onenn_accuracy_baseline"))]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines
-    )
-
-
-def _fmt(value) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+register = task(name="register", cache_key_fn=run_cache_key("register"), persist_result=True)(
+    register_run
+)
+promote = task(name="promote", cache_policy=NONE, persist_result=False)(promote_if_better)

@@ -1,8 +1,14 @@
 """Report: one self-contained HTML page per model version, written under ``reports/`` and
-logged to the model's MLflow run, with generated MIDI (and WAV when FluidSynth is present).
+logged to the model's MLflow run, with the generated pieces as MIDI (and WAV).
+
+Everything on the page was computed by an earlier step and is only read here: the scores and
+the threshold from the evaluation, the scored windows from the run's ``evaluation/windows.npz``
+artifact (generated and held-out windows, the VAE's latent codes), the losses from training, the
+pieces from the generate step. No model is loaded, no split is recomputed, nothing is sampled.
 
 The page is keyed by the registered version (``reports/<dataset>/<model>-v<version>/``): a
-cached training result finds its report already there and nothing is redone.
+cached training result finds its report already there (:func:`report_page`) and nothing is
+redone.
 """
 
 from __future__ import annotations
@@ -15,28 +21,29 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import workspace
+from musicflow import tracking, workspace
 from musicflow.tasks.audit import summarize
-from musicflow.tasks.train import HELDOUT_FRACTION, SPLIT_SEED, dataset_shards, registered_name
+from musicflow.tasks.evaluate import Evaluation, load_windows
+from musicflow.tasks.generate import GenerationResult
+from musicflow.tasks.registry import RegisteredModel
+from musicflow.tasks.train import TrainedModel
 
 N_MIDI = 4
 AUDIT_LIST_LIMIT = 20
 
 
+def report_page(trained: TrainedModel, registered: RegisteredModel) -> Path:
+    """Where the version's report lives: ``reports/<dataset>/<model>-v<version>/report.html``."""
+    folder = workspace.reports_dir() / trained.dataset / f"{trained.model}-v{registered.version}"
+    return folder / "report.html"
+
+
 def thesis_counterpart_metrics(dataset: str, model: str) -> dict[str, float] | None:
     """Metrics of the latest ``*-thesis`` version trained on the same dataset, if any."""
-    from mlflow import MlflowClient
-
     if model not in ("vae", "gan"):
         return None
-    client = MlflowClient(tracking_uri=workspace.tracking_uri())
-    versions = client.search_model_versions(
-        f"name = '{registered_name(dataset, model + '-thesis')}'"
-    )
-    if not versions:
-        return None
-    latest = max(versions, key=lambda v: int(v.version))
-    return dict(client.get_run(latest.run_id).data.metrics)
+    latest = tracking.latest_version(tracking.registered_name(dataset, model + "-thesis"))
+    return None if latest is None else tracking.run_metrics(latest.run_id)
 
 
 def _audit_summary(dataset_dir: Path) -> dict:
@@ -50,83 +57,71 @@ def _audit_summary(dataset_dir: Path) -> dict:
 
 
 def build_report(
-    trained: dict, *, dataset: str, dataset_dir: Path, audit_summary: dict | None, seed: int = 0
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    registered: RegisteredModel,
+    pieces: GenerationResult,
+    *,
+    dataset_dir: Path,
+    audit_summary: dict | None,
 ) -> str:
-    """Generate samples, draw the figures and write the report of one trained version."""
-    from mlflow import MlflowClient
-
+    """Draw the figures and write the report of one registered version; log it to its run."""
     from musicflow import plots
-    from musicflow.models.data import load_windows, source_shas, split_files
     from musicflow.report import render_report, write_report
-    from musicflow.tasks.evaluate import EVAL_WINDOWS
-    from musicflow.tasks.generate import generate_midi, load_sampler
 
-    out = workspace.reports_dir() / dataset / f"{trained['model']}-v{trained['version']}"
-    page = out / "report.html"
-    if page.exists():
-        return str(page)
-    sampler = load_sampler(trained["model_uri"])
-    generation = generate_midi(trained["model_uri"], n=N_MIDI, out_dir=out / "midi", seed=seed)
-    _, shards = dataset_shards(Path(dataset_dir))
-    _, heldout_shas = split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
-    heldout = load_windows(shards, heldout_shas)
-    generated = sampler.sample_windows(EVAL_WINDOWS, seed=seed + 1)  # the evaluated windows
-    pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
-    history = trained.get("history") or {}
+    page = report_page(trained, registered)
+    out = page.parent
+    windows = load_windows(evaluation.run_id)
+    pitch_low = evaluation.pitch_low
+    history = trained.history
     losses = {k: v for k, v in history.items() if "loss" in k}
     figures = {
         "Note frequency: held-out real vs generated": plots.note_frequency_figure(
-            heldout, generated, pitch_low=pitch_low
+            windows.heldout, windows.generated, pitch_low=pitch_low
         ),
-        "Generated windows": plots.sample_grid_figure(generated, pitch_low=pitch_low),
+        "Generated windows": plots.sample_grid_figure(windows.generated, pitch_low=pitch_low),
         "Held-out real windows": plots.sample_grid_figure(
-            heldout, pitch_low=pitch_low, title="Held-out real windows"
+            windows.heldout, pitch_low=pitch_low, title="Held-out real windows"
         ),
     }
     if losses:
         figures["Training losses"] = plots.loss_curves_figure(losses)
     if any(k.startswith("d_acc") for k in history):
         figures["Discriminator accuracy"] = plots.discriminator_accuracy_figure(history)
-    if sampler.model.kind == "vae":
-        figures["Latent space of held-out windows"] = plots.latent_scatter_figure(
-            sampler.model.encode(heldout[:2000])
-        )
-    links = [
-        (p.name, p.relative_to(out).as_posix())
-        for p in generation.midi_files + generation.wav_files
-    ]
+    if windows.latents is not None:
+        figures["Latent space of held-out windows"] = plots.latent_scatter_figure(windows.latents)
+    links = [(p.name, p.relative_to(out).as_posix()) for p in pieces.midi_files + pieces.wav_files]
     info = {
-        "registered model": trained["registered_model"],
-        "version": trained["version"],
-        "model URI": trained["model_uri"],
-        "MLflow run": trained["run_id"],
-        "sampling threshold": sampler.sampling["threshold"],
+        "registered model": registered.name,
+        "version": registered.version,
+        "model URI": registered.model_uri,
+        "MLflow run": registered.run_id,
+        "sampling threshold": evaluation.threshold,
     }
-    if generation.wav_note:
-        info["audio"] = generation.wav_note
+    if pieces.wav_note:
+        info["audio"] = pieces.wav_note
     html = render_report(
-        title=f"{trained['registered_model']} v{trained['version']}",
+        title=f"{registered.name} v{registered.version}",
         model_info=info,
-        metrics={k: v for k, v in trained["metrics"].items() if not _nan(v)},
-        baseline_model_metrics=thesis_counterpart_metrics(dataset, trained["model"]),
+        metrics={k: v for k, v in evaluation.scores.items() if not _nan(v)},
+        baseline_model_metrics=thesis_counterpart_metrics(trained.dataset, trained.model),
         audit_summary=audit_summary if audit_summary is not None else _audit_summary(dataset_dir),
         figures=figures,
         links=links,
     )
     _write_figures(out / "figures", figures)
     write_report(page, html)
-    MlflowClient(tracking_uri=workspace.tracking_uri()).log_artifacts(
-        trained["run_id"], str(out), artifact_path="report"
-    )
+    tracking.log_artifacts(registered.run_id, out, artifact_path="report")
     return str(page)
 
 
 def _write_figures(folder: Path, figures: dict[str, bytes]) -> None:
     """Each figure also as its own PNG, so the MLflow UI shows it in the run's artifacts."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from musicflow import atomic
+
     for title, data in figures.items():
         slug = "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())
-        (folder / f"{slug}.png").write_bytes(data)
+        atomic.write_bytes(folder / f"{slug}.png", data)
 
 
 def _nan(value) -> bool:

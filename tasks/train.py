@@ -1,13 +1,14 @@
-"""Train: one model on one encoded dataset, tracked in MLflow and registered.
+"""Train: one model on one encoded dataset, tracked in an MLflow run (docs/tracking.md).
 
-Every run logs (DESIGN.md Contract 4): every hyperparameter, the encoding, the dataset digest and
-the code version as params; per-epoch losses; the dataset as an MLflow input with our own digest
-(MLflow's automatic one samples 10,000 rows and skips binary columns); the evaluation metrics of
-generated vs held-out windows with their ``_baseline``; figures; and the model, as a pyfunc that
-loads and samples in a fresh process, registered as a new version of ``<dataset>-<model>``.
+The run gets every hyperparameter, the encoding, the dataset digest and the code version as
+params; per-epoch losses; the dataset as an MLflow input with our own digest; and the trained
+model as the run's ``checkpoint/`` artifact, from which the evaluate and register steps load it.
+Evaluation (``tasks/evaluate.py``) and registration (``tasks/registry.py``) are their own
+steps, logged to the same run.
 
 The Prefect task is cached on (dataset digest, model, settings, seed, code version, tracking
-store): repeating an identical call trains nothing and creates no run or version.
+store): repeating an identical call trains nothing and creates no run. Its result is a small
+:class:`TrainedModel` (ids, names, numbers), so a cached result stays cheap to store and read.
 """
 
 from __future__ import annotations
@@ -18,59 +19,35 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from prefect import task
 
-from musicflow import lineage, workspace
+from musicflow import lineage, tracking, workspace
 from musicflow.errors import DatasetError
-from musicflow.tasks.encode import read_dataset_info
+from musicflow.tasks.encode import read_dataset, read_dataset_info
 
-HELDOUT_FRACTION = 0.1
-SPLIT_SEED = 0  # fixed, not the model seed: every model of a dataset is judged on the same files
-
-
-def experiment_name(dataset: str) -> str:
-    return f"musicflow/{dataset}"
+CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
 
 
-def registered_name(dataset: str, model: str) -> str:
-    return f"{dataset}-{model}"
+@dataclass(frozen=True)
+class TrainedModel:
+    """What training hands on: the MLflow run holding the model, and what it was trained on."""
+
+    run_id: str
+    dataset: str
+    model: str
+    seed: int
+    encoding: dict  # the dataset's encoding (dataset.json), pitch window included
+    history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch metrics
+
+    @property
+    def pitch_low(self) -> int:
+        return int(self.encoding["pitch_low"])
 
 
-def ensure_experiment(dataset: str) -> str:
-    """Create the dataset's experiment once, up front (parallel creation races on sqlite).
-
-    With a local sqlite store, artifacts go in ``artifacts/`` beside the database (MLflow's
-    default would be ``./mlartifacts`` in whatever directory the process started in).
-    """
-    import mlflow
-
-    uri = workspace.tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    name = experiment_name(dataset)
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / dataset).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
-
-
-def dataset_shards(dataset_dir: Path) -> tuple[dict, list[Path]]:
-    info = read_dataset_info(dataset_dir)
-    if info is None:
-        raise DatasetError(
-            f"no encoded dataset in {dataset_dir}; "
-            "run 'musicflow encode SOURCE --dataset NAME' first"
-        )
-    return info, [Path(dataset_dir) / s for s in info["shards"]]
-
-
-def train_and_log(
+def train_model(
     dataset_dir: Path,
     dataset: str,
     model_name: str,
@@ -80,18 +57,16 @@ def train_and_log(
     seed: int = 0,
     time_budget_s: float | None = None,
     overrides: dict | None = None,
-) -> dict:
-    """Train, evaluate, log and register one model; returns run id, version, URI and metrics."""
+) -> TrainedModel:
+    """Train one model in a new MLflow run; log params, losses and the checkpoint."""
     import mlflow
-    from mlflow.data.meta_dataset import MetaDataset
 
     from musicflow.models import build_model
-    from musicflow.models.data import source_shas, split_files, window_dataset
-    from musicflow.tasks.evaluate import evaluate_model
-    from musicflow.tasks.generate import log_pyfunc_model
+    from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split, window_dataset
 
-    info, shards = dataset_shards(Path(dataset_dir))
-    train_shas, heldout_shas = split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
+    info = read_dataset(Path(dataset_dir))
+    shards = info.shard_paths
+    train_shas, heldout_shas = heldout_split(shards)
     if not train_shas or not heldout_shas:
         raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
     settings = dict(overrides or {})
@@ -104,9 +79,8 @@ def train_and_log(
     n_epochs = int(config.get("epochs", epochs or 10))
     batch = int(config.get("batch_size", batch_size or 32))
 
-    experiment_id = ensure_experiment(dataset)
     flow_run_id = _flow_run_id()
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-s{seed}") as run:
+    with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
         mlflow.set_tags(
             {
                 "musicflow.model": model_name,
@@ -118,14 +92,14 @@ def train_and_log(
         )
         params = {
             **{f"model.{k}": v for k, v in config.items()},
-            **{f"encoding.{k}": v for k, v in info["encoding"].items()},
+            **{f"encoding.{k}": v for k, v in info.encoding.items()},
             "model": model_name,
             "seed": seed,
             "epochs": n_epochs,
             "batch_size": batch,
             "time_budget_s": time_budget_s,
             "dataset": dataset,
-            "dataset_digest": info["digest"],
+            "dataset_digest": info.digest,
             "code_version": lineage.code_version(),
             "heldout_fraction": HELDOUT_FRACTION,
             "split_seed": SPLIT_SEED,
@@ -135,12 +109,7 @@ def train_and_log(
         mlflow.log_params(
             {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
         )
-        mlflow.log_input(
-            MetaDataset(
-                source=_dataset_source(dataset_dir), name=dataset, digest=info["digest"][:32]
-            ),
-            context="training",
-        )
+        tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
 
         train_ds = window_dataset(
             shards,
@@ -151,69 +120,61 @@ def train_and_log(
             augment=bool(config.get("augment", False)),
         )
         val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
-        history: dict[str, list[float]] = {}
-        started = time.monotonic()
-        deadline = started + time_budget_s if time_budget_s else None
-        seen = _Counter()
-        for epoch in range(n_epochs):
-            metrics = model.fit_epoch(_until(deadline, train_ds, seen)) | model.validate(val_ds)
-            mlflow.log_metrics(metrics, step=epoch)
-            for key, value in metrics.items():
-                history.setdefault(key, []).append(float(value))
-            elapsed = time.monotonic() - started
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            print(
-                f"  {model_name} epoch {epoch + 1}/{n_epochs} ({elapsed:.0f} s): {shown}",
-                file=sys.stderr,
-                flush=True,
-            )
-            if deadline is not None and time.monotonic() >= deadline:
-                print(
-                    f"  {model_name}: time budget reached in epoch {epoch + 1} "
-                    f"({seen.windows} training windows seen)",
-                    file=sys.stderr,
-                )
-                break
-        mlflow.log_metric("epochs_completed", len(next(iter(history.values()), [])))
-        mlflow.log_metric("train_windows_seen", seen.windows)
-        mlflow.log_metric("train_seconds", time.monotonic() - started)
-
-        evaluation = evaluate_model(model, shards, train_shas, heldout_shas, seed=seed)
-        scores = evaluation.scores
-        mlflow.log_metrics({k: v for k, v in scores.items() if np.isfinite(v)})
-        mlflow.log_params(
-            {
-                "sampling_threshold": evaluation.threshold,
-                "eval_windows": len(evaluation.generated),
-                "n_heldout_windows": len(evaluation.heldout),
-                "n_train_sample": len(evaluation.train_sample),
-            }
-        )
+        history = _fit(model, model_name, train_ds, val_ds, n_epochs, time_budget_s)
 
         with tempfile.TemporaryDirectory() as tmp:
-            model_dir = Path(tmp) / "model"
-            model.save(model_dir)
-            (model_dir / "sampling.json").write_text(
-                json.dumps(
-                    {
-                        "threshold": evaluation.threshold,
-                        "encoding": info["encoding"],
-                        "dataset": dataset,
-                        "target_density": evaluation.target_density,
-                    }
-                )
+            model.save(Path(tmp))
+            mlflow.log_artifacts(tmp, artifact_path=CHECKPOINT)
+    return TrainedModel(
+        run_id=run.info.run_id,
+        dataset=dataset,
+        model=model_name,
+        seed=seed,
+        encoding=dict(info.encoding),
+        history=history,
+    )
+
+
+def _fit(
+    model, model_name: str, train_ds, val_ds, n_epochs: int, time_budget_s: float | None
+) -> dict[str, list[float]]:
+    """The epoch loop, logging each epoch's metrics to the active run; returns the history."""
+    import mlflow
+
+    history: dict[str, list[float]] = {}
+    started = time.monotonic()
+    deadline = started + time_budget_s if time_budget_s else None
+    seen = _Counter()
+    for epoch in range(n_epochs):
+        metrics = model.fit_epoch(_until(deadline, train_ds, seen)) | model.validate(val_ds)
+        mlflow.log_metrics(metrics, step=epoch)
+        for key, value in metrics.items():
+            history.setdefault(key, []).append(float(value))
+        elapsed = time.monotonic() - started
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        print(
+            f"  {model_name} epoch {epoch + 1}/{n_epochs} ({elapsed:.0f} s): {shown}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if deadline is not None and time.monotonic() >= deadline:
+            print(
+                f"  {model_name}: time budget reached in epoch {epoch + 1} "
+                f"({seen.windows} training windows seen)",
+                file=sys.stderr,
             )
-            version = log_pyfunc_model(model_dir, registered_name(dataset, model_name))
-        result = {
-            "run_id": run.info.run_id,
-            "model": model_name,
-            "registered_model": registered_name(dataset, model_name),
-            "version": version,
-            "model_uri": f"models:/{registered_name(dataset, model_name)}/{version}",
-            "metrics": scores,
-            "history": history,
-        }
-    return result
+            break
+    mlflow.log_metric("epochs_completed", len(next(iter(history.values()), [])))
+    mlflow.log_metric("train_windows_seen", seen.windows)
+    mlflow.log_metric("train_seconds", time.monotonic() - started)
+    return history
+
+
+def load_trained(trained: TrainedModel, dst: Path):
+    """The trained model back from its run's checkpoint (copied under ``dst``)."""
+    from musicflow.models import load_model
+
+    return load_model(tracking.download_artifacts(trained.run_id, CHECKPOINT, dst))
 
 
 @dataclass
@@ -236,17 +197,6 @@ def _until(deadline: float | None, batches: Iterable, seen: _Counter) -> Iterato
         yield batch
 
 
-def _dataset_source(dataset_dir: Path):
-    """The shards folder as an MLflow dataset source (a local-artifact source of its URI)."""
-    import warnings
-
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
-        warnings.simplefilter("ignore")
-        return resolve_dataset_source(Path(dataset_dir).resolve().as_uri())
-
-
 def _flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -255,9 +205,9 @@ def _flow_run_id() -> str | None:
 
 def train_cache_key(_context, parameters: dict) -> str:
     """Identical dataset digest, model, settings, seed and code give the same key."""
-    info = read_dataset_info(Path(parameters["dataset_dir"])) or {}
+    info = read_dataset_info(Path(parameters["dataset_dir"]))
     payload = {
-        "digest": info.get("digest"),
+        "digest": info.digest if info else None,
         "dataset": parameters["dataset"],
         "model": parameters["model_name"],
         "epochs": parameters.get("epochs"),
@@ -274,4 +224,16 @@ def train_cache_key(_context, parameters: dict) -> str:
     )
 
 
-train = task(name="train", cache_key_fn=train_cache_key, persist_result=True)(train_and_log)
+def run_cache_key(step: str):
+    """A cache key function for a step that follows training: one result per training run
+    (and code version), so a cached training run finds its evaluation and version again."""
+
+    def key(_context, parameters: dict) -> str:
+        trained: TrainedModel = parameters["trained"]
+        payload = [step, trained.run_id, lineage.code_version(), workspace.tracking_uri()]
+        return f"{step}-" + hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+    return key
+
+
+train = task(name="train", cache_key_fn=train_cache_key, persist_result=True)(train_model)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from musicflow.tasks.registry import format_table, is_better
+from musicflow.console import format_table
+from musicflow.tasks.registry import is_better
 
 
 def m(onenn: float, l1: float = 0.5, blank: float = 0.0) -> dict[str, float]:

@@ -9,10 +9,14 @@ tests keep using the ephemeral server.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,11 +25,59 @@ import pyarrow.parquet as pq
 import pytest
 
 from musicflow import cli
+from musicflow import prefect_server as local_server
 from musicflow.errors import MusicflowError
 from musicflow.flows import retrain
 
 CRON = "0 3 * * *"
 DATASET = "tiny"
+
+
+def serve_in_background(
+    source: Path,
+    dataset: str,
+    *,
+    cron: str,
+    models: list[str],
+    epochs: int | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen:
+    """Non-blocking ``musicflow serve`` in a subprocess (own session).
+
+    Stop it with ``stop_serving`` (SIGINT, so the schedule is paused as on Ctrl-C). With
+    ``PREFECT_API_URL`` in ``env`` it serves against that server instead of starting one.
+    """
+    cmd = [sys.executable, "-m", "musicflow.cli", "serve", str(source), "--dataset", dataset]
+    cmd += ["--cron", cron, "--models", ",".join(models)]
+    if epochs is not None:
+        cmd += ["--epochs", str(epochs)]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+    try:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            preexec_fn=local_server.die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def stop_serving(proc: subprocess.Popen, *, grace_s: float = 30.0) -> int | None:
+    """Ctrl-C for a ``serve_in_background`` process, then force if it does not exit."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            local_server.stop_process(proc, grace_s=5)
+    return proc.returncode
 
 
 def write_midi(path: Path, pitches: list[int]) -> None:
@@ -59,12 +111,12 @@ def prefect_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     saved = os.environ.pop("PREFECT_API_URL", None)
     proc = None
     try:
-        url, proc = retrain.ensure_local_server(tmp_path / "prefect-server")
+        url, proc = local_server.ensure_local_server(tmp_path / "prefect-server")
         assert proc is not None, "no server was started"
         assert os.environ["PREFECT_API_URL"] == url
         yield url
     finally:
-        retrain.stop_process(proc)
+        local_server.stop_process(proc)
         if saved is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
@@ -114,11 +166,9 @@ def test_serve_schedules_and_runs_on_real_server(
         PREFECT_LOGGING_LEVEL="INFO",
     )
     log = tmp_path / "serve.log"
-    serving = retrain.serve_in_background(
-        midi_folder, DATASET, cron=CRON, models=[], env=env, log=log
-    )
+    serving = serve_in_background(midi_folder, DATASET, cron=CRON, models=[], env=env, log=log)
     try:
-        with retrain.prefect_api(prefect_server), get_client(sync_client=True) as client:
+        with local_server.prefect_api(prefect_server), get_client(sync_client=True) as client:
 
             def deployment():
                 try:
@@ -167,10 +217,10 @@ def test_serve_schedules_and_runs_on_real_server(
             assert manifest.column("status").to_pylist() == ["accepted"] * 3
 
             # stopping serve (Ctrl-C) pauses the schedule; the deployment stays
-            assert retrain.stop_serving(serving) is not None
+            assert stop_serving(serving) is not None
             assert client.read_deployment(dep.id).paused is True
     finally:
-        retrain.stop_serving(serving, grace_s=10)
+        stop_serving(serving, grace_s=10)
 
 
 @pytest.mark.integration
@@ -183,10 +233,10 @@ def test_server_that_cannot_start_is_one_clear_error(
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(MusicflowError, match=r"exited .*server\.log") as info:
-            retrain.start_local_server(tmp_path / "p", port=port, timeout_s=60)
+            local_server.start_local_server(tmp_path / "p", port=port, timeout_s=60)
     assert "already in use" in str(info.value)
     with pytest.raises(MusicflowError, match="did not answer"):  # too slow: killed, not leaked
-        retrain.start_local_server(tmp_path / "q", timeout_s=0.5)
+        local_server.start_local_server(tmp_path / "q", timeout_s=0.5)
     assert "PREFECT_API_URL" not in os.environ
 
 
@@ -194,7 +244,7 @@ def test_bad_cron_is_one_clear_error_before_anything_starts(
     midi_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started = []
-    monkeypatch.setattr(retrain, "start_local_server", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(local_server, "start_local_server", lambda *a, **k: started.append(1))
     with pytest.raises(MusicflowError, match="invalid cron expression"):
         retrain.serve_retraining(midi_folder, DATASET, cron="61 * * * *", models=[], epochs=None)
     assert cli.main(["serve", str(midi_folder), "--cron", "every day"]) == 1
@@ -210,8 +260,8 @@ def test_existing_api_url_is_used_without_starting_a_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api/")
-    monkeypatch.setattr(retrain, "start_local_server", lambda *a, **k: pytest.fail("started"))
-    assert retrain.ensure_local_server(tmp_path) == ("http://127.0.0.1:4200/api", None)
+    monkeypatch.setattr(local_server, "start_local_server", lambda *a, **k: pytest.fail("started"))
+    assert local_server.ensure_local_server(tmp_path) == ("http://127.0.0.1:4200/api", None)
 
 
 def test_parameters_and_next_runs() -> None:

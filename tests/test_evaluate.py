@@ -68,9 +68,7 @@ def c_dataset(tmp_path_factory: pytest.TempPathFactory):
     for i in range(4):
         write_c_only(src / f"c{i}.mid", 24 + 8 * i)
     out = home / "rolls"
-    encode_flow(
-        source=src, dataset="c", out_dir=out, cache_dir=home / "cache", pitch_low=PITCH_LOW
-    )
+    encode_flow(source=src, dataset="c", out_dir=out, cache_dir=home / "cache", pitch_low=PITCH_LOW)
     return read_dataset(out)
 
 

@@ -7,13 +7,13 @@ holding a good row and one violating row per rule (plus precedence and boundary 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from musicflow import suite
 from musicflow.tasks import validate as v
 
 pytestmark = pytest.mark.integration
@@ -238,7 +238,7 @@ def test_summary_counts_rows_judged_by_each_rule(
     """Counts come from GX; a row quarantined earlier is not counted again by a later rule."""
     _, report = shared
     summary = report.expectation_summary
-    assert len(summary) == len(v.suite_rules())
+    assert len(summary) == len(suite.suite_rules())
     by_code: dict[str, int] = {}
     for expectation_type, column, code, n_failed in summary:
         assert expectation_type.startswith("expect_") and column
@@ -258,12 +258,12 @@ def test_data_docs(shared: tuple[pd.DataFrame, v.ValidationReport]) -> None:
     _, report = shared
     index = report.docs_index
     assert index is not None and index.name == "index.html" and index.is_file()
-    assert v.SUITE_NAME in index.read_text("utf-8")
+    assert suite.SUITE_NAME in index.read_text("utf-8")
     pages = list((index.parent / "validations").rglob("*.html"))
     assert len(pages) == 1
     page = pages[0].read_text("utf-8")
     assert "type2.mid" in page  # failing rows are named by source_path
-    assert (index.parent / "expectations" / f"{v.SUITE_NAME}.html").is_file()
+    assert (index.parent / "expectations" / f"{suite.SUITE_NAME}.html").is_file()
 
 
 def test_configured_pitch_window_and_size_limit() -> None:
@@ -305,29 +305,6 @@ def test_duplicate_source_path_is_refused() -> None:
     records = pd.DataFrame([good("same.mid"), good("same.mid")])
     with pytest.raises(ValueError, match="repeat source_path"):
         v.validate_records(records)
-
-
-def test_suite_file_is_the_policy() -> None:
-    """Every expectation loads into GX and says what a failing row gets; codes per Contract 2."""
-    import great_expectations as gx
-
-    config = v.load_suite_config()
-    assert config["name"] == v.SUITE_NAME
-    suite = gx.ExpectationSuite(**config)
-    assert len(suite.expectations) == len(config["expectations"])  # GX dropped none
-    rules = v.suite_rules(config)
-    assert v.quarantine_precedence(rules) == QUARANTINE_ORDER
-    assert {r.code for r in rules if r.outcome == v.WARNING} == WARNING_CODES
-    outcomes = [r.outcome for r in rules]
-    assert outcomes == sorted(outcomes)  # "quarantine" rules first, then "warning"
-    params = re.findall(r'"\$PARAMETER": "([^"]+)"', _suite_text())
-    assert set(params) == {"max_bytes", "pitch_low", "pitch_low + 95"}
-
-
-def _suite_text() -> str:
-    from importlib import resources
-
-    return resources.files("musicflow.expectations").joinpath(v.SUITE_FILE).read_text("utf-8")
 
 
 def test_prefect_task_wrapper() -> None:

@@ -55,38 +55,19 @@ class ModelResult:
     promoted: bool  # this version took the champion alias
     report: str  # path of the HTML report
 
-    @property
-    def run_id(self) -> str:
-        return self.trained.run_id
-
-    @property
-    def model(self) -> str:
-        return self.trained.model
-
-    @property
-    def registered_model(self) -> str:
-        return self.registered.name
-
-    @property
-    def version(self) -> int:
-        return self.registered.version
-
-    @property
-    def model_uri(self) -> str:
-        return self.registered.model_uri
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.evaluation.scores
-
-    @property
-    def history(self) -> dict[str, list[float]]:
-        return self.trained.history
-
     def __getitem__(self, key: str):
-        """``result["run_id"]`` as ``result.run_id``: for callers written against the dict
-        results of earlier versions."""
-        return getattr(self, key)
+        """The dict view earlier versions returned: ``result["run_id"]``, ``["metrics"]`` …"""
+        return {
+            "run_id": self.trained.run_id,
+            "model": self.trained.model,
+            "registered_model": self.registered.name,
+            "version": self.registered.version,
+            "model_uri": self.registered.model_uri,
+            "metrics": self.evaluation.scores,
+            "history": self.trained.history,
+            "promoted": self.promoted,
+            "report": self.report,
+        }[key]
 
 
 @dataclass

@@ -144,7 +144,11 @@ def _print_model(result) -> None:
 
     print(
         format_model(
-            result.model_uri, result.run_id, result.promoted, result.metrics, result.report
+            result.registered.model_uri,
+            result.trained.run_id,
+            result.promoted,
+            result.evaluation.scores,
+            result.report,
         )
     )
 

@@ -5,7 +5,7 @@ The suite runs in stages (``musicflow/suite.py``), but an auditor wants one page
 every expectation in suite order, so the stage results are merged first. Data Docs pages load
 their CSS and JavaScript from CDNs: offline they render without styling.
 
-Public: :func:`write_data_docs`.
+Public: :func:`merge_results`, then :func:`build_docs`.
 """
 
 from __future__ import annotations
@@ -23,21 +23,6 @@ if TYPE_CHECKING:
         ExpectationValidationResult,
     )
     from great_expectations.data_context import AbstractDataContext
-
-
-def write_data_docs(
-    context: AbstractDataContext,
-    suite_config: dict[str, Any],
-    rules: list[Rule],
-    evrs: dict[str, ExpectationValidationResult],
-    stage_results: list[ExpectationSuiteValidationResult],
-    params: dict[str, int],
-    dataset: str,
-    docs_dir: Path,
-) -> Path:
-    """Render the Data Docs of one staged run under ``docs_dir``; returns its ``index.html``."""
-    merged = merge_results(rules, evrs, stage_results, params, dataset)
-    return build_docs(context, suite_config, rules, merged, dataset, docs_dir)
 
 
 def merge_results(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from musicflow.data_docs import write_data_docs
+from musicflow.data_docs import build_docs, merge_results
 from musicflow.defaults import DEFAULT_MAX_BYTES
 from musicflow.gx import ROW_KEY, GxSession, failed_rows
 from musicflow.lineage import code_version
@@ -130,15 +130,9 @@ def validate_records(
     summary = [ExpectationSummary(r.type, r.column, r.code, len(failed[r.id])) for r in rules]
     docs_index = None
     if docs_dir is not None:
-        docs_index = write_data_docs(
-            session.context,
-            suite_config,
-            rules,
-            evrs,
-            stage_results,
-            params,
-            session.name,
-            docs_dir,
+        merged = merge_results(rules, evrs, stage_results, params, session.name)
+        docs_index = build_docs(
+            session.context, suite_config, rules, merged, session.name, docs_dir
         )
     return ValidationReport(outcomes=outcomes, docs_index=docs_index, expectation_summary=summary)
 

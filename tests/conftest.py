@@ -10,6 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import mido
 import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="musicflow-tests-"))
@@ -25,6 +26,30 @@ workspace.configure_environment()
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PIANO = SHARED / "data" / "piano-midi-de"
 HOSTILE = SHARED / "data" / "hostile-midi"
+
+
+# The quarantine codes in precedence order, and the warning codes (docs/dataset.md).
+QUARANTINE_ORDER = [
+    "too_large",
+    "not_midi",
+    "truncated",
+    "async_type2",
+    "smpte_division",
+    "bad_ticks_per_beat",
+    "no_notes",
+]
+WARNING_CODES = {"notes_out_of_range", "unterminated_notes", "orphan_note_off", "drums_ignored"}
+
+
+def write_midi(path: Path, pitches: list[int]) -> None:
+    """A small type-1 file: one note per beat on channel 0, ``pitches`` in turn."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=96)
+    track = mido.MidiTrack()
+    for pitch in pitches:
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
+    mid.tracks.append(track)
+    mid.save(path)
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
+from conftest import write_midi
 
 from musicflow import metrics
 from musicflow.tasks import evaluate as ev
@@ -15,18 +15,6 @@ from musicflow.tasks.encode import read_dataset
 
 PITCH_LOW = 30
 C_PITCHES = (48, 60, 72)
-
-
-def write_c_only(path: Path, n_beats: int) -> None:
-    """A file whose every note is a C (C3, C4, C5 in turn), one per beat."""
-    mid = mido.MidiFile(type=1, ticks_per_beat=96)
-    track = mido.MidiTrack()
-    for i in range(n_beats):
-        pitch = C_PITCHES[i % 3]
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
-    mid.tracks.append(track)
-    mid.save(path)
 
 
 def tonic(windows: np.ndarray, pitch_low: int) -> int:
@@ -66,7 +54,7 @@ def c_dataset(tmp_path_factory: pytest.TempPathFactory):
     src = home / "src"
     src.mkdir()
     for i in range(4):
-        write_c_only(src / f"c{i}.mid", 24 + 8 * i)
+        write_midi(src / f"c{i}.mid", [C_PITCHES[b % 3] for b in range(24 + 8 * i)])
     out = home / "rolls"
     encode_flow(source=src, dataset="c", out_dir=out, cache_dir=home / "cache", pitch_low=PITCH_LOW)
     return read_dataset(out)

@@ -20,9 +20,9 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mido
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_midi
 
 from musicflow import cli
 from musicflow import prefect_server as local_server
@@ -78,17 +78,6 @@ def stop_serving(proc: subprocess.Popen, *, grace_s: float = 30.0) -> int | None
         except subprocess.TimeoutExpired:
             local_server.stop_process(proc, grace_s=5)
     return proc.returncode
-
-
-def write_midi(path: Path, pitches: list[int]) -> None:
-    """A small type-1 file: one note per beat on channel 0."""
-    mid = mido.MidiFile(type=1, ticks_per_beat=96)
-    track = mido.MidiTrack()
-    for pitch in pitches:
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
-    mid.tracks.append(track)
-    mid.save(path)
 
 
 @pytest.fixture

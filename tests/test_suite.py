@@ -6,21 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import QUARANTINE_ORDER, WARNING_CODES
 
 from musicflow import suite
 
 pytestmark = pytest.mark.integration  # loads the suite into the real GX
-
-QUARANTINE_ORDER = [
-    "too_large",
-    "not_midi",
-    "truncated",
-    "async_type2",
-    "smpte_division",
-    "bad_ticks_per_beat",
-    "no_notes",
-]
-WARNING_CODES = {"notes_out_of_range", "unterminated_notes", "orphan_note_off", "drums_ignored"}
 
 
 def test_suite_file_is_the_policy() -> None:

@@ -12,22 +12,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import QUARANTINE_ORDER, WARNING_CODES
 
 from musicflow import suite
 from musicflow.tasks import validate as v
 
 pytestmark = pytest.mark.integration
 
-QUARANTINE_ORDER = [
-    "too_large",
-    "not_midi",
-    "truncated",
-    "async_type2",
-    "smpte_division",
-    "bad_ticks_per_beat",
-    "no_notes",
-]
-WARNING_CODES = {"notes_out_of_range", "unterminated_notes", "orphan_note_off", "drums_ignored"}
 MAX_BYTES = 10_000
 
 

@@ -77,26 +77,14 @@ class PipelineResult:
 
 
 def _model_steps(
-    dataset_dir: Path,
-    dataset: str,
-    model: str,
-    *,
-    epochs: int | None,
-    batch_size: int | None,
-    seed: int,
-    time_budget_s: float | None,
-    audit_summary: dict | None,
+    dataset_dir: Path, dataset: str, model: str, audit_summary: dict | None, **settings
 ) -> ModelResult:
-    """train → evaluate → register → promote → generate → report for one model (in a flow)."""
-    trained = train(
-        dataset_dir,
-        dataset,
-        model,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        time_budget_s=time_budget_s,
-    )
+    """train → evaluate → register → promote → generate → report for one model (in a flow).
+
+    ``settings``: the training task's keyword arguments (epochs, batch_size, seed,
+    time_budget_s)."""
+    trained = train(dataset_dir, dataset, model, **settings)
+    seed = trained.seed
     evaluation = evaluate(trained, dataset_dir)
     registered = register(trained, evaluation)
     promoted = promote(registered)
@@ -144,11 +132,10 @@ def pipeline_flow(
                 out_dir,
                 dataset,
                 model,
+                audit.summary,
                 epochs=epochs,
-                batch_size=None,
                 seed=seed,
                 time_budget_s=time_budget_s,
-                audit_summary=audit.summary,
             )
         )
     return result
@@ -164,13 +151,14 @@ def train_flow(
     time_budget_s: float | None = None,
 ) -> ModelResult:
     """Train one model on an encoded dataset, then evaluate, register and report it."""
+    dataset_dir = workspace.rolls_dir(dataset)
     return _model_steps(
-        workspace.rolls_dir(dataset),
+        dataset_dir,
         dataset,
         model,
+        None,
         epochs=epochs,
         batch_size=batch_size,
         seed=seed,
         time_budget_s=time_budget_s,
-        audit_summary=None,
     )

@@ -6,7 +6,7 @@ Names (docs/tracking.md): experiment ``musicflow/<dataset>``, registered model
 Adapters, so no other module talks to MLflow's API directly:
 
 - the store: :func:`client`, :func:`use_workspace_store`, :func:`ensure_experiment` (where store
-  creation, migration locking and experiment tags belong);
+  creation, migration locking and experiment tags belong), :func:`ui_command`;
 - runs: :func:`start_run` (a new run) and :func:`resume_run` (log more to a finished one),
   :func:`log_dataset_input`, :func:`log_artifacts`, :func:`download_artifacts`,
   :func:`run_metrics`;
@@ -74,6 +74,26 @@ def use_workspace_store() -> str:
     return uri
 
 
+def local_artifacts() -> Path | None:
+    """With the embedded sqlite store: the ``artifacts/`` folder beside the database."""
+    uri = workspace.tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+
+
+def ui_command(port: int) -> list[str]:
+    """``mlflow server`` for the workspace's store on 127.0.0.1:port (``musicflow ui``)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
+    cmd += [workspace.tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    artifacts = local_artifacts()
+    if artifacts is not None:
+        cmd += ["--artifacts-destination", artifacts.as_uri()]
+    return cmd
+
+
 def ensure_experiment(dataset: str) -> str:
     """Create the dataset's experiment once, up front (parallel creation races on sqlite).
 
@@ -82,14 +102,13 @@ def ensure_experiment(dataset: str) -> str:
     """
     import mlflow
 
-    uri = use_workspace_store()
+    use_workspace_store()
     name = experiment_name(dataset)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / dataset).as_uri()
+    artifacts = local_artifacts()
+    location = None if artifacts is None else (artifacts / dataset).as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 

@@ -4,7 +4,7 @@
 
 CORPUS defaults to ../shared/data/piano-midi-de (relative to the repository root). Every tool
 gets the file bytes already in memory (no disk I/O is timed) and produces the same thing: the
-packed roll-v1 windows of every file (DESIGN.md Contract 1).
+packed roll-v1 windows of every file (docs/encoding.md).
 
 - musicflow: ``musicflow.scan.scan_file`` (C parser + numpy encoder), best of ``--repeat`` runs,
   single-threaded and on a thread pool of each ``--threads`` size.

@@ -2,8 +2,8 @@
 
 A model is a plain Python object holding Keras networks and its own tf.function training step,
 not a ``keras.Model`` subclass: the GAN needs two optimisers and two gradient tapes (Keras 3
-breaks the Keras-2 ``trainable = False`` idiom, DESIGN.md), and one shape for all four keeps the
-training task simple.
+breaks the Keras-2 ``trainable = False`` idiom, docs/models.md), and one shape for all four
+keeps the training task simple.
 
 Randomness: ``keras.utils.set_random_seed(seed)`` before building (weight initialisers,
 dropout seeds); every random draw inside a training step is a stateless op keyed by

@@ -1,4 +1,4 @@
-"""Input pipeline: roll-v1 Parquet shards (DESIGN.md Contract 2) → tf.data batches.
+"""Input pipeline: roll-v1 Parquet shards (docs/dataset.md) → tf.data batches.
 
 Public functions:
 - ``shard_paths(shards)``: a dataset folder or a list of shard paths → sorted shard paths.
@@ -81,7 +81,7 @@ def split_files(
     """Split source files into (train, held-out) sets, never splitting a file's windows.
 
     Why by file: windows of one piece share key, motifs and texture; splitting by window would
-    leak them into the held-out set and flatter every metric (DESIGN.md, Contract 4).
+    leak them into the held-out set and flatter every metric (docs/metrics.md).
     Each file is held out when a hash of (seed, sha) falls below ``heldout_fraction``, so the
     decision for a file never changes when other files are added or removed. With ≥ 2 files at
     least one is held out (the lowest score) and at least one trains (the highest score); only

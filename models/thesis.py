@@ -1,6 +1,6 @@
 """Faithful reproductions of the seed thesis's models (``vae-thesis``, ``gan-thesis``).
 
-Kept for comparison, as DESIGN.md "The seed's models" describes them: same layers,
+Kept for comparison, as docs/models.md "The thesis's models" describes them: same layers,
 activations, latent sizes, losses, optimisers and batch sizes. Two deliberate differences,
 both forced: the GAN step is written with two GradientTapes (the Keras-2 ``trainable=False``
 idiom does not train D in Keras 3), and validation uses the held-out files the caller passes

@@ -1,8 +1,8 @@
 /*
  * musicflow._smf: a small, bounds-checked Standard MIDI File note reader.
  *
- * Why C: a pure-Python byte loop is ~50x too slow for the encode stage (DESIGN.md measures
- * mido at 12.9 s for piano-midi.de; this reads it in tens of milliseconds). Why not numpy
+ * Why C: a pure-Python byte loop is ~50x too slow for the encode stage (a mido loop takes
+ * 12.9 s for piano-midi.de here; this reads it in tens of milliseconds). Why not numpy
  * headers: the extension must build from source anywhere with only Python.h.
  *
  * Private module: use musicflow.midi.scan_midi(). One function:
@@ -15,7 +15,7 @@
  * N x 5 native int64 (track, channel, pitch, on_tick, off_tick), channel 9 (drums) excluded,
  * sorted by (on_tick, pitch, track, channel, off_tick).
  *
- * Pairing (DESIGN.md Contract 1 item 2): per track, note_on vel > 0 opens a note for
+ * Pairing (docs/encoding.md rule 2): per track, note_on vel > 0 opens a note for
  * (channel, pitch); note_off or note_on vel 0 closes the earliest open one (FIFO); a close with
  * nothing open counts as orphan; notes open at the track end close at the track's last tick
  * (counted unterminated).

@@ -1,4 +1,4 @@
-"""The ``musicflow`` command line (DESIGN.md Contract 3).
+"""The ``musicflow`` command line (docs/cli.md).
 
 Only argparse and the standard library are imported up front, so ``--help`` answers at once;
 each command imports Prefect, GX, MLflow or TensorFlow when it runs. Exit codes: 0 success,
@@ -192,26 +192,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
-    from musicflow import workspace
+    from musicflow import tracking, workspace
 
-    uri = workspace.tracking_uri()
-    _say(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
-    if uri.startswith("sqlite:///"):
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
-        cmd += ["--artifacts-destination", artifacts.as_uri()]
-    return subprocess.call(cmd)
+    _say(
+        f"MLflow UI for {workspace.tracking_uri()} on http://127.0.0.1:{args.port} (Ctrl-C to stop)"
+    )
+    return subprocess.call(tracking.ui_command(args.port))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

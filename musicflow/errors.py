@@ -9,7 +9,7 @@ class MusicflowError(Exception):
 
 
 class MidiFormatError(MusicflowError):
-    """A MIDI file cannot be read; ``code`` is a quarantine code of DESIGN.md Contract 2."""
+    """A MIDI file cannot be read; ``code`` is a quarantine code of docs/dataset.md."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")

@@ -73,7 +73,7 @@ def asset_name(dataset: str) -> str:
 
 
 def import_gx() -> Any:
-    """Import GX with its analytics off: it phones home otherwise (DESIGN.md pitfalls)."""
+    """Import GX with its analytics off: it phones home otherwise."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     import great_expectations as gx
 

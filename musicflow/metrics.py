@@ -1,6 +1,6 @@
-"""Objective metrics of generated vs real piano-roll windows (DESIGN.md Contract 4).
+"""Objective metrics of generated vs real piano-roll windows (docs/metrics.md).
 
-Pure numpy over bool arrays of shape ``(n, 96, 96)`` (Contract 1: row 0 is the highest pitch,
+Pure numpy over bool arrays of shape ``(n, 96, 96)`` (docs/encoding.md: row 0 is the highest pitch,
 ``pitch = pitch_low + 95 - row``; 12 steps per beat, so 8 beats and two 48-step bars per window).
 
 Public functions:
@@ -13,7 +13,7 @@ Public functions:
   :func:`mean_abs_diff`, :func:`blank_rate`, :func:`unique_rate`, :func:`nearest_jaccard`,
   :func:`has_copy`, :func:`copy_rate`, :func:`onenn_accuracy`,
   :func:`onenn_accuracy_from_features`;
-- :func:`evaluate`: every Contract 4 metric and its ``_baseline``, as logged to MLflow.
+- :func:`evaluate`: every metric of docs/metrics.md and its ``_baseline``, as logged to MLflow.
 
 Choices the contract leaves open (each documented where it is made):
 
@@ -63,7 +63,7 @@ class MetricInfo:
     better: str  # "lower", "higher" or "0.5"
 
 
-#: Contract 4 metric names, in report order, with a one-line meaning each.
+#: The metric names (docs/metrics.md), in report order, with a one-line meaning each.
 METRIC_INFO: dict[str, MetricInfo] = {
     "pitch_hist_l1": MetricInfo(
         "L1 distance (0-2) between the pitch histograms (share of active cells per pitch) of "
@@ -117,7 +117,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     ),
 }
 
-#: Contract 4 metric names (without the ``_baseline`` suffix), in report order.
+#: The metric names (without the ``_baseline`` suffix), in report order.
 METRIC_NAMES: tuple[str, ...] = tuple(METRIC_INFO)
 BASELINE_SUFFIX = "_baseline"
 
@@ -276,7 +276,7 @@ def window_features(
 
 
 def onenn_features(windows: np.ndarray, *, pitch_low: int = DEFAULT_PITCH_LOW) -> np.ndarray:
-    """``(n, 38)`` feature vectors for the 1-NN test (Contract 4), unstandardised.
+    """``(n, 38)`` feature vectors for the 1-NN test (docs/metrics.md), unstandardised.
 
     Columns: pitch-class histogram of active cells (12, C first), octave-band histogram of
     active cells (8 bands of 12 rows, band 0 = rows 0-11 = highest), onset position within the
@@ -487,7 +487,7 @@ def copy_rate(
     """Share of generated windows whose nearest training window has Jaccard >= threshold.
 
     A blank generated window is a copy only of a blank training window (Jaccard of two empty
-    windows is 1); Contract 1 never stores blank windows, so in practice blanks count in
+    windows is 1); the encoding never stores blank windows, so in practice blanks count in
     ``blank_rate``, not here. NaN when either set is empty.
     """
     g = _as_windows(generated)
@@ -601,7 +601,7 @@ def evaluate(
     train_sources: np.ndarray | None = None,
     pitch_low: int = DEFAULT_PITCH_LOW,
 ) -> dict[str, float]:
-    """Every Contract 4 metric of ``generated`` vs ``heldout``, and each one's ``_baseline``.
+    """Every metric of ``generated`` vs ``heldout``, and each one's ``_baseline``.
 
     The baseline is the same metric for an equal-size random sample of ``train_sample``
     standing in for the generator: what a generator as good as its data would score.

@@ -1,9 +1,10 @@
-"""Read the notes of a Standard MIDI File, fast and safely (DESIGN.md Contract 1 item 2).
+"""Read the notes of a Standard MIDI File, fast and safely (docs/encoding.md rule 2).
 
 The byte loop lives in the private C extension ``musicflow._smf`` because a pure-Python parser
 is ~50x too slow for the encode stage; it bounds-checks every read and releases the GIL, so
 threads scale. This module gives it a typed face and turns its error codes into
-:class:`~musicflow.errors.MidiFormatError` (codes ``not_midi`` and ``truncated`` of Contract 2).
+:class:`~musicflow.errors.MidiFormatError` (quarantine codes ``not_midi`` and ``truncated``,
+docs/dataset.md).
 
 The parser does not judge the header: format 2, SMPTE divisions and division 0 are returned as
 read, validation decides what to quarantine.

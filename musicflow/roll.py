@@ -1,4 +1,4 @@
-"""The roll-v1 piano-roll encoding (DESIGN.md Contract 1), pure numpy.
+"""The roll-v1 piano-roll encoding (docs/encoding.md), pure numpy.
 
 Other tools compare shards cell by cell with this module's output, so every rule of the contract
 is implemented literally here and nowhere else:
@@ -117,7 +117,7 @@ def _kept_notes(notes: np.ndarray, ticks_per_beat: int, pitch_low: int) -> _Kept
 def _same_pitch_rule(
     pitch: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Contract 1 item 5, vectorised: returns notes sorted by (pitch, start), disjoint per pitch.
+    """Encoding rule 5, vectorised: returns notes sorted by (pitch, start), disjoint per pitch.
 
     After merging same-start notes, the cut of a note depends only on the next note of the same
     pitch, so one pass over consecutive pairs does it. The cut never lengthens a note, and leaves

@@ -1,10 +1,10 @@
 """One MIDI file's bytes → manifest numbers and packed roll-v1 windows, in one pass.
 
 The encode stage calls :func:`scan_file` once per new file (it is the unit that is cached), and
-the validation stage turns the record's numbers into quarantine codes and warnings (DESIGN.md
-Contract 2): this module never decides, it only measures, and never raises for bad MIDI.
+the validation stage turns the record's numbers into quarantine codes and warnings
+(docs/dataset.md): this module never decides, it only measures, and never raises for bad MIDI.
 
-Windows are computed only when the file is encodable by Contract 1 item 1 and has a kept note:
+Windows are computed only when the file is encodable by encoding rule 1 and has a kept note:
 no parser error, a metrical division with 1 ≤ tpb ≤ 32767, and n_notes > 0 (format 2 is still
 encoded: refusing it is validation's call, which also keeps the record complete). A file whose
 notes would need more than :data:`musicflow.roll.MAX_SEGMENTS` windows gets its true

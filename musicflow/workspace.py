@@ -1,7 +1,7 @@
 """Where a run keeps its state, and the environment every library must see before import.
 
-All state lives under the current directory, or ``MUSICFLOW_HOME`` when set (DESIGN.md
-Contract 3): ``data/``, ``reports/``, ``mlruns/`` and the Prefect home ``.prefect/``.
+All state lives under the current directory, or ``MUSICFLOW_HOME`` when set (docs/cli.md):
+``data/``, ``reports/``, ``mlruns/`` and the Prefect home ``.prefect/``.
 """
 
 from __future__ import annotations

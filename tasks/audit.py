@@ -1,6 +1,6 @@
 """Audit: merge parse records and validation outcomes into the manifest, and summarise it.
 
-The manifest has one row per input file (DESIGN.md Contract 2). Duplicates carry the metadata
+The manifest has one row per input file (docs/dataset.md). Duplicates carry the metadata
 of the first copy (same bytes) but no segments: only the first copy's windows enter the shards.
 """
 

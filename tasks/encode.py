@@ -1,6 +1,6 @@
 """Encode: accepted files' cached windows → Parquet shards, manifest and dataset digest.
 
-Output (DESIGN.md Contract 2) in the dataset folder: ``part-*.parquet``, ``manifest.parquet`` and
+Output (docs/dataset.md) in the dataset folder: ``part-*.parquet``, ``manifest.parquet`` and
 ``dataset.json``. Every file is written to a temp name and renamed, and ``dataset.json`` (the
 digest and the list of shards that training reads) is written last, so a killed run leaves the
 previous complete dataset in place and the next run repairs the folder. When the inputs are the

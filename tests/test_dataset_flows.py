@@ -1,7 +1,7 @@
 """The audit and encode flows end to end, with the real Prefect (local API) and GX.
 
 What is checked: every hostile file gets exactly the outcome of MANIFEST.csv; no corrupted file
-crashes a run; shards follow Contract 2; a warm run parses nothing and a new file is the only
+crashes a run; shards follow docs/dataset.md; a warm run parses nothing and a new file is the only
 one parsed; deleted files leave the shards; the Dask task runner writes identical windows.
 """
 

@@ -1,4 +1,4 @@
-"""Metrics on hand-made windows with answers worked out by hand (DESIGN.md Contract 4)."""
+"""Metrics on hand-made windows with answers worked out by hand (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def error_code(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# pairing rules (Contract 1 item 2)
+# pairing rules (docs/encoding.md rule 2)
 
 
 def test_basic_notes_and_header_fields() -> None:
@@ -340,7 +340,7 @@ def test_parse_in_threads_gives_the_same_notes(hostile_dir: Path) -> None:
 
 
 def mido_notes(data: bytes) -> tuple[np.ndarray, int, int, int]:
-    """Contract 1 item 2 written the obvious way over mido's messages."""
+    """Encoding rule 2 written the obvious way over mido's messages."""
     mid = mido.MidiFile(file=io.BytesIO(data))
     rows: list[tuple[int, int, int, int, int]] = []
     n_drum = n_orphan = n_unterm = 0

@@ -55,7 +55,7 @@ def make_windows(n: int, seed: int) -> np.ndarray:
 
 
 def write_shard(path: Path, files: dict[str, np.ndarray]) -> None:
-    """A Contract-2 shard holding the windows of each source sha."""
+    """A shard (docs/dataset.md) holding the windows of each source sha."""
     rows: dict[str, list] = {k: [] for k in ("source_sha256", "source_path", "segment")}
     rolls: list[bytes] = []
     for sha, windows in files.items():

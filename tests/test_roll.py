@@ -1,4 +1,4 @@
-"""musicflow.roll: every rule of DESIGN.md Contract 1 on hand-written notes, exact integers.
+"""musicflow.roll: every rule of docs/encoding.md on hand-written notes, exact integers.
 
 Notes are (track, channel, pitch, on_tick, off_tick) as scan_midi returns them. Most tests use
 ticks_per_beat 12, where one tick is one step, so the expected cells read off directly.

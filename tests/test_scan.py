@@ -23,7 +23,7 @@ WARNING_COUNTS = {
 
 
 def outcome(record: dict) -> tuple[str, set[str]]:
-    """Contract 2 decision from the record's numbers, as validation is expected to make it."""
+    """The decision of docs/dataset.md from the record's numbers, as validation makes it."""
     if record["error"]:
         return record["error"], set()
     if record["midi_type"] == 2:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration  # loads the suite into the real GX
 
 
 def test_suite_file_is_the_policy() -> None:
-    """Every expectation loads into GX and says what a failing row gets; codes per Contract 2."""
+    """Every expectation loads into GX and says what a failing row gets (docs/dataset.md)."""
     import great_expectations as gx
 
     config = suite.load_suite_config()

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="musicflow-tests-"))
@@ -73,3 +74,34 @@ def workspace_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     (tmp_path / "mlruns").mkdir()
     return tmp_path
+
+
+def random_windows(n: int, seed: int) -> np.ndarray:
+    """``n`` windows of random short notes in the middle rows (seeded)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 96, 96), dtype=bool)
+    for i in range(n):
+        for r, s in zip(rng.integers(30, 70, 20), rng.integers(0, 90, 20), strict=True):
+            x[i, r, s : s + rng.integers(2, 12)] = True
+    return x
+
+
+@pytest.fixture(scope="session")
+def figures() -> dict[str, bytes]:
+    """One of each report figure, drawn from random windows."""
+    from musicflow import plots
+
+    real, gen = random_windows(20, 0), random_windows(20, 1)
+    history = {"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]}
+    return {
+        "note frequency": plots.note_frequency_figure(real, gen),
+        "losses": plots.loss_curves_figure(history),
+        "discriminator": plots.discriminator_accuracy_figure(
+            {"d_acc_real": [0.9, 0.8], "d_acc_fake": [0.95, 0.7]}
+        ),
+        "latent 2-d": plots.latent_scatter_figure(np.random.default_rng(2).normal(size=(50, 2))),
+        "latent 8-d": plots.latent_scatter_figure(
+            np.random.default_rng(3).normal(size=(50, 8)), labels=["a", "b"] * 25
+        ),
+        "samples": plots.sample_grid_figure(gen[:6], ncols=3),
+    }

@@ -76,3 +76,25 @@ def test_dataset_name_is_a_slug_of_the_folder() -> None:
     assert dataset_name(None, None) == "bach-chorales"
     assert dataset_name(Path("/x/y"), "given") == "given"
     assert build_parser().parse_args(["compare", "--dataset", "d"]).dataset == "d"
+
+
+def test_run_carries_the_pitch_window_to_the_pipeline(
+    workspace_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicflow import cli
+    from musicflow.flows import pipeline
+
+    seen: dict = {}
+
+    def flow(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop before any work")
+
+    monkeypatch.setattr(cli, "_preload", lambda *modules: None)
+    monkeypatch.setattr(pipeline, "pipeline_flow", flow)
+    source = workspace_home / "src"
+    source.mkdir()
+    assert main(["run", str(source), "--pitch-low", "30", "--models", "vae"]) == 1
+    assert seen["pitch_low"] == 30 and seen["models"] == ["vae"]
+    assert main(["run", str(source), "--models", "vae"]) == 1
+    assert seen["pitch_low"] == 21  # the encoding's default

@@ -3,6 +3,8 @@ model-provided metrics. A fake model stands in for a trained one (no TensorFlow)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +94,8 @@ def test_evaluation_scores_the_seed_plus_one_samples_and_keeps_the_windows(
     assert evaluation.n_heldout == len(windows.heldout) > 0
     assert windows.latents is None  # a GAN has no encoder
     assert 0.0 < evaluation.target_density < 1.0
+    as_json = json.loads(json.dumps(dataclasses.asdict(evaluation)))  # cached: plain data only
+    assert as_json["pitch_low"] == PITCH_LOW and as_json["n_generated"] == 16
 
     path = tmp_path / "windows.npz"
     windows.save(path)

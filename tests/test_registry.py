@@ -1,10 +1,9 @@
-"""The champion rule (pure) and the comparison table."""
+"""tasks/registry.py: the champion rule (pure)."""
 
 from __future__ import annotations
 
 import math
 
-from musicflow.console import format_table
 from musicflow.tasks.registry import is_better
 
 
@@ -32,25 +31,12 @@ def test_missing_metric_is_not_better() -> None:
     assert not is_better({"blank_rate": 0.0, "onenn_accuracy": math.nan}, None)
 
 
-def test_table_marks_champion_and_shows_baseline() -> None:
-    rows = [
-        {
-            "model": "d-gan",
-            "version": 1,
-            "champion": False,
-            **m(0.9),
-            "onenn_accuracy_baseline": 0.75,
-        },
-        {
-            "model": "d-gan",
-            "version": 2,
-            "champion": True,
-            **m(0.8),
-            "onenn_accuracy_baseline": 0.75,
-        },
-    ]
-    table = format_table(rows).splitlines()
-    assert "onenn_base" in table[0]
-    assert table[2].split()[:3] == ["d-gan", "2", "*"]
-    assert "0.750" in table[1]
-    assert "no registered" in format_table([])
+def test_a_registered_version_is_plain_data_with_its_uri() -> None:
+    import dataclasses
+    import json
+
+    from musicflow.tasks.registry import RegisteredModel
+
+    registered = RegisteredModel(name="bach-gan", version=3, run_id="abc")
+    assert registered.model_uri == "models:/bach-gan/3"
+    assert json.loads(json.dumps(dataclasses.asdict(registered)))["version"] == 3

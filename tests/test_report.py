@@ -1,184 +1,78 @@
-"""The HTML report and its figures: complete, self-contained, valid images."""
+"""tasks/report.py, the report stage: a page from what earlier steps logged, never recomputed."""
 
 from __future__ import annotations
 
-import base64
-import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_windows
 
-from musicflow import metrics as m
-from musicflow import plots, report
+from musicflow import tracking
+from musicflow.tasks import report as stage
+from musicflow.tasks.evaluate import Evaluation, EvaluationWindows
+from musicflow.tasks.generate import GenerationResult
+from musicflow.tasks.registry import RegisteredModel
+from musicflow.tasks.train import TrainedModel
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _windows(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, 96, 96), dtype=bool)
-    for i in range(n):
-        for r, s in zip(rng.integers(30, 70, 20), rng.integers(0, 90, 20), strict=True):
-            x[i, r, s : s + rng.integers(2, 12)] = True
-    return x
+PITCH_LOW = 30
 
 
-@pytest.fixture(scope="module")
-def figures() -> dict[str, bytes]:
-    real, gen = _windows(20, 0), _windows(20, 1)
-    history = {"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]}
-    return {
-        "note frequency": plots.note_frequency_figure(real, gen),
-        "losses": plots.loss_curves_figure(history),
-        "discriminator": plots.discriminator_accuracy_figure(
-            {"d_acc_real": [0.9, 0.8], "d_acc_fake": [0.95, 0.7]}
-        ),
-        "latent 2-d": plots.latent_scatter_figure(np.random.default_rng(2).normal(size=(50, 2))),
-        "latent 8-d": plots.latent_scatter_figure(
-            np.random.default_rng(3).normal(size=(50, 8)), labels=["a", "b"] * 25
-        ),
-        "samples": plots.sample_grid_figure(gen[:6], ncols=3),
-    }
+def _inputs(tmp_path: Path, kind: str):
+    trained = TrainedModel(
+        run_id="run1",
+        dataset="d",
+        model=kind,
+        seed=0,
+        encoding={"name": "roll-v1", "pitch_low": PITCH_LOW},
+        history={"loss": [1.0, 0.5]} if kind == "vae" else {"d_acc_real": [0.9, 0.8]},
+    )
+    evaluation = Evaluation(
+        run_id="run1",
+        scores={"pitch_hist_l1": 0.25, "pitch_hist_l1_baseline": 0.2, "copy_rate": float("nan")},
+        threshold=0.375,
+        target_density=0.03,
+        pitch_low=PITCH_LOW,
+        n_generated=6,
+        n_heldout=6,
+        n_train_sample=20,
+    )
+    registered = RegisteredModel(name=f"d-{kind}", version=3, run_id="run1")
+    page = stage.report_page(trained, registered)
+    midi = page.parent / "midi" / "sample-001.mid"
+    midi.parent.mkdir(parents=True)
+    midi.write_bytes(b"MThd")
+    pieces = GenerationResult(midi_files=[midi], wav_note="no FluidSynth here")
+    return trained, evaluation, registered, pieces
 
 
-def _metrics() -> dict[str, float]:
-    out = {name: 0.1 * i for i, name in enumerate(m.METRIC_NAMES)}
-    out.update({f"{name}_baseline": 0.2 for name in m.METRIC_NAMES})
-    out["polyphony_diff"] = float("nan")
-    return out
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+def test_report_reads_back_the_evaluation_and_loads_no_model(
+    kind: str, workspace_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latents = np.random.default_rng(0).normal(size=(6, 4)) if kind == "vae" else None
+    scored = EvaluationWindows(random_windows(6, 1), random_windows(6, 2), latents)
+    read, logged = [], []
+    monkeypatch.setattr(stage, "load_windows", lambda run_id: read.append(run_id) or scored)
+    monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: logged.append((a, k)))
+    monkeypatch.setattr(stage, "thesis_counterpart_metrics", lambda dataset, model: None)
 
+    def no_model(*args, **kwargs):
+        raise AssertionError("the report stage must not load a model")
 
-def _render(figures: dict[str, bytes], **over: object) -> str:
-    kwargs: dict[str, object] = {
-        "title": "bach-vae v3",
-        "model_info": {"model": "vae", "version": 3, "params": {"latent_dim": 32}},
-        "metrics": _metrics(),
-        "baseline_model_metrics": {name: 0.3 for name in m.METRIC_NAMES},
-        "audit_summary": {"accepted": 300, "quarantined": {"not_midi": 2}, "warnings": []},
-        "figures": figures,
-        "links": [("sample 1 (MIDI)", "samples/sample 001.mid"), ("sample 1", "samples/001.wav")],
-    }
-    kwargs.update(over)
-    return report.render_report(**kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(tracking, "load_model", no_model)
+    monkeypatch.setattr("musicflow.models.load_model", no_model)
 
-
-def test_plots_return_png_bytes(figures: dict[str, bytes]) -> None:
-    for name, data in figures.items():
-        assert data.startswith(PNG_MAGIC), name
-        assert len(data) > 2000, name
-
-
-def test_plots_are_deterministic_and_write_paths(tmp_path: Path) -> None:
-    real = _windows(5, 4)
-    a = plots.note_frequency_figure(real, real, path=tmp_path / "sub" / "nf.png")
-    b = plots.note_frequency_figure(real, real)
-    assert a == b
-    assert (tmp_path / "sub" / "nf.png").read_bytes() == a
-    assert list((tmp_path / "sub").iterdir()) == [tmp_path / "sub" / "nf.png"]  # no temp left
-
-
-def test_pca_2d_finds_the_main_axis() -> None:
-    rng = np.random.default_rng(5)
-    t = rng.normal(size=200)
-    pts = np.stack([t, 2 * t, 0.01 * rng.normal(size=200)], axis=1)
-    proj, ratio = plots.pca_2d(pts)
-    assert proj.shape == (200, 2)
-    assert ratio[0] > 0.99
-    assert abs(np.corrcoef(proj[:, 0], t)[0, 1]) > 0.999
-
-
-def test_pitch_shares_sum_to_one() -> None:
-    assert plots.pitch_shares(_windows(3, 6)).sum() == pytest.approx(1.0)
-    assert plots.pitch_shares(np.zeros((1, 96, 96))).sum() == 0.0
-
-
-def test_report_has_every_metric_and_its_baseline(figures: dict[str, bytes]) -> None:
-    page = _render(figures)
-    for name in m.METRIC_NAMES:
-        row = re.search(rf"<tr><td><code>{name}</code></td>(.*?)</tr>", page)
-        assert row, name
-        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
-        assert cells[1] == "0.200", name  # the baseline column
-        assert cells[2] == "0.300", name  # the thesis-architecture model
-        assert m.METRIC_INFO[name].description.split()[0] in page
-    assert "n/a" in page  # NaN shows as undefined, not as a number
-    assert "Thesis-architecture model" in page
-
-
-def test_report_without_thesis_model(figures: dict[str, bytes]) -> None:
-    page = _render(figures, baseline_model_metrics=None)
-    assert "Thesis-architecture model" not in page
-    assert "pitch_hist_l1" in page
-
-
-def test_report_is_self_contained(figures: dict[str, bytes]) -> None:
-    page = _render(figures)
-    assert not re.search(r"https?://", page, flags=re.IGNORECASE)
-    assert "<script" not in page.lower()
-    assert "<link" not in page.lower()
-    srcs = re.findall(r'src="([^"]*)"', page)
-    images = [s for s in srcs if s.startswith("data:")]
-    assert len(images) == len(figures)
-    for uri in images:
-        assert base64.b64decode(uri.split(",", 1)[1]).startswith(PNG_MAGIC)
-    assert 'href="samples/sample%20001.mid"' in page
-    assert "<audio" in page and 'src="samples/001.wav"' in page
-
-
-@pytest.mark.parametrize(
-    "href", ["https://example.org/a.mid", "http://x/y.wav", "//cdn/x.mid", "file:///etc/x"]
-)
-def test_report_refuses_non_relative_links(figures: dict[str, bytes], href: str) -> None:
-    with pytest.raises(ValueError, match="relative"):
-        _render(figures, links=[("x", href)])
-
-
-def test_report_escapes_text(figures: dict[str, bytes]) -> None:
-    page = _render(figures, title="<b>x</b>", audit_summary={"bad": "<script>alert(1)</script>"})
-    assert "<script>" not in page
-    assert "&lt;b&gt;x&lt;/b&gt;" in page
-
-
-def test_report_of_real_evaluate_output(figures: dict[str, bytes]) -> None:
-    out = m.evaluate(_windows(30, 7), _windows(30, 8), _windows(60, 9), seed=0)
-    page = _render(figures, metrics=out, baseline_model_metrics=None)
-    for name, value in out.items():
-        assert name.removesuffix("_baseline") in page
-        if not math.isnan(value):
-            assert f"{value:.3f}" in page
-
-
-def test_write_report_is_atomic(tmp_path: Path, figures: dict[str, bytes]) -> None:
-    target = tmp_path / "reports" / "index.html"
-    page = _render(figures)
-    assert report.write_report(target, page) == target
-    assert target.read_text(encoding="utf-8") == page
-    report.write_report(target, "<!DOCTYPE html><p>v2</p>")
-    assert target.read_text(encoding="utf-8") == "<!DOCTYPE html><p>v2</p>"
-    assert [p.name for p in target.parent.iterdir()] == ["index.html"]
-
-
-def test_report_colours_each_metric_against_its_baseline(figures: dict[str, bytes]) -> None:
-    metrics = {
-        "pitch_hist_l1": 0.20,  # better than its baseline: good
-        "pitch_hist_l1_baseline": 0.22,
-        "density_diff": 0.30,  # worse, within half the baseline's distance: near
-        "density_diff_baseline": 0.22,
-        "onenn_accuracy": 0.99,  # 0.49 from ideal vs 0.25 (+0.125): bad
-        "onenn_accuracy_baseline": 0.75,
-        "unique_rate": 1.0,
-        "unique_rate_baseline": 0.99,
-    }
-    page = _render(figures, metrics=metrics, baseline_model_metrics=None)
-
-    def cls(name: str) -> str:
-        found = re.search(rf'<code>{name}</code></td><td class="([^"]*)"', page)
-        assert found, name
-        return found.group(1)
-
-    assert cls("pitch_hist_l1") == "num good"
-    assert cls("density_diff") == "num near"
-    assert cls("onenn_accuracy") == "num bad"
-    assert cls("unique_rate") == "num good"
+    trained, evaluation, registered, pieces = _inputs(tmp_path, kind)
+    page = Path(stage.build_report(trained, evaluation, registered, pieces,
+                                   dataset_dir=tmp_path / "none", audit_summary=None))  # fmt: skip
+    assert page == workspace_home / "reports" / "d" / f"{kind}-v3" / "report.html"
+    html = page.read_text()
+    assert read == ["run1"]
+    assert "0.375" in html and "models:/d-" in html and "midi/sample-001.mid" in html
+    assert "pitch_hist_l1" in html and "no FluidSynth here" in html
+    figures = {p.name for p in (page.parent / "figures").glob("*.png")}
+    assert {"generated-windows.png", "held-out-real-windows.png"} <= figures
+    assert ("latent-space-of-held-out-windows.png" in figures) == (kind == "vae")
+    assert ("discriminator-accuracy.png" in figures) == (kind == "gan")
+    assert logged == [(("run1", page.parent), {"artifact_path": "report"})]

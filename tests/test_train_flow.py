@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from musicflow import workspace
@@ -101,16 +100,3 @@ def test_model_trains_logs_registers_reloads_and_caches(
     assert again["run_id"] == result["run_id"]
     assert len(client.search_runs([run.info.experiment_id])) == n_runs
     assert len(client.search_model_versions(f"name = '{dataset}-{model}'")) == 1
-
-
-def test_time_budget_cuts_an_epoch_between_batches() -> None:
-    import time
-
-    from musicflow.tasks.train import _Counter, _until
-
-    batches = [np.zeros((4, 96, 96)) for _ in range(5)]
-    seen = _Counter()
-    assert len(list(_until(None, batches, seen))) == 5 and seen.windows == 20
-    past = time.monotonic() - 1
-    seen = _Counter()
-    assert len(list(_until(past, batches, seen))) == 1 and seen.windows == 4  # never empty

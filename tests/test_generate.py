@@ -1,0 +1,67 @@
+"""tasks/generate.py: pieces from a model's ``sample_piece``, binarised and written as MIDI in the
+dataset's pitch window; the pyfunc wrapper's ``predict``. A fake model (no TensorFlow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from musicflow import roll
+from musicflow.midi import scan_midi
+from musicflow.tasks import generate as gen
+
+PITCH_LOW = 30
+
+
+class FakeModel:
+    kind = "gan"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        probs = np.zeros((n, 96, 96), np.float32)
+        for i in range(n):
+            for row in rng.choice(96, size=3, replace=False):
+                start = int(rng.integers(0, 80))
+                probs[i, row, start : start + 8] = 0.9
+        return probs
+
+    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
+        self.calls.append((n_windows, seed))
+        return self.sample(n_windows, seed)
+
+
+def _sampler() -> gen.RollSampler:
+    sampler = gen.RollSampler()
+    sampler.model = FakeModel()
+    sampler.sampling = {"threshold": 0.5, "encoding": roll.encoding_params(PITCH_LOW)}
+    return sampler
+
+
+def test_pieces_come_from_sample_piece_and_decode_in_the_datasets_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sampler = _sampler()
+    monkeypatch.setattr(gen, "load_sampler", lambda uri: sampler)
+    result = gen.generate_midi("models:/d-gan/1", n=2, out_dir=tmp_path, seed=3)
+    assert sampler.model.calls == [(8, 300_009), (8, 300_010)]
+    assert [p.name for p in result.midi_files] == ["sample-001.mid", "sample-002.mid"]
+    for path, song in zip(result.midi_files, result.songs, strict=True):
+        assert song.shape == (96, 8 * 96) and song.any()
+        scan = scan_midi(path.read_bytes())
+        again, _ = roll.song_matrix(scan.notes, scan.ticks_per_beat, pitch_low=PITCH_LOW)
+        assert np.array_equal(again, song[:, : again.shape[1]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-001.mid", "sample-002.mid"]
+    if not result.wav_files:
+        assert "FluidSynth" in result.wav_note
+
+
+def test_predict_gives_binary_windows() -> None:
+    out = _sampler().predict(None, pd.DataFrame({"n": [3], "seed": [1]}))
+    assert out.shape == (3, 96 * 96) and out.dtype == np.uint8
+    assert set(np.unique(out)) <= {0, 1} and out.any()

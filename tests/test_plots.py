@@ -1,0 +1,43 @@
+"""musicflow/plots.py: every figure is a valid, deterministic PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import random_windows as _windows
+
+from musicflow import plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_return_png_bytes(figures: dict[str, bytes]) -> None:
+    for name, data in figures.items():
+        assert data.startswith(PNG_MAGIC), name
+        assert len(data) > 2000, name
+
+
+def test_plots_are_deterministic_and_write_paths(tmp_path: Path) -> None:
+    real = _windows(5, 4)
+    a = plots.note_frequency_figure(real, real, path=tmp_path / "sub" / "nf.png")
+    b = plots.note_frequency_figure(real, real)
+    assert a == b
+    assert (tmp_path / "sub" / "nf.png").read_bytes() == a
+    assert list((tmp_path / "sub").iterdir()) == [tmp_path / "sub" / "nf.png"]  # no temp left
+
+
+def test_pca_2d_finds_the_main_axis() -> None:
+    rng = np.random.default_rng(5)
+    t = rng.normal(size=200)
+    pts = np.stack([t, 2 * t, 0.01 * rng.normal(size=200)], axis=1)
+    proj, ratio = plots.pca_2d(pts)
+    assert proj.shape == (200, 2)
+    assert ratio[0] > 0.99
+    assert abs(np.corrcoef(proj[:, 0], t)[0, 1]) > 0.999
+
+
+def test_pitch_shares_sum_to_one() -> None:
+    assert plots.pitch_shares(_windows(3, 6)).sum() == pytest.approx(1.0)
+    assert plots.pitch_shares(np.zeros((1, 96, 96))).sum() == 0.0

@@ -1,0 +1,58 @@
+"""tasks/train.py: the time budget, the cache keys, and a result small enough to cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from musicflow.tasks import train as t
+
+
+def test_time_budget_cuts_an_epoch_between_batches() -> None:
+    import time
+
+    batches = [np.zeros((4, 96, 96)) for _ in range(5)]
+    seen = t._Counter()
+    assert len(list(t._until(None, batches, seen))) == 5 and seen.windows == 20
+    past = time.monotonic() - 1
+    seen = t._Counter()
+    assert len(list(t._until(past, batches, seen))) == 1 and seen.windows == 4  # never empty
+
+
+def _key(dataset_dir: Path, **over) -> str:
+    params = {"dataset_dir": dataset_dir, "dataset": "d", "model_name": "vae", "seed": 0} | over
+    return t.train_cache_key(None, params)
+
+
+def test_train_key_follows_the_dataset_digest_and_settings(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text(
+        json.dumps({"name": "d", "digest": "1" * 64, "encoding": {"pitch_low": 21},
+                    "shards": [], "n_windows": 0, "n_files": 0})
+    )  # fmt: skip
+    key = _key(tmp_path)
+    assert key == _key(tmp_path) and key.startswith("train-")
+    assert key != _key(tmp_path, seed=1) and key != _key(tmp_path, model_name="gan")
+    assert key != _key(tmp_path, epochs=3)
+    info = json.loads((tmp_path / "dataset.json").read_text()) | {"digest": "2" * 64}
+    (tmp_path / "dataset.json").write_text(json.dumps(info))
+    assert _key(tmp_path) != key  # new data: train again
+
+
+def test_later_steps_are_keyed_per_training_run() -> None:
+    a = t.TrainedModel("run-a", "d", "vae", 0, {"pitch_low": 21})
+    b = dataclasses.replace(a, run_id="run-b")
+    evaluate_key, register_key = t.run_cache_key("evaluate"), t.run_cache_key("register")
+    assert evaluate_key(None, {"trained": a}) == evaluate_key(None, {"trained": a})
+    assert evaluate_key(None, {"trained": a}) != evaluate_key(None, {"trained": b})
+    assert evaluate_key(None, {"trained": a}) != register_key(None, {"trained": a})
+
+
+def test_the_cached_result_is_small_plain_data() -> None:
+    trained = t.TrainedModel(
+        "run-a", "d", "gan", 3, {"name": "roll-v1", "pitch_low": 30}, {"g_loss": [1.0, 0.5]}
+    )
+    assert json.loads(json.dumps(dataclasses.asdict(trained))) == dataclasses.asdict(trained)
+    assert trained.pitch_low == 30

@@ -8,8 +8,8 @@ Adapters, so no other module talks to MLflow's API directly:
 - the store: :func:`client`, :func:`use_workspace_store`, :func:`ensure_experiment` (where store
   creation, migration locking and experiment tags belong), :func:`ui_command`;
 - runs: :func:`start_run` (a new run) and :func:`resume_run` (log more to a finished one),
-  :func:`log_dataset_input`, :func:`log_artifacts`, :func:`download_artifacts`,
-  :func:`run_metrics`;
+  :func:`set_tags`, :func:`log_params`, :func:`log_metrics`, :func:`log_dataset_input`,
+  :func:`log_artifacts`, :func:`download_artifacts`, :func:`run_metrics`;
 - models: :func:`log_model` (log a pyfunc model and register a version), :func:`load_model`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
   :func:`latest_version`, :func:`dataset_versions`.
@@ -133,6 +133,33 @@ def resume_run(run_id: str) -> Iterator[Run]:
     use_workspace_store()
     with mlflow.start_run(run_id=run_id) as run:
         yield run
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tags of the active run."""
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Params of the active run; lists and dicts are logged as JSON."""
+    import json
+
+    import mlflow
+
+    mlflow.log_params(
+        {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
+    )
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Metrics of the active run (at ``step``); undefined (non-finite) values are left out."""
+    import math
+
+    import mlflow
+
+    mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)}, step=step)
 
 
 def log_dataset_input(dataset_dir: Path, dataset: str, digest: str) -> None:

@@ -141,18 +141,17 @@ def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
     """Evaluate a training run's model and log the result to that run."""
     import dataclasses
 
-    import mlflow
-
     info = read_dataset(Path(dataset_dir))
+    folder, name = WINDOWS_ARTIFACT.split("/")
     with tempfile.TemporaryDirectory() as tmp:
-        model = load_trained(trained, Path(tmp))
+        model = load_trained(trained, Path(tmp) / "checkpoint")
         evaluation, windows = evaluate_model(model, info, seed=trained.seed)
         evaluation = dataclasses.replace(evaluation, run_id=trained.run_id)
-        path = Path(tmp) / Path(WINDOWS_ARTIFACT).name
-        windows.save(path)
+        (Path(tmp) / folder).mkdir()
+        windows.save(Path(tmp) / folder / name)
         with tracking.resume_run(trained.run_id):
-            mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if np.isfinite(v)})
-            mlflow.log_params(
+            tracking.log_metrics(evaluation.scores)
+            tracking.log_params(
                 {
                     "sampling_threshold": evaluation.threshold,
                     "eval_windows": evaluation.n_generated,
@@ -160,7 +159,7 @@ def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
                     "n_train_sample": evaluation.n_train_sample,
                 }
             )
-            mlflow.log_artifact(str(path), artifact_path=str(Path(WINDOWS_ARTIFACT).parent))
+        tracking.log_artifacts(trained.run_id, Path(tmp) / folder, folder)
     return evaluation
 
 

@@ -59,8 +59,6 @@ def train_model(
     overrides: dict | None = None,
 ) -> TrainedModel:
     """Train one model in a new MLflow run; log params, losses and the checkpoint."""
-    import mlflow
-
     from musicflow.models import build_model
     from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split, window_dataset
 
@@ -81,7 +79,7 @@ def train_model(
 
     flow_run_id = _flow_run_id()
     with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
-        mlflow.set_tags(
+        tracking.set_tags(
             {
                 "musicflow.model": model_name,
                 "musicflow.dataset": dataset,
@@ -106,9 +104,7 @@ def train_model(
             "n_train_files": len(train_shas),
             "n_heldout_files": len(heldout_shas),
         }
-        mlflow.log_params(
-            {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
-        )
+        tracking.log_params(params)
         tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
 
         train_ds = window_dataset(
@@ -124,7 +120,7 @@ def train_model(
 
         with tempfile.TemporaryDirectory() as tmp:
             model.save(Path(tmp))
-            mlflow.log_artifacts(tmp, artifact_path=CHECKPOINT)
+            tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
     return TrainedModel(
         run_id=run.info.run_id,
         dataset=dataset,
@@ -139,15 +135,13 @@ def _fit(
     model, model_name: str, train_ds, val_ds, n_epochs: int, time_budget_s: float | None
 ) -> dict[str, list[float]]:
     """The epoch loop, logging each epoch's metrics to the active run; returns the history."""
-    import mlflow
-
     history: dict[str, list[float]] = {}
     started = time.monotonic()
     deadline = started + time_budget_s if time_budget_s else None
     seen = _Counter()
     for epoch in range(n_epochs):
         metrics = model.fit_epoch(_until(deadline, train_ds, seen)) | model.validate(val_ds)
-        mlflow.log_metrics(metrics, step=epoch)
+        tracking.log_metrics(metrics, step=epoch)
         for key, value in metrics.items():
             history.setdefault(key, []).append(float(value))
         elapsed = time.monotonic() - started
@@ -164,9 +158,13 @@ def _fit(
                 file=sys.stderr,
             )
             break
-    mlflow.log_metric("epochs_completed", len(next(iter(history.values()), [])))
-    mlflow.log_metric("train_windows_seen", seen.windows)
-    mlflow.log_metric("train_seconds", time.monotonic() - started)
+    tracking.log_metrics(
+        {
+            "epochs_completed": len(next(iter(history.values()), [])),
+            "train_windows_seen": seen.windows,
+            "train_seconds": time.monotonic() - started,
+        }
+    )
     return history
 
 

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from musicflow.errors import DatasetError
-from musicflow.roll import COLS, PACKED_BYTES, ROWS, unpack_windows
+from musicflow.roll import COLS, PACKED_BYTES, ROWS, STEPS_PER_BEAT, unpack_windows
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -187,7 +187,7 @@ def unpack_batch(packed: tf.Tensor) -> tf.Tensor:
 
 
 def augment_batch(
-    x: tf.Tensor, seed: tf.Tensor, *, max_transpose: int = 3, beat: int = 12
+    x: tf.Tensor, seed: tf.Tensor, *, max_transpose: int = 3, beat: int = STEPS_PER_BEAT
 ) -> tf.Tensor:
     """Label-preserving musical augmentation of a batch (B, 96, 96, 1) with a stateless seed.
 

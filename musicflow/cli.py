@@ -1,7 +1,8 @@
 """The ``musicflow`` command line (docs/cli.md).
 
-Only argparse and the standard library are imported up front, so ``--help`` answers at once;
-each command imports Prefect, GX, MLflow or TensorFlow when it runs. Exit codes: 0 success,
+Only argparse and musicflow's own constants (``defaults``, ``roll``, ``models.MODEL_NAMES``,
+with numpy) are imported up front, so ``--help`` answers at once; each command imports Prefect,
+GX, MLflow or TensorFlow when it runs. Exit codes: 0 success,
 1 a data or runtime problem in one clear line (traceback only with ``--debug``), 2 usage.
 """
 

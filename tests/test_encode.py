@@ -54,12 +54,16 @@ def cached(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
     return pd.DataFrame(rows), cache
 
 
+def _write(manifest: pd.DataFrame, cache: Path, out: Path) -> encode.DatasetInfo:
+    return encode.write_dataset(
+        manifest, name="d", out_dir=out, cache_dir=cache, pitch_low=PITCH_LOW
+    )
+
+
 def test_shards_follow_the_schema_and_record_the_pitch_window(cached, tmp_path: Path) -> None:
     manifest, cache = cached
     out = tmp_path / "out"
-    info = encode.write_dataset(
-        manifest, name="d", out_dir=out, cache_dir=cache, pitch_low=PITCH_LOW
-    )
+    info = _write(manifest, cache, out)
     assert info.written and info.n_files == 2 and info.shards == ["part-00000.parquet"]
     table = pq.read_table(out / info.shards[0])
     assert table.schema.remove_metadata() == encode.SHARD_SCHEMA
@@ -79,17 +83,13 @@ def test_shards_follow_the_schema_and_record_the_pitch_window(cached, tmp_path: 
 def test_an_up_to_date_folder_is_not_rewritten(cached, tmp_path: Path) -> None:
     manifest, cache = cached
     out = tmp_path / "out"
-    first = encode.write_dataset(
-        manifest, name="d", out_dir=out, cache_dir=cache, pitch_low=PITCH_LOW
-    )
+    first = _write(manifest, cache, out)
     stamp = (out / "part-00000.parquet").stat().st_mtime_ns
-    again = encode.write_dataset(
-        manifest, name="d", out_dir=out, cache_dir=cache, pitch_low=PITCH_LOW
-    )
+    again = _write(manifest, cache, out)
     assert not again.written and again.digest == first.digest
     assert (out / "part-00000.parquet").stat().st_mtime_ns == stamp
     fewer = manifest[manifest.source_path != "b.mid"]
-    third = encode.write_dataset(fewer, name="d", out_dir=out, cache_dir=cache, pitch_low=PITCH_LOW)
+    third = _write(fewer, cache, out)
     assert third.written and third.digest != first.digest and third.n_files == 1
 
 

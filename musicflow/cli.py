@@ -188,6 +188,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from musicflow import workspace
 
     uri = workspace.tracking_uri()
+    if workspace.is_tracking_server(uri):
+        # A tracking server already serves the UI; starting another on its URI cannot work.
+        print(f"MLflow UI: {uri} (the tracking server in MLFLOW_TRACKING_URI serves it)")
+        return 0
     _say(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
     cmd = [
         sys.executable,
@@ -201,8 +205,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
-    if uri.startswith("sqlite:///"):
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    artifacts = workspace.artifact_root(uri)
+    if artifacts is not None:
         cmd += ["--artifacts-destination", artifacts.as_uri()]
     return subprocess.call(cmd)
 

@@ -43,10 +43,14 @@ def registered_name(dataset: str, model: str) -> str:
 def ensure_experiment(dataset: str) -> str:
     """Create the dataset's experiment once, up front (parallel creation races on sqlite).
 
-    With a local sqlite store, artifacts go in ``artifacts/`` beside the database (MLflow's
-    default would be ``./mlartifacts`` in whatever directory the process started in).
+    With a database store (the embedded sqlite one, or ``postgresql://`` used directly),
+    artifacts go in the workspace (``workspace.artifact_root``). With a tracking server the
+    server picks the location (``mlflow-artifacts:/…`` under ``--serve-artifacts``), so every
+    client, on any machine, uploads and downloads through it instead of writing to a path
+    that exists only on the machine that created the experiment.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     uri = workspace.tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -54,10 +58,16 @@ def ensure_experiment(dataset: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / dataset).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    root = workspace.artifact_root(uri)
+    location = (root / dataset).as_uri() if root is not None else None
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Another client of a shared server created it in the meantime.
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def dataset_shards(dataset_dir: Path) -> tuple[dict, list[Path]]:

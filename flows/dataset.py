@@ -2,11 +2,21 @@
 
 Flows only wire tasks. Parsing fans out over the task runner: threads by default, Dask when
 asked (``task_runner="dask"``, optionally at an existing scheduler address).
+
+On Dask, each parse chunk runs as a Prefect task in a worker process. What crosses the wire: the
+chunk's jobs (absolute source paths and cache-entry paths, never file contents) out, the
+metadata records back, through Dask itself (the task does not persist a Prefect result, so no
+Prefect result storage is involved). The windows go to the content-addressed cache, which the
+flow then reads to write the shards: workers need the source folder and the workspace at the
+same paths (one machine, or a shared filesystem). Workers also report their task runs to a
+Prefect API: see ``prefect_api_for_workers``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +56,31 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
             cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
         )
     raise DatasetError(f"unknown task runner {kind!r} (use 'threads' or 'dask')")
+
+
+@contextlib.contextmanager
+def prefect_api_for_workers(kind: str) -> Iterator[str | None]:
+    """Give Dask workers the Prefect API this flow reports to.
+
+    Without ``PREFECT_API_URL`` the flow starts a temporary API server in a subprocess, but its
+    address never reaches the workers: each worker would start a temporary server of its own
+    (seconds per worker, its task runs invisible, several processes migrating one SQLite file).
+    So for Dask the temporary server is started here and its URL put in the settings that
+    prefect-dask ships to the workers with every task. It listens on 127.0.0.1: workers on other
+    machines need ``PREFECT_API_URL`` set to a Prefect server they can reach.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    current = PREFECT_API_URL.value()
+    if kind != "dask" or current:
+        yield current
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the same instance Prefect's own client would start
+    server.start()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield server.api_url
 
 
 def _audit(

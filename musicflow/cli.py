@@ -53,26 +53,31 @@ def _preload(*modules: str) -> None:
 
 def _dataset_flow(args: argparse.Namespace, *, encode: bool):
     from musicflow import workspace
-    from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
+    from musicflow.flows.dataset import (
+        audit_flow,
+        encode_flow,
+        make_task_runner,
+        prefect_api_for_workers,
+    )
 
     source = Path(args.source)
     name = dataset_name(source, args.dataset)
     out_dir = Path(args.out) if args.out else workspace.rolls_dir(name)
     flow = encode_flow if encode else audit_flow
     _preload("great_expectations")
-    runner = make_task_runner(
-        getattr(args, "task_runner", "threads"), getattr(args, "dask_address", None)
-    )
+    kind = getattr(args, "task_runner", "threads")
+    runner = make_task_runner(kind, getattr(args, "dask_address", None))
     _say(f"{'encoding' if encode else 'auditing'} {source} as dataset '{name}' → {out_dir}")
-    return flow.with_options(task_runner=runner)(
-        source=source,
-        dataset=name,
-        out_dir=out_dir,
-        cache_dir=workspace.cache_dir(),
-        pitch_low=getattr(args, "pitch_low", 21),
-        max_bytes=args.max_bytes,
-        workers=args.workers,
-    )
+    with prefect_api_for_workers(kind):
+        return flow.with_options(task_runner=runner)(
+            source=source,
+            dataset=name,
+            out_dir=out_dir,
+            cache_dir=workspace.cache_dir(),
+            pitch_low=getattr(args, "pitch_low", 21),
+            max_bytes=args.max_bytes,
+            workers=args.workers,
+        )
 
 
 def _print_audit(result) -> None:

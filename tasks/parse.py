@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import roll
+from musicflow.errors import DatasetError
 from musicflow.scan import FileScan, scan_file
 
 _EMPTY_PACKED = np.zeros((0, roll.ROWS * roll.COLS // 8), dtype=np.uint8)
@@ -79,8 +81,16 @@ def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
     """Parse and cache each file of one chunk; returns the records in job order."""
     records = []
     for job in jobs:
-        with open(job.path, "rb") as fh:
-            scan = scan_file(fh.read(), pitch_low=pitch_low)
+        try:
+            with open(job.path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            # On a Dask cluster this runs on a worker, maybe on another machine: say so.
+            raise DatasetError(
+                f"{job.path} is not readable on {socket.gethostname()}: deleted during the run, "
+                "or a Dask worker without the source folder at the same path"
+            ) from None
+        scan = scan_file(data, pitch_low=pitch_low)
         store_entry(Path(job.entry), scan)
         records.append(scan.record)
     return records
@@ -133,6 +143,14 @@ def parse_files(
         for chunk, result in zip(chunks, futures.result(), strict=True):
             for job, record in zip(chunk, result, strict=True):
                 records[job.sha] = record
+        # Workers write the windows to the cache and this process reads them for the shards:
+        # a worker with its own disk would otherwise surface later as a bare FileNotFoundError.
+        missing = sum(not os.path.exists(job.entry) for job in jobs)
+        if missing:
+            raise DatasetError(
+                f"{missing} parsed file(s) have no cache entry under {root}: Dask workers must "
+                "write to the workspace this process reads (same path, shared filesystem)"
+            )
     rows = []
     for row in files.itertuples(index=False):
         base = {

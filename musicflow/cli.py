@@ -66,9 +66,10 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
     flow = encode_flow if encode else audit_flow
     _preload("great_expectations")
     kind = getattr(args, "task_runner", "threads")
-    runner = make_task_runner(kind, getattr(args, "dask_address", None))
+    address = getattr(args, "dask_address", None)
+    runner = make_task_runner(kind, address)
     _say(f"{'encoding' if encode else 'auditing'} {source} as dataset '{name}' → {out_dir}")
-    with prefect_api_for_workers(kind):
+    with prefect_api_for_workers(kind, address):
         return flow.with_options(task_runner=runner)(
             source=source,
             dataset=name,

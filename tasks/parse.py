@@ -10,6 +10,7 @@ task per file would cost more in orchestration than the parse itself (~45 ms vs 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import tempfile
@@ -25,6 +26,7 @@ from musicflow import roll
 from musicflow.errors import DatasetError
 from musicflow.scan import FileScan, scan_file
 
+MAX_CHUNK_FILES = 5000  # ~5 s of parsing per task here: 200 Prefect task runs for 1M files
 _EMPTY_PACKED = np.zeros((0, roll.ROWS * roll.COLS // 8), dtype=np.uint8)
 
 
@@ -137,8 +139,10 @@ def parse_files(
         else:
             records[row.source_sha256] = record
     if jobs:
-        # Several chunks per worker keep both busy when file sizes are uneven.
-        chunks = chunked(jobs, 4 * workers)
+        # Several chunks per worker keep all busy when file sizes are uneven; at most
+        # MAX_CHUNK_FILES per chunk bounds what a lost Dask worker costs to redo and what one
+        # task returns, and gives a cluster larger than ``workers`` enough tasks to share.
+        chunks = chunked(jobs, max(4 * workers, math.ceil(len(jobs) / MAX_CHUNK_FILES)))
         futures = parse_chunk.map(chunks, pitch_low=pitch_low)
         for chunk, result in zip(chunks, futures.result(), strict=True):
             for job, record in zip(chunk, result, strict=True):

@@ -11,7 +11,8 @@ import pytest
 
 from musicflow import workspace
 from musicflow.cli import main
-from musicflow.errors import DatasetError
+from musicflow.errors import DatasetError, MusicflowError
+from musicflow.flows.dataset import is_loopback_address, prefect_api_for_workers
 from musicflow.scan import scan_file
 from musicflow.synth import synth_midi, write_corpus
 from musicflow.tasks.parse import ParseJob, parse_chunk_files
@@ -46,7 +47,7 @@ def test_ui_with_a_tracking_server_points_at_it(
 
 def test_unreadable_source_on_a_worker_is_one_clear_error(tmp_path: Path) -> None:
     job = ParseJob(path=str(tmp_path / "gone.mid"), sha="ab" * 32, entry=str(tmp_path / "e.npz"))
-    with pytest.raises(DatasetError, match="not readable on .*Dask worker"):
+    with pytest.raises(DatasetError, match=r"not readable on .*Dask worker"):
         parse_chunk_files([job], pitch_low=21)
 
 
@@ -66,3 +67,30 @@ def test_synthetic_corpus_is_deterministic_and_valid(tmp_path: Path) -> None:
             scan.record[k]
             for k in ("n_out_of_range", "n_unterminated", "n_orphan_note_off", "n_drum_notes")
         )
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("tcp://127.0.0.1:8786", True),
+        ("tcp://localhost:8786", True),
+        ("127.0.0.2:8786", True),
+        ("tcp://[::1]:8786", True),
+        ("tcp://10.0.0.5:8786", False),
+        ("tls://scheduler.lab.example:8786", False),
+    ],
+)
+def test_loopback_addresses(address: str, loopback: bool) -> None:
+    assert is_loopback_address(address) is loopback
+
+
+def test_remote_scheduler_without_prefect_api_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Refused before anything is contacted: no connection to that address is ever tried.
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with (
+        pytest.raises(MusicflowError, match="set PREFECT_API_URL"),
+        prefect_api_for_workers("dask", "tcp://10.0.0.5:8786"),
+    ):
+        pass
+    with prefect_api_for_workers("threads", "tcp://10.0.0.5:8786") as url:
+        assert url is None  # threads need no API handed to anyone

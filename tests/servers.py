@@ -234,7 +234,8 @@ def mlflow_server(backend_uri: str, root: Path, timeout: float = 120) -> Iterato
         )
         yield server
     finally:
-        stop(proc)
+        # uvicorn waits for idle keep-alive connections on SIGTERM: a short grace is enough.
+        stop(proc, grace=3)
 
 
 # --- Dask ------------------------------------------------------------------------------------

@@ -55,26 +55,32 @@ def _preload(*modules: str) -> None:
 
 def _dataset_flow(args: argparse.Namespace, *, encode: bool):
     from musicflow import workspace
-    from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
+    from musicflow.flows.dataset import (
+        audit_flow,
+        encode_flow,
+        make_task_runner,
+        prefect_api_for_workers,
+    )
 
     source = Path(args.source)
     name = dataset_name(source, args.dataset)
     out_dir = Path(args.out) if args.out else workspace.rolls_dir(name)
     flow = encode_flow if encode else audit_flow
     _preload("great_expectations")
-    runner = make_task_runner(
-        getattr(args, "task_runner", "threads"), getattr(args, "dask_address", None)
-    )
+    kind = getattr(args, "task_runner", "threads")
+    address = getattr(args, "dask_address", None)
+    runner = make_task_runner(kind, address)
     _say(f"{'encoding' if encode else 'auditing'} {source} as dataset '{name}' → {out_dir}")
-    return flow.with_options(task_runner=runner)(
-        source=source,
-        dataset=name,
-        out_dir=out_dir,
-        cache_dir=workspace.cache_dir(),
-        pitch_low=args.pitch_low,
-        max_bytes=args.max_bytes,
-        workers=args.workers,
-    )
+    with prefect_api_for_workers(kind, address):
+        return flow.with_options(task_runner=runner)(
+            source=source,
+            dataset=name,
+            out_dir=out_dir,
+            cache_dir=workspace.cache_dir(),
+            pitch_low=args.pitch_low,
+            max_bytes=args.max_bytes,
+            workers=args.workers,
+        )
 
 
 def _print_audit(result) -> None:
@@ -195,10 +201,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from musicflow import tracking, workspace
 
+    cmd = tracking.ui_command(args.port)
+    if cmd is None:  # a tracking server already serves the UI
+        print(f"MLflow UI: {workspace.tracking_uri()} (the tracking server serves it)")
+        return 0
     _say(
         f"MLflow UI for {workspace.tracking_uri()} on http://127.0.0.1:{args.port} (Ctrl-C to stop)"
     )
-    return subprocess.call(tracking.ui_command(args.port))
+    return subprocess.call(cmd)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

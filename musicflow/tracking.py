@@ -75,19 +75,21 @@ def use_workspace_store() -> str:
 
 
 def local_artifacts() -> Path | None:
-    """With the embedded sqlite store: the ``artifacts/`` folder beside the database."""
-    uri = workspace.tracking_uri()
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    """Where new experiments keep their artifacts (``workspace.artifact_root``), or None when
+    a tracking server decides (``mlflow-artifacts:/…`` under ``--serve-artifacts``)."""
+    return workspace.artifact_root(workspace.tracking_uri())
 
 
-def ui_command(port: int) -> list[str]:
-    """``mlflow server`` for the workspace's store on 127.0.0.1:port (``musicflow ui``)."""
+def ui_command(port: int) -> list[str] | None:
+    """``mlflow server`` for the workspace's store on 127.0.0.1:port (``musicflow ui``); None
+    when the store is a tracking server, which serves its own UI."""
     import sys
 
+    uri = workspace.tracking_uri()
+    if workspace.is_tracking_server(uri):
+        return None
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
-    cmd += [workspace.tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += [uri, "--host", "127.0.0.1", "--port", str(port)]
     artifacts = local_artifacts()
     if artifacts is not None:
         cmd += ["--artifacts-destination", artifacts.as_uri()]
@@ -97,10 +99,14 @@ def ui_command(port: int) -> list[str]:
 def ensure_experiment(dataset: str) -> str:
     """Create the dataset's experiment once, up front (parallel creation races on sqlite).
 
-    With a local sqlite store, artifacts go in ``artifacts/<dataset>/`` beside the database
-    (MLflow's default would be ``./mlartifacts`` in whatever directory the process started in).
+    With a database store (the embedded sqlite one, or ``postgresql://`` used directly),
+    artifacts go in the workspace (:func:`local_artifacts`; MLflow's default would be
+    ``./mlartifacts`` in whatever directory the process started in). With a tracking server
+    the server picks the location, so every client, on any machine, uploads and downloads
+    through it instead of writing to a path that exists only where the experiment was made.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     use_workspace_store()
     name = experiment_name(dataset)
@@ -109,7 +115,13 @@ def ensure_experiment(dataset: str) -> str:
         return found.experiment_id
     artifacts = local_artifacts()
     location = None if artifacts is None else (artifacts / dataset).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        found = mlflow.get_experiment_by_name(name)  # another client of a shared server won
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 INT_COLUMNS = [
@@ -23,26 +24,32 @@ INT_COLUMNS = [
 
 def build_manifest(records: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """``records``: one row per ingested file (parse stage); ``outcomes``: validation's
-    status/reason/warnings for the non-duplicate rows. Returns the manifest, sorted by path."""
+    status/reason/warnings for the non-duplicate rows. Returns the manifest, sorted by path.
+
+    Column-wise (no per-row lookups): a per-row ``.loc`` cost ~50 µs a file, a minute at a
+    million files.
+    """
     manifest = records.copy()
     for column in INT_COLUMNS:
         if column not in manifest:
             manifest[column] = None
+    is_dup = manifest.duplicate_of.map(lambda v: isinstance(v, str)).astype(bool).to_numpy()
     judged = outcomes.set_index("source_path")
-    first_copy = manifest[manifest.duplicate_of.isna()].set_index("source_path")
-    statuses, reasons, warnings = [], [], []
-    for row in manifest.itertuples(index=False):
-        if isinstance(row.duplicate_of, str):
-            statuses.append("duplicate")
-            reasons.append(row.duplicate_of)
-            warnings.append([])
-        else:
-            outcome = judged.loc[row.source_path]
-            statuses.append(outcome.status)
-            reasons.append(outcome.reason if isinstance(outcome.reason, str) else None)
-            warnings.append(sorted(outcome.warnings))
-    manifest["status"], manifest["reason"], manifest["warnings"] = statuses, reasons, warnings
-    is_dup = manifest.status == "duplicate"
+    own = manifest.source_path[~is_dup]
+    if not own.isin(judged.index).all():
+        raise KeyError(f"no validation outcome for {own[~own.isin(judged.index)].iloc[0]!r}")
+    statuses = manifest.source_path.map(judged.status)
+    reasons = manifest.source_path.map(judged.reason)
+    warnings = manifest.source_path.map(judged.warnings)
+    manifest["status"] = np.where(is_dup, "duplicate", statuses.to_numpy(dtype=object))
+    manifest["reason"] = [
+        dup_of if dup else (reason if isinstance(reason, str) else None)
+        for dup, dup_of, reason in zip(is_dup, manifest.duplicate_of, reasons, strict=True)
+    ]
+    manifest["warnings"] = [
+        [] if dup else sorted(w) for dup, w in zip(is_dup, warnings, strict=True)
+    ]
+    first_copy = manifest[~is_dup].set_index("source_path")
     for column in INT_COLUMNS:
         values = manifest[column].where(~is_dup, manifest["reason"].map(first_copy[column]))
         manifest[column] = pd.array(values, dtype="Int32")

@@ -1,41 +1,113 @@
-"""Quality run (a command, not a test): train models with equal wall-clock budgets on one
-dataset and print their held-out metrics side by side.
+"""Quality run (a command, not a test): models trained at equal wall-clock budgets, judged on
+music they never saw.
 
     .venv/bin/python bench/quality_run.py [CORPUS] [--dataset NAME] [--first N]
-        [--minutes 20] [--models vae,vae-thesis,gan,gan-thesis] [--seed 0]
+        [--minutes 20] [--models rnn,vae,gan,vae-thesis,gan-thesis] [--seed 0]
+        [--holdout-every 8] [--pieces 32]
 
-Runs in the current workspace (or $MUSICFLOW_HOME), so every run lands in its MLflow store,
-to compare in ``musicflow ui`` or ``musicflow compare --dataset NAME``. ``--first N`` takes the
-first N files (sorted) of CORPUS, e.g. the first 11 of piano-midi-de/Chopin, about the size of
-the thesis's smallest dataset.
+1. Split CORPUS by file, before musicflow sees it: every ``--holdout-every``-th file (sorted by
+   path) is held out; musicflow never encodes, trains on or evaluates with those files.
+2. ``musicflow encode`` the rest as ``--dataset``; for each model ``musicflow train
+   --time-budget MINUTES --seed SEED`` (it registers a version), then ``musicflow generate
+   -n PIECES --seed 1`` from that version.
+3. Read the generated MIDI files back with the project's encoder (what a user would get from
+   ``musicflow encode`` of the pieces) and score their windows against the held-out files'
+   windows with the project's metrics (docs/metrics.md), the training files' windows serving
+   for ``copy_rate`` and the baselines.
+4. Print the table and write ``reports/<dataset>/quality-samples.png``: held-out windows,
+   then the first windows of each model's pieces.
+
+Runs in the current workspace (or $MUSICFLOW_HOME), so every run also lands in its MLflow
+store (``musicflow compare --dataset NAME``), with the project's own evaluation on its own
+held-out split of the training files (``onenn_accuracy`` there, ``heldout_nll``). ``--first N``
+takes the first N files (sorted) of CORPUS, e.g. the first 11 of piano-midi-de/Chopin.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "piano-midi-de"
+#: (column, where from): "check" = generated pieces vs the files held out here; "run" = the
+#: project's own evaluation logged to the training run.
 COLUMNS = (
-    "epochs_completed",
-    "blank_rate",
-    "pitch_hist_l1",
-    "onenn_accuracy",
-    "unique_rate",
-    "copy_rate",
-    "pitch_class_hist_l1",
-    "density_diff",
-    "qualified_note_rate_diff",
+    ("epochs_completed", "run"),
+    ("train_windows_seen", "run"),
+    ("onenn_accuracy", "check"),
+    ("copy_rate", "check"),
+    ("pitch_hist_l1", "check"),
+    ("blank_rate", "check"),
+    ("unique_rate", "check"),
+    ("polyphony", "check"),
+    ("qualified_note_rate", "check"),
+    ("density", "check"),
+    ("heldout_nll", "run"),
+    ("onenn_accuracy", "run"),
 )
 
 
-def musicflow(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "musicflow.cli", *args], check=True)
+def musicflow(*args: str) -> str:
+    """Run the CLI; return its stdout (progress goes to stderr, shown as it comes)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "musicflow.cli", *args],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return done.stdout
+
+
+def midi_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+
+
+def split_corpus(corpus: Path, first: int, every: int, dest: Path) -> tuple[Path, Path]:
+    """Symlink the corpus's files into dest/train and dest/heldout: every ``every``-th file
+    (sorted by path) held out."""
+    files = midi_files(corpus)
+    if first:
+        files = files[:first]
+    train, held = dest / "train", dest / "heldout"
+    train.mkdir(parents=True)
+    held.mkdir()
+    for i, f in enumerate(files):
+        target = held if i % every == 0 else train
+        (target / f"{i:05d}-{f.name}").symlink_to(f.resolve())
+    return train, held
+
+
+def folder_windows(folder: Path, pitch_low: int) -> np.ndarray:
+    """Every window of every MIDI file in a folder, through the project's encoder."""
+    from musicflow import roll
+    from musicflow.scan import scan_file
+
+    packed = [scan_file(p.read_bytes(), pitch_low=pitch_low).packed for p in midi_files(folder)]
+    packed = [p for p in packed if len(p)]
+    if not packed:
+        return np.zeros((0, roll.ROWS, roll.COLS), bool)
+    return roll.unpack_windows(np.concatenate(packed))
+
+
+def score(generated: np.ndarray, heldout: np.ndarray, train: np.ndarray, seed: int) -> dict:
+    from musicflow import metrics
+
+    out = metrics.evaluate(generated, heldout, train, seed=seed)
+    gen = metrics.window_features(generated)
+    real = metrics.window_features(heldout)
+    for name in ("polyphony", "qualified_note_rate", "density"):
+        g, r = float(np.nanmean(gen[name])), float(np.nanmean(real[name]))
+        out[name] = g
+        out[f"{name}_heldout"] = r
+    return out
 
 
 def main() -> None:
@@ -44,93 +116,81 @@ def main() -> None:
     parser.add_argument("--dataset", default="quality")
     parser.add_argument("--first", type=int, default=0, help="use only the first N files")
     parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget per model")
-    parser.add_argument("--models", default="vae,vae-thesis,gan,gan-thesis")
+    parser.add_argument("--models", default="rnn,vae,gan,vae-thesis,gan-thesis")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout-every", type=int, default=8, help="hold out every k-th file")
+    parser.add_argument("--pieces", type=int, default=32, help="16-bar pieces generated per model")
     args = parser.parse_args()
 
-    source = args.corpus
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.first:
-            files = sorted(
-                p for p in args.corpus.rglob("*") if p.suffix.lower() in (".mid", ".midi")
-            )
-            source = Path(tmp) / "subset"
-            source.mkdir()
-            for f in files[: args.first]:
-                (source / f.name).symlink_to(f.resolve())
-        musicflow("encode", str(source), "--dataset", args.dataset)
-    results = {}
-    for model in args.models.split(","):
-        musicflow(
-            "train",
-            "--dataset",
-            args.dataset,
-            "--model",
-            model,
-            "--seed",
-            str(args.seed),
-            "--epochs",
-            "100000",
-            "--time-budget",
-            str(args.minutes),
-        )
-        results[model] = latest_metrics(args.dataset, model)
-    print_table(results)
-    print(f"\nsample grids: {write_sample_grids(args.dataset, list(results), args.seed)}")
-
-
-def latest_version(dataset: str, model: str):
-    from musicflow import tracking, workspace
+    from musicflow import plots, tracking, workspace
+    from musicflow.models.data import load_windows
 
     workspace.configure_environment()
-    return tracking.latest_version(tracking.registered_name(dataset, model))
+    home = workspace.home()
+    with tempfile.TemporaryDirectory() as tmp:
+        train_dir, held_dir = split_corpus(args.corpus, args.first, args.holdout_every, Path(tmp))
+        musicflow("encode", str(train_dir), "--dataset", args.dataset)
+        info_dir = workspace.rolls_dir(args.dataset)
+        from musicflow.tasks.encode import read_dataset
 
-
-def latest_metrics(dataset: str, model: str) -> dict[str, float]:
-    from musicflow import tracking
-
-    return tracking.run_metrics(latest_version(dataset, model).run_id)
-
-
-def write_sample_grids(dataset: str, models: list[str], seed: int) -> Path:
-    """One figure: held-out real windows, then each model's generated windows (the first of
-    the windows its evaluation scored, read back from its run), so collapse or noise is visible
-    side by side."""
-    import numpy as np
-
-    from musicflow import plots, workspace
-    from musicflow.tasks.evaluate import load_windows
-
-    rows = {}
-    for model in models:
-        latest = latest_version(dataset, model)
-        scored = load_windows(latest.run_id)
-        if not rows:  # every model of a dataset is evaluated on the same held-out files
-            picks = np.random.default_rng(seed).choice(len(scored.heldout), size=8, replace=False)
-            rows["held-out real"] = scored.heldout[np.sort(picks)]
-        rows[f"{model} v{latest.version}"] = scored.generated[:8]
-    out = workspace.reports_dir() / dataset / "quality-samples.png"
+        dataset = read_dataset(info_dir)
+        heldout = folder_windows(held_dir, dataset.pitch_low)
+    train = load_windows(dataset.shard_paths, None)
+    print(
+        f"{len(midi_files(args.corpus)) if not args.first else args.first} files: "
+        f"{len(heldout)} held-out windows, {len(train)} training windows",
+        file=sys.stderr,
+    )
+    results: dict[str, dict] = {}
+    samples: dict[str, np.ndarray] = {}
+    for model in args.models.split(","):
+        musicflow(
+            "train", "--dataset", args.dataset, "--model", model, "--seed", str(args.seed),
+            "--epochs", "100000", "--time-budget", str(args.minutes),
+        )  # fmt: skip
+        version = tracking.latest_version(tracking.registered_name(args.dataset, model))
+        out = home / "reports" / args.dataset / "quality" / f"{model}-v{version.version}"
+        uri = tracking.version_uri(version.name, version.version)
+        musicflow("generate", "--model-uri", uri, "-n", str(args.pieces), "--seed", "1",
+                  "--out", str(out))  # fmt: skip
+        generated = folder_windows(out, dataset.pitch_low)
+        results[model] = {
+            "check": score(generated, heldout, train, args.seed),
+            "run": tracking.run_metrics(version.run_id),
+        }
+        samples[f"{model} v{version.version}"] = generated
+    print_table(results)
+    picks = np.random.default_rng(args.seed).choice(len(heldout), size=8, replace=False)
+    rows = {"held-out real": heldout[np.sort(picks)]}
+    rows.update({label: w[::8][:8] for label, w in samples.items()})  # each piece's first
+    figure = workspace.reports_dir() / args.dataset / "quality-samples.png"
+    os.makedirs(figure.parent, exist_ok=True)
     plots.sample_grid_figure(
         np.concatenate(list(rows.values())),
         ncols=8,
         max_windows=8 * len(rows),
-        titles=[label if c == 0 else "" for label in rows for c in range(8)],
-        title=f"{dataset}: held-out windows, then each model's generated windows",
-        path=out,
+        titles=[label if c == 0 else "" for label in rows for c in range(len(rows[label]))],
+        title=f"{args.dataset}: held-out windows, then the first window of each model's pieces",
+        path=figure,
     )
-    return out
+    print(f"\nsample grids: {figure}")
 
 
-def print_table(results: dict[str, dict[str, float]]) -> None:
-    width = max(len(c) for c in COLUMNS)
-    print("\n" + "metric".ljust(width) + "".join(m.rjust(12) for m in results) + "    baseline")
-    for column in COLUMNS:
-        values = [results[m].get(column, math.nan) for m in results]
-        base = next(
-            (r[f"{column}_baseline"] for r in results.values() if f"{column}_baseline" in r),
-            math.nan,
-        )
-        print(column.ljust(width) + "".join(f"{v:12.3f}" for v in values) + f"{base:12.3f}")
+def print_table(results: dict[str, dict]) -> None:
+    """Models side by side; the held-out files' own value (or the training sample's, for the
+    metrics that have a baseline) in the last column."""
+    width = max(len(f"{c} ({s})") for c, s in COLUMNS)
+    print("\n" + "metric".ljust(width) + "".join(m.rjust(12) for m in results) + "   reference")
+    for column, source in COLUMNS:
+        values = [results[m][source].get(column, math.nan) for m in results]
+        ref = math.nan
+        for r in results.values():
+            for key in (f"{column}_heldout", f"{column}_baseline"):
+                if key in r[source]:
+                    ref = r[source][key]
+                    break
+        label = f"{column} ({source})"
+        print(label.ljust(width) + "".join(f"{v:12.3f}" for v in values) + f"{ref:12.3f}")
 
 
 if __name__ == "__main__":

@@ -2,18 +2,19 @@
 
 Public API (TensorFlow is imported only when a model is built or loaded, so importing this
 package stays cheap for the CLI):
-- ``MODEL_NAMES``: ``vae``, ``gan`` (this project's models), ``vae-thesis``, ``gan-thesis``
-  (faithful reproductions of the seed thesis, for comparison).
+- ``MODEL_NAMES``: ``rnn``, ``vae``, ``gan`` (this project's sequence-aware models: an
+  autoregressive LSTM over frames, a VAE over its decoder, a temporal-convolution GAN) and
+  ``vae-thesis``, ``gan-thesis`` (faithful reproductions of the seed thesis, for comparison).
 - ``build_model(name, seed=..., **overrides)`` → ``RollModel``; unknown names or
   hyperparameters raise ``ModelError``.
 - ``load_model(directory)`` → ``RollModel`` from what ``RollModel.save`` wrote.
 - ``RollModel``: the protocol every model follows (``fit_epoch``, ``validate``, ``sample``,
-  ``sample_piece``, ``encode``, ``interpolate``, ``save``).
+  ``sample_pieces``, ``encode``, ``interpolate``, ``save``).
 - ``musicflow.models.data``: shard reading, THE held-out split by source file
-  (``heldout_split``), tf.data pipeline.
+  (``heldout_split``), tf.data pipelines of single windows or runs of consecutive windows.
 
-Callers build the training pipeline with the model's own ``config["batch_size"]`` and
-``config["augment"]``.
+Callers build the training pipeline from the model's own config: ``batch_size``, and
+``sequence_windows`` (> 1: runs of consecutive windows, ``data.sequence_dataset``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from musicflow.errors import ModelError
 if TYPE_CHECKING:
     import tensorflow as tf
 
-MODEL_NAMES = ("vae", "gan", "vae-thesis", "gan-thesis")
+MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
 
 
 @runtime_checkable
@@ -63,10 +64,11 @@ class RollModel(Protocol):
         """VAE: (steps, 96, 96) decoded along the line between encodings of a and b."""
         ...
 
-    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
-        """float32 (n_windows, 96, 96) in [0, 1]: consecutive windows of one piece, in time
-        order, deterministic given seed (VAE: a latent walk between two samples; GAN:
-        independent samples chained). What ``musicflow generate`` writes as one MIDI file."""
+    def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        """float32 (n, n_windows, 96, 96) in [0, 1]: n pieces of consecutive windows in time
+        order; piece i depends only on (seed, i). Sequence models continue each window from
+        the one before; a VAE walks its latent space; a GAN chains independent samples. What
+        ``musicflow generate`` writes (one MIDI file a piece) and what evaluation scores."""
         ...
 
     def save(self, directory: Path) -> None:
@@ -77,17 +79,26 @@ class RollModel(Protocol):
 def _model_class(name: str) -> type:
     if name not in MODEL_NAMES:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name == "rnn":
+        from musicflow.models.rnn import FrameRNN
+
+        return FrameRNN
     if name == "vae":
-        from musicflow.models.vae import RollVAE
+        from musicflow.models.vae import FrameVAE
 
-        return RollVAE
+        return FrameVAE
     if name == "gan":
-        from musicflow.models.gan import RollGAN
+        from musicflow.models.gan import FrameGAN
 
-        return RollGAN
+        return FrameGAN
     from musicflow.models.thesis import ThesisGAN, ThesisVAE
 
     return ThesisVAE if name == "vae-thesis" else ThesisGAN
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The default hyperparameters of a model (its ``DEFAULTS``)."""
+    return dict(_model_class(name).DEFAULTS)
 
 
 def build_model(name: str, *, seed: int, **overrides: Any) -> RollModel:

@@ -197,14 +197,18 @@ class VaeMixin:
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1.0 - t) * za[None] + t * zb[None])
 
-    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
-        """A piece of ``n_windows`` consecutive windows: a walk through the latent space between
-        two samples, so neighbouring windows are related. float32 (n_windows, 96, 96) in time
-        order, in [0, 1]; the first and last are reconstructions of the two samples."""
-        if n_windows < 2:
-            return self.sample(n_windows, seed=seed)  # type: ignore[attr-defined]
-        ends = self.sample(2, seed=seed)  # type: ignore[attr-defined]
-        return self.interpolate(ends[0], ends[1], n_windows)
+    def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        """``n`` pieces of ``n_windows`` consecutive windows, each a walk through the latent
+        space between two samples, so neighbouring windows are related. float32
+        (n, n_windows, 96, 96) in [0, 1]; piece i depends only on (seed, i)."""
+
+        def piece(i: int) -> np.ndarray:
+            ends = self.sample(2, seed=piece_seed(seed, i))  # type: ignore[attr-defined]
+            if n_windows < 2:
+                return ends[:n_windows]
+            return self.interpolate(ends[0], ends[1], n_windows)
+
+        return _stack_pieces([piece(i) for i in range(n)], n_windows)
 
 
 class GanMixin:
@@ -216,7 +220,22 @@ class GanMixin:
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
         raise NotImplementedError("a GAN has no encoder to interpolate between windows")
 
-    def sample_piece(self, n_windows: int, seed: int) -> np.ndarray:
-        """A piece of ``n_windows`` windows: independent samples chained in time (a GAN has no
-        way to relate them). float32 (n_windows, 96, 96) in [0, 1]."""
-        return self.sample(n_windows, seed=seed)  # type: ignore[attr-defined]
+    def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        """``n`` pieces of ``n_windows`` independent samples chained in time (the GAN has no
+        way to relate them). float32 (n, n_windows, 96, 96); piece i depends on (seed, i)."""
+        pieces = [
+            self.sample(n_windows, seed=piece_seed(seed, i))  # type: ignore[attr-defined]
+            for i in range(n)
+        ]
+        return _stack_pieces(pieces, n_windows)
+
+
+def piece_seed(seed: int, i: int) -> int:
+    """The seed of piece i of a call with ``seed`` (so a piece does not depend on how many)."""
+    return int(seed) * 100_003 + i
+
+
+def _stack_pieces(pieces: list[np.ndarray], n_windows: int) -> np.ndarray:
+    if not pieces:
+        return np.zeros((0, n_windows, ROWS, COLS), np.float32)
+    return np.stack(pieces).astype(np.float32)

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from musicflow.errors import DatasetError
-from musicflow.roll import COLS, PACKED_BYTES, ROWS, STEPS_PER_BEAT, unpack_windows
+from musicflow.roll import COLS, PACKED_BYTES, ROWS, unpack_windows
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -186,29 +186,6 @@ def unpack_batch(packed: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.reshape(bits, (-1, ROWS, COLS, 1)), tf.float32)
 
 
-def augment_batch(
-    x: tf.Tensor, seed: tf.Tensor, *, max_transpose: int = 3, beat: int = STEPS_PER_BEAT
-) -> tf.Tensor:
-    """Label-preserving musical augmentation of a batch (B, 96, 96, 1) with a stateless seed.
-
-    Why these: a transposition by a few semitones and a circular shift of the two bars by whole
-    beats give new, equally plausible windows. Shifts are whole beats (12 steps) so the
-    onset-position-within-beat statistics stay those of the data; notes moved past the top or
-    bottom row are dropped, as the encoder drops out-of-range notes.
-    """
-    import tensorflow as tf
-
-    from musicflow.models.augment import translate
-
-    size = tf.shape(x)[0:1]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
-    beats = tf.random.stateless_uniform(size, seeds[0], 0, COLS // beat, dtype=tf.int32)
-    pitch = tf.random.stateless_uniform(
-        size, seeds[1], -max_transpose, max_transpose + 1, dtype=tf.int32
-    )
-    return translate(x, beats * beat, pitch)
-
-
 def window_dataset(
     shards: ShardsLike,
     shas: Iterable[str] | None,
@@ -216,7 +193,6 @@ def window_dataset(
     batch_size: int,
     seed: int,
     shuffle: bool = True,
-    augment: bool = False,
     shuffle_buffer: int = 8192,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
@@ -224,7 +200,7 @@ def window_dataset(
 
     One iteration is one epoch. With ``shuffle`` the row-group order (numpy, seeded by
     ``[seed, epoch]``) and a ``shuffle_buffer`` of windows (``tf.data`` shuffle, seeded) change
-    every epoch but repeat exactly for the same seed. ``augment`` applies ``augment_batch``.
+    every epoch but repeat exactly for the same seed.
     """
     import tensorflow as tf
 
@@ -242,7 +218,70 @@ def window_dataset(
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(unpack_batch)
-    if augment:
-        noise = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, noise).map(lambda x, s: augment_batch(x, s))
     return ds.prefetch(2)
+
+
+def _runs(path: Path, shas: set[str] | None, length: int) -> np.ndarray:
+    """Every run of ``length`` consecutive windows of one file in one shard, as uint8
+    (n, length, 1152): windows k, k+1, … of the same source (shards keep a file's windows
+    together and in segment order; a skipped empty window breaks a run)."""
+    table = pq.read_table(path, columns=["source_sha256", "segment", "roll"])
+    if shas is not None:
+        wanted = pa.array(sorted(shas), pa.string())
+        table = table.filter(pc.is_in(table.column("source_sha256"), value_set=wanted))
+    packed = _packed_rows(table, None)
+    if len(packed) < length:
+        return np.zeros((0, length, PACKED_BYTES), np.uint8)
+    sha = table.column("source_sha256").to_numpy(zero_copy_only=False)
+    segment = table.column("segment").to_numpy()
+    ok = np.ones(len(packed) - length + 1, bool)
+    for step in range(1, length):
+        ok &= sha[step : len(sha) - length + 1 + step] == sha[: len(sha) - length + 1]
+        ok &= (
+            segment[step : len(sha) - length + 1 + step] == segment[: len(sha) - length + 1] + step
+        )
+    starts = np.flatnonzero(ok)
+    return packed[starts[:, None] + np.arange(length)[None, :]]
+
+
+def sequence_dataset(
+    shards: ShardsLike,
+    shas: Iterable[str] | None,
+    *,
+    windows: int,
+    batch_size: int,
+    seed: int,
+    shuffle_buffer: int = 4096,
+) -> tf.data.Dataset:
+    """Stream runs of ``windows`` consecutive windows of the files ``shas`` as float32
+    (B, 96, 96 · windows, 1) batches: the windows laid end to end in time, as they are in the
+    piece. The training input of the sequence models, which learn to continue a piece across
+    window boundaries. Shards in a seeded order per epoch, runs shuffled per shard and through
+    a seeded buffer; a file shorter than ``windows`` gives no run.
+    """
+    import tensorflow as tf
+
+    if windows < 1:
+        raise DatasetError(f"windows must be at least 1, got {windows}")
+    paths = shard_paths(shards)
+    wanted = None if shas is None else set(shas)
+    epochs = itertools.count()
+
+    def generate() -> Iterator[np.ndarray]:
+        rng = np.random.default_rng([seed, next(epochs)])
+        for i in rng.permutation(len(paths)):
+            runs = _runs(paths[i], wanted, windows)
+            if len(runs):
+                yield runs[rng.permutation(len(runs))]
+
+    def unpack(packed: tf.Tensor) -> tf.Tensor:
+        x = tf.reshape(
+            unpack_batch(tf.reshape(packed, (-1, PACKED_BYTES))), (-1, windows, ROWS, COLS)
+        )
+        return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, ROWS, windows * COLS, 1))
+
+    ds = tf.data.Dataset.from_generator(
+        generate, output_signature=tf.TensorSpec((None, windows, PACKED_BYTES), tf.uint8)
+    ).unbatch()
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).map(unpack).prefetch(2)

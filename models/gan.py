@@ -1,41 +1,31 @@
-"""This project's GAN (``gan``): trains on a few hundred windows without collapsing, cheaply.
+"""This project's GAN (``gan``): 1-D temporal convolutions over frames, pitches as channels.
 
-Why each choice (the thesis DCGAN stalled on 298 and 3,207 windows: D ≈100% accurate, black
-images; and it spends ~1 GMAC per generated window in 128·12·12 dense + three big
-transposed convolutions). The recipe is StyleGAN2-ADA's for small data (non-saturating
-logistic loss + R1 + augmentation of D's inputs + generator EMA; Karras et al. 2020) on a
-small DCGAN-shaped network, plus one music-specific term:
-- Non-saturating logistic loss (Goodfellow et al. 2014) with an R1 gradient penalty on real
-  windows (Mescheder et al. 2018): real rolls are binary and fakes soft, so the two never
-  overlap and an unpenalised D separates them perfectly; R1 keeps D smooth around the real
-  windows so its gradients still point somewhere useful. Spectral norm (Miyato et al. 2018) and
-  the hinge loss are options (``spectral_norm``, ``loss``), off by default: Keras's SN wrapper
-  tripled tracing time and did not stop the collapse in short trials here. Adam 2e-4,
-  β1 = 0.5 (Radford et al. 2016), one D step per G step.
-- DiffAugment (Zhao et al. 2020): real and generated batches both pass the same kind of
-  random, differentiable transforms before D (time shifts by whole beats, transpositions of a
-  few semitones, a cutout rectangle), so D cannot memorise a small training set. Whole beats
-  keep the within-beat onset positions D judges.
-- Minibatch standard deviation in D (Karras et al. 2018): collapse to a few windows is visible.
-- Generator: inputs and outputs in [0, 1] with a sigmoid (rolls are binary and sparse, tanh's
-  [-1, 1] centre buys nothing), a ``PitchBias`` per-pitch logit offset initialised to the
-  data's ~3% density so training starts near sparse rolls, not grey noise. From 6×6, each
-  stage is nearest-neighbour upsampling + 3×3 conv, not a transposed conv: strided transposed
-  convs printed checkerboard dots instead of held notes (Odena et al. 2016), and channels halve
-  as resolution doubles, so no layer is costly. PixelNorm instead of BatchNorm (Karras et al.
-  2018): no batch statistics, the same function in training and sampling, EMA-friendly.
-- ``pitch_match_weight``, ``time_match_weight``: moment matching (feature matching, Salimans et
-  al. 2016, on fixed musical features): the per-pitch and per-time-step densities of the fake
-  batch must match the real batch's, as Bernoulli KLs. The first targets the pitch histogram
-  directly and, unlike the adversarial gradient, does not vanish when sigmoid outputs sit near
-  0, which is how generators fall into the all-black state of the thesis (seen here too
-  without it, after ~100 steps). The second forbids what D was slow to see in trials: clusters
-  of notes stuck to the window's first and last steps (zero-padding artefacts).
-- An exponential moving average of the generator's weights is what ``sample`` uses (Yazıcı et
-  al. 2019; Karras et al. 2018): smoother, more stable samples at no training cost. Its
-  half-life is counted in images and ramped up early (StyleGAN2-ADA's ema_kimg/ema_rampup), so
-  it behaves the same at any batch size and does not lag far behind in short runs.
-- G trains on ``batch_size`` codes, not twice as many as the thesis: half the generator cost.
+The generator writes a window as 32 sixteenth-note frames (``musicflow.frames``), each frame's
+96 pitches at once as channels (an active and an onset bit per pitch); the discriminator reads
+frames the same way. Why each choice (the thesis DCGAN and this project's earlier 2-D
+convolutional GAN treated a window as an image: small kernels over pitch × time make
+neighbouring rows fire together, so they paint clusters of neighbouring pitches; measured 1-NN
+accuracy ≈ 1.0 on held-out music):
+
+- **Pitches as channels, time as the axis** (the hypothesis of MuseGAN's temporal model, Dong et
+  al. 2018, without its bar hierarchy at this window size): every layer sees all 96 pitches, so
+  chords and voice leading are one linear map, not a stack of local kernels.
+- **Binary outputs with a straight-through gradient** (BinaryMuseGAN, Dong & Yang 2018):
+  ``binary="stochastic"`` samples each bit from its probability, ``"threshold"`` rounds; both
+  pass the probability's gradient. The discriminator then sees 0/1 frames from both sides, as
+  real rolls are, instead of telling soft fakes from hard reals.
+- **Key normalisation and the tonic as a condition** (``musicflow.frames``, as the sequence
+  models): windows transposed to C, the tonic one-hot given to both networks, samples moved
+  back to a tonic drawn from the training counts.
+- **Chroma for the discriminator**: the frame's pitch classes (active and onset bits summed over
+  octaves) as extra channels, so harmony does not have to be learnt in every octave.
+- The small-data GAN recipe kept from the earlier model: non-saturating logistic loss with an
+  R1 penalty on real frames (Mescheder et al. 2018), DiffAugment-style translations of both
+  real and generated frames before the discriminator (beat shifts, small transpositions; Zhao
+  et al. 2020), minibatch standard deviation (Karras et al. 2018), PixelNorm in the generator
+  and an exponential moving average of its weights for sampling (Karras et al. 2018, 2020),
+  and moment matching of the per-pitch density (Salimans et al. 2016), which pulls the
+  generator out of the all-silent start where adversarial gradients vanish.
 """
 
 from __future__ import annotations
@@ -47,103 +37,120 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from musicflow import frames
 from musicflow.errors import ModelError
-from musicflow.models.augment import diff_augment
+from musicflow.models.augment import translate
 from musicflow.models.base import GanMixin, RollModelBase
-from musicflow.models.layers import MinibatchStd, PitchBias, PixelNorm
+from musicflow.models.layers import MinibatchStd, PixelNorm
+from musicflow.models.sequence import KeyPrior, P, roll_states_tf, tonics_tf
+from musicflow.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 
-_BEAT = 12
+
+def _shift(x: tf.Tensor, shift: tf.Tensor, axis: int) -> tf.Tensor:
+    """Move each example of x (B, F, 96, C) by ``shift`` along ``axis`` (1 frames, 2 pitches),
+    silence moved in."""
+    n = tf.shape(x)[axis]
+    index = tf.range(n)[None, :] - shift[:, None]
+    index = tf.where((index >= 0) & (index < n), index, n)
+    pad = [[0, 0]] * 4
+    pad[axis] = [0, 1]
+    return tf.gather(tf.pad(x, pad), index, axis=axis, batch_dims=1)
 
 
 def _bernoulli_kl(target: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
-    """Sum over positions of KL(Bernoulli(target) || Bernoulli(mean)), 0 when they match.
-
-    On batch means of sigmoid outputs its gradient w.r.t. each logit stays ≈ (mean - target) / N
-    however small the probabilities get, so it pulls a generator out of the all-silent state in
-    which sigmoid gradients vanish (the thesis's black images).
-    """
-    eps = 1e-6
-    t = tf.clip_by_value(target, eps, 1.0 - eps)
-    m = tf.clip_by_value(mean, eps, 1.0 - eps)
+    """Σ KL(Bernoulli(target) ‖ Bernoulli(mean)): 0 when the densities match."""
+    t = tf.clip_by_value(target, 1e-6, 1.0 - 1e-6)
+    m = tf.clip_by_value(mean, 1e-6, 1.0 - 1e-6)
     return tf.reduce_sum(t * tf.math.log(t / m) + (1.0 - t) * tf.math.log((1.0 - t) / (1.0 - m)))
 
 
-class RollGAN(GanMixin, RollModelBase):
-    """Small GAN: logistic loss + R1, DiffAugment, pitch matching, EMA generator (see module)."""
+class FrameGAN(GanMixin, RollModelBase):
+    """Temporal-convolution GAN over onset/active frames (see the module docstring)."""
 
     name: ClassVar[str] = "gan"
     kind: ClassVar[str] = "gan"
     DEFAULTS: ClassVar[dict[str, Any]] = {
+        "frame_steps": frames.DEFAULT_FRAME_STEPS,
         "latent_dim": 128,
-        "g_filters": [128, 64, 32, 16, 8],
-        "d_filters": [16, 32, 64, 128],
-        "loss": "nonsaturating",
-        "spectral_norm": False,
-        "r1_gamma": 0.1,
+        "g_filters": [256, 256, 256, 256],
+        "d_filters": [256, 256, 256, 256],
+        "binary": "stochastic",
+        "r1_gamma": 1.0,
         "pitch_match_weight": 1.0,
-        "time_match_weight": 1.0,
         "g_learning_rate": 2e-4,
         "d_learning_rate": 2e-4,
         "beta_1": 0.5,
-        "beta_2": 0.999,
+        "beta_2": 0.99,
         "ema_halflife_images": 10000,
         "ema_rampup": 0.05,
         "diffaug_max_beats": 1,
         "diffaug_max_transpose": 2,
-        "diffaug_cutout": 0.5,
-        "minibatch_std": True,
-        "batch_size": 32,
+        "key_normalize": True,
+        "pitch_low": DEFAULT_PITCH_LOW,
+        "density_prior": 0.04,
+        "batch_size": 64,
         "epochs": 300,
-        "augment": False,
-        "pitch_prior": 0.03,
-        "input_range": "[0, 1]",
     }
 
     def _generator(self) -> keras.Model:
         c = self.config
         first, *rest = (int(f) for f in c["g_filters"])
-        z = keras.Input((int(c["latent_dim"]),), name="z")
+        start = self.frames // 2 ** len(rest)
+        if start < 1 or start * 2 ** len(rest) != self.frames:
+            raise ModelError(f"gan: {len(rest)} upsamplings do not reach {self.frames} frames")
+        z = keras.Input((int(c["latent_dim"]) + 12,), name="z_and_tonic")
         x = PixelNorm()(z)
-        x = layers.Dense(6 * 6 * first)(x)
-        x = layers.Reshape((6, 6, first))(x)
+        x = layers.Dense(start * first)(x)
+        x = layers.Reshape((start, first))(x)
         x = layers.LeakyReLU(negative_slope=0.2)(x)
         x = PixelNorm()(x)
-        for filters in rest:  # 6 → 12 → 24 → 48 → 96
-            x = layers.UpSampling2D(2)(x)
-            x = layers.Conv2D(filters, 3, padding="same")(x)
+        for filters in rest:  # frames double each stage: 4 → 8 → 16 → 32
+            x = layers.UpSampling1D(2)(x)
+            x = layers.Conv1D(filters, 3, padding="same")(x)
             x = layers.LeakyReLU(negative_slope=0.2)(x)
             x = PixelNorm()(x)
-        x = layers.Conv2D(1, 3, padding="same")(x)
-        x = PitchBias(float(c["pitch_prior"]), name="pitch_bias")(x)
-        x = layers.Activation("sigmoid", name="probability")(x)
-        return keras.Model(z, x, name="generator")
+        prior = float(c["density_prior"])
+        bias = keras.initializers.Constant(float(np.log(prior / (1.0 - prior))))
+        x = layers.Conv1D(2 * P, 1, bias_initializer=bias)(x)  # active, onset logits
+        x = layers.Reshape((self.frames, P, 2))(x)
+        return keras.Model(z, layers.Activation("sigmoid", name="probability")(x), name="generator")
 
     def _build(self) -> None:
         c = self.config
-        if c["loss"] not in ("hinge", "nonsaturating"):
-            raise ModelError(f"gan loss must be 'hinge' or 'nonsaturating', got {c['loss']!r}")
-        self._require_lengths(g_filters=5, d_filters=4)
+        g = int(c["frame_steps"])
+        if g < 1 or COLS % g:
+            raise ModelError(f"gan: frame_steps must divide {COLS}, got {g}")
+        if c["binary"] not in ("stochastic", "threshold"):
+            raise ModelError(
+                f"gan: binary must be 'stochastic' or 'threshold', got {c['binary']!r}"
+            )
+        self.frames = COLS // g
         self.generator = self._generator()
         self.generator_ema = self._generator()
         for ema, w in zip(self.generator_ema.weights, self.generator.weights, strict=True):
             ema.assign(w)
-
-        def sn(layer: keras.layers.Layer) -> keras.layers.Layer:
-            if c["spectral_norm"]:
-                return keras.layers.SpectralNormalization(layer)
-            return layer
-
-        inp = keras.Input((96, 96, 1), name="window")
-        y = inp
-        for filters in c["d_filters"]:  # 96 → 48 → 24 → 12 → 6
-            y = sn(layers.Conv2D(int(filters), 4, strides=2, padding="same"))(y)
+        bits = keras.Input((self.frames, P, 2), name="frames")
+        tonic = keras.Input((12,), name="tonic")
+        y = layers.Reshape((self.frames, 2 * P))(bits)
+        fold = np.eye(12, dtype=np.float32)[(int(c["pitch_low"]) + np.arange(P)) % 12]
+        chroma = layers.Reshape((self.frames, 24))(
+            layers.Lambda(lambda t: tf.einsum("bfpk,pc->bfkc", t, fold), name="chroma")(bits)
+        )
+        key = layers.Lambda(
+            lambda t: tf.repeat(t[0][:, None, :], tf.shape(t[1])[1], axis=1), name="key"
+        )([tonic, y])
+        y = layers.Concatenate()([y, chroma, key])
+        widths = [int(f) for f in c["d_filters"]]
+        y = layers.LeakyReLU(negative_slope=0.2)(layers.Conv1D(widths[0], 3, padding="same")(y))
+        for filters in widths[1:]:  # 32 → 16 → 8 → 4 frames
+            y = layers.Conv1D(filters, 4, strides=2, padding="same")(y)
             y = layers.LeakyReLU(negative_slope=0.2)(y)
-        if c["minibatch_std"]:
-            y = MinibatchStd()(y)
-        y = layers.Flatten()(y)
-        y = sn(layers.Dense(1))(y)
-        self.discriminator = keras.Model(inp, y, name="discriminator")
-
+        y = MinibatchStd()(y)
+        y = layers.Dense(1)(layers.Flatten()(y))
+        self.discriminator = keras.Model([bits, tonic], y, name="discriminator")
+        key_in = keras.Input((12,), name="tonic_count")
+        self.key_prior = KeyPrior(name="key_prior")
+        self.key_model = keras.Model(key_in, self.key_prior(key_in), name="key_prior")
         b1, b2 = float(c["beta_1"]), float(c["beta_2"])
         self.g_optimizer = keras.optimizers.Adam(float(c["g_learning_rate"]), b1, b2)
         self.d_optimizer = keras.optimizers.Adam(float(c["d_learning_rate"]), b1, b2)
@@ -155,75 +162,97 @@ class RollGAN(GanMixin, RollModelBase):
             "generator": self.generator,
             "generator_ema": self.generator_ema,
             "discriminator": self.discriminator,
+            "key_prior": self.key_model,
         }
+
+    # --- training -------------------------------------------------------------------------
+    def _real(self, x: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """Real windows → key-normalised (active, onset) frames (B, F, 96, 2) and tonic one-hot;
+        training counts the tonics."""
+        tonic = tonics_tf(x, int(self.config["pitch_low"]))
+        if self.config["key_normalize"]:
+            if training:
+                self.key_prior.counts.assign_add(tf.reduce_sum(tf.one_hot(tonic, 12), axis=0))
+            shift = tf.math.floormod(6 - tonic, 12) - 6
+            x = translate(x, tf.zeros_like(shift), shift, circular_time=False)
+        else:
+            tonic = tf.zeros_like(tonic)
+        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        return tf.stack([onset + hold, onset], axis=-1), tf.one_hot(tonic, 12)
+
+    def _binary(self, probs: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Generator probabilities (B, F, 96, 2) → 0/1 (active, onset ∧ active) frames whose
+        gradient is the probabilities' (straight-through)."""
+        if self.config["binary"] == "stochastic":
+            hard = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed) < probs, tf.float32)
+        else:
+            hard = tf.cast(probs > 0.5, tf.float32)
+        bits = hard + probs - tf.stop_gradient(probs)
+        return tf.stack([bits[..., 0], bits[..., 1] * bits[..., 0]], axis=-1)
 
     def _augment(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         c = self.config
-        return diff_augment(
-            x,
-            seed,
-            max_time_shift=int(c["diffaug_max_beats"]),
-            max_transpose=int(c["diffaug_max_transpose"]),
-            time_unit=_BEAT,
-            cutout=float(c["diffaug_cutout"]),
-        )
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+        size = tf.shape(x)[0:1]
+        beats, semis = int(c["diffaug_max_beats"]), int(c["diffaug_max_transpose"])
+        per_beat = self.frames // 8
+        if semis > 0:
+            x = _shift(
+                x, tf.random.stateless_uniform(size, seeds[0], -semis, semis + 1, tf.int32), 2
+            )
+        if beats > 0:
+            steps = tf.random.stateless_uniform(size, seeds[1], -beats, beats + 1, tf.int32)
+            x = _shift(x, steps * per_beat, 1)
+        return x
 
-    def _d_losses(self, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
-        if self.config["loss"] == "hinge":
-            return tf.reduce_mean(tf.nn.relu(1.0 - real)) + tf.reduce_mean(tf.nn.relu(1.0 + fake))
-        return tf.reduce_mean(tf.nn.softplus(-real)) + tf.reduce_mean(tf.nn.softplus(fake))
-
-    def _g_loss(self, fake: tf.Tensor) -> tf.Tensor:
-        if self.config["loss"] == "hinge":
-            return -tf.reduce_mean(fake)
-        return tf.reduce_mean(tf.nn.softplus(-fake))
+    def _latent(self, batch: tf.Tensor, tonic: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        shape = tf.stack([batch, int(self.config["latent_dim"])])
+        return tf.concat([tf.random.stateless_normal(shape, seed), tonic], axis=1)
 
     def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-        seeds = tf.random.experimental.stateless_split(self._step_seed(), 5)
-        batch = tf.shape(x)[0]
-        shape = tf.stack([batch, int(self.config["latent_dim"])])
-        fake = self.generator(tf.random.stateless_normal(shape, seeds[0]), training=True)
-        real_in = self._augment(x, seeds[1])
-        fake_in = self._augment(fake, seeds[2])
+        c = self.config
+        seeds = tf.random.experimental.stateless_split(self._step_seed(), 7)
+        real, tonic = self._real(x, training=True)
+        batch = tf.shape(real)[0]
+        fake = self._binary(
+            self.generator(self._latent(batch, tonic, seeds[0]), training=True), seeds[1]
+        )
+        real_in = self._augment(real, seeds[2])
+        fake_in = self._augment(fake, seeds[3])
         d_weights = self.discriminator.trainable_weights
-        gamma = float(self.config["r1_gamma"])
+        gamma = float(c["r1_gamma"])
         with tf.GradientTape() as d_tape:
             with tf.GradientTape() as r1_tape:
                 r1_tape.watch(real_in)
-                d_real = self.discriminator(real_in, training=True)
+                d_real = self.discriminator([real_in, tonic], training=True)
                 d_real_sum = tf.reduce_sum(d_real)
-            d_fake = self.discriminator(fake_in, training=True)
-            d_loss = self._d_losses(d_real, d_fake)
+            d_fake = self.discriminator([fake_in, tonic], training=True)
+            d_loss = tf.reduce_mean(tf.nn.softplus(-d_real)) + tf.reduce_mean(
+                tf.nn.softplus(d_fake)
+            )
             d_total = d_loss
             if gamma > 0:
                 grad = r1_tape.gradient(d_real_sum, real_in)
-                r1 = tf.reduce_mean(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]))
-                d_total = d_loss + 0.5 * gamma * r1
+                d_total += 0.5 * gamma * tf.reduce_mean(tf.reduce_sum(tf.square(grad), [1, 2, 3]))
         self.d_optimizer.apply_gradients(
             zip(d_tape.gradient(d_total, d_weights), d_weights, strict=True)
         )
 
         g_weights = self.generator.trainable_weights
-        pitch_target = tf.reduce_mean(x, axis=[0, 2, 3])  # per-pitch density of the real batch
-        time_target = tf.reduce_mean(x, axis=[0, 1, 3])  # per-step density
+        target = tf.reduce_mean(real[..., 0], axis=[0, 1])  # per-pitch active density
         with tf.GradientTape() as g_tape:
-            fake = self.generator(tf.random.stateless_normal(shape, seeds[3]), training=True)
-            g_loss = self._g_loss(self.discriminator(self._augment(fake, seeds[4]), training=False))
-            pitch_loss = _bernoulli_kl(pitch_target, tf.reduce_mean(fake, axis=[0, 2, 3]))
-            time_loss = _bernoulli_kl(time_target, tf.reduce_mean(fake, axis=[0, 1, 3]))
-            g_total = (
-                g_loss
-                + float(self.config["pitch_match_weight"]) * pitch_loss
-                + float(self.config["time_match_weight"]) * time_loss
-            )
+            probs = self.generator(self._latent(batch, tonic, seeds[4]), training=True)
+            fake = self._binary(probs, seeds[5])
+            d_out = self.discriminator([self._augment(fake, seeds[6]), tonic], training=False)
+            g_loss = tf.reduce_mean(tf.nn.softplus(-d_out))
+            pitch_loss = _bernoulli_kl(target, tf.reduce_mean(probs[..., 0], axis=[0, 1]))
+            g_total = g_loss + float(c["pitch_match_weight"]) * pitch_loss
         self.g_optimizer.apply_gradients(
             zip(g_tape.gradient(g_total, g_weights), g_weights, strict=True)
         )
 
         seen = tf.cast(self._step + 1, tf.float32) * tf.cast(batch, tf.float32)
-        halflife = tf.minimum(
-            float(self.config["ema_halflife_images"]), seen * float(self.config["ema_rampup"])
-        )
+        halflife = tf.minimum(float(c["ema_halflife_images"]), seen * float(c["ema_rampup"]))
         decay = tf.pow(0.5, tf.cast(batch, tf.float32) / tf.maximum(halflife, 1e-8))
         for ema, w in zip(self.generator_ema.weights, self.generator.weights, strict=True):
             ema.assign(decay * ema + (1.0 - decay) * w)
@@ -234,27 +263,48 @@ class RollGAN(GanMixin, RollModelBase):
             "d_acc_real": tf.reduce_mean(tf.cast(d_real > 0.0, tf.float32)),
             "d_acc_fake": tf.reduce_mean(tf.cast(d_fake <= 0.0, tf.float32)),
             "pitch_loss": pitch_loss,
-            "time_loss": time_loss,
         }
-
-    def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"val_d_acc_real": tf.reduce_mean(tf.cast(self.discriminator(x) > 0.0, tf.float32))}
 
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
         """One pass: d_loss (without R1), g_loss (adversarial part), d_acc_real, d_acc_fake
-        (logit > 0 ⇔ p > 0.5, on the augmented inputs D trains on), pitch_loss, time_loss."""
+        (on the augmented frames D trains on), pitch_loss (density matching)."""
         metrics = self._run_epoch(self._train_step, batches)
         self.epochs_done += 1
         return metrics
 
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """``val_d_acc_real``: share of held-out real windows D calls real. A large gap below
-        the training ``d_acc_real`` means D is memorising the training windows."""
+        """``val_d_acc_real``: share of held-out real windows D calls real (a large gap below
+        the training ``d_acc_real`` means D memorises the training windows)."""
         return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
+    def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        real, tonic = self._real(x, training=False)
+        d = self.discriminator([real, tonic], training=False)
+        return {"val_d_acc_real": tf.reduce_mean(tf.cast(d > 0.0, tf.float32))}
+
+    # --- sampling -------------------------------------------------------------------------
     def sample(self, n: int, seed: int) -> np.ndarray:
-        """The EMA generator on z ~ N(0, I): per-cell probabilities (n, 96, 96)."""
-        rng = np.random.default_rng(seed)
-        z = rng.standard_normal((n, int(self.config["latent_dim"]))).astype(np.float32)
-        out = self._predict(self.generator_ema, z)[..., 0]
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+        """n windows of the EMA generator, binarised as in training (a seeded draw per bit
+        when ``binary`` is "stochastic") and moved to a tonic drawn from the training
+        counts: float32 (n, 96, 96) of 0/1."""
+        rng = np.random.default_rng([int(seed), 1])
+        latent = rng.standard_normal((n, int(self.config["latent_dim"]))).astype(np.float32)
+        tonic = np.zeros(n, int)
+        if self.config["key_normalize"]:
+            counts = np.asarray(self.key_prior.counts, np.float64) + 1.0
+            tonic = rng.choice(12, size=n, p=counts / counts.sum())
+        z = np.concatenate([latent, np.eye(12, dtype=np.float32)[tonic]], axis=1)
+        probs = self._predict(self.generator_ema, z)
+        if self.config["binary"] == "stochastic":
+            bits = rng.random(probs.shape) < probs
+        else:
+            bits = probs > 0.5
+        active = bits[..., 0]
+        before = np.zeros_like(active)
+        before[:, 1:] = active[:, :-1]
+        onset = active & (bits[..., 1] | ~before)
+        states = np.where(onset, frames.ONSET, np.where(active, frames.HOLD, frames.OFF))
+        roll = frames.states_to_roll(states.astype(np.int8), int(self.config["frame_steps"]))
+        if self.config["key_normalize"]:
+            roll = frames.transpose_windows(roll, -frames.key_shifts(tonic))
+        return roll.astype(np.float32).reshape(n, ROWS, COLS)

@@ -18,6 +18,7 @@ import tensorflow as tf
 from keras import layers
 
 from musicflow.models.base import GanMixin, RollModelBase, VaeMixin, kl_nats
+from musicflow.roll import COLS
 
 
 class ThesisVAE(VaeMixin, RollModelBase):
@@ -35,7 +36,6 @@ class ThesisVAE(VaeMixin, RollModelBase):
         "learning_rate": 1e-3,
         "batch_size": 32,
         "epochs": 100,
-        "augment": False,
         "sample_range": 4.0,  # the thesis decodes z ~ U(-4, 4)^2
         "input_range": "[0, 1]",
     }
@@ -117,6 +117,25 @@ class ThesisVAE(VaeMixin, RollModelBase):
         out = self._run_epoch(self._eval_step, batches, seed, allow_empty=True)
         return {f"val_{k}": v for k, v in out.items()}
 
+    def heldout_nll(self, windows: np.ndarray) -> float:
+        """The ELBO bound on windows (n, 96, 96): summed cell cross-entropy + KL in nats per
+        window, divided by 32, i.e. per three roll steps (a sixteenth note), the time unit of the
+        frame models' ``heldout_nll``. Its representation is the full 12-step binary roll, not
+        their onset/hold frames, so the two are not the same quantity (docs/metrics.md)."""
+        x = self._as_input(windows)
+        if not len(x):
+            return float("nan")
+        seed = tf.constant([int(self.config["seed"]), -1], tf.int64)
+        total = 0.0
+        for i in range(0, len(x), 128):
+            batch = tf.constant(x[i : i + 128])
+            mu, logvar = self.encoder(batch, training=False)
+            z = mu + tf.exp(0.5 * logvar) * tf.random.stateless_normal(tf.shape(mu), seed)
+            probs = tf.clip_by_value(self.decoder(z, training=False), 1e-7, 1.0 - 1e-7)
+            bce = -(batch * tf.math.log(probs) + (1.0 - batch) * tf.math.log(1.0 - probs))
+            total += float(tf.reduce_sum(bce) + tf.reduce_sum(kl_nats(mu, logvar)))
+        return total / len(x) / (COLS // 3)
+
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Decode z ~ U(-r, r)^latent as the thesis did (r = ``sample_range``, 4)."""
         rng = np.random.default_rng(seed)
@@ -146,7 +165,6 @@ class ThesisGAN(GanMixin, RollModelBase):
         "dropout": 0.4,
         "leaky_slope": 0.2,
         "epochs": 300,
-        "augment": False,
         "latent_distribution": "uniform(-1, 1)",
         "input_range": "[-1, 1]",
     }

@@ -1,27 +1,22 @@
-"""This project's VAE (``vae``): cheaper than the thesis VAE and a usable generator.
+"""This project's VAE (``vae``): a window-level latent code over the ``rnn``'s frame decoder.
 
-Why each choice (the thesis VAE: latent 2, 48·48·64 dense decoder, full-resolution 3×3 convs,
-mean BCE + 5e-4·KL, samples decoded from U(-4, 4)², noisy):
-- Strided 4×4 convolutions from the first layer down to 6×6, transposed 4×4 convolutions back
-  up: no layer runs at full resolution with many channels, so a training step costs a fraction
-  of the thesis's (DCGAN-style all-convolutional design, Radford et al. 2016).
-- Latent 32 with a small dense bottleneck instead of 2: two numbers cannot hold two bars of
-  polyphony, and a 147,456-unit dense layer is most of the thesis model's weights.
-- Reconstruction = BCE summed over cells, positive cells weighted by ``pos_weight``: only
-  ~3% of cells are active, so an unweighted loss is minimised by predicting near-silence.
-  The weight shifts probabilities up (a 0.5 threshold keeps cells with true probability
-  > 1/(1 + pos_weight)); VAE outputs stay blurry, though, so after short training few cells
-  pass 0.5: binarise samples with a threshold that matches the data's density.
-- KL weight β = 0.2 on the per-window sums, reached by a linear warm-up (Bowman et al. 2016),
-  with free bits per latent dimension (Kingma et al. 2016): MusicVAE's setting for 2-bar
-  windows (Roberts et al. 2018). The thesis's 5e-4 on a per-cell mean is β ≈ 0.001 on this
-  scale, so its posterior ignored N(0, I) and prior samples decoded to noise; β = 1 kept the
-  prior but blurred everything (tried here: slower reconstruction, no better pitch match);
-  free bits stop the code collapsing to the average window.
-- ``PitchBias``: a learned per-pitch logit offset, the pitch histogram as one vector.
-- Samples decode z ~ N(0, I), the prior the KL term trains towards.
-- Default ``augment``: the data pipeline's whole-beat time shifts and small transpositions,
-  since the small collections this targets (~300 windows) overfit quickly.
+A MusicVAE-style model (Roberts et al. 2018) at the scale of two bars: a convolutional encoder
+reads a window's frames (time as the sequence axis, the 96 pitches' onset and hold bits as
+channels) into a latent code z; the decoder is the frame LSTM of ``models/sequence.py``
+conditioned on z in every frame and in its initial state, with the same count-then-set output
+and key normalisation as ``rnn``. Why each choice:
+
+- **An autoregressive decoder**, not a deconvolution of z into cell probabilities: decoding every
+  cell independently from z gives blurry, cluster-shaped samples (the thesis VAE's noise, and
+  this project's earlier convolutional VAE); the frame decoder keeps voices and held notes.
+- **KL weight β = 0.2 with free bits** (0.5 nats per dimension; Kingma et al. 2016), reached by
+  a linear warm-up (Bowman et al. 2016): MusicVAE's remedy for an autoregressive decoder that
+  would otherwise ignore z.
+- **Windows in pairs**: each training run of windows is encoded window by window, the decoder
+  sees the z of the window each frame is in, and reads the window before it; a piece is a walk
+  along the great circle between two codes (slerp, as MusicVAE interpolates), each window
+  decoded after the one before, so consecutive windows are related and join without a seam.
+- ``heldout_nll`` is the ELBO bound: reconstruction NLL + KL, nats per frame.
 """
 
 from __future__ import annotations
@@ -33,129 +28,161 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from musicflow.models.base import RollModelBase, VaeMixin, kl_nats
-from musicflow.models.layers import PitchBias
+from musicflow.errors import ModelError
+from musicflow.models.base import kl_nats
+from musicflow.models.sequence import FrameModelBase, P, roll_states_tf
 
 
-class RollVAE(VaeMixin, RollModelBase):
-    """Convolutional β-VAE over rolls in [0, 1]; see the module docstring for the why."""
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between codes a, b (n, d) at fractions t (m,) → (n, m, d)."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cos = np.sum(a64 * b64, axis=1) / (
+        np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1) + 1e-12
+    )
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))[:, None]
+    sin = np.sin(omega)
+    tt = np.asarray(t, np.float64)[None, :]
+    wa = np.where(sin > 1e-6, np.sin((1 - tt) * omega) / np.maximum(sin, 1e-12), 1 - tt)
+    wb = np.where(sin > 1e-6, np.sin(tt * omega) / np.maximum(sin, 1e-12), tt)
+    return (wa[..., None] * a64[:, None] + wb[..., None] * b64[:, None]).astype(np.float32)
+
+
+class FrameVAE(FrameModelBase):
+    """Convolutional encoder over frames → z; the frame LSTM decoder conditioned on z."""
 
     name: ClassVar[str] = "vae"
     kind: ClassVar[str] = "vae"
     DEFAULTS: ClassVar[dict[str, Any]] = {
+        **FrameModelBase.BASE_DEFAULTS,
         "latent_dim": 32,
-        "enc_filters": [16, 32, 64, 128],
-        "dec_filters": [128, 64, 32, 16],
-        "dense_units": 256,
-        "pos_weight": 3.0,
+        "enc_filters": [256, 256, 256],
         "kl_weight": 0.2,
-        "kl_warmup_epochs": 10,
         "free_bits": 0.5,
-        "learning_rate": 1e-3,
-        "batch_size": 32,
-        "epochs": 100,
-        "augment": True,
-        "pitch_prior": 0.03,
-        "input_range": "[0, 1]",
+        "kl_warmup_steps": 500,
     }
+
+    def _latent_dim(self) -> int:
+        return int(self.config["latent_dim"])
 
     def _build(self) -> None:
         c = self.config
-        self._require_lengths(enc_filters=4, dec_filters=4)
-        latent = int(c["latent_dim"])
-        inp = keras.Input((96, 96, 1), name="window")
-        x = inp
-        for filters in c["enc_filters"]:  # 96 → 48 → 24 → 12 → 6
-            x = layers.Conv2D(int(filters), 4, strides=2, padding="same")(x)
-            x = layers.LeakyReLU(negative_slope=0.2)(x)
-        x = layers.Flatten()(x)
-        x = layers.Dense(int(c["dense_units"]))(x)
-        x = layers.LeakyReLU(negative_slope=0.2)(x)
-        mu = layers.Dense(latent, name="z_mean")(x)
-        logvar = layers.Dense(latent, name="z_log_var")(x)
-        self.encoder = keras.Model(inp, [mu, logvar], name="encoder")
-
-        z = keras.Input((latent,), name="z")
-        first, *rest = (int(f) for f in c["dec_filters"])
-        y = layers.Dense(6 * 6 * first, activation="relu")(z)
-        y = layers.Reshape((6, 6, first))(y)
-        for filters in rest:  # 6 → 12 → 24 → 48
-            y = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", activation="relu")(y)
-        y = layers.Conv2DTranspose(1, 4, strides=2, padding="same")(y)  # 48 → 96, logits
-        logits = PitchBias(float(c["pitch_prior"]), name="pitch_bias")(y)
-        self.decoder_logits = keras.Model(z, logits, name="decoder_logits")
-        probs = layers.Activation("sigmoid", name="probability")(logits)
-        self.decoder = keras.Model(z, probs, name="decoder")
-
-        self.optimizer = keras.optimizers.Adam(float(c["learning_rate"]))
+        if not isinstance(c["enc_filters"], list | tuple) or not c["enc_filters"]:
+            raise ModelError(f"{self.name}: enc_filters must be a non-empty list of widths")
+        self._build_decoder()
+        window = keras.Input((self.frames, 2 * P), name="frames")
+        y = window
+        for filters in c["enc_filters"]:  # strided over time: 32 → 16 → 8 → 4 frames
+            y = layers.Conv1D(int(filters), 4, strides=2, padding="same")(y)
+            y = layers.LeakyReLU(negative_slope=0.2)(y)
+        y = layers.Flatten()(y)
+        mu = layers.Dense(self._latent_dim(), name="z_mean")(y)
+        logvar = layers.Dense(self._latent_dim(), name="z_log_var")(y)
+        self.encoder = keras.Model(window, [mu, logvar], name="encoder")
+        self.optimizer = self._optimizer()
         self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
 
-    def networks(self) -> dict[str, keras.Model]:
-        return {"encoder": self.encoder, "decoder": self.decoder}
+    def networks(self):
+        return {
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "count_link": self.count_link,
+            "key_prior": self.key_model,
+        }
 
-    def _beta(self) -> float:
-        """KL weight of the coming epoch: linear warm-up to ``kl_weight``."""
-        warm = max(int(self.config["kl_warmup_epochs"]), 1)
-        return float(self.config["kl_weight"]) * min(1.0, (self.epochs_done + 1) / warm)
+    def _beta(self) -> tf.Tensor:
+        warm = max(float(self.config["kl_warmup_steps"]), 1.0)
+        frac = tf.minimum(1.0, tf.cast(self._step + 1, tf.float32) / warm)
+        return float(self.config["kl_weight"]) * frac
 
     def _losses(
-        self, x: tf.Tensor, seed: tf.Tensor, beta: tf.Tensor, training: bool
+        self, x: tf.Tensor, seed: tf.Tensor, beta: tf.Tensor | float, training: bool
     ) -> dict[str, tf.Tensor]:
-        mu, logvar = self.encoder(x, training=training)
+        x, tonic = self._prepare(x, training=training)
+        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        b, n_frames = tf.shape(onset)[0], tf.shape(onset)[1]
+        n_windows = n_frames // self.frames
+        d = self._latent_dim()
+        windows = tf.reshape(tf.concat([onset, hold], -1), (b * n_windows, self.frames, 2 * P))
+        mu, logvar = self.encoder(windows, training=training)
         z = mu + tf.exp(0.5 * logvar) * tf.random.stateless_normal(tf.shape(mu), seed)
-        logits = self.decoder_logits(z, training=training)
-        weighted = tf.nn.weighted_cross_entropy_with_logits(
-            x, logits, pos_weight=float(self.config["pos_weight"])
-        )
-        recon = tf.reduce_mean(tf.reduce_sum(weighted, axis=[1, 2, 3]))
+        cond = tf.repeat(tf.reshape(z, (b, n_windows, d)), self.frames, axis=1)
+        key = self._key_frames(tonic, n_frames)
+        if key is not None:
+            cond = tf.concat([cond, key], axis=2)
+        heads = self._heads(onset, hold, cond, training)
         kl_dim = 0.5 * (tf.square(mu) + tf.exp(logvar) - 1.0 - logvar)
         kl_free = tf.reduce_sum(
             tf.maximum(tf.reduce_mean(kl_dim, axis=0), float(self.config["free_bits"]))
         )
-        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits)
-        return {
-            "loss": recon + beta * kl_free,
-            "recon_loss": tf.reduce_mean(bce),
-            "kl_loss": tf.reduce_mean(kl_nats(mu, logvar)),
-        }
+        kl = tf.reduce_sum(tf.reshape(kl_nats(mu, logvar), (b, n_windows)), axis=1)
+        per_frame = tf.cast(n_frames, tf.float32)
+        out = {"kl_loss": tf.reduce_mean(kl) / tf.cast(n_windows, tf.float32)}
+        if training:
+            recon = tf.reduce_mean(self._surrogate_nll(onset, hold, heads))
+            windows_f = tf.cast(n_windows, tf.float32)
+            out["loss"] = (recon + beta * kl_free * windows_f) / per_frame
+            out["recon_loss"] = recon / per_frame
+        else:
+            recon = self._exact_nll(onset, hold, heads)
+            elbo = recon + kl + self._tonic_nll(tonic)
+            out["val_nll"] = tf.reduce_mean(elbo) / per_frame
+            out["val_recon_loss"] = tf.reduce_mean(recon) / per_frame
+        return out
 
-    def _train_step_impl(self, x: tf.Tensor, beta: tf.Tensor) -> dict[str, tf.Tensor]:
-        seed = self._step_seed()
+    def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        weights = (
+            self.encoder.trainable_weights
+            + self.decoder.trainable_weights
+            + self.count_link.trainable_weights
+        )
         with tf.GradientTape() as tape:
-            out = self._losses(x, seed, beta, True)
-        weights = self.encoder.trainable_weights + self.decoder.trainable_weights
+            out = self._losses(x, self._step_seed(), self._beta(), True)
         self.optimizer.apply_gradients(
             zip(tape.gradient(out["loss"], weights), weights, strict=True)
         )
         self._step.assign_add(1)
         return out
 
-    def _eval_step_impl(
-        self, x: tf.Tensor, seed: tf.Tensor, beta: tf.Tensor
-    ) -> dict[str, tf.Tensor]:
-        return self._losses(x, seed, beta, False)
-
-    def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """One pass. ``loss``: the objective per window (weighted BCE sum + β·KL with free
-        bits); ``recon_loss``: unweighted mean BCE per cell (comparable with ``vae-thesis``);
-        ``kl_loss``: KL in nats per window; ``beta``: the KL weight used."""
-        beta = self._beta()
-        metrics = self._run_epoch(self._train_step, batches, tf.constant(beta, tf.float32))
-        metrics["beta"] = beta
-        self.epochs_done += 1
-        return metrics
+    def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        seed = tf.constant([int(self.config["seed"]), -1], tf.int64)
+        out = self._losses(x, seed, float(self.config["kl_weight"]), False)
+        return {
+            "val_nll": out["val_nll"],
+            "val_recon_loss": out["val_recon_loss"],
+            "val_kl_loss": out["kl_loss"],
+        }
 
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """The objective at full β on held-out windows (fixed noise, so comparable across
-        epochs): ``val_loss``, ``val_recon_loss``, ``val_kl_loss``."""
-        seed = tf.constant([int(self.config["seed"]), -1], tf.int64)
-        beta = tf.constant(float(self.config["kl_weight"]), tf.float32)
-        out = self._run_epoch(self._eval_step, batches, seed, beta, allow_empty=True)
-        return {f"val_{k}": v for k, v in out.items()}
+        """``val_nll``: the ELBO bound on held-out windows (nats per frame; fixed noise),
+        ``val_recon_loss`` and ``val_kl_loss`` (KL in nats per window)."""
+        return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
-    def sample(self, n: int, seed: int) -> np.ndarray:
-        """Decode z ~ N(0, I): per-cell probabilities (n, 96, 96)."""
-        rng = np.random.default_rng(seed)
-        z = rng.standard_normal((n, int(self.config["latent_dim"]))).astype(np.float32)
-        return self.decode(z)
+    def _piece_latents(self, rngs: list[np.random.Generator], n_windows: int) -> np.ndarray:
+        d = self._latent_dim()
+        ends = (
+            np.stack([rng.standard_normal((2, d)) for rng in rngs])
+            if rngs
+            else (np.zeros((0, 2, d)))
+        )
+        t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
+        return slerp(ends[:, 0], ends[:, 1], t)
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """Latent means (n, latent_dim) of windows (n, 96, 96), key-normalised as in training."""
+        x = tf.constant(self._as_input(windows))
+        x, _ = self._prepare(x, training=False)
+        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        mu, _ = self.encoder(tf.concat([onset, hold], -1), training=False)
+        return np.asarray(mu, np.float32)
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+        """``steps`` windows decoded along the great circle between the codes of windows a and
+        b, each after the one before (one sample; seed 0), float32 (steps, 96, 96)."""
+        if steps < 2:
+            raise ModelError("interpolate needs steps >= 2")
+        za, zb = self.encode(
+            np.stack([np.asarray(a).reshape(96, 96), np.asarray(b).reshape(96, 96)])
+        )
+        latents = slerp(za[None], zb[None], np.linspace(0.0, 1.0, steps))
+        return self._pieces(1, steps, 0, latents)[0]

@@ -18,3 +18,7 @@ DEFAULT_WORKERS = 2
 
 #: The models ``musicflow run`` and ``musicflow serve`` train when not told.
 DEFAULT_MODELS = ("vae", "gan")
+
+#: Windows per generated piece: 8 windows of two 4/4 bars = 16 bars. ``musicflow generate``
+#: writes pieces of this length, and evaluation scores the windows of such pieces.
+PIECE_WINDOWS = 8

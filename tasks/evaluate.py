@@ -21,6 +21,7 @@ import numpy as np
 from prefect import task
 
 from musicflow import roll, tracking
+from musicflow.defaults import PIECE_WINDOWS
 from musicflow.tasks.encode import DatasetInfo, read_dataset
 from musicflow.tasks.train import TrainedModel, load_trained, run_cache_key
 
@@ -32,7 +33,7 @@ WINDOWS_ARTIFACT = "evaluation/windows.npz"
 #: Metrics that only some models can compute, on the held-out windows: metric name → the name
 #: of the model method returning it (a float). A model without the method gets no such metric.
 #: Adding a model-provided metric is one line here.
-MODEL_METRICS: dict[str, str] = {}
+MODEL_METRICS: dict[str, str] = {"heldout_nll": "heldout_nll"}
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,12 @@ class EvaluationWindows:
 
 
 def evaluation_probs(model, n: int, seed: int) -> np.ndarray:
-    """The model outputs an evaluation scores: ``model.sample(n, seed + 1)``, the one place
-    that says which samples are "the generated windows" of a run."""
-    return model.sample(n, seed=seed + 1)
+    """The model outputs an evaluation scores, the one place that says which samples are "the
+    generated windows" of a run: the windows of ``n // PIECE_WINDOWS`` pieces as ``musicflow
+    generate`` writes them (``model.sample_pieces(…, seed + 1)``), so the scores describe the
+    music a user gets, continuation across windows included. float32 (n, 96, 96)."""
+    pieces = model.sample_pieces(max(n // PIECE_WINDOWS, 1), PIECE_WINDOWS, seed=seed + 1)
+    return pieces.reshape(-1, *pieces.shape[2:])
 
 
 def _sample_index(n: int, limit: int, seed: int) -> np.ndarray:

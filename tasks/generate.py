@@ -5,7 +5,7 @@ that ``RollModel.save`` writes, plus ``sampling.json`` (the calibrated threshold
 dataset's encoding, pitch window included). So any registered version loads in a fresh process
 by URI (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
 ``mlflow.pyfunc.load_model`` or with ``musicflow generate``. A piece is what the model's own
-``sample_piece`` gives, binarised with the calibrated threshold and decoded in the encoding's
+``sample_pieces`` gives, binarised with the calibrated threshold and decoded in the encoding's
 pitch window. :class:`RollSampler` stays in this module: registered models refer to it here.
 """
 
@@ -25,6 +25,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import atomic, tracking
+from musicflow.defaults import PIECE_WINDOWS
 from musicflow.errors import ModelError
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
@@ -85,12 +86,17 @@ def render_wav(midi: Path, wav: Path) -> bool:
 
 
 def generate_midi(
-    model_uri: str, *, n: int, out_dir: Path, seed: int = 0, windows_per_piece: int = 8
+    model_uri: str,
+    *,
+    n: int,
+    out_dir: Path,
+    seed: int = 0,
+    windows_per_piece: int = PIECE_WINDOWS,
 ) -> GenerationResult:
     """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4).
 
-    Each piece is the model's ``sample_piece`` (a VAE walks its latent space between two
-    samples, so consecutive windows are related; a GAN chains independent samples).
+    The pieces are the model's ``sample_pieces`` (sequence models continue each window from
+    the one before; a VAE walks its latent space; a GAN chains independent samples).
     """
     from musicflow import roll
     from musicflow.sampling import binarize
@@ -101,9 +107,9 @@ def generate_midi(
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
     result = GenerationResult(midi_files=[])
-    for i in range(n):
-        piece_seed = seed * 100_003 + i
-        windows = binarize(sampler.model.sample_piece(windows_per_piece, piece_seed), threshold)
+    pieces = sampler.model.sample_pieces(n, windows_per_piece, seed)
+    for i, probs in enumerate(pieces):
+        windows = binarize(probs, threshold)
         song = np.concatenate(list(windows), axis=1)
         notes = roll.decode_roll(song, pitch_low=pitch_low)
         path = out_dir / f"sample-{i + 1:03d}.mid"

@@ -59,8 +59,8 @@ def train_model(
     overrides: dict | None = None,
 ) -> TrainedModel:
     """Train one model in a new MLflow run; log params, losses and the checkpoint."""
-    from musicflow.models import build_model
-    from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split, window_dataset
+    from musicflow.models import build_model, model_defaults
+    from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split
 
     info = read_dataset(Path(dataset_dir))
     shards = info.shard_paths
@@ -72,6 +72,8 @@ def train_model(
         settings["epochs"] = epochs
     if batch_size:
         settings["batch_size"] = batch_size
+    if "pitch_low" in model_defaults(model_name):  # models that read pitches (key estimation)
+        settings["pitch_low"] = info.pitch_low
     model = build_model(model_name, seed=seed, **settings)
     config = dict(model.config)
     n_epochs = int(config.get("epochs", epochs or 10))
@@ -107,15 +109,7 @@ def train_model(
         tracking.log_params(params)
         tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
 
-        train_ds = window_dataset(
-            shards,
-            train_shas,
-            batch_size=batch,
-            seed=seed,
-            shuffle=True,
-            augment=bool(config.get("augment", False)),
-        )
-        val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
+        train_ds, val_ds = training_data(config, shards, train_shas, heldout_shas, seed=seed)
         history = _fit(model, model_name, train_ds, val_ds, n_epochs, time_budget_s)
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -129,6 +123,24 @@ def train_model(
         encoding=dict(info.encoding),
         history=history,
     )
+
+
+def training_data(config: dict, shards, train_shas, heldout_shas, *, seed: int):
+    """(training batches, validation batches) as the model's config asks: runs of
+    ``sequence_windows`` consecutive windows for the sequence models, shuffled single windows
+    for the others; validation always on single held-out windows."""
+    from musicflow.models.data import sequence_dataset, window_dataset
+
+    batch = int(config["batch_size"])
+    windows = int(config.get("sequence_windows", 1))
+    if windows > 1:
+        train_ds = sequence_dataset(
+            shards, train_shas, windows=windows, batch_size=batch, seed=seed
+        )
+    else:
+        train_ds = window_dataset(shards, train_shas, batch_size=batch, seed=seed, shuffle=True)
+    val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
+    return train_ds, val_ds
 
 
 def _fit(

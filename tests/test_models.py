@@ -22,13 +22,9 @@ from musicflow.models import MODEL_NAMES, build_model, load_model
 from musicflow.models import data as mdata
 
 SMALL = {
-    "vae": {
-        "latent_dim": 4,
-        "enc_filters": [4, 4, 8, 8],
-        "dec_filters": [8, 8, 4, 4],
-        "dense_units": 16,
-    },
-    "gan": {"latent_dim": 8, "g_filters": [16, 8, 8, 4, 4], "d_filters": [4, 8, 8, 8]},
+    "rnn": {"hidden": 16},
+    "vae": {"hidden": 16, "latent_dim": 4, "enc_filters": [8, 8, 8]},
+    "gan": {"latent_dim": 8, "g_filters": [16, 8, 8, 8], "d_filters": [8, 8, 8, 8]},
     "vae-thesis": {
         "enc_filters": [4, 4, 4, 4],
         "dense_units": 8,
@@ -38,8 +34,11 @@ SMALL = {
     "gan-thesis": {"g_dense_filters": 8, "g_filters": [8, 4, 4], "d_filters": [4, 4]},
 }
 METRICS = {
+    "rnn": {"loss"},
     "vae": {"loss", "recon_loss", "kl_loss"},
     "gan": {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"},
+    "vae-thesis": {"loss", "recon_loss", "kl_loss"},
+    "gan-thesis": {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"},
 }
 
 
@@ -149,53 +148,6 @@ def test_window_dataset_streams_shuffled_batches_deterministically(shards) -> No
     assert not np.array_equal(np.concatenate(first), np.concatenate(second))  # reshuffled
 
 
-def test_augment_shifts_whole_beats_and_transposes(shards) -> None:
-    folder, _ = shards
-    plain = np.concatenate(
-        [
-            b.numpy()
-            for b in mdata.window_dataset(folder, None, batch_size=64, seed=0, shuffle=False)
-        ]
-    )
-    aug = np.concatenate(
-        [
-            b.numpy()
-            for b in mdata.window_dataset(
-                folder, None, batch_size=64, seed=0, shuffle=False, augment=True
-            )
-        ]
-    )
-    assert aug.shape == plain.shape and set(np.unique(aug)) <= {0.0, 1.0}
-    # each augmented window is its original, rolled in time by whole beats, moved ≤ 3 rows
-    for p, a in zip(plain[..., 0], aug[..., 0], strict=True):
-        rows_p, rows_a = np.nonzero(p.any(1))[0], np.nonzero(a.any(1))[0]
-        shift = int(rows_a[0] - rows_p[0])
-        assert abs(shift) <= 3
-        moved = np.roll(p, shift, axis=0)
-        assert any(np.array_equal(np.roll(moved, 12 * k, axis=1), a) for k in range(8))
-
-
-def test_diff_augment_is_differentiable_and_never_adds_notes() -> None:
-    import tensorflow as tf
-
-    from musicflow.models.augment import diff_augment
-
-    x = tf.constant(make_windows(6, seed=1)[..., None].astype(np.float32))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = diff_augment(
-            x, tf.constant([1, 2]), max_time_shift=1, max_transpose=2, time_unit=12, cutout=0.5
-        )
-        total = tf.reduce_sum(y)
-    grad = tape.gradient(total, x).numpy()
-    assert y.shape == x.shape and set(np.unique(grad)) <= {0.0, 1.0} and grad.sum() > 0
-    assert float(total) <= float(tf.reduce_sum(x))  # shifts drop notes, cutout silences
-    again = diff_augment(
-        x, tf.constant([1, 2]), max_time_shift=1, max_transpose=2, time_unit=12, cutout=0.5
-    )
-    assert np.array_equal(y.numpy(), again.numpy())
-
-
 # --- the four models -------------------------------------------------------------------------
 
 
@@ -225,13 +177,13 @@ def trained(windows, tmp_path_factory) -> dict[str, tuple[object, dict, Path]]:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
     model, metrics, _ = trained[name]
-    assert model.name == name and model.kind in ("vae", "gan")
+    assert model.name == name and model.kind in ("ar", "vae", "gan")
     json.dumps(model.config)
-    assert METRICS[model.kind] <= set(metrics)
+    assert METRICS[name] <= set(metrics)
     assert all(math.isfinite(v) for v in metrics.values())
     val = model.validate(batches(windows[:20]))
     if model.kind == "vae":
-        assert math.isfinite(val["val_loss"])
+        assert math.isfinite(val["val_nll" if name == "vae" else "val_loss"])
     assert all(math.isfinite(v) for v in val.values())
     assert model.validate([]) == {}
     s = model.sample(5, seed=3)
@@ -244,7 +196,7 @@ def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_encode_and_interpolate(name: str, trained, windows) -> None:
     model, _, _ = trained[name]
-    if model.kind == "gan":
+    if model.kind != "vae":
         with pytest.raises(NotImplementedError):
             model.encode(windows[:2])
         with pytest.raises(NotImplementedError):
@@ -297,20 +249,28 @@ def test_unknown_model_or_hyperparameter_is_a_model_error(tmp_path) -> None:
     with pytest.raises(ModelError):
         build_model("vae", seed=0, latent_dims=3)
     with pytest.raises(ModelError):
-        build_model("gan", seed=0, g_filters=[8, 8])
+        build_model("gan", seed=0, g_filters=[8] * 7)  # 6 doublings overshoot 32 frames
     with pytest.raises(ModelError):
         load_model(tmp_path)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_sample_piece_is_windows_in_time_order(name: str, trained) -> None:
+def test_sample_pieces_are_windows_in_time_order(name: str, trained) -> None:
     model, _, _ = trained[name]
-    piece = model.sample_piece(4, seed=7)
-    assert piece.dtype == np.float32 and piece.shape == (4, 96, 96)
-    assert piece.min() >= 0.0 and piece.max() <= 1.0
-    assert np.array_equal(piece, model.sample_piece(4, seed=7))
+    pieces = model.sample_pieces(3, 4, seed=7)
+    assert pieces.dtype == np.float32 and pieces.shape == (3, 4, 96, 96)
+    assert pieces.min() >= 0.0 and pieces.max() <= 1.0
+    assert np.array_equal(pieces, model.sample_pieces(3, 4, seed=7))
+    # piece i depends on (seed, i) only, not on how many pieces were asked for
+    assert np.array_equal(pieces[1], model.sample_pieces(2, 4, seed=7)[1])
+    assert not np.array_equal(pieces[0], model.sample_pieces(1, 4, seed=8)[0])
+    piece = pieces[0]
     if model.kind == "gan":  # independent samples, chained
-        assert np.array_equal(piece, model.sample(4, seed=7))
-    else:  # a latent walk: its ends reconstruct two samples
-        ends = model.sample(2, seed=7)
+        assert np.array_equal(piece, model.sample(4, seed=7 * 100_003))
+    elif name == "vae-thesis":  # a latent walk: its ends reconstruct two samples
+        ends = model.sample(2, seed=7 * 100_003)
         assert np.array_equal(piece, model.interpolate(ends[0], ends[1], 4))
+    else:  # sequence models: binary frames; the first window is what sample() gives (but for
+        # its last step, where a note re-struck at the next window's start leaves a gap)
+        assert set(np.unique(pieces)) <= {0.0, 1.0}
+        assert np.array_equal(model.sample(3, seed=7)[..., :-1], pieces[:, 0, :, :-1])

@@ -1,0 +1,60 @@
+"""This project's autoregressive model (``rnn``): an LSTM over sixteenth-note frames.
+
+The likelihood baseline of the seeds' survey (an RNN over note sequences; Boulanger-Lewandowski
+et al. 2012 for polyphonic frames), with this project's frame representation, voice-count head,
+key normalisation and window-pair training (``models/sequence.py`` explains each). It is the
+default generator: on held-out Bach chorales it is the model that comes closest to real music
+at every budget measured (docs/models.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import tensorflow as tf
+
+from musicflow.models.sequence import FrameModelBase, roll_states_tf
+
+
+class FrameRNN(FrameModelBase):
+    """LSTM over frames with a count-then-set output per frame (see the module docstring)."""
+
+    name: ClassVar[str] = "rnn"
+    kind: ClassVar[str] = "ar"
+    DEFAULTS: ClassVar[dict[str, Any]] = dict(FrameModelBase.BASE_DEFAULTS)
+
+    def _build(self) -> None:
+        self._build_decoder()
+        self.optimizer = self._optimizer()
+        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
+
+    def networks(self):
+        return {"decoder": self.decoder, "count_link": self.count_link, "key_prior": self.key_model}
+
+    def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        x, tonic = self._prepare(x, training=True)
+        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        n_frames = tf.shape(onset)[1]
+        weights = self.decoder.trainable_weights + self.count_link.trainable_weights
+        with tf.GradientTape() as tape:
+            heads = self._heads(onset, hold, self._key_frames(tonic, n_frames), True)
+            loss = tf.reduce_mean(self._surrogate_nll(onset, hold, heads))
+            loss /= tf.cast(n_frames, tf.float32)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+        self._step.assign_add(1)
+        return {"loss": loss}
+
+    def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        x, tonic = self._prepare(x, training=False)
+        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        n_frames = tf.shape(onset)[1]
+        heads = self._heads(onset, hold, self._key_frames(tonic, n_frames), False)
+        nll = self._exact_nll(onset, hold, heads) + self._tonic_nll(tonic)
+        return {"val_nll": tf.reduce_mean(nll) / tf.cast(n_frames, tf.float32)}
+
+    def encode(self, windows):
+        raise NotImplementedError("an autoregressive model has no encoder")
+
+    def interpolate(self, a, b, steps):
+        raise NotImplementedError("an autoregressive model has no latent space")

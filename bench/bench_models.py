@@ -1,24 +1,28 @@
-"""Training throughput (windows/s) of the four models on this machine, at one batch size.
+"""Training throughput (windows/s) of every model on this machine, at one batch size.
 
 Usage: ``.venv/bin/python bench/bench_models.py [--batch-size 32] [--steps 8] [--warmup 2]
-[--models vae,gan,vae-thesis,gan-thesis]``.
+[--models rnn,vae,gan,vae-thesis,gan-thesis] [--onednn on|off|both]``.
 
-Each model is built with its defaults (only the batch size is forced to be the same), trained on
-synthetic sparse windows (content does not change the cost of dense convolutions), with
-``--warmup`` untimed steps (tracing, allocation) before ``--steps`` timed ones. "Images/s"
-counts real windows consumed per second by ``fit_epoch``, i.e. one training step per batch; a
-GAN step includes its generator's forward passes for D and its G update. Prints a table and the
-ratio of each model to its thesis counterpart.
+Each model is built with its defaults (only the batch size is forced to be the same) and
+trained on synthetic sparse windows (content does not change the cost of dense layers), with
+``--warmup`` untimed steps (tracing, allocation) before ``--steps`` timed ones. "Windows/s"
+counts real windows consumed per second by ``fit_epoch``: one training step per batch; a GAN
+step includes its generator's forward passes for D and its G update; a sequence model's batch
+holds ``batch_size`` runs of ``sequence_windows`` consecutive windows, as in training.
+
+Each (model, oneDNN setting) runs in its own process, since TensorFlow reads
+``TF_ENABLE_ONEDNN_OPTS`` once at import. ``--onednn both`` prints the ratio of oneDNN on to
+off for every model, measured in the same invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np
 
@@ -34,14 +38,18 @@ def synthetic_windows(n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def bench(name: str, batch_size: int, steps: int, warmup: int) -> tuple[float, int]:
-    """(windows per second, trainable parameters) for one model."""
+def bench(name: str, batch_size: int, steps: int, warmup: int) -> dict:
+    """Windows per second and trainable parameters of one model, in this process."""
     import tensorflow as tf
 
     from musicflow.models import build_model
 
     model = build_model(name, seed=0, batch_size=batch_size)
-    data = synthetic_windows(batch_size * 4)[..., None]
+    runs = int(model.config.get("sequence_windows", 1))
+    data = synthetic_windows(batch_size * 4 * runs)
+    # runs of consecutive windows laid end to end in time: (B, 96, 96 · runs, 1)
+    data = data.reshape(batch_size * 4, runs, 96, 96).transpose(0, 2, 1, 3)
+    data = data.reshape(batch_size * 4, 96, 96 * runs, 1)
     batches = [tf.constant(data[i * batch_size : (i + 1) * batch_size]) for i in range(4)]
     model.fit_epoch(batches[:1] * warmup)
     start = time.perf_counter()
@@ -50,7 +58,16 @@ def bench(name: str, batch_size: int, steps: int, warmup: int) -> tuple[float, i
     params = sum(
         int(np.prod(w.shape)) for net in model.networks().values() for w in net.trainable_weights
     )
-    return steps * batch_size / elapsed, params
+    return {"rate": steps * batch_size * runs / elapsed, "params": params}
+
+
+def measure(name: str, onednn: str, args: argparse.Namespace) -> dict:
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn == "on" else "0"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cmd = [sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size)]
+    cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -58,19 +75,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--models", default="vae-thesis,vae,gan-thesis,gan")
+    parser.add_argument("--models", default="rnn,vae,gan,vae-thesis,gan-thesis")
+    parser.add_argument("--onednn", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: one model
     args = parser.parse_args()
-    import tensorflow as tf
-
+    if args.one:
+        print(json.dumps(bench(args.one, args.batch_size, args.steps, args.warmup)))
+        return
+    settings = ("on", "off") if args.onednn == "both" else (args.onednn,)
     names = args.models.split(",")
-    results = {name: bench(name, args.batch_size, args.steps, args.warmup) for name in names}
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-    print(f"\nbatch size {args.batch_size}, {args.steps} timed steps, {threads} CPU threads")
-    print(f"{'model':<12} {'images/s':>10} {'params':>12} {'vs thesis':>10}")
-    for name, (rate, params) in results.items():
-        base = f"{name}-thesis" if not name.endswith("-thesis") else None
-        ratio = f"{rate / results[base][0]:.2f}x" if base in results else ""
-        print(f"{name:<12} {rate:>10.1f} {params:>12,} {ratio:>10}")
+    results = {(n, s): measure(n, s, args) for s in settings for n in names}
+    print(f"\nbatch size {args.batch_size}, {args.steps} timed steps, {os.cpu_count()} CPUs")
+    header = f"{'model':<12} {'params':>11}" + "".join(f" {'oneDNN ' + s:>12}" for s in settings)
+    print(header + ("  on/off" if len(settings) == 2 else ""))
+    for n in names:
+        row = f"{n:<12} {results[(n, settings[0])]['params']:>11,}"
+        row += "".join(f" {results[(n, s)]['rate']:>9.1f} w/s" for s in settings)
+        if len(settings) == 2:
+            row += f"  {results[(n, 'on')]['rate'] / results[(n, 'off')]['rate']:>5.2f}x"
+        print(row)
 
 
 if __name__ == "__main__":

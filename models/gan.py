@@ -77,6 +77,7 @@ class FrameGAN(GanMixin, RollModelBase):
         "binary": "stochastic",
         "r1_gamma": 1.0,
         "pitch_match_weight": 1.0,
+        "match_binary": False,
         "g_learning_rate": 2e-4,
         "d_learning_rate": 2e-4,
         "beta_1": 0.5,
@@ -120,7 +121,7 @@ class FrameGAN(GanMixin, RollModelBase):
         g = int(c["frame_steps"])
         if g < 1 or COLS % g:
             raise ModelError(f"gan: frame_steps must divide {COLS}, got {g}")
-        if c["binary"] not in ("stochastic", "threshold"):
+        if c["binary"] not in ("stochastic", "active", "threshold"):
             raise ModelError(
                 f"gan: binary must be 'stochastic' or 'threshold', got {c['binary']!r}"
             )
@@ -183,10 +184,15 @@ class FrameGAN(GanMixin, RollModelBase):
     def _binary(self, probs: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """Generator probabilities (B, F, 96, 2) → 0/1 (active, onset ∧ active) frames whose
         gradient is the probabilities' (straight-through)."""
-        if self.config["binary"] == "stochastic":
-            hard = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed) < probs, tf.float32)
+        mode = self.config["binary"]
+        drawn = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed) < probs, tf.float32)
+        rounded = tf.cast(probs > 0.5, tf.float32)
+        if mode == "stochastic":
+            hard = drawn
+        elif mode == "active":  # the active bit drawn, the onset bit rounded
+            hard = tf.stack([drawn[..., 0], rounded[..., 1]], axis=-1)
         else:
-            hard = tf.cast(probs > 0.5, tf.float32)
+            hard = rounded
         bits = hard + probs - tf.stop_gradient(probs)
         return tf.stack([bits[..., 0], bits[..., 1] * bits[..., 0]], axis=-1)
 
@@ -245,7 +251,8 @@ class FrameGAN(GanMixin, RollModelBase):
             fake = self._binary(probs, seeds[5])
             d_out = self.discriminator([self._augment(fake, seeds[6]), tonic], training=False)
             g_loss = tf.reduce_mean(tf.nn.softplus(-d_out))
-            pitch_loss = _bernoulli_kl(target, tf.reduce_mean(probs[..., 0], axis=[0, 1]))
+            density = fake[..., 0] if c["match_binary"] else probs[..., 0]
+            pitch_loss = _bernoulli_kl(target, tf.reduce_mean(density, axis=[0, 1]))
             g_total = g_loss + float(c["pitch_match_weight"]) * pitch_loss
         self.g_optimizer.apply_gradients(
             zip(g_tape.gradient(g_total, g_weights), g_weights, strict=True)
@@ -295,10 +302,15 @@ class FrameGAN(GanMixin, RollModelBase):
             tonic = rng.choice(12, size=n, p=counts / counts.sum())
         z = np.concatenate([latent, np.eye(12, dtype=np.float32)[tonic]], axis=1)
         probs = self._predict(self.generator_ema, z)
-        if self.config["binary"] == "stochastic":
-            bits = rng.random(probs.shape) < probs
+        drawn = rng.random(probs.shape) < probs
+        rounded = probs > 0.5
+        mode = self.config["binary"]
+        if mode == "stochastic":
+            bits = drawn
+        elif mode == "active":
+            bits = np.stack([drawn[..., 0], rounded[..., 1]], axis=-1)
         else:
-            bits = probs > 0.5
+            bits = rounded
         active = bits[..., 0]
         before = np.zeros_like(active)
         before[:, 1:] = active[:, :-1]

@@ -172,8 +172,13 @@ class FrameModelBase(RollModelBase):
             else:
                 y = lstm(y)
         # per-pitch logits (3 per pitch), held-count logits, new-count logits before the
-        # held count's offset (``count_link``: one row per held count)
-        out = layers.Dense(P * 3 + 2 * (P + 1), name="out")(y)
+        # held count's offset (``count_link``: one row per held count). Biases start at few
+        # onsets and small counts, so an untrained model samples sparse frames, not noise.
+        counts = -0.5 * np.arange(P + 1)
+        start = np.concatenate([np.tile([0.0, -3.0, 0.0], P), counts, counts])
+        out = layers.Dense(
+            P * 3 + 2 * (P + 1), name="out", bias_initializer=keras.initializers.Constant(start)
+        )(y)
         self.decoder = keras.Model(inputs, out, name="decoder")
         held = keras.Input((P + 1,), name="held_count")
         self.count_link = keras.Model(

@@ -1,7 +1,8 @@
 """Dataset flows: ``audit`` (ingest → parse → validate) and ``encode`` (… → shards).
 
 Flows only wire tasks. Parsing fans out over the task runner: threads by default, Dask when
-asked (``task_runner="dask"``, optionally at an existing scheduler address).
+asked (``task_runner="dask"``, optionally at an existing scheduler address). Each step says on
+stderr what it did or that nothing changed (``musicflow/progress.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from pathlib import Path
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from musicflow import progress
 from musicflow.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.errors import DatasetError
 from musicflow.roll import DEFAULT_PITCH_LOW
-from musicflow.tasks.audit import build_manifest, summarize
+from musicflow.tasks.audit import build_manifest, summarize, write_audit_page
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
 from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
@@ -32,6 +34,14 @@ class AuditResult:
     n_parsed: int
     n_cached: int
     dataset_info: DatasetInfo | None = None
+    audit_page: Path | None = None  # <out>/audit.html: the audit, readable offline
+
+
+def cached_step(task_fn, *args, **kwargs) -> tuple[object, bool]:
+    """Call a Prefect task; return its result and whether it came from the cache (so the
+    step can say "nothing changed, skipped")."""
+    state = task_fn(*args, return_state=True, **kwargs)
+    return state.result(), state.name == "Cached"
 
 
 def make_task_runner(kind: str = "threads", address: str | None = None, workers: int | None = None):
@@ -62,18 +72,31 @@ def _audit(
     files = ingest(source)
     if files.empty:
         raise DatasetError(f"no .mid or .midi files under {source}")
+    progress.stage(f"audit {dataset}", f"{len(files)} MIDI files under {source}")
     parsed = parse_files(
         files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers
     )
+    if parsed.n_parsed:
+        progress.note(f"parse: {parsed.n_parsed} files read, {parsed.n_cached} from the cache")
+    else:
+        progress.skipped("parse", f"nothing changed, skipped ({parsed.n_cached} from the cache)")
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
-    report = validate(
+    report, cached = cached_step(
+        validate,
         judged,
         pitch_low=pitch_low,
         max_bytes=max_bytes,
         dataset=dataset,
         docs_dir=out_dir / "data_docs",
     )
+    if cached:
+        progress.skipped("validate")
+    else:
+        progress.note(f"validate: {len(judged)} files judged by the Great Expectations suite")
     manifest = build_manifest(parsed.records, report.outcomes)
+    page = write_audit_page(
+        manifest, report.expectation_summary, dataset, out_dir / "audit.html", report.docs_index
+    )
     result = AuditResult(
         dataset=dataset,
         out_dir=out_dir,
@@ -81,6 +104,7 @@ def _audit(
         docs_index=report.docs_index,
         n_parsed=parsed.n_parsed,
         n_cached=parsed.n_cached,
+        audit_page=page,
     )
     return result, manifest
 
@@ -122,11 +146,16 @@ def encode_flow(
         raise DatasetError(
             f"no accepted MIDI file under {source}; see {Path(out_dir) / 'manifest.parquet'}"
         )
-    result.dataset_info = write_shards(
+    result.dataset_info = info = write_shards(
         manifest,
         name=dataset,
         out_dir=Path(out_dir),
         cache_dir=Path(cache_dir),
         pitch_low=pitch_low,
     )
+    detail = f"{info.n_windows} windows from {info.n_files} files, digest {info.digest[:12]}"
+    if info.written:
+        progress.stage("encode", f"{len(info.shards)} shards written: {detail}")
+    else:
+        progress.stage("encode", f"nothing changed, skipped ({detail})")
     return result

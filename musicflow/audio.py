@@ -116,8 +116,7 @@ def render(midi_bytes: bytes, soundfont: Path) -> tuple[np.ndarray, int, str]:
     name = renderer_name()
     if name is None:
         raise AudioError(
-            "no audio renderer: the midirenderer package is missing and FluidSynth is not "
-            "installed"
+            "no audio renderer: the midirenderer package is missing and FluidSynth is not installed"
         )
     if name == "midirenderer":
         import midirenderer

@@ -58,7 +58,8 @@ ul.links li { margin: 0.3rem 0; } audio { vertical-align: middle; height: 2rem; 
          color: #1b5e20; border: 1px solid #1b5e20; }
 .badge.plain { background: #f4f4f4; color: #555; border: 1px solid #ddd; }
 table.lineage th { width: 13rem; } code.digest { font-size: 0.85rem; }
-tr.best td { background: #f1f8e9; } td small { color: #666; display: block; font-size: 0.78rem; }
+tr.best td:first-child { box-shadow: inset 4px 0 0 #1b5e20; }
+td small { color: #666; display: block; font-size: 0.78rem; white-space: nowrap; }
 table.index { font-size: 0.85rem; } table.index th { position: sticky; top: 0; }
 .scroll { overflow-x: auto; } td.result { white-space: nowrap; }
 """
@@ -244,11 +245,13 @@ def _check_ui(url: str) -> str:
     return url
 
 
-def _a(label: str, href: str | None, *, ui: bool = False) -> str:
+def _a(label: str, href: str | None, *, ui: bool = False, markup: str | None = None) -> str:
+    """A link (``markup``: HTML to show instead of the escaped ``label``)."""
+    text = markup if markup is not None else _e(label)
     if not href:
-        return _e(label)
+        return text
     url = _check_ui(href) if ui else _check_local(href)
-    return f'<a href="{_e(url)}">{_e(label)}</a>'
+    return f'<a href="{_e(url)}">{text}</a>'
 
 
 def _links_section(links: Sequence[tuple[str, str]], note: str | None = None) -> str:
@@ -420,6 +423,24 @@ def render_report(
     return _page(title, body)
 
 
+#: The index page's first metric columns: the champion rule's, then the model-provided ones,
+#: then the rest in report order (metrics.METRIC_INFO).
+INDEX_FIRST = ("onenn_accuracy", "pitch_hist_l1", "blank_rate")
+
+
+def _index_rank(name: str) -> int:
+    order = [
+        *INDEX_FIRST,
+        *MODEL_METRIC_INFO,
+        "unique_rate",
+        "copy_rate",
+        *(n for n in METRIC_INFO if n not in INDEX_FIRST),
+    ]
+    if name in order:
+        return order.index(name)
+    return len(INDEX_FIRST) + len(MODEL_METRIC_INFO)  # another model-provided metric
+
+
 @dataclass
 class IndexRow:
     """One registered version on the dataset's index page."""
@@ -466,10 +487,9 @@ def render_index(
     names: list[str] = []
     for row in rows:
         names += [n for n in row.evaluation if n not in names]
-    order = [*METRIC_INFO, *MODEL_METRIC_INFO]
     seen = {n: i for i, n in enumerate(names)}
-    names = sorted(names, key=lambda n: (order.index(n) if n in order else len(order), seen[n]))
-    head = ["Model", "Version", "Standing", "Epochs", *names, "Report", "MLflow"]
+    names = sorted(names, key=lambda n: (_index_rank(n), seen[n]))
+    head = ["Model (report)", "Version (MLflow run)", "Standing", "Epochs", *names]
     body = []
     for row in rows:
         standing = []
@@ -482,9 +502,13 @@ def render_index(
             if row.epochs_done is not None and row.max_epochs
             else ("—" if row.epochs_done is None else str(row.epochs_done))
         )
+        model = _a("", row.report, markup=f"<code>{_e(row.model)}</code>")
+        version = f"v{row.version}"
+        if row.run_url:
+            version = _a(version, row.run_url, ui=True)
         cells = [
-            f"<td><code>{_e(row.model)}</code><small>{_e(row.registered_model)}</small></td>",
-            f'<td class="num">v{row.version}<small>{_e(row.created)}</small></td>',
+            f"<td>{model}<small>{_e(row.registered_model)}</small></td>",
+            f'<td class="num">{version}<small>{_e(row.created)}</small></td>',
             f"<td>{''.join(standing)}</td>",
             f'<td class="num">{_e(epochs)}<small title="{_e(row.digest)}">data '
             f"{_e(row.digest[:8])}</small></td>",
@@ -501,8 +525,6 @@ def render_index(
                     info.better if info else "",
                 )
             )
-        cells.append(f"<td>{_a('report', row.report) if row.report else '—'}</td>")
-        cells.append(f"<td>{_a('run', row.run_url, ui=True) if row.run_url else '—'}</td>")
         cls = ' class="best"' if row.best else ""
         body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     meaning = []
@@ -523,7 +545,7 @@ def render_index(
         f'<p class="note">{_e(rule_text)}</p>',
         ("<p>" + " · ".join(top_links) + "</p>") if top_links else "",
         '<div class="scroll"><table class="index"><thead><tr>'
-        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "".join(f"<th>{_e(h).replace('_', '_<wbr>')}</th>" for h in head)
         + "</tr></thead><tbody>"
         + "".join(body)
         + "</tbody></table></div>",

@@ -98,3 +98,93 @@ def test_run_carries_the_pitch_window_to_the_pipeline(
     assert seen["pitch_low"] == 30 and seen["models"] == ["vae"]
     assert main(["run", str(source), "--models", "vae"]) == 1
     assert seen["pitch_low"] == 21  # the encoding's default
+
+
+def test_bare_musicflow_shows_help_and_succeeds(capsys) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: musicflow") and "compare" in out and "ui" in out
+
+
+def test_version_exits_zero_without_heavy_imports() -> None:
+    code = (
+        "import sys; from musicflow.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+        "print([m for m in ('prefect', 'mlflow', 'tensorflow', 'rich', 'pandas')"
+        " if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from musicflow import __version__
+
+    assert out.stdout.splitlines() == [f"musicflow {__version__}", "exit 0", "[]"]
+
+
+def test_every_command_and_option_has_help() -> None:
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c.dest for c in commands._choices_actions} == set(commands.choices)
+    for choice in commands._choices_actions:
+        assert choice.help, choice.dest
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+    budget = commands.choices["run"]._option_string_actions["--time-budget"].help
+    assert "before every batch" in budget
+    for name in ("audit", "compare", "run"):
+        assert "--json" in commands.choices[name]._option_string_actions, name
+    for name in ("generate", "run", "train"):
+        assert "--soundfont" in commands.choices[name]._option_string_actions, name
+
+
+def test_compare_json_of_an_empty_dataset(workspace_home: Path, capsys) -> None:
+    import json
+
+    assert main(["compare", "--dataset", "nothing-yet", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {
+        "schema": 1,
+        "command": "compare",
+        "dataset": "nothing-yet",
+        "best": None,
+        "rule": doc["rule"],
+        "versions": [],
+    }
+
+
+@pytest.mark.integration
+def test_audit_json_is_one_document_on_stdout(workspace_home: Path) -> None:
+    import json
+
+    from conftest import write_midi
+
+    source = workspace_home / "src"
+    source.mkdir()
+    write_midi(source / "a.mid", [60, 62, 64, 65] * 8)
+    (source / "b.mid").write_bytes(b"not midi")
+    done = subprocess.run(
+        [sys.executable, "-m", "musicflow.cli", "audit", str(source), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=workspace_home,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)  # stdout is JSON only; progress went to stderr
+    assert set(doc) == {
+        "schema",
+        "command",
+        "dataset",
+        "accepted",
+        "summary",
+        "n_parsed",
+        "n_cached",
+        "manifest",
+        "audit_page",
+        "data_docs",
+    }
+    assert doc["accepted"] is True and doc["dataset"] == "src"
+    assert doc["summary"]["status"] == {"accepted": 1, "quarantined": 1}
+    assert doc["summary"]["quarantined_files"] == [{"path": "b.mid", "reason": "not_midi"}]
+    assert Path(doc["audit_page"]).is_file() and "==> audit src" in done.stderr

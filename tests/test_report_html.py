@@ -216,11 +216,13 @@ def test_index_compares_every_version_and_marks_the_best() -> None:
     )
     head = re.search(r"<thead><tr>(.*?)</tr></thead>", page).group(1)
     columns = re.findall(r"<th>(.*?)</th>", head)
-    assert columns[4:7] == ["blank_rate", "onenn_accuracy", "heldout_nll"]
+    assert columns[4:7] == ["onenn_<wbr>accuracy", "blank_<wbr>rate", "heldout_<wbr>nll"]
     best = re.search(r'<tr class="best">(.*?)</tr>', page).group(1)
     assert "★ best" in best and "v2" in best and "3.250" in best
     assert best.count(">champion<") == 1
-    gan = re.search(r"<tr><td><code>gan</code>(.*?)</tr>", page).group(1)
+    gan = re.search(
+        r"<tr><td><a href=\"gan-v1/report.html\"><code>gan</code>(.*?)</tr>", page
+    ).group(1)
     assert "0.900<small>base 0.700</small>" in gan and "2 of 300" in gan
     assert gan.count('<td class="num">—</td>') == 1  # no heldout_nll for this model
     assert 'href="vae-v2/report.html"' in page and "Best of the dataset: bach-vae v2" in page

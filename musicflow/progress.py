@@ -150,8 +150,7 @@ class TrainingProgress:
         self.epoch, self.done = epoch, 0
         description = f"{self.model} epoch {epoch + 1}/{self.epochs}"
         if self._progress is not None:
-            if self._task is not None:
-                self._progress.update(self._task, visible=False)
+            self._drop_task()
             self._task = self._progress.add_task(
                 description, total=self.batches, budget=self._budget_text()
             )
@@ -160,7 +159,7 @@ class TrainingProgress:
         """``n`` more batches of the current epoch are done."""
         self.done += n
         now = time.monotonic()
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=n, budget=self._budget_text())
         elif now - self._last_line >= PLAIN_INTERVAL_S:
             self._last_line = now
@@ -178,10 +177,17 @@ class TrainingProgress:
         line = f"{self.model} epoch {self.epoch + 1}/{self.epochs} ({elapsed}): {shown}"
         self._last_line = time.monotonic()
         if self._progress is not None:
-            self._progress.update(self._task, visible=False)
+            self._drop_task()
             self._progress.console.print(f"    {line}", highlight=False, markup=False)
         else:
             note(line)
+
+    def _drop_task(self) -> None:
+        """Remove the finished epoch's bar, so only its summary line stays."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+            self._progress.refresh()
 
     def stopped_by_budget(self, windows_seen: int) -> None:
         note(

@@ -352,14 +352,22 @@ def ui_base(port: int = UI_PORT) -> str:
     return f"http://{UI_HOST}:{port}"
 
 
+# The UI's side bar has a GenAI and a model-training mode, kept in the browser; this query
+# parameter opens the model-training one.
+UI_MODE = "workflowType=machine_learning"
+
+
 def experiment_url(experiment_id: str, port: int = UI_PORT) -> str:
     """The experiment's run list in ``musicflow ui``, opened on the saved view."""
-    return f"{ui_base(port)}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+    return (
+        f"{ui_base(port)}/#/experiments/{experiment_id}/runs"
+        f"?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
+    )
 
 
 def run_url(experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
     """A run's page in ``musicflow ui``."""
-    return f"{ui_base(port)}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_base(port)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_MODE}"
 
 
 def experiment_id_of(dataset: str) -> str | None:

@@ -10,8 +10,9 @@ Windows without FluidSynth or a soundfont installed by hand:
   6 MB General MIDI soundfont (GPL-2.0, by Tim Brechbill) that ships inside the ``pretty_midi``
   package (:func:`default_soundfont`).
 - **loudness**: integrated loudness (ITU-R BS.1770, ``pyloudnorm``) brought to
-  :data:`TARGET_LUFS`, with peaks kept below :data:`PEAK_CEILING_DBFS` (the raw render sits
-  around -35 dBFS RMS: too quiet beside any other audio).
+  :data:`TARGET_LUFS` (the raw render sits around -35 dBFS RMS: too quiet beside any other
+  audio), with a look-ahead peak limiter (:func:`limit`) keeping samples below
+  :data:`PEAK_CEILING_DBFS`, so a piece with loud clusters of notes still reaches the target.
 - **compression**: OGG/Vorbis through ``soundfile``, whose wheels bundle libsndfile; a 16-bar
   piece is about half a megabyte instead of several as WAV. Every current browser plays it in
   ``<audio controls>``.
@@ -39,7 +40,10 @@ from musicflow.errors import MusicflowError
 SOUNDFONT_ENV = "MUSICFLOW_SOUNDFONT"
 PREVIEW_SUFFIX = ".ogg"
 TARGET_LUFS = -16.0  # integrated loudness of a preview (streaming services use -14 … -16)
-PEAK_CEILING_DBFS = -1.0  # no sample above this after the gain
+PEAK_CEILING_DBFS = -1.5  # no sample above this before encoding (Vorbis adds ~0.5 dB)
+LIMITER_BLOCK_S = 0.01  # the limiter's gain changes at most this often …
+LIMITER_SPREAD = 5  # … and starts this many blocks ahead of a peak (and releases as slowly)
+NORMALISE_PASSES = 4  # gain + limit rounds: loud peaks take loudness that later rounds restore
 SAMPLE_RATE = 48_000  # midirenderer's output rate; FluidSynth is asked for the same
 
 
@@ -156,6 +160,35 @@ def loudness(samples: np.ndarray, rate: int) -> float:
         return float(pyloudnorm.Meter(rate).integrated_loudness(x))
 
 
+def limit(samples: np.ndarray, rate: int, ceiling_dbfs: float = PEAK_CEILING_DBFS) -> np.ndarray:
+    """A look-ahead peak limiter: no sample above ``ceiling_dbfs``, with smooth gain changes.
+
+    The signal is cut in blocks of :data:`LIMITER_BLOCK_S`; each block gets the gain that
+    brings its peak to the ceiling (at most 1), each gain is lowered to the smallest within
+    :data:`LIMITER_SPREAD` blocks either side (so it ramps down before a peak and back up
+    after it), and the gains are interpolated between block centres. A sample between two
+    centres gets at most the larger of their gains, which both are at most its own block's:
+    the ceiling holds exactly.
+    """
+    from scipy.ndimage import minimum_filter1d
+
+    x = np.asarray(samples, dtype=np.float32)
+    if not x.size:
+        return x
+    ceiling = 10 ** (ceiling_dbfs / 20)
+    block = max(1, int(LIMITER_BLOCK_S * rate))
+    n_blocks = -(-len(x) // block)
+    padded = np.zeros((n_blocks * block, *x.shape[1:]), np.float32)
+    padded[: len(x)] = np.abs(x)
+    peaks = padded.reshape(n_blocks, -1).max(axis=1)
+    gains = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
+    gains = minimum_filter1d(gains, size=2 * LIMITER_SPREAD + 1, mode="nearest")
+    centres = np.arange(n_blocks) * block + (block - 1) / 2
+    curve = np.interp(np.arange(len(x)), centres, gains).astype(np.float32)
+    out = x * (curve[:, None] if x.ndim == 2 else curve)
+    return np.clip(out, -ceiling, ceiling)  # guards the interpolation's float rounding
+
+
 def normalise(
     samples: np.ndarray,
     rate: int,
@@ -163,17 +196,24 @@ def normalise(
     target_lufs: float = TARGET_LUFS,
     ceiling_dbfs: float = PEAK_CEILING_DBFS,
 ) -> tuple[np.ndarray, float]:
-    """Gain to ``target_lufs``, lowered when a peak would pass ``ceiling_dbfs``.
-
-    Returns ``(samples, gain in dB)``; silence comes back unchanged (gain 0).
-    """
+    """Gain to ``target_lufs``, peaks held below ``ceiling_dbfs`` by :func:`limit`; further
+    passes (at most :data:`NORMALISE_PASSES`) make up the loudness the limiter took. Returns
+    ``(samples, total gain in dB of the quietest passage)``; silence comes back unchanged."""
     x = np.asarray(samples, dtype=np.float32)
     level = loudness(x, rate)
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if not np.isfinite(level) or peak == 0.0:
+    if not np.isfinite(level) or not np.any(x):
         return x, 0.0
-    gain_db = min(target_lufs - level, ceiling_dbfs - 20 * np.log10(peak))
-    return (x * np.float32(10 ** (gain_db / 20))).astype(np.float32), float(gain_db)
+    y, total_db = x, 0.0
+    for _ in range(NORMALISE_PASSES):
+        step_db = target_lufs - level
+        if abs(step_db) <= 0.1:
+            break
+        total_db += step_db
+        y = limit(y * np.float32(10 ** (step_db / 20)), rate, ceiling_dbfs)
+        level = loudness(y, rate)
+        if not np.isfinite(level):
+            break
+    return y, float(total_db)
 
 
 def render_preview(

@@ -261,7 +261,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     _say(
         f"MLflow UI for {workspace.tracking_uri()} on http://127.0.0.1:{args.port} (Ctrl-C to stop)"
     )
+    _say_experiment_links(args.port)
     return subprocess.call(tracking.ui_command(args.port))
+
+
+def _say_experiment_links(port: int) -> None:
+    """Each dataset's runs, opened where a user compares versions (docs/tracking.md)."""
+    from musicflow import tracking
+
+    try:
+        links = tracking.experiment_links(port)
+    except Exception:  # the UI starts all the same; the links are a convenience
+        return
+    for dataset, url in links:
+        _say(f"  {dataset}: {url}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

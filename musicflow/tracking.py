@@ -370,6 +370,20 @@ def run_url(experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
     return f"{ui_base(port)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_MODE}"
 
 
+def experiment_links(port: int = UI_PORT) -> list[tuple[str, str]]:
+    """``(dataset, address)`` of every musicflow experiment in the store, for ``musicflow ui``
+    to print; empty while the embedded store does not exist yet (creating it here would race
+    with the UI server's own migration)."""
+    artifacts = local_artifacts()
+    if artifacts is not None and not (artifacts.parent / "mlflow.db").is_file():
+        return []
+    found = client().search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    return [
+        (e.name.removeprefix(EXPERIMENT_PREFIX), experiment_url(e.experiment_id, port))
+        for e in sorted(found, key=lambda e: e.name)
+    ]
+
+
 def experiment_id_of(dataset: str) -> str | None:
     """The dataset's experiment id, or None before its first run."""
     found = client().get_experiment_by_name(experiment_name(dataset))

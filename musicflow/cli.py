@@ -164,19 +164,13 @@ def _dataset_standing(dataset: str) -> dict:
     """The best version of the dataset and the MLflow UI address of its runs."""
     from musicflow import tracking
     from musicflow.champion import best_of_dataset
+    from musicflow.console import best_json
 
     rows = tracking.dataset_versions(dataset)
     best = best_of_dataset([r for r in rows if r.champion])
     experiment = tracking.experiment_id_of(dataset)
     return {
-        "best": None
-        if best is None
-        else {
-            "model": best.model,
-            "version": best.version,
-            "uri": best.uri,
-            "champion_uri": f"models:/{best.model}@{tracking.CHAMPION}",
-        },
+        "best": best_json(best),
         "mlflow_ui": tracking.experiment_url(experiment) if experiment else None,
     }
 
@@ -184,7 +178,8 @@ def _dataset_standing(dataset: str) -> dict:
 def _print_next_steps(summary: dict) -> None:
     best = summary.get("best")
     if best:
-        print(f"best of the dataset: {best['model']} v{best['version']} ({best['champion_uri']})")
+        name, version = best["registered_model"], best["version"]
+        print(f"best of the dataset: {name} v{version} ({best['champion_uri']})")
     if summary.get("index"):
         print(f"all versions: {summary['index']}")
     print(f"compare versions: musicflow compare --dataset {summary['dataset']}")

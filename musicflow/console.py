@@ -206,20 +206,25 @@ def version_json(row: Any, best: Any = None) -> dict[str, Any]:
     }
 
 
+def best_json(best: Any) -> dict[str, Any] | None:
+    """The best version of a dataset (a ``tracking.VersionRow``) in ``--json`` documents."""
+    if best is None:
+        return None
+    return {
+        "registered_model": best.model,
+        "version": best.version,
+        "uri": best.uri,
+        "champion_uri": f"models:/{best.model}@champion",
+    }
+
+
 def compare_json(dataset: str, rows: Sequence[Any], best: Any) -> dict[str, Any]:
     """``musicflow compare --json`` (docs/cli.md)."""
     return {
         "schema": JSON_VERSION,
         "command": "compare",
         "dataset": dataset,
-        "best": None
-        if best is None
-        else {
-            "registered_model": best.model,
-            "version": best.version,
-            "uri": best.uri,
-            "champion_uri": f"models:/{best.model}@champion",
-        },
+        "best": best_json(best),
         "rule": RULE_TEXT,
         "versions": [version_json(r, best) for r in rows],
     }

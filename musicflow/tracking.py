@@ -360,8 +360,7 @@ UI_MODE = "workflowType=machine_learning"
 def experiment_url(experiment_id: str, port: int = UI_PORT) -> str:
     """The experiment's run list in ``musicflow ui``, opened on the saved view."""
     return (
-        f"{ui_base(port)}/#/experiments/{experiment_id}/runs"
-        f"?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
+        f"{ui_base(port)}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
     )
 
 

@@ -130,3 +130,64 @@ def test_model_lines_show_metrics_beside_baselines() -> None:
     assert "  onenn_accuracy: 0.900 (baseline 0.700)" in lines
     assert "  pitch_hist_l1: nan (baseline nan)" in lines
     assert lines[-1] == "  report: reports/d/gan-v2/report.html"
+
+
+def test_run_json_shape() -> None:
+    from types import SimpleNamespace as NS
+
+    from musicflow.console import run_json
+
+    summary = {
+        "n_files": 1,
+        "status": {"accepted": 1},
+        "quarantine_reasons": {},
+        "warnings": {},
+        "quarantined_files": [],
+        "warned_files": [],
+        "n_segments": 5,
+    }
+    audit = NS(
+        dataset="d",
+        summary=summary,
+        dataset_info=NS(digest="ab" * 32, n_windows=5),
+        audit_page="data/rolls/d/audit.html",
+    )
+    model = NS(
+        trained=NS(model="vae", run_id="r1", epochs_done=3, max_epochs=100),
+        registered=NS(name="d-vae", version=2, model_uri="models:/d-vae/2"),
+        evaluation=NS(scores={"onenn_accuracy": 0.9, "onenn_accuracy_baseline": 0.7}),
+        promoted=True,
+        report="reports/d/vae-v2/report.html",
+    )
+    result = NS(audit=audit, models=[model], index="reports/d/index.html")
+    best = {"registered_model": "d-vae", "version": 2, "uri": "models:/d-vae/2"}
+    doc = run_json(result, {"best": best, "mlflow_ui": "http://127.0.0.1:5000/#/x"})
+    assert list(doc) == [
+        "schema",
+        "command",
+        "dataset",
+        "summary",
+        "dataset_digest",
+        "n_windows",
+        "audit_page",
+        "models",
+        "best",
+        "index",
+        "mlflow_ui",
+    ]
+    assert doc["models"] == [
+        {
+            "model": "vae",
+            "registered_model": "d-vae",
+            "version": 2,
+            "uri": "models:/d-vae/2",
+            "run_id": "r1",
+            "new_champion": True,
+            "epochs": 3,
+            "max_epochs": 100,
+            "report": "reports/d/vae-v2/report.html",
+            "metrics": {"onenn_accuracy": 0.9},
+            "baselines": {"onenn_accuracy": 0.7},
+        }
+    ]
+    assert doc["best"] == best and doc["summary"]["n_windows"] == 5

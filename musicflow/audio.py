@@ -13,8 +13,9 @@ Windows without FluidSynth or a soundfont installed by hand:
   :data:`TARGET_LUFS` (the raw render sits around -35 dBFS RMS: too quiet beside any other
   audio), with a look-ahead peak limiter (:func:`limit`) keeping samples below
   :data:`PEAK_CEILING_DBFS`, so a piece with loud clusters of notes still reaches the target.
-- **compression**: OGG/Vorbis through ``soundfile``, whose wheels bundle libsndfile; a 16-bar
-  piece is about half a megabyte instead of several as WAV. Every current browser plays it in
+- **compression**: mono (the pieces are one piano part; the soundfont's stereo is only its
+  reverb) OGG/Vorbis through ``soundfile``, whose wheels bundle libsndfile: a 16-bar piece is
+  about 300 KB instead of several megabytes as WAV. Every current browser plays it in
   ``<audio controls>``.
 
 Public: :func:`render_preview` (MIDI file → ``.ogg`` beside it), :func:`resolve_soundfont`,
@@ -40,7 +41,7 @@ from musicflow.errors import MusicflowError
 SOUNDFONT_ENV = "MUSICFLOW_SOUNDFONT"
 PREVIEW_SUFFIX = ".ogg"
 TARGET_LUFS = -16.0  # integrated loudness of a preview (streaming services use -14 … -16)
-PEAK_CEILING_DBFS = -1.5  # no sample above this before encoding (Vorbis adds ~0.5 dB)
+PEAK_CEILING_DBFS = -2.0  # no sample above this before encoding (Vorbis adds up to ~1 dB)
 LIMITER_BLOCK_S = 0.01  # the limiter's gain changes at most this often …
 LIMITER_SPREAD = 5  # … and starts this many blocks ahead of a peak (and releases as slowly)
 NORMALISE_PASSES = 4  # gain + limit rounds: loud peaks take loudness that later rounds restore
@@ -230,7 +231,7 @@ def render_preview(
     out = Path(out_path) if out_path is not None else midi_path.with_suffix(PREVIEW_SUFFIX)
     font = resolve_soundfont(soundfont)
     raw, rate, name = render(midi_path.read_bytes(), font)
-    samples, gain_db = normalise(raw, rate)
+    samples, gain_db = normalise(raw.mean(axis=1), rate)
     atomic.atomic_write(
         out,
         lambda tmp: soundfile.write(tmp, samples, rate, format="OGG", subtype="VORBIS"),

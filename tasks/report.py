@@ -19,6 +19,7 @@ import datetime
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -32,6 +33,10 @@ from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
 from musicflow.tasks.registry import RegisteredModel
 from musicflow.tasks.train import TrainedModel
+
+if TYPE_CHECKING:
+    from musicflow.report import Lineage
+    from musicflow.tracking import VersionRow
 
 N_MIDI = 4
 AUDIT_LIST_LIMIT = 20
@@ -158,7 +163,13 @@ def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:
     return champion, is_best
 
 
-def _lineage(trained, registered, dataset_dir: Path, out: Path, standing) -> object:
+def _lineage(
+    trained: TrainedModel,
+    registered: RegisteredModel,
+    dataset_dir: Path,
+    out: Path,
+    standing: tuple[bool, bool],
+) -> Lineage:
     from musicflow.report import Lineage
 
     audit, docs = audit_pages(dataset_dir)
@@ -184,7 +195,13 @@ def _lineage(trained, registered, dataset_dir: Path, out: Path, standing) -> obj
     )
 
 
-def run_description(trained, evaluation, registered, standing, page: Path) -> str:
+def run_description(
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    registered: RegisteredModel,
+    standing: tuple[bool, bool],
+    page: Path,
+) -> str:
     """The run's description in the MLflow UI (Markdown): what ran, how it scored, where the
     report is."""
     from musicflow.metrics import BASELINE_SUFFIX
@@ -265,7 +282,7 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
     return page
 
 
-def best_text(best) -> str:
+def best_text(best: VersionRow | None) -> str:
     """One line naming the best version of the dataset (a ``tracking.VersionRow``)."""
     if best is None:
         return (

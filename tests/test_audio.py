@@ -36,7 +36,7 @@ def test_preview_of_a_generated_midi_is_loud_enough_and_beside_it(
     rms_dbfs = 20 * np.log10(np.sqrt(np.mean(data**2)))
     assert rms_dbfs > -30, rms_dbfs  # the raw render sits near -35 dBFS
     assert abs(audio.loudness(data, rate) - audio.TARGET_LUFS) < 1.0
-    assert np.max(np.abs(data)) <= 10 ** (-1.0 / 20)  # -1 dBFS after Vorbis' overshoot
+    assert np.max(np.abs(data)) <= 10 ** (-0.5 / 20)  # no clipping after Vorbis' overshoot
     assert preview.path.stat().st_size < 200_000
 
 

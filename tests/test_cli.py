@@ -153,25 +153,36 @@ def test_compare_json_of_an_empty_dataset(workspace_home: Path, capsys) -> None:
     }
 
 
-@pytest.mark.integration
-def test_audit_json_is_one_document_on_stdout(workspace_home: Path) -> None:
+def test_audit_json_is_one_document_on_stdout(
+    workspace_home: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     import json
+    from types import SimpleNamespace
 
-    from conftest import write_midi
+    from musicflow import cli
 
-    source = workspace_home / "src"
-    source.mkdir()
-    write_midi(source / "a.mid", [60, 62, 64, 65] * 8)
-    (source / "b.mid").write_bytes(b"not midi")
-    done = subprocess.run(
-        [sys.executable, "-m", "musicflow.cli", "audit", str(source), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=workspace_home,
-        timeout=300,
+    summary = {
+        "n_files": 2,
+        "status": {"accepted": 1, "quarantined": 1},
+        "quarantine_reasons": {"not_midi": 1},
+        "warnings": {},
+        "quarantined_files": [("b.mid", "not_midi")],
+        "warned_files": [],
+        "n_segments": 3,
+    }
+    fake = SimpleNamespace(
+        dataset="src",
+        summary=summary,
+        n_parsed=2,
+        n_cached=0,
+        out_dir=workspace_home / "data" / "rolls" / "src",
+        audit_page=workspace_home / "data" / "rolls" / "src" / "audit.html",
+        docs_index=None,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    doc = json.loads(done.stdout)  # stdout is JSON only; progress went to stderr
+    monkeypatch.setattr(cli, "_dataset_flow", lambda args, encode: fake)
+    assert main(["audit", str(workspace_home), "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # stdout is the JSON document only; "done in" went to stderr
     assert set(doc) == {
         "schema",
         "command",
@@ -184,7 +195,9 @@ def test_audit_json_is_one_document_on_stdout(workspace_home: Path) -> None:
         "audit_page",
         "data_docs",
     }
-    assert doc["accepted"] is True and doc["dataset"] == "src"
-    assert doc["summary"]["status"] == {"accepted": 1, "quarantined": 1}
+    assert doc["accepted"] is True and doc["command"] == "audit" and doc["data_docs"] is None
     assert doc["summary"]["quarantined_files"] == [{"path": "b.mid", "reason": "not_midi"}]
-    assert Path(doc["audit_page"]).is_file() and "==> audit src" in done.stderr
+    assert "done in" in err
+    fake.summary = dict(summary, status={"quarantined": 2})
+    assert main(["audit", str(workspace_home), "--json"]) == 1  # nothing accepted
+    assert json.loads(capsys.readouterr().out)["accepted"] is False

@@ -298,9 +298,20 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     _add_soundfont_option(p)
 
 
+def _soundfont_file(value: str) -> str:
+    """``--soundfont``: an existing .sf2/.sf3 file, else a usage error (exit 2) at once."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"soundfont not found: {value}")
+    if path.suffix.lower() not in (".sf2", ".sf3"):
+        raise argparse.ArgumentTypeError(f"not a SoundFont (.sf2 or .sf3): {value}")
+    return str(path)
+
+
 def _add_soundfont_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--soundfont",
+        type=_soundfont_file,
         metavar="FILE",
         help="General MIDI soundfont (.sf2/.sf3) for the audio previews (default: "
         "$MUSICFLOW_SOUNDFONT, else the one that ships with musicflow's dependencies)",

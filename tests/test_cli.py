@@ -138,6 +138,22 @@ def test_every_command_and_option_has_help() -> None:
         assert "--soundfont" in commands.choices[name]._option_string_actions, name
 
 
+def test_a_missing_soundfont_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    for argv in (
+        ["generate", "--model-uri", "models:/d-vae/1", "--soundfont", str(tmp_path / "x.sf2")],
+        ["run", "--soundfont", str(tmp_path / "x.sf2")],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "soundfont not found" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "d", "--model", "vae", "--soundfont", str(text)])
+    assert exc.value.code == 2
+
+
 def test_compare_json_of_an_empty_dataset(workspace_home: Path, capsys) -> None:
     import json
 

@@ -154,21 +154,6 @@ def test_a_missing_soundfont_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert exc.value.code == 2
 
 
-def test_compare_json_of_an_empty_dataset(workspace_home: Path, capsys) -> None:
-    import json
-
-    assert main(["compare", "--dataset", "nothing-yet", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc == {
-        "schema": 1,
-        "command": "compare",
-        "dataset": "nothing-yet",
-        "best": None,
-        "rule": doc["rule"],
-        "versions": [],
-    }
-
-
 def test_audit_json_is_one_document_on_stdout(
     workspace_home: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

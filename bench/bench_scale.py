@@ -9,7 +9,7 @@ hard links) are encoded by ``musicflow encode`` as a subprocess in a fresh works
 encoded again with nothing changed (the no-op re-run a nightly schedule does). Measured:
 
 - wall time and files per second of the cold run, and each stage's time from the flow's own
-  ``  stage: … (S s)`` lines on stderr (ingest, parse, validate, manifest, shards; "other" is
+  ``    stage: … (S s)`` lines on stderr (ingest, parse, validate, manifest, shards; "other" is
   the rest: interpreter and library imports, Prefect's temporary API server, flow overhead);
 - peak memory: RSS of the whole process tree (the command and its Prefect server subprocess),
   sampled every 0.1 s with psutil, and of the command's own process;
@@ -43,7 +43,7 @@ import psutil
 from musicflow.synth import write_corpus
 
 STAGES = ("ingest", "parse", "validate", "manifest", "shards")
-_STAGE_LINE = re.compile(r"^  (\w+): .*\((\d+(?:\.\d+)?) s\)$")
+_STAGE_LINE = re.compile(r"^    (\w+): .*\((\d+(?:\.\d+)?) s\)$")
 MiB = 2**20
 
 

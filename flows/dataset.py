@@ -1,7 +1,8 @@
 """Dataset flows: ``audit`` (ingest → parse → validate) and ``encode`` (… → shards).
 
 Flows only wire tasks. Parsing fans out over the task runner: threads by default, Dask when
-asked (``task_runner="dask"``, optionally at an existing scheduler address).
+asked (``task_runner="dask"``, optionally at an existing scheduler address). Each step says on
+stderr what it did, or that nothing changed, and how long it took (``musicflow/progress.py``).
 
 On Dask, each parse chunk runs as a Prefect task in a worker process. What crosses the wire: the
 chunk's jobs (absolute source paths and cache-entry paths, never file contents) out, the
@@ -17,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,11 @@ from urllib.parse import urlsplit
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from musicflow import progress
 from musicflow.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.errors import DatasetError, MusicflowError
 from musicflow.roll import DEFAULT_PITCH_LOW
-from musicflow.tasks.audit import build_manifest, summarize
+from musicflow.tasks.audit import build_manifest, summarize, write_audit_page
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
 from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
@@ -46,6 +46,14 @@ class AuditResult:
     n_parsed: int
     n_cached: int
     dataset_info: DatasetInfo | None = None
+    audit_page: Path | None = None  # <out>/audit.html: the audit, readable offline
+
+
+def cached_step(task_fn, *args, **kwargs) -> tuple[object, bool]:
+    """Call a Prefect task; return its result and whether it came from the cache (so the
+    step can say "nothing changed, skipped")."""
+    state = task_fn(*args, return_state=True, **kwargs)
+    return state.result(), state.name == "Cached"
 
 
 def make_task_runner(kind: str = "threads", address: str | None = None, workers: int | None = None):
@@ -107,20 +115,6 @@ def prefect_api_for_workers(kind: str, address: str | None = None) -> Iterator[s
         yield server.api_url
 
 
-@contextlib.contextmanager
-def stage(name: str) -> Iterator[dict]:
-    """Time one stage and report it on stderr when it ends: ``  parse: 337 files (1.2 s)``.
-
-    Long runs show where they are, and the scale benchmark reads these lines to say which
-    stage dominates. The caller fills ``detail`` in the yielded dict.
-    """
-    info: dict = {"detail": ""}
-    started = time.perf_counter()
-    yield info
-    seconds = time.perf_counter() - started
-    print(f"  {name}: {info['detail']} ({seconds:.1f} s)", file=sys.stderr, flush=True)
-
-
 def _audit(
     source: Path,
     dataset: str,
@@ -130,29 +124,35 @@ def _audit(
     max_bytes: int,
     workers: int,
 ) -> tuple[AuditResult, object]:
-    with stage("ingest") as st:
+    with progress.timed("ingest") as step:
         files = ingest(source)
-        st["detail"] = f"{len(files)} files found and hashed"
+        step.detail = f"{len(files)} files found and hashed"
     if files.empty:
         raise DatasetError(f"no .mid or .midi files under {source}")
-    with stage("parse") as st:
+    progress.stage(f"audit {dataset}", f"{len(files)} MIDI files under {source}")
+    with progress.timed("parse") as step:
         parsed = parse_files(
             files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers
         )
-        st["detail"] = f"{parsed.n_parsed} parsed, {parsed.n_cached} from cache"
+        step.skipped = not parsed.n_parsed
+        step.detail = f"{parsed.n_parsed} files read, {parsed.n_cached} from the cache"
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
-    with stage("validate") as st:
-        report = validate(
+    with progress.timed("validate") as step:
+        report, step.skipped = cached_step(
+            validate,
             judged,
             pitch_low=pitch_low,
             max_bytes=max_bytes,
             dataset=dataset,
             docs_dir=out_dir / "data_docs",
         )
-        st["detail"] = f"{len(judged)} files judged (Great Expectations, Data Docs)"
-    with stage("manifest") as st:
+        step.detail = f"{len(judged)} files judged by the Great Expectations suite"
+    with progress.timed("manifest") as step:
         manifest = build_manifest(parsed.records, report.outcomes)
-        st["detail"] = f"{len(manifest)} rows"
+        page = write_audit_page(
+            manifest, report.expectation_summary, dataset, out_dir / "audit.html", report.docs_index
+        )
+        step.detail = f"{len(manifest)} rows, audit page written"
     result = AuditResult(
         dataset=dataset,
         out_dir=out_dir,
@@ -160,6 +160,7 @@ def _audit(
         docs_index=report.docs_index,
         n_parsed=parsed.n_parsed,
         n_cached=parsed.n_cached,
+        audit_page=page,
     )
     return result, manifest
 
@@ -201,15 +202,17 @@ def encode_flow(
         raise DatasetError(
             f"no accepted MIDI file under {source}; see {Path(out_dir) / 'manifest.parquet'}"
         )
-    with stage("shards") as st:
-        info = write_shards(
+    with progress.timed("shards") as step:
+        result.dataset_info = info = write_shards(
             manifest,
             name=dataset,
             out_dir=Path(out_dir),
             cache_dir=Path(cache_dir),
             pitch_low=pitch_low,
         )
-        written = "written" if info.written else "up to date"
-        st["detail"] = f"{info.n_windows} windows in {len(info.shards)} shards, {written}"
-    result.dataset_info = info
+        step.skipped = not info.written
+        step.detail = (
+            f"{info.n_windows} windows from {info.n_files} files in {len(info.shards)} shards, "
+            f"digest {info.digest[:12]}"
+        )
     return result

@@ -9,10 +9,15 @@ Adapters, so no other module talks to MLflow's API directly:
   creation, migration locking and experiment tags belong), :func:`ui_command`;
 - runs: :func:`start_run` (a new run) and :func:`resume_run` (log more to a finished one),
   :func:`set_tags`, :func:`log_params`, :func:`log_metrics`, :func:`log_dataset_input`,
-  :func:`log_artifacts`, :func:`download_artifacts`, :func:`run_metrics`;
-- models: :func:`log_model` (log a pyfunc model and register a version), :func:`load_model`;
+  :func:`log_artifacts`, :func:`download_artifacts`, :func:`run_metrics`,
+  :func:`set_run_description`;
+- models: :func:`log_model` (log a pyfunc model and register a version), :func:`load_model`,
+  :func:`describe_version`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
-  :func:`latest_version`, :func:`dataset_versions`.
+  :func:`latest_version`, :func:`dataset_versions`;
+- the UI: :func:`tag_training_experiment` (opens on the training runs, with the metric columns
+  a user compares on: the saved view :data:`VIEW_KEY`), :func:`experiment_url`,
+  :func:`run_url`.
 
 MLflow is imported inside the functions: importing this module costs nothing, so ``musicflow
 --help`` stays fast.
@@ -38,6 +43,33 @@ if TYPE_CHECKING:
 EXPERIMENT_PREFIX = "musicflow/"
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"  # the logged pyfunc model's name in its run
+
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model
+# training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows for an experiment or a run
+# A saved view of the experiment's run list (the UI's "shared view" tag): the columns a user
+# compares versions on, sorted by the champion rule's first key. Opened by experiment_url().
+VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "musicflow"
+VIEW_METRICS = (
+    "onenn_accuracy",
+    "onenn_accuracy_baseline",
+    "pitch_hist_l1",
+    "pitch_hist_l1_baseline",
+    "blank_rate",
+    "unique_rate",
+    "copy_rate",
+    "heldout_nll",
+    "epochs_completed",
+)
+VIEW_PARAMS = ("model", "epochs", "max_epochs", "time_budget_s", "dataset_digest")
+# The run's evaluation metrics, comma-separated (evaluate sets it): what compare and the index
+# page list, whatever the metrics' names.
+EVALUATION_METRICS_TAG = "musicflow.evaluation_metrics"
+UI_HOST = "127.0.0.1"
+UI_PORT = 5000
 
 
 def experiment_name(dataset: str) -> str:
@@ -133,6 +165,7 @@ def start_run(dataset: str, run_name: str) -> Iterator[Run]:
     import mlflow
 
     experiment_id = ensure_experiment(dataset)
+    tag_training_experiment(experiment_id, dataset)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         yield run
 
@@ -215,6 +248,11 @@ def run_metrics(run_id: str) -> dict[str, float]:
     return dict(client().get_run(run_id).data.metrics)
 
 
+def set_run_description(run_id: str, text: str) -> None:
+    """The run's description (Markdown), shown at the top of its page in the MLflow UI."""
+    client().set_tag(run_id, NOTE_TAG, text)
+
+
 # --- models ---------------------------------------------------------------------------------
 
 
@@ -223,15 +261,41 @@ def log_model(python_model: Any, model_dir: Path, registered: str) -> int:
     ``registered``; returns the version number."""
     import mlflow.pyfunc
 
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT,
-        python_model=python_model,
-        artifacts={"model_dir": str(model_dir)},
-        # Explicit requirements: inferring them would load the model in a subprocess.
-        pip_requirements=[f"musicflow=={__version__}"],
-        registered_model_name=registered,
-    )
+    with _quiet_unless_debug():  # "Successfully registered model …", "Created version …"
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=python_model,
+            artifacts={"model_dir": str(model_dir)},
+            # Explicit requirements: inferring them would load the model in a subprocess.
+            pip_requirements=[f"musicflow=={__version__}"],
+            registered_model_name=registered,
+        )
     return int(info.registered_model_version)
+
+
+@contextlib.contextmanager
+def _quiet_unless_debug() -> Iterator[None]:
+    """Silence MLflow's own event messages (printed straight to stderr) unless ``--debug``."""
+    from mlflow.utils import logging_utils
+
+    from musicflow import progress
+
+    if progress.debug_enabled():
+        yield
+        return
+    logging_utils.disable_logging()
+    try:
+        yield
+    finally:
+        logging_utils.enable_logging()
+
+
+def describe_version(name: str, version: int | str, text: str, model_text: str = "") -> None:
+    """The description of a registered version (and of its registered model, when given)."""
+    c = client()
+    c.update_model_version(name, str(version), description=text)
+    if model_text:
+        c.update_registered_model(name, description=model_text)
 
 
 def load_model(model_uri: str) -> Any:
@@ -244,6 +308,97 @@ def load_model(model_uri: str) -> Any:
     except Exception as exc:  # MLflow raises several types for a bad or unknown URI
         raise ModelError(f"cannot load model {model_uri!r}: {str(exc).splitlines()[0]}") from exc
     return loaded.unwrap_python_model()
+
+
+# --- the UI ---------------------------------------------------------------------------------
+
+
+def view_state() -> dict[str, Any]:
+    """The run-list view :func:`tag_training_experiment` saves: columns and sort order."""
+    return {
+        "selectedColumns": [
+            "attributes.`Models`",
+            *(f"params.`{p}`" for p in VIEW_PARAMS),
+            *(f"metrics.`{m}`" for m in VIEW_METRICS),
+        ],
+        "orderByKey": "metrics.`onenn_accuracy`",
+        "orderByAsc": True,
+    }
+
+
+def training_experiment_tags(dataset: str) -> dict[str, str]:
+    """Tags that make the MLflow UI open the dataset's experiment where a user needs it."""
+    import json
+    import time
+
+    now = int(time.time() * 1000)
+    view = {
+        "name": "musicflow: versions and evaluation metrics",
+        "createdAt": now,
+        "updatedAt": now,
+        "state": json.dumps(view_state()),
+    }
+    return {
+        EXPERIMENT_KIND_TAG: TRAINING_KIND,
+        NOTE_TAG: (
+            f"Training runs of musicflow on the dataset **{dataset}**: one run per trained "
+            "model (params, per-epoch losses, held-out evaluation with a `_baseline` for each "
+            "metric, figures, the HTML report, the registered version). Compare versions with "
+            f"`musicflow compare --dataset {dataset}` or `reports/{dataset}/index.html`."
+        ),
+        f"{VIEW_PREFIX}{VIEW_KEY}": json.dumps(view),
+    }
+
+
+def tag_training_experiment(experiment_id: str, dataset: str) -> None:
+    """Tag the experiment as a model-training one, with a description and the saved view
+    (only the tags it lacks, so a user's own edits stay)."""
+    c = client()
+    have = c.get_experiment(experiment_id).tags
+    for key, value in training_experiment_tags(dataset).items():
+        if key not in have:
+            c.set_experiment_tag(experiment_id, key, value)
+
+
+def ui_base(port: int = UI_PORT) -> str:
+    return f"http://{UI_HOST}:{port}"
+
+
+# The UI's side bar has a GenAI and a model-training mode, kept in the browser; this query
+# parameter opens the model-training one.
+UI_MODE = "workflowType=machine_learning"
+
+
+def experiment_url(experiment_id: str, port: int = UI_PORT) -> str:
+    """The experiment's run list in ``musicflow ui``, opened on the saved view."""
+    return (
+        f"{ui_base(port)}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
+    )
+
+
+def run_url(experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
+    """A run's page in ``musicflow ui``."""
+    return f"{ui_base(port)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_MODE}"
+
+
+def experiment_links(port: int = UI_PORT) -> list[tuple[str, str]]:
+    """``(dataset, address)`` of every musicflow experiment in the store, for ``musicflow ui``
+    to print; empty while the embedded store does not exist yet (creating it here would race
+    with the UI server's own migration)."""
+    artifacts = local_artifacts()
+    if artifacts is not None and not (artifacts.parent / "mlflow.db").is_file():
+        return []
+    found = client().search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    return [
+        (e.name.removeprefix(EXPERIMENT_PREFIX), experiment_url(e.experiment_id, port))
+        for e in sorted(found, key=lambda e: e.name)
+    ]
+
+
+def experiment_id_of(dataset: str) -> str | None:
+    """The dataset's experiment id, or None before its first run."""
+    found = client().get_experiment_by_name(experiment_name(dataset))
+    return None if found is None else found.experiment_id
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -282,8 +437,30 @@ class VersionRow:
 
     model: str  # the registered name, <dataset>-<model>
     version: int
-    champion: bool
+    champion: bool  # holds its registered model's champion alias
     metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
+    experiment_id: str = ""
+    params: dict[str, str] = field(default_factory=dict)  # the run's params
+    tags: dict[str, str] = field(default_factory=dict)  # the run's tags
+    created_ms: int = 0  # when the version was registered (ms since the epoch)
+
+    @property
+    def model_kind(self) -> str:
+        """The model's name (``vae``, ``gan`` …): the run's param, else the name's suffix."""
+        return self.params.get("model") or self.model.rsplit("-", 1)[-1]
+
+    @property
+    def uri(self) -> str:
+        return version_uri(self.model, self.version)
+
+    def evaluation_names(self) -> list[str]:
+        """The run's evaluation metrics in report order (the tag evaluate sets; for older
+        runs, the metrics musicflow knows)."""
+        from musicflow.metrics import evaluation_names
+
+        tagged = [n for n in self.tags.get(EVALUATION_METRICS_TAG, "").split(",") if n]
+        return evaluation_names(self.metrics, tagged)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -301,8 +478,28 @@ def dataset_versions(dataset: str) -> list[VersionRow]:
     for model in c.search_registered_models(filter_string=f"name LIKE '{dataset}-%'"):
         champion = model.aliases.get(CHAMPION) if hasattr(model, "aliases") else None
         for mv in c.search_model_versions(f"name = '{model.name}'"):
-            metrics = dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+            run = c.get_run(mv.run_id) if mv.run_id else None
+            trained_on = run.data.tags.get("musicflow.dataset") if run else None
+            if trained_on != dataset and not _same_dataset(model.name, dataset):
+                continue  # "<dataset>-…" of another dataset whose name starts the same
             rows.append(
-                VersionRow(model.name, int(mv.version), str(mv.version) == str(champion), metrics)
+                VersionRow(
+                    model.name,
+                    int(mv.version),
+                    str(mv.version) == str(champion),
+                    dict(run.data.metrics) if run else {},
+                    run_id=mv.run_id or "",
+                    experiment_id=run.info.experiment_id if run else "",
+                    params=dict(run.data.params) if run else {},
+                    tags=dict(run.data.tags) if run else {},
+                    created_ms=int(mv.creation_timestamp or 0),
+                )
             )
     return sorted(rows, key=lambda r: (r.model, r.version))
+
+
+def _same_dataset(registered: str, dataset: str) -> bool:
+    """``registered`` is ``<dataset>-<model>`` for one of the models musicflow knows."""
+    from musicflow.models import MODEL_NAMES
+
+    return any(registered == registered_name(dataset, m) for m in MODEL_NAMES)

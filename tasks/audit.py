@@ -1,4 +1,5 @@
-"""Audit: merge parse records and validation outcomes into the manifest, and summarise it.
+"""Audit: merge parse records and validation outcomes into the manifest, summarise it, and
+write the offline audit page (``write_audit_page``).
 
 The manifest has one row per input file (docs/dataset.md). Duplicates carry the metadata
 of the first copy (same bytes) but no segments: only the first copy's windows enter the shards.
@@ -7,6 +8,7 @@ of the first copy (same bytes) but no segments: only the first copy's windows en
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,3 +75,45 @@ def summarize(manifest: pd.DataFrame) -> dict:
         ],
         "n_segments": int(accepted.n_segments.fillna(0).sum()),
     }
+
+
+def write_audit_page(
+    manifest: pd.DataFrame,
+    expectation_summary: list,
+    dataset: str,
+    path: Path,
+    data_docs: Path | None = None,
+) -> Path:
+    """Write the dataset's offline audit page (``<out>/audit.html``) from the manifest and
+    the suite's per-expectation tally (``tasks/validate.ExpectationSummary``)."""
+    import os
+
+    from musicflow.report import AuditRule, render_audit, write_report
+    from musicflow.suite import load_suite_config, suite_rules
+
+    notes = [str(e.get("notes", "")) for e in load_suite_config()["expectations"]]
+    rules = suite_rules()
+    tally = {(s.expectation_type, s.column, s.code): s.n_failed for s in expectation_summary}
+    shown = [
+        AuditRule(
+            code=rule.code,
+            outcome=rule.outcome,
+            expectation=rule.type,
+            column=rule.column,
+            notes=note,
+            n_failed=int(tally.get((rule.type, rule.column, rule.code), 0)),
+        )
+        for rule, note in zip(rules, notes, strict=True)
+    ]
+    dups = manifest[manifest.status == "duplicate"]
+    docs = None
+    if data_docs is not None and Path(data_docs).is_file():
+        docs = Path(os.path.relpath(Path(data_docs).resolve(), Path(path).parent.resolve()))
+    html = render_audit(
+        dataset=dataset,
+        summary=summarize(manifest),
+        rules=shown,
+        duplicates=list(zip(dups.source_path, dups.reason, strict=True)),
+        data_docs=docs.as_posix() if docs else None,
+    )
+    return write_report(path, html)

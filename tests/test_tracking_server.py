@@ -136,7 +136,7 @@ def test_run_compare_generate_on_mlflow_server_with_postgres(
     for model in MODELS:
         assert re.search(rf"^{DATASET}-{model}\s+1\b", table, re.M), table
     for name in champions:
-        assert re.search(rf"^{name}\s+1\s+\*", table, re.M), table
+        assert re.search(rf"^{name}\s+1\s+champion", table, re.M), table
 
     name = sorted(champions)[0]
     out = tmp_path / "generated"

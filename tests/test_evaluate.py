@@ -43,6 +43,9 @@ class CModel:
             probs[:, PITCH_LOW + 95 - pitch, :] = np.linspace(0.5, 0.9, 96)
         return probs
 
+    def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        return self.sample(n * n_windows, seed).reshape(n, n_windows, 96, 96)
+
     def heldout_c_share(self, heldout: np.ndarray) -> float:
         return 1.0
 

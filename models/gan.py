@@ -11,9 +11,12 @@ accuracy ≈ 1.0 on held-out music):
   al. 2018, without its bar hierarchy at this window size): every layer sees all 96 pitches, so
   chords and voice leading are one linear map, not a stack of local kernels.
 - **Binary outputs with a straight-through gradient** (BinaryMuseGAN, Dong & Yang 2018):
-  ``binary="stochastic"`` samples each bit from its probability, ``"threshold"`` rounds; both
-  pass the probability's gradient. The discriminator then sees 0/1 frames from both sides, as
-  real rolls are, instead of telling soft fakes from hard reals.
+  ``binary="threshold"`` (the default) rounds, ``"stochastic"`` samples each bit from its
+  probability; both pass the probability's gradient. The discriminator then sees 0/1 frames
+  from both sides, as real rolls are, instead of telling soft fakes from hard reals. With
+  ``match_binary`` the density matching below sees the rounded bits too. On the chorales at 6
+  CPU-minutes, threshold + match_binary gave 7.0 notes per beat against 11.4 stochastic (real
+  4.3) and the closer pitch-class histogram; 1-NN accuracy stayed 1.0 with every mode.
 - **Key normalisation and the tonic as a condition** (``musicflow.frames``, as the sequence
   models): windows transposed to C, the tonic one-hot given to both networks, samples moved
   back to a tonic drawn from the training counts.
@@ -74,10 +77,10 @@ class FrameGAN(GanMixin, RollModelBase):
         "latent_dim": 128,
         "g_filters": [256, 256, 256, 256],
         "d_filters": [256, 256, 256, 256],
-        "binary": "stochastic",
+        "binary": "threshold",
         "r1_gamma": 1.0,
         "pitch_match_weight": 1.0,
-        "match_binary": False,
+        "match_binary": True,
         "g_learning_rate": 2e-4,
         "d_learning_rate": 2e-4,
         "beta_1": 0.5,

@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import atomic, roll
-from musicflow.scan import FileScan, scan_file
+from musicflow.scan import RECORD_KEYS, FileScan, scan_file
 
 
 def cache_root(cache_dir: Path, pitch_low: int) -> Path:
@@ -68,12 +68,25 @@ class ParseJob:
     entry: str
 
 
+def unreadable_record(detail: str) -> dict:
+    """The record of a file that could not be read: validation quarantines it ``unreadable``."""
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(error="unreadable", error_detail=detail)
+    return record
+
+
 def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
-    """Parse and cache each file of one chunk; returns the records in job order."""
+    """Parse and cache each file of one chunk; returns the records in job order. A file that
+    cannot be read gets an ``unreadable`` record (not cached: it may be readable later)."""
     records = []
     for job in jobs:
-        with open(job.path, "rb") as fh:
-            scan = scan_file(fh.read(), pitch_low=pitch_low)
+        try:
+            with open(job.path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            records.append(unreadable_record(exc.strerror or str(exc)))
+            continue
+        scan = scan_file(data, pitch_low=pitch_low)
         store_entry(Path(job.entry), scan)
         records.append(scan.record)
     return records
@@ -100,15 +113,18 @@ def parse_files(
     """Metadata records for ingested files, parsing only those missing from the cache.
 
     Duplicates and files over ``max_bytes`` are never read: their records carry only the ingest
-    columns, and validation quarantines the latter as ``too_large``.
+    columns, and validation quarantines the latter as ``too_large``; files ingest could not
+    read get an ``unreadable`` record.
     """
     root = cache_root(cache_dir, pitch_low)
+    atomic.sweep(root, recursive=True)  # temp files of killed runs
     records: dict[str, dict] = {}
     jobs: list[ParseJob] = []
     for row in files.itertuples(index=False):
         if (
             isinstance(row.duplicate_of, str)
             or row.size_bytes > max_bytes
+            or not isinstance(row.source_sha256, str)
             or row.source_sha256 in records
         ):
             continue
@@ -134,7 +150,10 @@ def parse_files(
             "size_bytes": row.size_bytes,
             "duplicate_of": row.duplicate_of,
         }
-        if not isinstance(row.duplicate_of, str):
+        read_error = getattr(row, "read_error", None)
+        if isinstance(read_error, str):
+            base.update(unreadable_record(read_error))
+        elif not isinstance(row.duplicate_of, str):
             base.update(records.get(row.source_sha256, {}))
         rows.append(base)
     return ParseResult(

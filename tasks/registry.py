@@ -1,9 +1,10 @@
 """Register: a trained and evaluated run becomes a model version; the champion rule.
 
 ``register`` logs the run's checkpoint with its sampling settings (the calibrated threshold and
-the encoding, ``sampling.json``) as an MLflow pyfunc model that loads and samples in a fresh
-process, registered as a new version of ``<dataset>-<model>`` (docs/tracking.md). It is cached
-per training run, so a cached training result finds its version again and registers nothing.
+the encoding, ``sampling.json``) as an MLflow pyfunc model from code (no pickle) that loads and
+samples in a fresh process, registered as a new version of ``<dataset>-<model>``
+(docs/tracking.md). It is cached per training run, so a cached training result finds its
+version again and registers nothing.
 
 Champion rule (documented in the README): a version is eligible when its ``blank_rate`` is at
 most 0.5 (a generator that mostly outputs silence is never the best known). Among eligible
@@ -23,7 +24,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import tracking
+from musicflow import results, tracking
 from musicflow.tasks.evaluate import Evaluation
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 
@@ -31,6 +32,7 @@ MAX_BLANK_RATE = 0.5
 ONENN_TIE = 0.01
 
 
+@results.result_type
 @dataclass(frozen=True)
 class RegisteredModel:
     """A registered version: ``models:/<name>/<version>`` loads it anywhere."""
@@ -46,8 +48,6 @@ class RegisteredModel:
 
 def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredModel:
     """Log the run's model with its sampling settings as a pyfunc model; register a version."""
-    from musicflow.tasks.generate import RollSampler
-
     name = tracking.registered_name(trained.dataset, trained.model)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tracking.download_artifacts(trained.run_id, CHECKPOINT, Path(tmp))
@@ -62,7 +62,7 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
             )
         )
         with tracking.resume_run(trained.run_id):
-            version = tracking.log_model(RollSampler(), model_dir, name)
+            version = tracking.log_model(model_dir, name)
     return RegisteredModel(name=name, version=version, run_id=trained.run_id)
 
 
@@ -94,7 +94,7 @@ def promote_if_better(registered: RegisteredModel) -> bool:
     return False
 
 
-register = task(name="register", cache_key_fn=run_cache_key("register"), persist_result=True)(
-    register_run
+register = results.cached_task(
+    register_run, name="register", cache_key_fn=run_cache_key("register")
 )
 promote = task(name="promote", cache_policy=NONE, persist_result=False)(promote_if_better)

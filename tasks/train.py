@@ -22,15 +22,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import task
-
-from musicflow import lineage, tracking, workspace
+from musicflow import lineage, results, tracking, workspace
 from musicflow.errors import DatasetError
-from musicflow.tasks.encode import read_dataset, read_dataset_info
+from musicflow.tasks.encode import read_dataset_info, reading
 
 CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
 
 
+@results.result_type
 @dataclass(frozen=True)
 class TrainedModel:
     """What training hands on: the MLflow run holding the model, and what it was trained on."""
@@ -62,65 +61,67 @@ def train_model(
     from musicflow.models import build_model
     from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split, window_dataset
 
-    info = read_dataset(Path(dataset_dir))
-    shards = info.shard_paths
-    train_shas, heldout_shas = heldout_split(shards)
-    if not train_shas or not heldout_shas:
-        raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
-    settings = dict(overrides or {})
-    if epochs:
-        settings["epochs"] = epochs
-    if batch_size:
-        settings["batch_size"] = batch_size
-    model = build_model(model_name, seed=seed, **settings)
-    config = dict(model.config)
-    n_epochs = int(config.get("epochs", epochs or 10))
-    batch = int(config.get("batch_size", batch_size or 32))
+    with reading(Path(dataset_dir)) as info:  # its shards stay while training reads them
+        shards = info.shard_paths
+        train_shas, heldout_shas = heldout_split(shards)
+        if not train_shas or not heldout_shas:
+            raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
+        settings = dict(overrides or {})
+        if epochs:
+            settings["epochs"] = epochs
+        if batch_size:
+            settings["batch_size"] = batch_size
+        model = build_model(model_name, seed=seed, **settings)
+        config = dict(model.config)
+        n_epochs = int(config.get("epochs", epochs or 10))
+        batch = int(config.get("batch_size", batch_size or 32))
 
-    flow_run_id = _flow_run_id()
-    with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
-        tracking.set_tags(
-            {
-                "musicflow.model": model_name,
-                "musicflow.dataset": dataset,
-                "musicflow.code_version": lineage.code_version(),
-                "musicflow.git_commit": lineage.git_commit() or "unknown",
-                "prefect.flow_run_id": flow_run_id or "none",
+        flow_run_id = _flow_run_id()
+        with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
+            tracking.set_tags(
+                {
+                    "musicflow.model": model_name,
+                    "musicflow.dataset": dataset,
+                    "musicflow.code_version": lineage.code_version(),
+                    "musicflow.git_commit": lineage.git_commit() or "unknown",
+                    "prefect.flow_run_id": flow_run_id or "none",
+                }
+            )
+            params = {
+                **{f"model.{k}": v for k, v in config.items()},
+                **{f"encoding.{k}": v for k, v in info.encoding.items()},
+                "model": model_name,
+                "seed": seed,
+                "epochs": n_epochs,
+                "batch_size": batch,
+                "time_budget_s": time_budget_s,
+                "dataset": dataset,
+                "dataset_digest": info.digest,
+                "code_version": lineage.code_version(),
+                "heldout_fraction": HELDOUT_FRACTION,
+                "split_seed": SPLIT_SEED,
+                "n_train_files": len(train_shas),
+                "n_heldout_files": len(heldout_shas),
             }
-        )
-        params = {
-            **{f"model.{k}": v for k, v in config.items()},
-            **{f"encoding.{k}": v for k, v in info.encoding.items()},
-            "model": model_name,
-            "seed": seed,
-            "epochs": n_epochs,
-            "batch_size": batch,
-            "time_budget_s": time_budget_s,
-            "dataset": dataset,
-            "dataset_digest": info.digest,
-            "code_version": lineage.code_version(),
-            "heldout_fraction": HELDOUT_FRACTION,
-            "split_seed": SPLIT_SEED,
-            "n_train_files": len(train_shas),
-            "n_heldout_files": len(heldout_shas),
-        }
-        tracking.log_params(params)
-        tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
+            tracking.log_params(params)
+            tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
 
-        train_ds = window_dataset(
-            shards,
-            train_shas,
-            batch_size=batch,
-            seed=seed,
-            shuffle=True,
-            augment=bool(config.get("augment", False)),
-        )
-        val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
-        history = _fit(model, model_name, train_ds, val_ds, n_epochs, time_budget_s)
+            train_ds = window_dataset(
+                shards,
+                train_shas,
+                batch_size=batch,
+                seed=seed,
+                shuffle=True,
+                augment=bool(config.get("augment", False)),
+            )
+            val_ds = window_dataset(
+                shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False
+            )
+            history = _fit(model, model_name, train_ds, val_ds, n_epochs, time_budget_s)
 
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp))
-            tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save(Path(tmp))
+                tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
     return TrainedModel(
         run_id=run.info.run_id,
         dataset=dataset,
@@ -234,4 +235,4 @@ def run_cache_key(step: str):
     return key
 
 
-train = task(name="train", cache_key_fn=train_cache_key, persist_result=True)(train_model)
+train = results.cached_task(train_model, name="train", cache_key_fn=train_cache_key)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
+from musicflow import results
 from musicflow.data_docs import build_docs, merge_results
 from musicflow.defaults import DEFAULT_MAX_BYTES
 from musicflow.gx import ROW_KEY, GxSession, failed_rows
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     )
 
 
+@results.result_type
 class ExpectationSummary(NamedTuple):
     """One expectation's tally: the rows it failed among those it judged."""
 
@@ -53,6 +54,7 @@ class ExpectationSummary(NamedTuple):
     n_failed: int
 
 
+@results.result_type
 @dataclass
 class ValidationReport:
     """Per-row verdicts, where the Data Docs are, and a per-expectation tally for the terminal.
@@ -177,8 +179,4 @@ def validation_cache_key(_context: Any, parameters: dict[str, Any]) -> str | Non
     return f"validate-{digest.hexdigest()}"
 
 
-validate = task(
-    name="validate",
-    cache_key_fn=validation_cache_key,
-    persist_result=True,
-)(validate_records)
+validate = results.cached_task(validate_records, name="validate", cache_key_fn=validation_cache_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,8 @@ def test_shards_follow_the_schema_and_record_the_pitch_window(cached, tmp_path: 
     manifest, cache = cached
     out = tmp_path / "out"
     info = _write(manifest, cache, out)
-    assert info.written and info.n_files == 2 and info.shards == ["part-00000.parquet"]
+    assert info.written and info.n_files == 2 and len(info.shards) == 1
+    assert re.fullmatch(r"part-00000-[0-9a-f]{16}\.parquet", info.shards[0])
     table = pq.read_table(out / info.shards[0])
     assert table.schema.remove_metadata() == encode.SHARD_SCHEMA
     meta = json.loads(table.schema.metadata[b"musicflow.encoding"])
@@ -77,17 +79,23 @@ def test_shards_follow_the_schema_and_record_the_pitch_window(cached, tmp_path: 
 
     back = encode.read_dataset(out)
     assert (back.digest, back.shards, back.pitch_low) == (info.digest, info.shards, PITCH_LOW)
-    assert back.shard_paths == [out / "part-00000.parquet"]
+    assert back.shard_paths == [out / info.shards[0]]
+    assert (
+        back.manifest_sha256 == hashlib.sha256((out / "manifest.parquet").read_bytes()).hexdigest()
+    )
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [info.shards[0], "manifest.parquet", "dataset.json"]
+    )
 
 
 def test_an_up_to_date_folder_is_not_rewritten(cached, tmp_path: Path) -> None:
     manifest, cache = cached
     out = tmp_path / "out"
     first = _write(manifest, cache, out)
-    stamp = (out / "part-00000.parquet").stat().st_mtime_ns
+    stamp = (out / first.shards[0]).stat().st_mtime_ns
     again = _write(manifest, cache, out)
     assert not again.written and again.digest == first.digest
-    assert (out / "part-00000.parquet").stat().st_mtime_ns == stamp
+    assert (out / first.shards[0]).stat().st_mtime_ns == stamp
     fewer = manifest[manifest.source_path != "b.mid"]
     third = _write(fewer, cache, out)
     assert third.written and third.digest != first.digest and third.n_files == 1

@@ -18,3 +18,11 @@ DEFAULT_WORKERS = 2
 
 #: The models ``musicflow run`` and ``musicflow serve`` train when not told.
 DEFAULT_MODELS = ("vae", "gan")
+
+#: Most parallel parse workers a command accepts (each holds one file's notes in memory).
+MAX_WORKERS = 64
+
+#: Flow commands refuse to start with less free space than this on the workspace's disk
+#: (``MUSICFLOW_MIN_FREE_MB`` overrides): the Prefect database, the manifest and the shards
+#: need room, and failing before anything is written is better than failing half-way.
+DEFAULT_MIN_FREE_MB = 64

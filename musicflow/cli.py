@@ -191,8 +191,9 @@ def _attach_prefect(*preload: str):
     killed command left Running as Crashed. Returns the tags for this command's flow runs."""
     import importlib
 
-    from musicflow import prefect_server
+    from musicflow import atomic, prefect_server
 
+    atomic.sweep(workspace.reports_dir(), recursive=True)  # what a killed report step left
     server = prefect_server.attach()
     if server is not None and server.started_here:
         _say("starting the workspace's Prefect server on 127.0.0.1 (once; reused later)…")
@@ -690,10 +691,16 @@ def main(argv: list[str] | None = None) -> int:
     # instead, and shows the libraries' logs only with --debug.
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.debug else "CRITICAL"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
-    workspace.configure_environment()
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     try:
+        try:
+            workspace.configure_environment()
+        except OSError as exc:
+            raise MusicflowError(
+                f"cannot use the workspace {workspace.home()}: {exc.strerror or exc} "
+                f"({exc.filename}); run in a folder you can write, or set MUSICFLOW_HOME"
+            ) from exc
         if args.command in (*FLOW_COMMANDS, "generate"):
             check_disk()
         code = args.func(args)

@@ -127,6 +127,7 @@ def generate_midi(
     sampler = sampler or load_sampler(model_uri)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.sweep(out_dir)  # what a killed generate left
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
     result = GenerationResult(midi_files=[])

@@ -104,6 +104,7 @@ def test_two_uis_on_a_fresh_workspace(tmp_path: Path, attempt: int) -> None:
 @pytest.mark.parametrize("attempt", range(2))
 def test_two_encodes_on_a_fresh_workspace_share_one_server(tmp_path: Path, attempt: int) -> None:
     for name in ("a", "b"):
+        (tmp_path / name).mkdir()
         for i in range(3):
             write_midi(tmp_path / name / f"{i}.mid", [50 + i + j % 12 for j in range(24)])
     try:

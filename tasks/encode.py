@@ -315,30 +315,21 @@ def _publish(
     manifest_bytes = sink.getvalue().to_pybytes()
     manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
     pending = out_dir / PENDING_MANIFEST.format(sha=manifest_sha[:16])
-    atomic.write_bytes(pending, manifest_bytes)
-    atomic.crash_point("encode:manifest-staged")
-
-    if (
-        previous is not None
-        and previous.inputs_key == key
-        and all(p.is_file() for p in previous.shard_paths)
-    ):
-        info = DatasetInfo(
-            name=name,
-            folder=out_dir,
-            digest=previous.digest,
-            encoding=encoding,
-            shards=previous.shards,
-            n_windows=previous.n_windows,
-            n_files=previous.n_files,
-            written=False,
-            inputs_key=key,
-            manifest_sha256=manifest_sha,
+    written: list[Path] = []  # shard files this call created
+    try:
+        atomic.write_bytes(pending, manifest_bytes)
+        atomic.crash_point("encode:manifest-staged")
+        info = _stage(
+            accepted, name, out_dir, cache_dir, pitch_low, encoding, key, previous, written
         )
-    else:
-        info = _write_shards(accepted, name, out_dir, cache_dir, pitch_low, encoding, key)
         info.manifest_sha256 = manifest_sha
-        atomic.crash_point("encode:shards-written")
+    except BaseException:
+        # nothing was committed: leave the folder as the committed dataset describes it
+        committed = set(previous.shards) if previous is not None else set()
+        for path in [pending, *written]:
+            if path.name not in committed:
+                path.unlink(missing_ok=True)
+        raise
     if info.written or previous is None or previous.manifest_sha256 != manifest_sha:
         record = info.to_json() | {
             "inputs_key": key,
@@ -352,6 +343,40 @@ def _publish(
     return info
 
 
+def _stage(
+    accepted: pd.DataFrame,
+    name: str,
+    out_dir: Path,
+    cache_dir: Path,
+    pitch_low: int,
+    encoding: dict,
+    key: str,
+    previous: DatasetInfo | None,
+    written: list[Path],
+) -> DatasetInfo:
+    """The shards of the new set: the previous ones when its inputs are unchanged, else new
+    ones (their files appended to ``written``)."""
+    if (
+        previous is not None
+        and previous.inputs_key == key
+        and all(p.is_file() for p in previous.shard_paths)
+    ):
+        return DatasetInfo(
+            name=name,
+            folder=out_dir,
+            digest=previous.digest,
+            encoding=encoding,
+            shards=previous.shards,
+            n_windows=previous.n_windows,
+            n_files=previous.n_files,
+            written=False,
+            inputs_key=key,
+        )
+    info = _write_shards(accepted, name, out_dir, cache_dir, pitch_low, encoding, key, written)
+    atomic.crash_point("encode:shards-written")
+    return info
+
+
 def _write_shards(
     accepted: pd.DataFrame,
     name: str,
@@ -360,9 +385,11 @@ def _write_shards(
     pitch_low: int,
     encoding: dict,
     key: str,
+    written: list[Path],
 ) -> DatasetInfo:
     """Write the shards of a new dataset under content-addressed names (an unchanged shard
-    keeps its file); nothing committed refers to them until ``dataset.json`` does."""
+    keeps its file); nothing committed refers to them until ``dataset.json`` does. Files
+    created here are appended to ``written``."""
     root = cache_root(cache_dir, pitch_low)
     digest = hashlib.sha256(json.dumps(encoding, sort_keys=True).encode())
     metadata = {b"musicflow.encoding": json.dumps(encoding).encode()}
@@ -377,6 +404,7 @@ def _write_shards(
         shard = _shard_name(len(shards), content)
         path = out_dir / shard
         if not _complete_shard(path, table.num_rows):
+            written.append(path)
             atomic.atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=2048))
         shards.append(shard)
         pending, n_pending = [], 0

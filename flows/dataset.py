@@ -20,7 +20,7 @@ from musicflow.tasks.audit import build_manifest, summarize
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
 from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
-from musicflow.tasks.validate import validate
+from musicflow.tasks.validate import validate_step
 
 
 @dataclass
@@ -66,12 +66,13 @@ def _audit(
         files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers
     )
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
-    report = validate(
+    docs_dir = out_dir / "data_docs"
+    report = validate_step(docs_dir)(
         judged,
         pitch_low=pitch_low,
         max_bytes=max_bytes,
         dataset=dataset,
-        docs_dir=out_dir / "data_docs",
+        docs_dir=docs_dir,
     )
     manifest = build_manifest(parsed.records, report.outcomes)
     result = AuditResult(

@@ -201,8 +201,11 @@ def storage() -> ResultStorage:
     return ResultStorage(basepath=str(workspace.prefect_home() / "storage"))
 
 
-def cached_task(fn: Callable, *, name: str, cache_key_fn: Callable) -> Any:
-    """``fn`` as a Prefect task cached on ``cache_key_fn``, its result stored as data only.
+def cached_task(
+    fn: Callable, *, name: str, cache_key_fn: Callable, refresh_cache: bool | None = None
+) -> Any:
+    """``fn`` as a Prefect task cached on ``cache_key_fn``, its result stored as data only
+    (with ``refresh_cache``: computed, and stored under its key, without reading the cache).
 
     The storage is set after the task is built: Prefect's constructor accepts only blocks
     saved on the server, while its result store itself works with a local, unsaved block
@@ -215,6 +218,7 @@ def cached_task(fn: Callable, *, name: str, cache_key_fn: Callable) -> Any:
         cache_key_fn=cache_key_fn,
         persist_result=True,
         result_serializer=ResultSerializer(),
+        refresh_cache=refresh_cache,
     )(fn)
     built.result_storage = storage()
     return built

@@ -25,9 +25,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q -ra
 
-## Unit tests only.
+## Unit tests only (no integration test, no corpus, no server started).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not integration and not corpus"
+	$(BIN)/python -m pytest -q -m "not integration and not corpus and not server"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

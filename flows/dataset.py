@@ -1,22 +1,36 @@
 """Dataset flows: ``audit`` (ingest → parse → validate) and ``encode`` (… → shards).
 
 Flows only wire tasks. Parsing fans out over the task runner: threads by default, Dask when
-asked (``task_runner="dask"``, optionally at an existing scheduler address).
+asked (``task_runner="dask"``, optionally at an existing scheduler address). Each step says on
+stderr what it did, or that nothing changed, and how long it took (``musicflow/progress.py``).
+
+On Dask, each parse chunk runs as a Prefect task in a worker process. What crosses the wire: the
+chunk's jobs (absolute source paths and cache-entry paths, never file contents) out, the
+metadata records back, through Dask itself (the task does not persist a Prefect result, so no
+Prefect result storage is involved). The windows go to the content-addressed cache, which the
+flow then reads to write the shards: workers need the source folder and the workspace at the
+same paths (one machine, or a shared filesystem). Workers also report their task runs to a
+Prefect API: see ``prefect_api_for_workers``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from musicflow import progress
 from musicflow.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
-from musicflow.errors import DatasetError
+from musicflow.errors import DatasetError, MusicflowError
 from musicflow.roll import DEFAULT_PITCH_LOW
-from musicflow.tasks.audit import build_manifest, summarize
+from musicflow.tasks.audit import build_manifest, summarize, write_audit_page
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
 from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
@@ -32,6 +46,14 @@ class AuditResult:
     n_parsed: int
     n_cached: int
     dataset_info: DatasetInfo | None = None
+    audit_page: Path | None = None  # <out>/audit.html: the audit, readable offline
+
+
+def cached_step(task_fn, *args, **kwargs) -> tuple[object, bool]:
+    """Call a Prefect task; return its result and whether it came from the cache (so the
+    step can say "nothing changed, skipped")."""
+    state = task_fn(*args, return_state=True, **kwargs)
+    return state.result(), state.name == "Cached"
 
 
 def make_task_runner(kind: str = "threads", address: str | None = None, workers: int | None = None):
@@ -50,6 +72,63 @@ def make_task_runner(kind: str = "threads", address: str | None = None, workers:
     raise DatasetError(f"unknown task runner {kind!r} (use 'threads' or 'dask')")
 
 
+def is_loopback_address(address: str) -> bool:
+    """True when a Dask address (``tcp://host:port``) names this machine's loopback."""
+    host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_loopback_url(url: str) -> bool:
+    """True for an ``http://127.0.0.1:…`` (or localhost) API: only this machine reaches it."""
+    return is_loopback_address(f"tcp://{urlsplit(url).hostname or ''}")
+
+
+@contextlib.contextmanager
+def prefect_api_for_workers(kind: str, address: str | None = None) -> Iterator[str | None]:
+    """Give Dask workers the Prefect API this flow reports to.
+
+    The CLI sets ``PREFECT_API_URL`` to the workspace's Prefect server (127.0.0.1, with its
+    login in ``PREFECT_API_AUTH_STRING``), which workers on this machine reach; a scheduler on
+    another address with a loopback API is refused in one line. Called from Python without
+    ``PREFECT_API_URL``, the flow would start a temporary API server in a subprocess, but its
+    address never reaches the workers: each worker would start a temporary server of its own
+    (seconds per worker, its task runs invisible, several servers writing one SQLite file when
+    the workspace is shared). So for Dask the temporary server is started here and its URL put
+    in the settings that prefect-dask ships to the workers with every task. It listens on
+    127.0.0.1, so a scheduler on another address, whose workers could not reach it, needs
+    ``PREFECT_API_URL`` set to a Prefect server they can reach: refused here in one line
+    rather than failing in every task.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    current = PREFECT_API_URL.value()
+    remote = bool(address) and not is_loopback_address(address)
+    if kind == "dask" and remote and current and _is_loopback_url(current):
+        raise MusicflowError(
+            f"the Dask workers of {address} cannot reach this machine's Prefect API "
+            f"({current}): set PREFECT_API_URL to a Prefect server they can reach"
+        )
+    if kind != "dask" or current:
+        yield current
+        return
+    if remote:
+        raise MusicflowError(
+            f"the Dask workers of {address} cannot reach this machine's temporary Prefect API: "
+            "set PREFECT_API_URL to a Prefect server they can reach"
+        )
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the same instance Prefect's own client would start
+    server.start()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield server.api_url
+
+
 def _audit(
     source: Path,
     dataset: str,
@@ -59,22 +138,36 @@ def _audit(
     max_bytes: int,
     workers: int,
 ) -> tuple[AuditResult, object]:
-    files = ingest(source)
+    with progress.timed("ingest") as step:
+        files = ingest(source)
+        step.detail = f"{len(files)} files found and hashed"
     if files.empty:
         raise DatasetError(f"no .mid or .midi files under {source}")
-    parsed = parse_files(
-        files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers
-    )
+    progress.stage(f"audit {dataset}", f"{len(files)} MIDI files under {source}")
+    with progress.timed("parse") as step:
+        parsed = parse_files(
+            files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers
+        )
+        step.skipped = not parsed.n_parsed
+        step.detail = f"{parsed.n_parsed} files read, {parsed.n_cached} from the cache"
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
-    docs_dir = out_dir / "data_docs"
-    report = validate_step(docs_dir)(
-        judged,
-        pitch_low=pitch_low,
-        max_bytes=max_bytes,
-        dataset=dataset,
-        docs_dir=docs_dir,
-    )
-    manifest = build_manifest(parsed.records, report.outcomes)
+    with progress.timed("validate") as step:
+        docs_dir = out_dir / "data_docs"
+        report, step.skipped = cached_step(
+            validate_step(docs_dir),
+            judged,
+            pitch_low=pitch_low,
+            max_bytes=max_bytes,
+            dataset=dataset,
+            docs_dir=docs_dir,
+        )
+        step.detail = f"{len(judged)} files judged by the Great Expectations suite"
+    with progress.timed("manifest") as step:
+        manifest = build_manifest(parsed.records, report.outcomes)
+        page = write_audit_page(
+            manifest, report.expectation_summary, dataset, out_dir / "audit.html", report.docs_index
+        )
+        step.detail = f"{len(manifest)} rows, audit page written"
     result = AuditResult(
         dataset=dataset,
         out_dir=out_dir,
@@ -82,6 +175,7 @@ def _audit(
         docs_index=report.docs_index,
         n_parsed=parsed.n_parsed,
         n_cached=parsed.n_cached,
+        audit_page=page,
     )
     return result, manifest
 
@@ -123,11 +217,17 @@ def encode_flow(
         raise DatasetError(
             f"no accepted MIDI file under {source}; see {Path(out_dir) / 'manifest.parquet'}"
         )
-    result.dataset_info = write_shards(
-        manifest,
-        name=dataset,
-        out_dir=Path(out_dir),
-        cache_dir=Path(cache_dir),
-        pitch_low=pitch_low,
-    )
+    with progress.timed("shards") as step:
+        result.dataset_info = info = write_shards(
+            manifest,
+            name=dataset,
+            out_dir=Path(out_dir),
+            cache_dir=Path(cache_dir),
+            pitch_low=pitch_low,
+        )
+        step.skipped = not info.written
+        step.detail = (
+            f"{info.n_windows} windows from {info.n_files} files in {len(info.shards)} shards, "
+            f"digest {info.digest[:12]}"
+        )
     return result

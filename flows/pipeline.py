@@ -5,7 +5,9 @@ Flows only wire tasks. Every stage is cached on content: files by sha256 (parse)
 their inputs (encode), training runs by (dataset digest, model, settings, seed, code version)
 (train), evaluations and versions by training run (evaluate, register), reports by version. A
 run with nothing new does no expensive work and creates no MLflow run or model version, which
-is what makes scheduled retraining cheap.
+is what makes scheduled retraining cheap. Each step says on stderr what it did, or that nothing
+changed and it was skipped (``musicflow/progress.py``); the audit summary is shown as soon as
+the audit ends, before any training.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from pathlib import Path
 
 from prefect import flow
 
-from musicflow import workspace
+from musicflow import progress, workspace
 from musicflow.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
-from musicflow.flows.dataset import AuditResult, encode_flow, make_task_runner
+from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
 from musicflow.roll import DEFAULT_PITCH_LOW
 from musicflow.tasks.evaluate import Evaluation, evaluate
 from musicflow.tasks.generate import generate
 from musicflow.tasks.ingest import export_default_dataset
 from musicflow.tasks.registry import RegisteredModel, promote, register
-from musicflow.tasks.report import N_MIDI, report, report_page
+from musicflow.tasks.report import N_MIDI, index, report, report_page
 from musicflow.tasks.train import TrainedModel, train
 
 
@@ -74,23 +76,49 @@ class ModelResult:
 class PipelineResult:
     audit: AuditResult
     models: list[ModelResult] = field(default_factory=list)
+    index: str | None = None  # reports/<dataset>/index.html
 
 
 def _model_steps(
-    dataset_dir: Path, dataset: str, model: str, audit_summary: dict | None, **settings
+    dataset_dir: Path,
+    dataset: str,
+    model: str,
+    audit_summary: dict | None,
+    soundfont: str | None = None,
+    **settings,
 ) -> ModelResult:
     """train → evaluate → register → promote → generate → report for one model (in a flow).
 
     ``settings``: the training task's keyword arguments (epochs, batch_size, seed,
     time_budget_s)."""
-    trained = train(dataset_dir, dataset, model, **settings)
+    trained, cached = cached_step(train, dataset_dir, dataset, model, **settings)
+    if cached:
+        progress.stage(f"train {model}", "nothing changed, skipped")
+        progress.note(f"run {trained.run_id}, {trained_epochs(trained)}")
     seed = trained.seed
-    evaluation = evaluate(trained, dataset_dir)
-    registered = register(trained, evaluation)
+    evaluation, cached = cached_step(evaluate, trained, dataset_dir)
+    if cached:
+        progress.skipped("evaluate")
+    else:
+        progress.note("evaluate: " + _scores(evaluation.scores))
+    registered, cached = cached_step(register, trained, evaluation)
     promoted = promote(registered)
+    flag = " (new champion)" if promoted else ""
+    if cached:
+        progress.skipped("register", f"nothing changed, skipped ({registered.model_uri})")
+    else:
+        progress.note(f"register: {registered.model_uri}{flag}")
     page = report_page(trained, registered)
     if not page.exists():  # a cached run finds its report already there
-        pieces = generate(registered.model_uri, n=N_MIDI, out_dir=page.parent / "midi", seed=seed)
+        pieces = generate(
+            registered.model_uri,
+            n=N_MIDI,
+            out_dir=page.parent / "midi",
+            seed=seed,
+            soundfont=soundfont,
+        )
+        previews = " with audio previews" if pieces.audio_files else ""
+        progress.note(f"generate: {len(pieces.midi_files)} pieces{previews}")
         report(
             trained,
             evaluation,
@@ -99,7 +127,33 @@ def _model_steps(
             dataset_dir=dataset_dir,
             audit_summary=audit_summary,
         )
+        progress.note(f"report: {page}")
+    else:
+        progress.skipped("generate, report", f"nothing changed, skipped ({page})")
     return ModelResult(trained, evaluation, registered, promoted, str(page))
+
+
+def trained_epochs(trained: TrainedModel) -> str:
+    """``12 of 100 epochs`` (or the epochs in the history for an older cached result)."""
+    done = trained.epochs_done or len(next(iter(trained.history.values()), []))
+    return f"{done} of {trained.max_epochs} epochs" if trained.max_epochs else f"{done} epochs"
+
+
+def _scores(scores: dict[str, float]) -> str:
+    shown = []
+    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate"):
+        if key in scores:
+            base = scores.get(f"{key}_baseline")
+            shown.append(
+                f"{key} {scores[key]:.3f}" + (f" (baseline {base:.3f})" if base is not None else "")
+            )
+    return ", ".join(shown)
+
+
+def _write_index(dataset: str, dataset_dir: Path) -> str:
+    page = index(dataset, dataset_dir)
+    progress.stage("index", str(page))
+    return str(page)
 
 
 @flow(name="musicflow-run", persist_result=False)
@@ -113,8 +167,10 @@ def pipeline_flow(
     max_bytes: int = DEFAULT_MAX_BYTES,
     pitch_low: int = DEFAULT_PITCH_LOW,
     time_budget_s: float | None = None,
+    soundfont: str | None = None,
 ) -> PipelineResult:
-    """Encode the folder, then train, evaluate, register and report each model."""
+    """Encode the folder, then train, evaluate, register and report each model; then the
+    dataset's index page."""
     out_dir = workspace.rolls_dir(dataset)
     audit = encode_flow.with_options(task_runner=make_task_runner("threads", workers=workers))(
         source=Path(source),
@@ -125,6 +181,7 @@ def pipeline_flow(
         max_bytes=max_bytes,
         workers=workers,
     )
+    progress.audit_summary(audit.summary)
     result = PipelineResult(audit=audit)
     for model in models:
         result.models.append(
@@ -133,11 +190,14 @@ def pipeline_flow(
                 dataset,
                 model,
                 audit.summary,
+                soundfont=soundfont,
                 epochs=epochs,
                 seed=seed,
                 time_budget_s=time_budget_s,
             )
         )
+    if models:
+        result.index = _write_index(dataset, out_dir)
     return result
 
 
@@ -149,16 +209,21 @@ def train_flow(
     batch_size: int | None = None,
     seed: int = 0,
     time_budget_s: float | None = None,
+    soundfont: str | None = None,
 ) -> ModelResult:
-    """Train one model on an encoded dataset, then evaluate, register and report it."""
+    """Train one model on an encoded dataset, then evaluate, register and report it; then
+    the dataset's index page."""
     dataset_dir = workspace.rolls_dir(dataset)
-    return _model_steps(
+    result = _model_steps(
         dataset_dir,
         dataset,
         model,
         None,
+        soundfont=soundfont,
         epochs=epochs,
         batch_size=batch_size,
         seed=seed,
         time_budget_s=time_budget_s,
     )
+    _write_index(dataset, dataset_dir)
+    return result

@@ -222,14 +222,19 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
     tags = _attach_prefect("great_expectations", "musicflow.flows.dataset")
     from prefect import tags as prefect_tags
 
-    from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
+    from musicflow.flows.dataset import (
+        audit_flow,
+        encode_flow,
+        make_task_runner,
+        prefect_api_for_workers,
+    )
 
     flow = encode_flow if encode else audit_flow
-    runner = make_task_runner(
-        getattr(args, "task_runner", "threads"), getattr(args, "dask_address", None)
-    )
+    kind = getattr(args, "task_runner", "threads")
+    address = getattr(args, "dask_address", None)
+    runner = make_task_runner(kind, address)
     _say(f"{'encoding' if encode else 'auditing'} {source} as dataset '{name}' → {out_dir}")
-    with prefect_tags(*tags):
+    with prefect_api_for_workers(kind, address), prefect_tags(*tags):
         return flow.with_options(task_runner=runner)(
             source=source,
             dataset=name,
@@ -247,13 +252,27 @@ def _print_audit(result) -> None:
     print(format_summary(result.summary))
     print(f"parsed {result.n_parsed} file(s), {result.n_cached} from cache")
     print(f"manifest: {result.out_dir / 'manifest.parquet'}")
+    if getattr(result, "audit_page", None):
+        print(f"audit page: {result.audit_page}")
     if result.docs_index:
         print(f"Data Docs: {result.docs_index}")
 
 
+def _print_json(data: dict) -> None:
+    """``--json``: one JSON document on stdout (progress and errors stay on stderr)."""
+    import json
+
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     result = _dataset_flow(args, encode=False)
-    _print_audit(result)
+    if getattr(args, "json", False):
+        from musicflow.console import audit_json
+
+        _print_json(audit_json(result))
+    else:
+        _print_audit(result)
     return 0 if result.summary["status"].get("accepted", 0) > 0 else 1
 
 
@@ -294,13 +313,46 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_bytes=args.max_bytes,
             pitch_low=args.pitch_low,
             time_budget_s=args.time_budget * 60 if args.time_budget else None,
+            soundfont=args.soundfont,
         )
+    from musicflow.console import run_json
+
+    summary = run_json(result, _dataset_standing(name))
+    if args.json:
+        _print_json(summary)
+        return 0
     _print_audit(result.audit)
     for m in result.models:
         _print_model(m)
-    print(f"compare versions: musicflow compare --dataset {name}")
-    print("MLflow UI: musicflow ui   (then open http://127.0.0.1:5000)")
+    _print_next_steps(summary)
     return 0
+
+
+def _dataset_standing(dataset: str) -> dict:
+    """The best version of the dataset and the MLflow UI address of its runs."""
+    from musicflow import tracking
+    from musicflow.champion import best_of_dataset
+    from musicflow.console import best_json
+
+    rows = tracking.dataset_versions(dataset)
+    best = best_of_dataset([r for r in rows if r.champion])
+    experiment = tracking.experiment_id_of(dataset)
+    return {
+        "best": best_json(best),
+        "mlflow_ui": tracking.experiment_url(experiment) if experiment else None,
+    }
+
+
+def _print_next_steps(summary: dict) -> None:
+    best = summary.get("best")
+    if best:
+        name, version = best["registered_model"], best["version"]
+        print(f"best of the dataset: {name} v{version} ({best['champion_uri']})")
+    if summary.get("index"):
+        print(f"all versions: {summary['index']}")
+    print(f"compare versions: musicflow compare --dataset {summary['dataset']}")
+    if summary.get("mlflow_ui"):
+        print(f"MLflow UI: musicflow ui, then open {summary['mlflow_ui']}")
 
 
 def _print_model(result) -> None:
@@ -333,6 +385,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             time_budget_s=args.time_budget * 60 if args.time_budget else None,
+            soundfont=args.soundfont,
         )
     _print_model(result)
     return 0
@@ -352,22 +405,35 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         sampler = RollSampler().load_dir(model_dir)
         result = generate_midi(
-            args.model_uri, n=args.n, out_dir=out, seed=args.seed, sampler=sampler
+            args.model_uri,
+            n=args.n,
+            out_dir=out,
+            seed=args.seed,
+            soundfont=args.soundfont,
+            sampler=sampler,
         )
-    for path in result.midi_files + result.wav_files:
+    for path in sorted(result.midi_files + result.audio_files, key=lambda p: (p.stem, p.suffix)):
         print(path)
-    if result.wav_note:
-        _say(result.wav_note)
+    if result.audio_note:
+        _say(result.audio_note)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from musicflow import tracking
-    from musicflow.console import format_table
+    from musicflow.champion import best_of_dataset
+    from musicflow.console import compare_json, format_best, format_table
 
     tracking.check_reachable()
     tracking.require_dataset(args.dataset)
-    print(format_table([row.as_dict() for row in tracking.dataset_versions(args.dataset)]))
+    rows = tracking.dataset_versions(args.dataset)
+    best = best_of_dataset([r for r in rows if r.champion])
+    if getattr(args, "json", False):
+        _print_json(compare_json(args.dataset, rows, best))
+        return 0
+    print(format_table(rows, best))
+    if rows:
+        print(format_best(best))
     return 0
 
 
@@ -377,6 +443,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from musicflow import procs, tracking
 
+    cmd = tracking.ui_command(args.port)
+    if cmd is None:  # a tracking server already serves the UI
+        print(f"MLflow UI: {workspace.tracking_uri()} (the tracking server serves it)")
+        return 0
     check_port(args.port)
     tracking.prepare_store()
     log = workspace.home() / "mlruns" / "ui.log"
@@ -384,9 +454,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
         f"MLflow UI for {workspace.tracking_uri()} on http://127.0.0.1:{args.port} "
         f"(Ctrl-C to stop; log: {log})"
     )
+    _say_experiment_links(args.port)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            procs.guarded_command(tracking.ui_command(args.port)),
+            procs.guarded_command(cmd),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -405,6 +476,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
         tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         raise MusicflowError(f"the MLflow UI exited with code {code}; see {log}: {tail}")
     return 0
+
+
+def _say_experiment_links(port: int) -> None:
+    """Each dataset's runs, opened where a user compares versions (docs/tracking.md)."""
+    from musicflow import tracking
+
+    try:
+        links = tracking.experiment_links(port)
+    except Exception:  # the UI starts all the same; the links are a convenience
+        return
+    for dataset, url in links:
+        _say(f"  {dataset}: {url}")
 
 
 def cmd_server(args: argparse.Namespace) -> int:
@@ -453,8 +536,38 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--time-budget",
         type=_positive_minutes,
         metavar="MINUTES",
-        help="stop training once this many minutes of wall clock have passed (checked before "
-        "every batch)",
+        help="minutes of wall clock for training each model, checked before every batch: "
+        "training stops within about one batch of it, even in the middle of an epoch",
+    )
+    _add_soundfont_option(p)
+
+
+def _soundfont_file(value: str) -> str:
+    """``--soundfont``: an existing .sf2/.sf3 file, else a usage error (exit 2) at once."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"soundfont not found: {value}")
+    if path.suffix.lower() not in (".sf2", ".sf3"):
+        raise argparse.ArgumentTypeError(f"not a SoundFont (.sf2 or .sf3): {value}")
+    return str(path)
+
+
+def _add_soundfont_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--soundfont",
+        type=_soundfont_file,
+        metavar="FILE",
+        help="General MIDI soundfont (.sf2/.sf3) for the audio previews (default: "
+        "$MUSICFLOW_SOUNDFONT, else the one that ships with musicflow's dependencies)",
+    )
+
+
+def _add_json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of text (keys in docs/cli.md); "
+        "progress stays on stderr",
     )
 
 
@@ -533,7 +646,14 @@ def build_parser() -> argparse.ArgumentParser:
         "piano-roll windows into Parquet shards, train VAE/GAN models tracked in MLflow, generate "
         "MIDI and compare versions. State lives in the current directory or $MUSICFLOW_HOME.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks on errors and the libraries' own log messages",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"musicflow {_version()}", help="show the version"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -545,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
     _add_dataset_options(p, pitch=False)
+    _add_json_option(p)
     p.set_defaults(func=cmd_audit, pitch_low=DEFAULT_PITCH_LOW)
 
     p = sub.add_parser(
@@ -572,8 +693,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_option(p)
     _add_training_options(p)
     _add_pitch_option(p)
-    p.add_argument("--max-bytes", type=POSITIVE, default=DEFAULT_MAX_BYTES, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--max-bytes",
+        type=POSITIVE,
+        default=DEFAULT_MAX_BYTES,
+        help="files larger than this are quarantined too_large unread "
+        f"(default: {DEFAULT_MAX_BYTES // 2**20} MiB)",
+    )
     _add_workers_option(p)
+    _add_json_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -592,15 +720,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="vae, gan (this project's) or vae-thesis, gan-thesis (the seed's, for comparison)",
     )
     p.add_argument(
-        "--batch-size", type=POSITIVE, metavar="B", help="batch size (default: the model's own)"
+        "--batch-size",
+        type=POSITIVE,
+        metavar="B",
+        help="batch size, ≥ 1 (default: the model's own)",
     )
     _add_training_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "generate",
-        help="sample MIDI (and WAV when FluidSynth is installed) from a model",
-        description="Sample pieces of 16 bars from a registered model and write MIDI files.",
+        help="sample MIDI pieces, each with an audio preview, from a model",
+        description="Sample pieces of 16 bars from a registered model and write them as MIDI "
+        "files, each with a loudness-normalised OGG/Vorbis preview beside it (rendered with a "
+        "General MIDI soundfont; no system package needed).",
     )
     p.add_argument(
         "--model-uri",
@@ -613,14 +746,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output folder (default: ./generated)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed, ≥ 0 (default: 0)")
+    _add_soundfont_option(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("compare", help="registered model versions of a dataset and their metrics")
+    p = sub.add_parser(
+        "compare",
+        help="every registered version of a dataset's models, and which one is best",
+        description="List every registered version of the dataset's models with its "
+        "evaluation metrics beside their baselines; mark each model's champion and the best "
+        "version of the dataset across models (the champion rule, docs/tracking.md).",
+    )
     _add_dataset_name_option(p, required=True)
+    _add_json_option(p)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for this workspace's store")
-    p.add_argument("--port", type=PORT, default=5000, help="port on 127.0.0.1 (default: 5000)")
+    p = sub.add_parser(
+        "ui",
+        help="the MLflow UI on 127.0.0.1 for this workspace's store",
+        description="Serve the MLflow UI of this workspace's tracking store on 127.0.0.1 "
+        "(loopback only) until Ctrl-C. Each dataset's experiment opens on its training runs.",
+    )
+    p.add_argument(
+        "--port", type=PORT, default=5000, help="port on 127.0.0.1, 1…65535 (default: 5000)"
+    )
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser(
@@ -631,7 +779,13 @@ def build_parser() -> argparse.ArgumentParser:
         "$MUSICFLOW_SERVER_IDLE_MINUTES (default 10) with no command attached. 'status' "
         "prints its address and the login of its UI; 'stop' stops it now.",
     )
-    p.add_argument("action", choices=("status", "stop"), nargs="?", default="status")
+    p.add_argument(
+        "action",
+        choices=("status", "stop"),
+        nargs="?",
+        default="status",
+        help="status (default): address, login, idle timeout; stop: stop it now",
+    )
     p.set_defaults(func=cmd_server)
 
     p = sub.add_parser(
@@ -647,9 +801,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dataset_name_option(p)
     _add_models_option(p)
-    p.add_argument("--epochs", type=POSITIVE, metavar="N")
+    p.add_argument(
+        "--epochs",
+        type=POSITIVE,
+        metavar="N",
+        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
+
+
+def _version() -> str:
+    from musicflow import __version__
+
+    return __version__
 
 
 class Terminated(KeyboardInterrupt):
@@ -685,12 +850,16 @@ def _no_space(exc: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # bare "musicflow": the help, and success (docs/cli.md)
+        return 0
     args = parser.parse_args(argv)
 
     # Prefect logs a failed task with its traceback; the CLI reports the error in one line
     # instead, and shows the libraries' logs only with --debug.
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.debug else "CRITICAL"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
+    os.environ["MUSICFLOW_DEBUG"] = "1" if args.debug else ""
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     try:

@@ -121,6 +121,34 @@ METRIC_INFO: dict[str, MetricInfo] = {
 METRIC_NAMES: tuple[str, ...] = tuple(METRIC_INFO)
 BASELINE_SUFFIX = "_baseline"
 
+#: Metrics only some models provide (``tasks/evaluate.MODEL_METRICS`` names the model method
+#: computing each), with their meaning: reports, the index page and ``musicflow compare`` show
+#: them beside the metrics above whenever a run has them.
+MODEL_METRIC_INFO: dict[str, MetricInfo] = {
+    "heldout_nll": MetricInfo(
+        "Negative log-likelihood of the held-out windows under the model, in nats per time "
+        "step (only models with a likelihood; compare it between such models only).",
+        "lower",
+    ),
+}
+
+
+def metric_info(name: str) -> MetricInfo | None:
+    """How to read an evaluation metric (``METRIC_INFO`` or ``MODEL_METRIC_INFO``), or None."""
+    return METRIC_INFO.get(name) or MODEL_METRIC_INFO.get(name)
+
+
+def evaluation_names(available, model_metrics=()) -> list[str]:
+    """The evaluation metrics among the names ``available`` (a run's metrics, say), in report
+    order: ``METRIC_INFO``'s, then the model-provided ones (``MODEL_METRIC_INFO``'s, then any
+    other name in ``model_metrics``). ``_baseline`` companions are not listed."""
+    have = set(available)
+    names = [n for n in METRIC_INFO if n in have or f"{n}{BASELINE_SUFFIX}" in have]
+    for n in (*MODEL_METRIC_INFO, *model_metrics):
+        if n in have and n not in names:
+            names.append(n)
+    return names
+
 
 # --------------------------------------------------------------------------- helpers
 

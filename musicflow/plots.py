@@ -106,6 +106,39 @@ def _epochs(values: Sequence[float]) -> np.ndarray:
     return np.arange(1, len(values) + 1)
 
 
+MARKER_EPOCHS = 40  # up to this many epochs each point is drawn, so one epoch is still visible
+
+
+def _plot_series(ax, name: str, values: Sequence[float], colour: str, zorder: int) -> None:
+    y = np.asarray(values, dtype=float)
+    ax.plot(
+        _epochs(y),
+        y,
+        "--" if name.startswith("val_") else "-",
+        color=colour,
+        label=name,
+        marker="o" if len(y) <= MARKER_EPOCHS else None,
+        markersize=4,
+        zorder=zorder,
+    )
+
+
+def _epoch_axis(ax, n_epochs: int) -> None:
+    ax.set_xlabel("epoch")
+    if n_epochs <= 10:  # whole epochs only; matplotlib would otherwise tick 0.5, 1.5 …
+        ax.set_xticks(range(1, n_epochs + 1))
+        ax.set_xlim(0.5, n_epochs + 0.5)
+
+
+def curve_groups(history: Mapping[str, Sequence[float]]) -> dict[str, list[str]]:
+    """Series grouped by what they measure: ``loss`` with ``val_loss``, ``kl_loss`` with
+    ``val_kl_loss`` …, in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for name in history:
+        groups.setdefault(name.removeprefix("val_"), []).append(name)
+    return groups
+
+
 def loss_curves_figure(
     history: Mapping[str, Sequence[float]],
     *,
@@ -113,36 +146,42 @@ def loss_curves_figure(
     log_scale: bool = False,
     path: str | os.PathLike[str] | None = None,
 ) -> bytes:
-    """One line per metric of a per-epoch history (e.g. ``{"loss": [...], "val_loss": [...]}``).
+    """Per-epoch curves of a history (e.g. ``{"loss": [...], "val_loss": [...]}``), one panel
+    per quantity, each with its own y axis.
 
-    Validation series (``val_*``) are dashed in the colour of their training series, so
-    over-fitting shows as the two lines parting.
+    Losses of one model differ by orders of magnitude (a VAE's total loss near 2,000 beside a
+    reconstruction loss of 0.16), so they never share an axis. A validation series (``val_*``)
+    is dashed in its panel beside the training series, so over-fitting shows as the two lines
+    parting. Points carry markers up to :data:`MARKER_EPOCHS` epochs: a one-epoch run shows
+    its single value instead of an empty axis. ``log_scale`` puts every panel on a log axis
+    (for positive series).
     """
-    if not history:
+    groups = curve_groups(history)
+    if not groups:
         raise ValueError("empty history")
-    fig = _new_figure(8, 4.5)
-    ax = fig.subplots()
-    colours: dict[str, str] = {}
-    for i, (name, values) in enumerate(history.items()):
-        base = name.removeprefix("val_")
-        colour = colours.setdefault(base, f"C{len(colours) % 10}")
-        style = "--" if name.startswith("val_") else "-"
-        ax.plot(
-            _epochs(values),
-            np.asarray(values, dtype=float),
-            style,
-            color=colour,
-            label=name,
-            zorder=3 + i,
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("value")
-    if log_scale:
-        ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ncols = min(3, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig = _new_figure(3.6 * ncols + 0.6, 2.9 * nrows + 0.5)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    n_epochs = max(len(v) for v in history.values())
+    for ax, (base, names) in zip(axes, groups.items(), strict=False):
+        for i, name in enumerate(names):
+            _plot_series(ax, name, history[name], "C0" if name == base else "C1", 3 + i)
+        if log_scale and all(np.all(np.asarray(history[n], float) > 0) for n in names):
+            ax.set_yscale("log")
+        ax.set_title(base, fontsize="medium")
+        _epoch_axis(ax, n_epochs)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes[len(groups) :]:
+        ax.axis("off")
+    fig.suptitle(title)
     return _finish(fig, path)
+
+
+def accuracy_series(history: Mapping[str, Sequence[float]]) -> dict[str, Sequence[float]]:
+    """The accuracies of a history (``d_acc_real``, ``val_d_acc_real`` …): values in 0-1."""
+    return {k: v for k, v in history.items() if "acc" in k.removeprefix("val_").split("_")}
 
 
 def discriminator_accuracy_figure(
@@ -151,20 +190,24 @@ def discriminator_accuracy_figure(
     title: str = "Discriminator accuracy",
     path: str | os.PathLike[str] | None = None,
 ) -> bytes:
-    """Per-epoch discriminator accuracies (e.g. on real and on generated windows), 0-1.
+    """Per-epoch discriminator accuracies (on real and on generated windows), on a 0-1 axis.
 
-    A dashed line marks 0.5, where the discriminator cannot tell real from generated; the
-    thesis's failed GANs sat near 1.0.
+    Only the accuracies of ``history`` are drawn (:func:`accuracy_series`): losses have their
+    own figure and scale. A dashed line marks 0.5, where the discriminator cannot tell real
+    from generated; the thesis's failed GANs sat near 1.0.
     """
-    if not history:
-        raise ValueError("empty history")
+    series = accuracy_series(history)
+    if not series:
+        raise ValueError("no accuracy series in the history")
     fig = _new_figure(8, 4)
     ax = fig.subplots()
-    for name, values in history.items():
-        ax.plot(_epochs(values), np.asarray(values, dtype=float), label=name)
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (0.5)")
+    colours: dict[str, str] = {}
+    for i, (name, values) in enumerate(series.items()):
+        colour = colours.setdefault(name.removeprefix("val_"), f"C{len(colours) % 10}")
+        _plot_series(ax, name, values, colour, 3 + i)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance (0.5)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax, max(len(v) for v in series.values()))
     ax.set_ylabel("accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)

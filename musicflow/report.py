@@ -1,10 +1,20 @@
-"""One self-contained HTML evaluation report per trained model.
+"""Self-contained HTML pages: one evaluation report per model version, and one index per
+dataset comparing every version of every model.
 
-Public functions: :func:`render_report` (HTML as a string), :func:`write_report` (atomic write).
+Public: :func:`render_report` (a version's page), :func:`render_index` (the dataset's page,
+``reports/<dataset>/index.html``), :func:`render_audit` (the dataset's audit page, which works
+offline, unlike GX's Data Docs), :class:`Lineage`, :class:`IndexRow` and :class:`AuditRule`
+(what they show), :func:`write_report` (atomic write).
 
-Self-contained means it opens from a file, offline, years later: images are inlined as base64
-data URIs, CSS is inline, there is no JavaScript and no reference to anything on the network.
-Links to MIDI/WAV files must be relative paths (kept next to the report).
+Self-contained means a page opens from a file, offline, years later: images are inlined as
+base64 data URIs, CSS is inline, there is no JavaScript and nothing is loaded from the network.
+Links to MIDI and audio files, other reports and the Data Docs must be relative paths; the one
+absolute kind allowed is a link into the MLflow UI that ``musicflow ui`` serves on the loopback
+address (:data:`UI_PREFIXES`), which opens only while that UI runs.
+
+Every metric is looked up with ``metrics.metric_info``, so a metric a model provides
+(``metrics.MODEL_METRIC_INFO``) shows with its meaning and direction without changes here, and
+an unknown one still shows, without them.
 """
 
 from __future__ import annotations
@@ -15,12 +25,16 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from musicflow import atomic
-from musicflow.metrics import BASELINE_SUFFIX, METRIC_INFO
+from musicflow.metrics import BASELINE_SUFFIX, METRIC_INFO, MODEL_METRIC_INFO, metric_info
+
+#: Absolute links a page may carry: the MLflow UI of ``musicflow ui`` on this machine.
+UI_PREFIXES = ("http://127.0.0.1:", "http://localhost:")
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -38,6 +52,16 @@ figure { margin: 1.2rem 0; } figure img { max-width: 100%; border: 1px solid #ee
 figcaption { color: #555; font-size: 0.9rem; }
 .note { color: #555; font-size: 0.9rem; }
 ul.links li { margin: 0.3rem 0; } audio { vertical-align: middle; height: 2rem; }
+.badge { display: inline-block; padding: 0.1rem 0.55rem; border-radius: 0.8rem;
+         font-size: 0.85rem; font-weight: 600; margin-right: 0.4rem; vertical-align: middle; }
+.badge.best { background: #1b5e20; color: #fff; } .badge.champion { background: #e8f5e9;
+         color: #1b5e20; border: 1px solid #1b5e20; }
+.badge.plain { background: #f4f4f4; color: #555; border: 1px solid #ddd; }
+table.lineage th { width: 13rem; } code.digest { font-size: 0.85rem; }
+tr.best td:first-child { box-shadow: inset 4px 0 0 #1b5e20; }
+td small { color: #666; display: block; font-size: 0.78rem; white-space: nowrap; }
+table.index { font-size: 0.85rem; } table.index th { position: sticky; top: 0; }
+.scroll { overflow-x: auto; } td.result { white-space: nowrap; }
 """
 
 _BETTER_TEXT = {"lower": "lower", "higher": "higher", "0.5": "closer to 0.5"}
@@ -102,11 +126,12 @@ def _versus_baseline(value: float | None, base: float | None, better: str) -> st
 
 
 def _metric_rows(metrics: Mapping[str, float], thesis: Mapping[str, float] | None) -> list[str]:
-    names = [n for n in METRIC_INFO if n in metrics or f"{n}{BASELINE_SUFFIX}" in metrics]
-    extra = sorted(k for k in metrics if not k.endswith(BASELINE_SUFFIX) and k not in METRIC_INFO)
+    known = (*METRIC_INFO, *MODEL_METRIC_INFO)
+    names = [n for n in known if n in metrics or f"{n}{BASELINE_SUFFIX}" in metrics]
+    extra = sorted(k for k in metrics if not k.endswith(BASELINE_SUFFIX) and k not in known)
     rows = []
     for name in names + extra:
-        info = METRIC_INFO.get(name)
+        info = metric_info(name)
         better = info.better if info else ""
         value = metrics.get(name)
         base = metrics.get(f"{name}{BASELINE_SUFFIX}")
@@ -213,22 +238,147 @@ def _check_local(href: str) -> str:
     return quote(href.replace(os.sep, "/"), safe="/._-~#")
 
 
-def _links_section(links: Sequence[tuple[str, str]]) -> str:
-    if not links:
+def _check_ui(url: str) -> str:
+    """A link into the local MLflow UI (``musicflow ui``); any other absolute URL is refused."""
+    if not url.startswith(UI_PREFIXES) or any(c in url for c in '"<> '):
+        raise ValueError(f"only links to the local MLflow UI may be absolute, got {url!r}")
+    return url
+
+
+def _a(label: str, href: str | None, *, ui: bool = False, markup: str | None = None) -> str:
+    """A link (``markup``: HTML to show instead of the escaped ``label``)."""
+    text = markup if markup is not None else _e(label)
+    if not href:
+        return text
+    url = _check_ui(href) if ui else _check_local(href)
+    return f'<a href="{_e(url)}">{text}</a>'
+
+
+def _links_section(links: Sequence[tuple[str, str]], note: str | None = None) -> str:
+    """One line per piece: its audio preview playable in place, then its files (a MIDI file
+    and its preview share the path without suffix)."""
+    if not links and not note:
         return ""
-    items = []
+    pieces: dict[str, list[tuple[str, str]]] = {}
     for label, href in links:
-        url = _check_local(href)
-        item = f'<a href="{_e(url)}">{_e(label)}</a>'
-        mime = _AUDIO_TYPES.get(Path(href).suffix.lower())
-        if mime:
-            item += (
-                f' <audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
-            )
-        items.append(f"<li>{item}</li>")
+        pieces.setdefault(str(Path(href).with_suffix("")), []).append((label, href))
+    items = []
+    for files in pieces.values():
+        players, anchors = [], []
+        for label, href in files:
+            url = _check_local(href)
+            mime = _AUDIO_TYPES.get(Path(href).suffix.lower())
+            if mime:
+                players.append(
+                    f'<audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
+                )
+            anchors.append(f'<a href="{_e(url)}">{_e(label)}</a>')
+        items.append("<li>" + " ".join(players + anchors) + "</li>")
+    text = (
+        "Pieces of 16 bars sampled from this version, next to this report: each MIDI file with "
+        "its audio preview (General MIDI piano, loudness-normalised)."
+    )
+    if note:
+        text += f" {note}"
     return (
-        '<h2>Listen</h2><p class="note">Generated samples, next to this report.</p>'
+        f'<h2>Listen</h2><p class="note">{_e(text)}</p>'
         '<ul class="links">' + "".join(items) + "</ul>"
+    )
+
+
+@dataclass
+class Lineage:
+    """Where a version comes from and where it stands: the report's lineage block."""
+
+    dataset: str
+    digest: str  # the dataset digest trained on
+    code_version: str
+    git_commit: str | None = None
+    epochs_done: int = 0
+    max_epochs: int = 0
+    time_budget_s: float | None = None
+    train_seconds: float | None = None
+    run_id: str = ""
+    run_url: str | None = None  # the run in the MLflow UI (musicflow ui)
+    model_uri: str = ""
+    data_docs: str | None = None  # relative links
+    audit_page: str | None = None
+    index_page: str | None = None
+    champion: bool = False  # holds its registered model's champion alias
+    best_of_dataset: bool = False  # the best version of the dataset, across models
+    registered_model: str = ""
+
+
+def _badges(champion: bool, best: bool, registered: str) -> str:
+    out = []
+    if best:
+        out.append('<span class="badge best">★ best of the dataset</span>')
+    if champion:
+        out.append(f'<span class="badge champion">champion of {_e(registered)}</span>')
+    if not out:
+        out.append('<span class="badge plain">not the champion</span>')
+    return "".join(out)
+
+
+def _epochs_text(done: int, planned: int, budget_s: float | None) -> str:
+    if not planned:
+        return str(done) if done else "—"
+    text = f"{done} of {planned} epochs"
+    if budget_s and done < planned:
+        text += f" (stopped by the time budget of {budget_s / 60:g} min)"
+    elif budget_s:
+        text += f" (within the time budget of {budget_s / 60:g} min)"
+    return text
+
+
+def _lineage_section(lin: Lineage) -> str:
+    trained = _epochs_text(lin.epochs_done, lin.max_epochs, lin.time_budget_s)
+    if lin.train_seconds:
+        trained += f", {lin.train_seconds / 60:.1f} min of training"
+    data = (
+        f'{_e(lin.dataset)} <code class="digest" title="{_e(lin.digest)}">'
+        f"{_e(lin.digest[:16])}</code>"
+    )
+    checks = [
+        _a("audit page", lin.audit_page) if lin.audit_page else "",
+        _a("GX Data Docs", lin.data_docs) if lin.data_docs else "",
+    ]
+    checks_html = " · ".join(c for c in checks if c)
+    code = f"<code>{_e(lin.code_version)}</code>"
+    if lin.git_commit:
+        code += f" (git <code>{_e(lin.git_commit[:12])}</code>)"
+    mlflow = f"run <code>{_e(lin.run_id)}</code>"
+    if lin.run_url:
+        mlflow += (
+            " · "
+            + _a("open in the MLflow UI", lin.run_url, ui=True)
+            + (' <span class="note">(start it with <code>musicflow ui</code>)</span>')
+        )
+    status = _badges(lin.champion, lin.best_of_dataset, lin.registered_model)
+    if lin.index_page:
+        status += (
+            ' <span class="note">when this report was written; the current standing of every '
+            "version: " + _a("dataset index", lin.index_page) + "</span>"
+        )
+    rows = [
+        ("Dataset (digest)", data + (f" · {checks_html}" if checks_html else "")),
+        ("Code version", code),
+        ("Training", _e(trained)),
+        ("MLflow", mlflow),
+        ("Model URI", f"<code>{_e(lin.model_uri)}</code>"),
+        ("Status", status),
+    ]
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<h2>Lineage</h2><table class="lineage"><tbody>{body}</tbody></table>'
+
+
+def _page(title: str, body: Sequence[str], css: str = "") -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}{css}</style></head><body>"
+        + "\n".join(part for part in body if part)
+        + "</body></html>\n"
     )
 
 
@@ -241,34 +391,281 @@ def render_report(
     audit_summary: Mapping[str, Any],
     figures: Mapping[str, bytes],
     links: Sequence[tuple[str, str]],
+    lineage: Lineage | None = None,
+    audio_note: str | None = None,
 ) -> str:
-    """The report page: model, metric table (each metric beside its ``_baseline`` and, when
-    given, the thesis-architecture model's value), figures, sample links, dataset audit.
+    """The report page: status badges, lineage, metric table (each metric beside its
+    ``_baseline`` and, when given, the thesis-architecture model's value), the pieces to listen
+    to, figures, model settings, dataset audit.
 
     ``metrics`` is :func:`musicflow.metrics.evaluate`'s dict; unknown keys are shown too.
-    Raises ``ValueError`` for a link that is not a relative path or a figure that is not an
-    image, so a report can never point at the network.
+    Raises ``ValueError`` for a link that is not a relative path (or the local MLflow UI) or a
+    figure that is not an image, so a report never loads anything from the network.
     """
+    heading = f"<h1>{_e(title)}</h1>"
+    if lineage is not None:
+        heading += (
+            "<p>"
+            + _badges(lineage.champion, lineage.best_of_dataset, lineage.registered_model)
+            + "</p>"
+        )
     body = [
-        f"<h1>{_e(title)}</h1>",
+        heading,
+        _lineage_section(lineage) if lineage is not None else "",
+        _metrics_section(metrics, baseline_model_metrics),
+        _links_section(links, audio_note),
+        _figures_section(figures),
         "<h2>Model</h2>",
         _render_value(dict(model_info)),
-        _metrics_section(metrics, baseline_model_metrics),
-        _figures_section(figures),
-        _links_section(links),
         "<h2>Dataset audit</h2>",
         _render_value(dict(audit_summary)),
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
+    return _page(title, body)
+
+
+#: The index page's first metric columns: the champion rule's, then the model-provided ones,
+#: then the rest in report order (metrics.METRIC_INFO).
+INDEX_FIRST = ("onenn_accuracy", "pitch_hist_l1", "blank_rate")
+
+
+def _index_rank(name: str) -> int:
+    order = [
+        *INDEX_FIRST,
+        *MODEL_METRIC_INFO,
+        "unique_rate",
+        "copy_rate",
+        *(n for n in METRIC_INFO if n not in INDEX_FIRST),
+    ]
+    if name in order:
+        return order.index(name)
+    return len(INDEX_FIRST) + len(MODEL_METRIC_INFO)  # another model-provided metric
+
+
+@dataclass
+class IndexRow:
+    """One registered version on the dataset's index page."""
+
+    registered_model: str  # <dataset>-<model>
+    model: str  # vae, gan …
+    version: int
+    metrics: Mapping[str, float]  # every metric of its run
+    evaluation: Sequence[str]  # its evaluation metrics, report order
+    champion: bool = False
+    best: bool = False
+    epochs_done: int | None = None
+    max_epochs: int | None = None
+    digest: str = ""
+    created: str = ""  # when it was registered, as text
+    report: str | None = None  # relative link to its report
+    run_url: str | None = None  # the run in the MLflow UI
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _metric_cell(value: float | None, base: float | None, better: str) -> str:
+    cls = "num" + _versus_baseline(value, base, better)
+    text = _e(_fmt(value))
+    if base is not None:
+        text += f"<small>base {_e(_fmt(base))}</small>"
+    return f'<td class="{cls}">{text}</td>'
+
+
+def render_index(
+    *,
+    dataset: str,
+    rows: Sequence[IndexRow],
+    best_text: str,
+    rule_text: str,
+    links: Sequence[tuple[str, str]] = (),
+    ui_url: str | None = None,
+) -> str:
+    """The dataset's page: every version of every model in one table, each metric beside its
+    baseline, the champion of each model and the best of the dataset marked.
+
+    The metric columns are the union of the versions' evaluation metrics in report order, so a
+    metric one model provides shows as a column (empty for the others).
+    """
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row.evaluation if n not in names]
+    seen = {n: i for i, n in enumerate(names)}
+    names = sorted(names, key=lambda n: (_index_rank(n), seen[n]))
+    head = ["Model (report)", "Version (MLflow run)", "Standing", "Epochs", *names]
+    body = []
+    for row in rows:
+        standing = []
+        if row.best:
+            standing.append('<span class="badge best">★ best</span>')
+        if row.champion:
+            standing.append('<span class="badge champion">champion</span>')
+        epochs = (
+            f"{row.epochs_done} of {row.max_epochs}"
+            if row.epochs_done is not None and row.max_epochs
+            else ("—" if row.epochs_done is None else str(row.epochs_done))
+        )
+        model = _a("", row.report, markup=f"<code>{_e(row.model)}</code>")
+        version = f"v{row.version}"
+        if row.run_url:
+            version = _a(version, row.run_url, ui=True)
+        cells = [
+            f"<td>{model}<small>{_e(row.registered_model)}</small></td>",
+            f'<td class="num">{version}<small>{_e(row.created)}</small></td>',
+            f"<td>{''.join(standing)}</td>",
+            f'<td class="num">{_e(epochs)}<small title="{_e(row.digest)}">data '
+            f"{_e(row.digest[:8])}</small></td>",
+        ]
+        for name in names:
+            info = metric_info(name)
+            if name not in row.evaluation:
+                cells.append('<td class="num">—</td>')
+                continue
+            cells.append(
+                _metric_cell(
+                    row.metrics.get(name),
+                    row.metrics.get(f"{name}{BASELINE_SUFFIX}"),
+                    info.better if info else "",
+                )
+            )
+        cls = ' class="best"' if row.best else ""
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    meaning = []
+    for name in names:
+        info = metric_info(name)
+        better = _BETTER_TEXT.get(info.better, "") if info else ""
+        text = info.description if info else "a model-provided metric"
+        meaning.append(
+            f"<tr><td><code>{_e(name)}</code></td><td>{_e(better)}</td>"
+            f'<td class="meaning">{_e(text)}</td></tr>'
+        )
+    top_links = [_a(label, href) for label, href in links]
+    if ui_url:
+        top_links.append(_a("MLflow runs of this dataset", ui_url, ui=True))
+    parts = [
+        f"<h1>{_e(dataset)}: every model and version</h1>",
+        f"<p><strong>{_e(best_text)}</strong></p>",
+        f'<p class="note">{_e(rule_text)}</p>',
+        ("<p>" + " · ".join(top_links) + "</p>") if top_links else "",
+        '<div class="scroll"><table class="index"><thead><tr>'
+        + "".join(f"<th>{_e(h).replace('_', '_<wbr>')}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>",
+        '<p class="note">Each cell: the version\'s value, and under it its baseline (the same '
+        "metric for a sample of real training windows against the held-out windows). Green: at "
+        "least as good as the baseline; yellow: a little worse; red: worse than two samples of "
+        "real music differ.</p>",
+        "<h2>The metrics</h2><table><thead><tr><th>Metric</th><th>Better</th>"
+        "<th>What it means</th></tr></thead><tbody>" + "".join(meaning) + "</tbody></table>",
+    ]
+    return _page(f"{dataset}: models and versions", parts, "body { max-width: 1500px; }")
 
 
 def write_report(path: str | os.PathLike[str], html_text: str) -> Path:
     """Write the page atomically (temp file in the same folder + ``os.replace``): a killed
     run never leaves half a report behind. Returns the path written."""
     return atomic.write_text(path, html_text, fsync=True)
+
+
+@dataclass
+class AuditRule:
+    """One expectation of the suite on the audit page, with what it found."""
+
+    code: str
+    outcome: str  # "quarantine" or "warning"
+    expectation: str  # GX expectation type
+    column: str
+    notes: str
+    n_failed: int
+
+
+def render_audit(
+    *,
+    dataset: str,
+    summary: Mapping[str, Any],
+    rules: Sequence[AuditRule],
+    duplicates: Sequence[tuple[str, str]] = (),
+    data_docs: str | None = None,
+    list_limit: int = 200,
+) -> str:
+    """The dataset's audit page: what the Great Expectations suite decided, offline.
+
+    Warning-level expectations are warnings (the file is accepted and encoded), not failures;
+    only a quarantine expectation keeps a file out. The page status says which of these
+    happened. Self-contained like the reports: inline CSS, no script, nothing from the network.
+    """
+    status = summary.get("status", {})
+    n_files = int(summary.get("n_files", 0))
+    accepted = int(status.get("accepted", 0))
+    quarantined = int(status.get("quarantined", 0))
+    duplicate = int(status.get("duplicate", 0))
+    warned = summary.get("warned_files", [])
+    if accepted == 0:
+        verdict, cls = "Nothing accepted: no file can be encoded", "bad"
+    elif quarantined:
+        verdict, cls = f"Accepted {accepted} of {n_files} files; {quarantined} quarantined", "near"
+    elif warned:
+        verdict, cls = f"Accepted every file; {len(warned)} with warnings", "good"
+    else:
+        verdict, cls = "Accepted every file, no warnings", "good"
+    counts = (
+        f"{n_files} MIDI files: {accepted} accepted ({len(warned)} of them with warnings), "
+        f"{quarantined} quarantined, {duplicate} duplicate; "
+        f"{summary.get('n_segments', 0)} windows from accepted files."
+    )
+    rule_rows = []
+    for rule in rules:
+        if rule.n_failed == 0:
+            result = '<td class="result good">passed</td>'
+        elif rule.outcome == "warning":
+            result = f'<td class="result near">warning: {rule.n_failed} file(s), accepted</td>'
+        else:
+            result = f'<td class="result bad">{rule.n_failed} file(s) quarantined</td>'
+        kind = "quarantine" if rule.outcome != "warning" else "warning"
+        rule_rows.append(
+            f"<tr><td><code>{_e(rule.code)}</code></td><td>{_e(kind)}</td>"
+            f"<td><code>{_e(rule.expectation)}</code><small>column {_e(rule.column)}</small>"
+            f'</td><td class="meaning">{_e(rule.notes)}</td>{result}</tr>'
+        )
+
+    def listing(title: str, head: tuple[str, str], items: Sequence[tuple[str, str]]) -> str:
+        if not items:
+            return ""
+        shown = items[:list_limit]
+        more = (
+            f'<p class="note">… and {len(items) - list_limit} more (see manifest.parquet)</p>'
+            if len(items) > list_limit
+            else ""
+        )
+        rows = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td></tr>" for a, b in shown)
+        return (
+            f"<h2>{_e(title)} ({len(items)})</h2><table><thead><tr><th>{_e(head[0])}</th>"
+            f"<th>{_e(head[1])}</th></tr></thead><tbody>{rows}</tbody></table>{more}"
+        )
+
+    quarantined_files = [(p, r) for p, r in summary.get("quarantined_files", [])]
+    warned_files = [(p, ", ".join(w)) for p, w in warned]
+    docs = (
+        '<p class="note">The same results as Great Expectations renders them: '
+        + _a("GX Data Docs", data_docs)
+        + " (they load their styling from the internet, and count warnings as failed "
+        "expectations).</p>"
+        if data_docs
+        else ""
+    )
+    parts = [
+        f"<h1>Audit of {_e(dataset)}</h1>",
+        f'<table class="lineage"><tbody><tr><th>Status</th><td class="{cls}"><strong>'
+        f"{_e(verdict)}</strong></td></tr></tbody></table>",
+        f"<p>{_e(counts)}</p>",
+        "<h2>Rules</h2>",
+        '<p class="note">The Great Expectations suite (expectations/midi_files.json), in '
+        "order. A quarantine rule keeps a failing file out of the dataset (the first failing "
+        "code is its reason); a warning rule only flags the file, which is accepted and "
+        "encoded.</p>",
+        "<table><thead><tr><th>Code</th><th>Outcome</th><th>Expectation</th><th>Why</th>"
+        "<th>Result</th></tr></thead><tbody>" + "".join(rule_rows) + "</tbody></table>",
+        listing("Quarantined files", ("file", "reason"), quarantined_files),
+        listing("Accepted with warnings", ("file", "warnings"), warned_files),
+        listing("Duplicates", ("file", "copy of"), list(duplicates)),
+        docs,
+    ]
+    return _page(f"Audit of {dataset}", parts)

@@ -14,13 +14,17 @@ Adapters, so no other module talks to MLflow's API directly:
   both tagged with their owner process so that :func:`mark_crashed_runs` can close runs a
   killed command left ``RUNNING``; :func:`set_tags`, :func:`log_params`, :func:`log_metrics`,
   :func:`log_dataset_input`, :func:`log_artifacts`, :func:`download_artifacts`,
-  :func:`run_metrics`;
+  :func:`run_metrics`, :func:`set_run_description`;
 - models: :func:`log_model` (log the model folder as a models-from-code pyfunc model, no
   pickle, register a version and record its files' digests), :func:`fetch_model` (the data
   files of a version, checked against those digests: musicflow never unpickles or imports
-  anything from the artifact store);
+  anything from the artifact store), :func:`describe_version`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
-  :func:`latest_version`, :func:`dataset_versions`, :func:`known_datasets`.
+  :func:`latest_version`, :func:`dataset_versions` (read from sqlite directly for the embedded
+  store), :func:`known_datasets`, :func:`require_dataset`;
+- the UI: :func:`tag_training_experiment` (opens on the training runs, with the metric columns
+  a user compares on: the saved view :data:`VIEW_KEY`), :func:`experiment_url`,
+  :func:`run_url`.
 
 MLflow is imported inside the functions: importing this module costs nothing, so ``musicflow
 --help`` stays fast.
@@ -58,6 +62,33 @@ MODEL_FILE_RE = re.compile(r"(config|sampling)\.json|[A-Za-z0-9_]+\.weights\.h5"
 #: The models-from-code entry point MLflow's own loader runs (musicflow's loader does not).
 SAMPLER_MODULE = "musicflow.tasks.sampler_model"
 REACH_TIMEOUT_S = 5.0
+
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model
+# training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows for an experiment or a run
+# A saved view of the experiment's run list (the UI's "shared view" tag): the columns a user
+# compares versions on, sorted by the champion rule's first key. Opened by experiment_url().
+VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "musicflow"
+VIEW_METRICS = (
+    "onenn_accuracy",
+    "onenn_accuracy_baseline",
+    "pitch_hist_l1",
+    "pitch_hist_l1_baseline",
+    "blank_rate",
+    "unique_rate",
+    "copy_rate",
+    "heldout_nll",
+    "epochs_completed",
+)
+VIEW_PARAMS = ("model", "epochs", "max_epochs", "time_budget_s", "dataset_digest")
+# The run's evaluation metrics, comma-separated (evaluate sets it): what compare and the index
+# page list, whatever the metrics' names.
+EVALUATION_METRICS_TAG = "musicflow.evaluation_metrics"
+UI_HOST = "127.0.0.1"
+UI_PORT = 5000
 
 
 def experiment_name(dataset: str) -> str:
@@ -232,9 +263,9 @@ def use_workspace_store() -> str:
 
 
 def local_artifacts() -> Path | None:
-    """With the embedded sqlite store: the ``artifacts/`` folder beside the database."""
-    path = _sqlite_path(workspace.tracking_uri())
-    return None if path is None else path.parent / "artifacts"
+    """Where new experiments keep their artifacts (``workspace.artifact_root``), or None when
+    a tracking server decides (``mlflow-artifacts:/…`` under ``--serve-artifacts``)."""
+    return workspace.artifact_root(workspace.tracking_uri())
 
 
 #: The environment of ``musicflow ui``'s server: MLflow's background job runner (GenAI jobs,
@@ -242,14 +273,16 @@ def local_artifacts() -> Path | None:
 UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def ui_command(port: int) -> list[str]:
+def ui_command(port: int) -> list[str] | None:
     """``mlflow server`` for the workspace's store on 127.0.0.1:port with one worker
-    (``musicflow ui``)."""
+    (``musicflow ui``); None when the store is a tracking server, which serves its own UI."""
     import sys
 
+    uri = workspace.tracking_uri()
+    if workspace.is_tracking_server(uri):
+        return None
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
-    cmd += [workspace.tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--workers", "1"]
+    cmd += [uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     artifacts = local_artifacts()
     if artifacts is not None:
         cmd += ["--artifacts-destination", artifacts.as_uri()]
@@ -259,10 +292,14 @@ def ui_command(port: int) -> list[str]:
 def ensure_experiment(dataset: str) -> str:
     """Create the dataset's experiment once, up front (parallel creation races on sqlite).
 
-    With a local sqlite store, artifacts go in ``artifacts/<dataset>/`` beside the database
-    (MLflow's default would be ``./mlartifacts`` in whatever directory the process started in).
+    With a database store (the embedded sqlite one, or ``postgresql://`` used directly),
+    artifacts go in the workspace (:func:`local_artifacts`; MLflow's default would be
+    ``./mlartifacts`` in whatever directory the process started in). With a tracking server
+    the server picks the location, so every client, on any machine, uploads and downloads
+    through it instead of writing to a path that exists only where the experiment was made.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     use_workspace_store()
     name = experiment_name(dataset)
@@ -271,7 +308,13 @@ def ensure_experiment(dataset: str) -> str:
         return found.experiment_id
     artifacts = local_artifacts()
     location = None if artifacts is None else (artifacts / dataset).as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        found = mlflow.get_experiment_by_name(name)  # another client of a shared server won
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -284,6 +327,7 @@ def start_run(dataset: str, run_name: str) -> Iterator[Run]:
     import mlflow
 
     experiment_id = ensure_experiment(dataset)
+    tag_training_experiment(experiment_id, dataset)
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, tags={OWNER_TAG: procs.owner()}
     ) as run:
@@ -391,6 +435,11 @@ def run_metrics(run_id: str) -> dict[str, float]:
     return dict(client().get_run(run_id).data.metrics)
 
 
+def set_run_description(run_id: str, text: str) -> None:
+    """The run's description (Markdown), shown at the top of its page in the MLflow UI."""
+    client().set_tag(run_id, NOTE_TAG, text)
+
+
 # --- models ---------------------------------------------------------------------------------
 
 
@@ -418,7 +467,8 @@ def log_model(model_dir: Path, registered: str) -> int:
 
     digests = json.dumps(file_digests(model_dir), sort_keys=True)
     code = find_spec(SAMPLER_MODULE).origin  # the file, not imported here
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_unless_debug():
+        # "Successfully registered model …", "Created version …"
         warnings.simplefilter("ignore")
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
@@ -432,6 +482,31 @@ def log_model(model_dir: Path, registered: str) -> int:
     mlflow.set_tag(MODEL_FILES_TAG, digests)
     client().set_model_version_tag(registered, str(version), MODEL_FILES_TAG, digests)
     return version
+
+
+@contextlib.contextmanager
+def _quiet_unless_debug() -> Iterator[None]:
+    """Silence MLflow's own event messages (printed straight to stderr) unless ``--debug``."""
+    from mlflow.utils import logging_utils
+
+    from musicflow import progress
+
+    if progress.debug_enabled():
+        yield
+        return
+    logging_utils.disable_logging()
+    try:
+        yield
+    finally:
+        logging_utils.enable_logging()
+
+
+def describe_version(name: str, version: int | str, text: str, model_text: str = "") -> None:
+    """The description of a registered version (and of its registered model, when given)."""
+    c = client()
+    c.update_model_version(name, str(version), description=text)
+    if model_text:
+        c.update_registered_model(name, description=model_text)
 
 
 _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
@@ -554,6 +629,97 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
+# --- the UI ---------------------------------------------------------------------------------
+
+
+def view_state() -> dict[str, Any]:
+    """The run-list view :func:`tag_training_experiment` saves: columns and sort order."""
+    return {
+        "selectedColumns": [
+            "attributes.`Models`",
+            *(f"params.`{p}`" for p in VIEW_PARAMS),
+            *(f"metrics.`{m}`" for m in VIEW_METRICS),
+        ],
+        "orderByKey": "metrics.`onenn_accuracy`",
+        "orderByAsc": True,
+    }
+
+
+def training_experiment_tags(dataset: str) -> dict[str, str]:
+    """Tags that make the MLflow UI open the dataset's experiment where a user needs it."""
+    import json
+    import time
+
+    now = int(time.time() * 1000)
+    view = {
+        "name": "musicflow: versions and evaluation metrics",
+        "createdAt": now,
+        "updatedAt": now,
+        "state": json.dumps(view_state()),
+    }
+    return {
+        EXPERIMENT_KIND_TAG: TRAINING_KIND,
+        NOTE_TAG: (
+            f"Training runs of musicflow on the dataset **{dataset}**: one run per trained "
+            "model (params, per-epoch losses, held-out evaluation with a `_baseline` for each "
+            "metric, figures, the HTML report, the registered version). Compare versions with "
+            f"`musicflow compare --dataset {dataset}` or `reports/{dataset}/index.html`."
+        ),
+        f"{VIEW_PREFIX}{VIEW_KEY}": json.dumps(view),
+    }
+
+
+def tag_training_experiment(experiment_id: str, dataset: str) -> None:
+    """Tag the experiment as a model-training one, with a description and the saved view
+    (only the tags it lacks, so a user's own edits stay)."""
+    c = client()
+    have = c.get_experiment(experiment_id).tags
+    for key, value in training_experiment_tags(dataset).items():
+        if key not in have:
+            c.set_experiment_tag(experiment_id, key, value)
+
+
+def ui_base(port: int = UI_PORT) -> str:
+    return f"http://{UI_HOST}:{port}"
+
+
+# The UI's side bar has a GenAI and a model-training mode, kept in the browser; this query
+# parameter opens the model-training one.
+UI_MODE = "workflowType=machine_learning"
+
+
+def experiment_url(experiment_id: str, port: int = UI_PORT) -> str:
+    """The experiment's run list in ``musicflow ui``, opened on the saved view."""
+    return (
+        f"{ui_base(port)}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
+    )
+
+
+def run_url(experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
+    """A run's page in ``musicflow ui``."""
+    return f"{ui_base(port)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_MODE}"
+
+
+def experiment_links(port: int = UI_PORT) -> list[tuple[str, str]]:
+    """``(dataset, address)`` of every musicflow experiment in the store, for ``musicflow ui``
+    to print; empty while the embedded store does not exist yet (creating it here would race
+    with the UI server's own migration)."""
+    artifacts = local_artifacts()
+    if artifacts is not None and not (artifacts.parent / "mlflow.db").is_file():
+        return []
+    found = client().search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    return [
+        (e.name.removeprefix(EXPERIMENT_PREFIX), experiment_url(e.experiment_id, port))
+        for e in sorted(found, key=lambda e: e.name)
+    ]
+
+
+def experiment_id_of(dataset: str) -> str | None:
+    """The dataset's experiment id, or None before its first run."""
+    found = client().get_experiment_by_name(experiment_name(dataset))
+    return None if found is None else found.experiment_id
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 
@@ -590,8 +756,30 @@ class VersionRow:
 
     model: str  # the registered name, <dataset>-<model>
     version: int
-    champion: bool
+    champion: bool  # holds its registered model's champion alias
     metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
+    experiment_id: str = ""
+    params: dict[str, str] = field(default_factory=dict)  # the run's params
+    tags: dict[str, str] = field(default_factory=dict)  # the run's tags
+    created_ms: int = 0  # when the version was registered (ms since the epoch)
+
+    @property
+    def model_kind(self) -> str:
+        """The model's name (``vae``, ``gan`` …): the run's param, else the name's suffix."""
+        return self.params.get("model") or self.model.rsplit("-", 1)[-1]
+
+    @property
+    def uri(self) -> str:
+        return version_uri(self.model, self.version)
+
+    def evaluation_names(self) -> list[str]:
+        """The run's evaluation metrics in report order (the tag evaluate sets; for older
+        runs, the metrics musicflow knows)."""
+        from musicflow.metrics import evaluation_names
+
+        tagged = [n for n in self.tags.get(EVALUATION_METRICS_TAG, "").split(",") if n]
+        return evaluation_names(self.metrics, tagged)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -653,26 +841,32 @@ def known_datasets() -> list[str]:
 
 
 def dataset_versions(dataset: str) -> list[VersionRow]:
-    """Every registered version of the dataset's models with its run's metrics, sorted.
-
-    Looked up by exact name, ``<dataset>-<model>`` for each model name (a pattern such as
-    SQL ``LIKE`` would let ``_`` and ``%`` in a name match other datasets).
-    """
+    """Every registered version of the dataset's models with its run's metrics, params and
+    tags, sorted: read from the embedded store with sqlite directly (``compare`` answers in
+    well under a second), else through MLflow's client. Nothing is created: without a store
+    there is nothing to list."""
     import sqlite3
 
-    from musicflow.models import MODEL_NAMES
-
-    names = [registered_name(dataset, m) for m in MODEL_NAMES]
     if not store_exists():
         return []
     with _store_reader() as con:
         if con is not None:
             with contextlib.suppress(sqlite3.Error):
-                return _versions_from_sqlite(con, names)
-    return _versions_from_client(names)
+                return _versions_from_sqlite(con, dataset)
+    return _versions_from_client(dataset)
 
 
-def _versions_from_sqlite(con: Any, names: list[str]) -> list[VersionRow]:
+def _versions_from_sqlite(con: Any, dataset: str) -> list[VersionRow]:
+    """:func:`_versions_from_client`'s rows, from the store's tables (the same filter: names
+    ``<dataset>-…`` whose run says it trained on ``dataset``, or a known model's exact name)."""
+    prefix = f"{dataset}-"
+    names = [
+        name
+        for (name,) in con.execute(
+            "SELECT name FROM registered_models WHERE substr(name, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+    ]
     rows = []
     for name in names:
         champion = con.execute(
@@ -680,11 +874,18 @@ def _versions_from_sqlite(con: Any, names: list[str]) -> list[VersionRow]:
             (name, CHAMPION),
         ).fetchone()
         versions = con.execute(
-            "SELECT version, run_id FROM model_versions WHERE name = ? "
+            "SELECT version, run_id, creation_time FROM model_versions WHERE name = ? "
             "AND current_stage != 'Deleted_Internal'",
             (name,),
         ).fetchall()
-        for version, run_id in versions:
+        for version, run_id, created in versions:
+            run = con.execute(
+                "SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)
+            ).fetchone()
+            tags = dict(con.execute('SELECT "key", value FROM tags WHERE run_uuid = ?', (run_id,)))
+            trained_on = tags.get("musicflow.dataset") if run else None
+            if trained_on != dataset and not _same_dataset(name, dataset):
+                continue
             metrics = {
                 key: (float("nan") if is_nan else float(value))
                 for key, value, is_nan in con.execute(
@@ -692,28 +893,57 @@ def _versions_from_sqlite(con: Any, names: list[str]) -> list[VersionRow]:
                     (run_id,),
                 )
             }
-            is_champion = champion is not None and int(champion[0]) == int(version)
-            rows.append(VersionRow(name, int(version), is_champion, metrics))
-    return sorted(rows, key=lambda r: (r.model, r.version))
-
-
-def _versions_from_client(names: list[str]) -> list[VersionRow]:
-    from mlflow.exceptions import MlflowException
-
-    c = client()
-    rows = []
-    for name in names:
-        try:
-            model = c.get_registered_model(name)
-        except MlflowException:
-            continue
-        champion = (getattr(model, "aliases", None) or {}).get(CHAMPION)
-        for mv in c.search_model_versions(f"name = '{name}'"):
-            metrics = dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+            params = dict(
+                con.execute('SELECT "key", value FROM params WHERE run_uuid = ?', (run_id,))
+            )
             rows.append(
-                VersionRow(model.name, int(mv.version), str(mv.version) == str(champion), metrics)
+                VersionRow(
+                    name,
+                    int(version),
+                    champion is not None and int(champion[0]) == int(version),
+                    metrics if run else {},
+                    run_id=run_id or "",
+                    experiment_id=str(run[0]) if run else "",
+                    params=params if run else {},
+                    tags=tags if run else {},
+                    created_ms=int(created or 0),
+                )
             )
     return sorted(rows, key=lambda r: (r.model, r.version))
+
+
+def _versions_from_client(dataset: str) -> list[VersionRow]:
+    """Every registered version of the dataset's models, through MLflow's client."""
+    c = client()
+    rows = []
+    for model in c.search_registered_models(filter_string=f"name LIKE '{dataset}-%'"):
+        champion = model.aliases.get(CHAMPION) if hasattr(model, "aliases") else None
+        for mv in c.search_model_versions(f"name = '{model.name}'"):
+            run = c.get_run(mv.run_id) if mv.run_id else None
+            trained_on = run.data.tags.get("musicflow.dataset") if run else None
+            if trained_on != dataset and not _same_dataset(model.name, dataset):
+                continue  # "<dataset>-…" of another dataset whose name starts the same
+            rows.append(
+                VersionRow(
+                    model.name,
+                    int(mv.version),
+                    str(mv.version) == str(champion),
+                    dict(run.data.metrics) if run else {},
+                    run_id=mv.run_id or "",
+                    experiment_id=run.info.experiment_id if run else "",
+                    params=dict(run.data.params) if run else {},
+                    tags=dict(run.data.tags) if run else {},
+                    created_ms=int(mv.creation_timestamp or 0),
+                )
+            )
+    return sorted(rows, key=lambda r: (r.model, r.version))
+
+
+def _same_dataset(registered: str, dataset: str) -> bool:
+    """``registered`` is ``<dataset>-<model>`` for one of the models musicflow knows."""
+    from musicflow.models import MODEL_NAMES
+
+    return any(registered == registered_name(dataset, m) for m in MODEL_NAMES)
 
 
 def require_dataset(dataset: str) -> None:

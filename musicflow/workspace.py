@@ -75,6 +75,26 @@ NO_TELEMETRY = {
 }
 
 
+def is_tracking_server(uri: str) -> bool:
+    """True for an MLflow tracking server (``http(s)://``): it decides where artifacts go."""
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Where new experiments keep their artifacts, or None to let the tracking server decide.
+
+    A database URI (the embedded sqlite store, or a direct ``postgresql://`` one) stores no
+    files: artifacts go in ``artifacts/`` beside a sqlite file, else in the workspace's
+    ``mlruns/artifacts/`` (MLflow's default would be ``./mlartifacts`` in whatever directory
+    the process started in). A tracking server serves its own (``--serve-artifacts``).
+    """
+    if is_tracking_server(uri):
+        return None
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    return home() / "mlruns" / "artifacts"
+
+
 def configure_environment() -> None:
     """Point Prefect, GX and MLflow at the workspace and switch off every phone-home.
 
@@ -97,6 +117,9 @@ def configure_environment() -> None:
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "MLFLOW_TRACKING_URI": tracking_uri(),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # With a tracking server MLflow prints "View run … at: URL" on stdout for every run;
+        # the CLI prints the run ids itself and keeps stdout for its results.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_ENABLE_ONEDNN_OPTS": "0",
     }

@@ -1,4 +1,5 @@
-"""Audit: merge parse records and validation outcomes into the manifest, and summarise it.
+"""Audit: merge parse records and validation outcomes into the manifest, summarise it, and
+write the offline audit page (``write_audit_page``).
 
 The manifest has one row per input file (docs/dataset.md). Duplicates carry the metadata
 of the first copy (same bytes) but no segments: only the first copy's windows enter the shards.
@@ -7,7 +8,9 @@ of the first copy (same bytes) but no segments: only the first copy's windows en
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 INT_COLUMNS = [
@@ -23,26 +26,32 @@ INT_COLUMNS = [
 
 def build_manifest(records: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
     """``records``: one row per ingested file (parse stage); ``outcomes``: validation's
-    status/reason/warnings for the non-duplicate rows. Returns the manifest, sorted by path."""
+    status/reason/warnings for the non-duplicate rows. Returns the manifest, sorted by path.
+
+    Column-wise (no per-row lookups): a per-row ``.loc`` cost ~50 µs a file, a minute at a
+    million files.
+    """
     manifest = records.copy()
     for column in INT_COLUMNS:
         if column not in manifest:
             manifest[column] = None
+    is_dup = manifest.duplicate_of.map(lambda v: isinstance(v, str)).astype(bool).to_numpy()
     judged = outcomes.set_index("source_path")
-    first_copy = manifest[manifest.duplicate_of.isna()].set_index("source_path")
-    statuses, reasons, warnings = [], [], []
-    for row in manifest.itertuples(index=False):
-        if isinstance(row.duplicate_of, str):
-            statuses.append("duplicate")
-            reasons.append(row.duplicate_of)
-            warnings.append([])
-        else:
-            outcome = judged.loc[row.source_path]
-            statuses.append(outcome.status)
-            reasons.append(outcome.reason if isinstance(outcome.reason, str) else None)
-            warnings.append(sorted(outcome.warnings))
-    manifest["status"], manifest["reason"], manifest["warnings"] = statuses, reasons, warnings
-    is_dup = manifest.status == "duplicate"
+    own = manifest.source_path[~is_dup]
+    if not own.isin(judged.index).all():
+        raise KeyError(f"no validation outcome for {own[~own.isin(judged.index)].iloc[0]!r}")
+    statuses = manifest.source_path.map(judged.status)
+    reasons = manifest.source_path.map(judged.reason)
+    warnings = manifest.source_path.map(judged.warnings)
+    manifest["status"] = np.where(is_dup, "duplicate", statuses.to_numpy(dtype=object))
+    manifest["reason"] = [
+        dup_of if dup else (reason if isinstance(reason, str) else None)
+        for dup, dup_of, reason in zip(is_dup, manifest.duplicate_of, reasons, strict=True)
+    ]
+    manifest["warnings"] = [
+        [] if dup else sorted(w) for dup, w in zip(is_dup, warnings, strict=True)
+    ]
+    first_copy = manifest[~is_dup].set_index("source_path")
     for column in INT_COLUMNS:
         values = manifest[column].where(~is_dup, manifest["reason"].map(first_copy[column]))
         manifest[column] = pd.array(values, dtype="Int32")
@@ -66,3 +75,45 @@ def summarize(manifest: pd.DataFrame) -> dict:
         ],
         "n_segments": int(accepted.n_segments.fillna(0).sum()),
     }
+
+
+def write_audit_page(
+    manifest: pd.DataFrame,
+    expectation_summary: list,
+    dataset: str,
+    path: Path,
+    data_docs: Path | None = None,
+) -> Path:
+    """Write the dataset's offline audit page (``<out>/audit.html``) from the manifest and
+    the suite's per-expectation tally (``tasks/validate.ExpectationSummary``)."""
+    import os
+
+    from musicflow.report import AuditRule, render_audit, write_report
+    from musicflow.suite import load_suite_config, suite_rules
+
+    notes = [str(e.get("notes", "")) for e in load_suite_config()["expectations"]]
+    rules = suite_rules()
+    tally = {(s.expectation_type, s.column, s.code): s.n_failed for s in expectation_summary}
+    shown = [
+        AuditRule(
+            code=rule.code,
+            outcome=rule.outcome,
+            expectation=rule.type,
+            column=rule.column,
+            notes=note,
+            n_failed=int(tally.get((rule.type, rule.column, rule.code), 0)),
+        )
+        for rule, note in zip(rules, notes, strict=True)
+    ]
+    dups = manifest[manifest.status == "duplicate"]
+    docs = None
+    if data_docs is not None and Path(data_docs).is_file():
+        docs = Path(os.path.relpath(Path(data_docs).resolve(), Path(path).parent.resolve()))
+    html = render_audit(
+        dataset=dataset,
+        summary=summarize(manifest),
+        rules=shown,
+        duplicates=list(zip(dups.source_path, dups.reason, strict=True)),
+        data_docs=docs.as_posix() if docs else None,
+    )
+    return write_report(path, html)

@@ -30,7 +30,8 @@ WINDOWS_ARTIFACT = "evaluation/windows.npz"
 
 #: Metrics that only some models can compute, on the held-out windows: metric name → the name
 #: of the model method returning it (a float). A model without the method gets no such metric.
-#: Adding a model-provided metric is one line here.
+#: Adding a model-provided metric is one line here (its meaning and direction are in
+#: ``metrics.MODEL_METRIC_INFO``); reports, the index page and ``compare`` then show it.
 MODEL_METRICS: dict[str, str] = {}
 
 
@@ -151,6 +152,7 @@ def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
         windows.save(Path(tmp) / folder / name)
         with tracking.resume_run(trained.run_id):
             tracking.log_metrics(evaluation.scores)
+            tracking.set_tags({tracking.EVALUATION_METRICS_TAG: _evaluation_names(evaluation)})
             tracking.log_params(
                 {
                     "sampling_threshold": evaluation.threshold,
@@ -161,6 +163,14 @@ def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
             )
         tracking.log_artifacts(trained.run_id, Path(tmp) / folder, folder)
     return evaluation
+
+
+def _evaluation_names(evaluation: Evaluation) -> str:
+    """The run's evaluation metrics (without baselines), so readers of the run (``compare``,
+    the index page) tell them from training losses whatever their names."""
+    from musicflow.metrics import evaluation_names
+
+    return ",".join(evaluation_names(evaluation.scores, MODEL_METRICS))
 
 
 def load_windows(run_id: str) -> EvaluationWindows:

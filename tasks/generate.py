@@ -1,4 +1,5 @@
-"""Generate: sample pieces from a registered model and write them as MIDI (and WAV).
+"""Generate: sample pieces from a registered model and write them as MIDI, each with an audio
+preview beside it (OGG/Vorbis, ``musicflow/audio.py``).
 
 Models are logged (``tasks/registry.py``) as MLflow pyfunc models from code
 (``tasks/sampler_model.py``, no pickle) wrapping the model folder that ``RollModel.save``
@@ -15,8 +16,6 @@ pitch window. :class:`RollSampler` stays in this module: registered models refer
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import atomic, tracking
+from musicflow import atomic, audio, tracking
 from musicflow.errors import ModelError
-
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 
 
 class RollSampler(mlflow.pyfunc.PythonModel):
@@ -89,22 +86,8 @@ def load_sampler(model_uri: str, dst: Path | None = None) -> RollSampler:
 class GenerationResult:
     midi_files: list[Path]
     songs: list[np.ndarray] = field(default_factory=list)  # bool (96, T): what each file holds
-    wav_files: list[Path] = field(default_factory=list)
-    wav_note: str | None = None
-
-
-def render_wav(midi: Path, wav: Path) -> bool:
-    """Render with FluidSynth and a General MIDI soundfont when both are installed."""
-    soundfont = next((s for s in SOUNDFONTS if Path(s).is_file()), None)
-    if shutil.which("fluidsynth") is None or soundfont is None:
-        return False
-    subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", "22050", soundfont, str(midi)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return True
+    audio_files: list[Path] = field(default_factory=list)  # the previews, one beside each MIDI
+    audio_note: str | None = None  # why there are no previews, when there are none
 
 
 def generate_midi(
@@ -114,12 +97,18 @@ def generate_midi(
     out_dir: Path,
     seed: int = 0,
     windows_per_piece: int = 8,
+    soundfont: str | None = None,
+    audio_preview: bool = True,
     sampler: RollSampler | None = None,
 ) -> GenerationResult:
-    """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4).
+    """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4), each
+    as ``sample-NNN.mid`` with its audio preview ``sample-NNN.ogg`` beside it.
 
     Each piece is the model's ``sample_piece`` (a VAE walks its latent space between two
-    samples, so consecutive windows are related; a GAN chains independent samples).
+    samples, so consecutive windows are related; a GAN chains independent samples). The
+    preview uses ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI
+    soundfont); when it cannot be rendered the MIDI files are still written and
+    ``audio_note`` says why.
     """
     from musicflow import roll
     from musicflow.sampling import binarize
@@ -140,16 +129,12 @@ def generate_midi(
         atomic.write_bytes(path, roll.notes_to_midi(notes))
         result.midi_files.append(path)
         result.songs.append(song)
-        try:
-            if render_wav(path, path.with_suffix(".wav")):
-                result.wav_files.append(path.with_suffix(".wav"))
-        except (subprocess.SubprocessError, OSError) as exc:
-            print(f"  WAV preview of {path.name} failed: {exc}", file=sys.stderr)
-    if not result.wav_files:
-        result.wav_note = (
-            "WAV previews skipped: install FluidSynth and a General MIDI soundfont "
-            "(Debian: apt-get install fluidsynth fluid-soundfont-gm)"
-        )
+        if audio_preview and result.audio_note is None:
+            try:
+                result.audio_files.append(audio.render_preview(path, soundfont=soundfont).path)
+            except (audio.AudioError, OSError) as exc:
+                result.audio_note = f"audio previews skipped: {exc}"
+                print(f"  {result.audio_note}", file=sys.stderr)
     return result
 
 

@@ -10,6 +10,9 @@ task per file would cost more in orchestration than the parse itself (~45 ms vs 
 from __future__ import annotations
 
 import json
+import math
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import atomic, roll
+from musicflow.errors import DatasetError
 from musicflow.scan import RECORD_KEYS, FileScan, scan_file
+
+MAX_CHUNK_FILES = 5000  # ~5 s of parsing per task here: 200 Prefect task runs for 1M files
 
 
 def cache_root(cache_dir: Path, pitch_low: int) -> Path:
@@ -83,7 +89,13 @@ def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
         try:
             with open(job.path, "rb") as fh:
                 data = fh.read()
-        except OSError as exc:
+        except FileNotFoundError:
+            # On a Dask cluster this runs on a worker, maybe on another machine: say so.
+            raise DatasetError(
+                f"{job.path} is not readable on {socket.gethostname()}: deleted during the run, "
+                "or a Dask worker without the source folder at the same path"
+            ) from None
+        except OSError as exc:  # permission denied, an I/O error: quarantined, the run goes on
             records.append(unreadable_record(exc.strerror or str(exc)))
             continue
         scan = scan_file(data, pitch_low=pitch_low)
@@ -136,12 +148,26 @@ def parse_files(
         else:
             records[row.source_sha256] = record
     if jobs:
-        # Several chunks per worker keep both busy when file sizes are uneven.
-        chunks = chunked(jobs, 4 * workers)
+        # Several chunks per worker keep all busy when file sizes are uneven; at most
+        # MAX_CHUNK_FILES per chunk bounds what a lost Dask worker costs to redo and what one
+        # task returns, and gives a cluster larger than ``workers`` enough tasks to share.
+        chunks = chunked(jobs, max(4 * workers, math.ceil(len(jobs) / MAX_CHUNK_FILES)))
         futures = parse_chunk.map(chunks, pitch_low=pitch_low)
         for chunk, result in zip(chunks, futures.result(), strict=True):
             for job, record in zip(chunk, result, strict=True):
                 records[job.sha] = record
+        # Workers write the windows to the cache and this process reads them for the shards:
+        # a worker with its own disk would otherwise surface later as a bare FileNotFoundError.
+        missing = sum(
+            not os.path.exists(job.entry)
+            for job in jobs
+            if records[job.sha].get("error") != "unreadable"  # never cached
+        )
+        if missing:
+            raise DatasetError(
+                f"{missing} parsed file(s) have no cache entry under {root}: Dask workers must "
+                "write to the workspace this process reads (same path, shared filesystem)"
+            )
     rows = []
     for row in files.itertuples(index=False):
         base = {

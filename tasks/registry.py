@@ -6,17 +6,16 @@ samples in a fresh process, registered as a new version of ``<dataset>-<model>``
 (docs/tracking.md). It is cached per training run, so a cached training result finds its
 version again and registers nothing.
 
-Champion rule (documented in the README): a version is eligible when its ``blank_rate`` is at
-most 0.5 (a generator that mostly outputs silence is never the best known). Among eligible
-versions, lower ``onenn_accuracy`` wins (0.5 means a nearest-neighbour test cannot tell generated
-from held-out windows); when two are within 0.01 of each other, lower ``pitch_hist_l1`` wins.
-A new version takes the alias ``champion`` only when it beats the current one by this rule.
+The champion rule itself (``is_better``, and the best version of a dataset across its models)
+lives in ``musicflow/champion.py``, pure, so ``musicflow compare`` applies it without importing
+Prefect; ``promote`` gives a new version the alias ``champion`` only when it beats the current
+one by that rule. ``register`` also writes the version's description (what was trained, for how
+long, its main scores beside their baselines), which the MLflow UI shows.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,11 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import results, tracking
+from musicflow.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
 from musicflow.tasks.evaluate import Evaluation
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 
-MAX_BLANK_RATE = 0.5
-ONENN_TIE = 0.01
+__all__ = ["MAX_BLANK_RATE", "ONENN_TIE", "RegisteredModel", "is_better", "promote", "register"]
 
 
 @results.result_type
@@ -63,24 +62,39 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
         )
         with tracking.resume_run(trained.run_id):
             version = tracking.log_model(model_dir, name)
+    tracking.describe_version(
+        name,
+        version,
+        version_description(trained, evaluation),
+        model_text=(
+            f"`{trained.model}` generators trained by musicflow on the dataset "
+            f"**{trained.dataset}**, one version per training run. The alias `champion` marks "
+            "the best version by the champion rule: eligible when blank_rate <= 0.5, then the "
+            "lower onenn_accuracy, within 0.01 the lower pitch_hist_l1."
+        ),
+    )
     return RegisteredModel(name=name, version=version, run_id=trained.run_id)
 
 
-def is_better(new: dict[str, float], old: dict[str, float] | None) -> bool:
-    """The champion rule on two metric dicts (pure, so it is easy to test)."""
-    if not _finite(new.get("blank_rate")) or new["blank_rate"] > MAX_BLANK_RATE:
-        return False
-    if not _finite(new.get("onenn_accuracy")):
-        return False
-    if old is None or not _finite(old.get("onenn_accuracy")):
-        return True
-    if abs(new["onenn_accuracy"] - old["onenn_accuracy"]) > ONENN_TIE:
-        return new["onenn_accuracy"] < old["onenn_accuracy"]
-    return new.get("pitch_hist_l1", math.inf) < old.get("pitch_hist_l1", math.inf)
-
-
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)
+def version_description(trained: TrainedModel, evaluation: Evaluation) -> str:
+    """What the MLflow UI shows for a version: what was trained, for how long, and how it
+    scored against its baselines."""
+    budget = f", time budget {trained.time_budget_s / 60:g} min" if trained.time_budget_s else ""
+    lines = [
+        f"{trained.model} trained for {trained.epochs_done} of {trained.max_epochs} epochs"
+        f"{budget} on {trained.dataset} (digest {trained.digest[:16]}), seed {trained.seed}, "
+        f"code {trained.code_version}.",
+    ]
+    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "heldout_nll"):
+        value = evaluation.scores.get(key)
+        if value is None or value != value:  # absent or NaN
+            continue
+        base = evaluation.scores.get(f"{key}_baseline")
+        lines.append(
+            f"{key} {value:.3f}"
+            + (f" (baseline {base:.3f})" if base is not None and base == base else "")
+        )
+    return "\n".join(lines)
 
 
 def promote_if_better(registered: RegisteredModel) -> bool:

@@ -1,5 +1,6 @@
 """Report: one self-contained HTML page per model version, written under ``reports/`` and
-logged to the model's MLflow run, with the generated pieces as MIDI (and WAV).
+logged to the model's MLflow run, with the generated pieces as MIDI and audio previews; and the
+dataset's index page, ``reports/<dataset>/index.html``, comparing every version of every model.
 
 Everything on the page was computed by an earlier step and is only read here: the scores and
 the threshold from the evaluation, the scored windows from the run's ``evaluation/windows.npz``
@@ -8,25 +9,34 @@ pieces from the generate step. No model is loaded, no split is recomputed, nothi
 
 The page is keyed by the registered version (``reports/<dataset>/<model>-v<version>/``): a
 cached training result finds its report already there (:func:`report_page`) and nothing is
-redone.
+redone. The index (:func:`write_index`) is rewritten after every model of a run, since a new
+version can change which one is champion or best.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import tracking, workspace
+from musicflow import lineage, tracking, workspace
+from musicflow.champion import RULE_TEXT, best_of_dataset
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
 from musicflow.tasks.registry import RegisteredModel
 from musicflow.tasks.train import TrainedModel
+
+if TYPE_CHECKING:
+    from musicflow.report import Lineage
+    from musicflow.tracking import VersionRow
 
 N_MIDI = 4
 AUDIT_LIST_LIMIT = 20
@@ -36,6 +46,23 @@ def report_page(trained: TrainedModel, registered: RegisteredModel) -> Path:
     """Where the version's report lives: ``reports/<dataset>/<model>-v<version>/report.html``."""
     folder = workspace.reports_dir() / trained.dataset / f"{trained.model}-v{registered.version}"
     return folder / "report.html"
+
+
+def index_page(dataset: str) -> Path:
+    """The dataset's index page: ``reports/<dataset>/index.html``."""
+    return workspace.reports_dir() / dataset / "index.html"
+
+
+def audit_pages(dataset_dir: Path) -> tuple[Path, Path]:
+    """The dataset's audit page and GX Data Docs index (written by the validate stage)."""
+    return Path(dataset_dir) / "audit.html", Path(dataset_dir) / "data_docs" / "index.html"
+
+
+def _rel(target: Path, start: Path) -> str | None:
+    """``target`` relative to the folder ``start``, or None when it does not exist."""
+    if not target.is_file():
+        return None
+    return Path(os.path.relpath(target.resolve(), start.resolve())).as_posix()
 
 
 def thesis_counterpart_metrics(dataset: str, model: str) -> dict[str, float] | None:
@@ -74,7 +101,8 @@ def build_report(
     windows = load_windows(evaluation.run_id)
     pitch_low = evaluation.pitch_low
     history = trained.history
-    losses = {k: v for k, v in history.items() if "loss" in k}
+    accuracies = plots.accuracy_series(history)
+    curves = {k: v for k, v in history.items() if k not in accuracies}
     figures = {
         "Note frequency: held-out real vs generated": plots.note_frequency_figure(
             windows.heldout, windows.generated, pitch_low=pitch_low
@@ -84,22 +112,24 @@ def build_report(
             windows.heldout, pitch_low=pitch_low, title="Held-out real windows"
         ),
     }
-    if losses:
-        figures["Training losses"] = plots.loss_curves_figure(losses)
-    if any(k.startswith("d_acc") for k in history):
-        figures["Discriminator accuracy"] = plots.discriminator_accuracy_figure(history)
+    if curves:
+        figures["Training losses"] = plots.loss_curves_figure(curves)
+    if accuracies:
+        figures["Discriminator accuracy"] = plots.discriminator_accuracy_figure(accuracies)
     if windows.latents is not None:
         figures["Latent space of held-out windows"] = plots.latent_scatter_figure(windows.latents)
-    links = [(p.name, p.relative_to(out).as_posix()) for p in pieces.midi_files + pieces.wav_files]
+    files = sorted(pieces.midi_files + pieces.audio_files, key=lambda p: (p.stem, p.suffix))
+    links = [(p.name, p.relative_to(out).as_posix()) for p in files]
     info = {
         "registered model": registered.name,
         "version": registered.version,
         "model URI": registered.model_uri,
         "MLflow run": registered.run_id,
         "sampling threshold": evaluation.threshold,
+        "generated windows scored": evaluation.n_generated,
+        "held-out windows": evaluation.n_heldout,
     }
-    if pieces.wav_note:
-        info["audio"] = pieces.wav_note
+    standing = _standing(trained.dataset, registered)
     html = render_report(
         title=f"{registered.name} v{registered.version}",
         model_info=info,
@@ -108,11 +138,169 @@ def build_report(
         audit_summary=audit_summary if audit_summary is not None else _audit_summary(dataset_dir),
         figures=figures,
         links=links,
+        lineage=_lineage(trained, registered, dataset_dir, out, standing),
+        audio_note=pieces.audio_note,
     )
     _write_figures(out / "figures", figures)
     write_report(page, html)
     tracking.log_artifacts(registered.run_id, out, artifact_path="report")
+    tracking.set_run_description(
+        registered.run_id, run_description(trained, evaluation, registered, standing, page)
+    )
     return str(page)
+
+
+def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:
+    """(champion of its registered model, best of the dataset) right now."""
+    rows = tracking.dataset_versions(dataset)
+    best = best_of_dataset([r for r in rows if r.champion])
+    mine = [r for r in rows if r.model == registered.name and r.version == registered.version]
+    champion = bool(mine and mine[0].champion)
+    is_best = best is not None and (best.model, best.version) == (
+        registered.name,
+        registered.version,
+    )
+    return champion, is_best
+
+
+def _lineage(
+    trained: TrainedModel,
+    registered: RegisteredModel,
+    dataset_dir: Path,
+    out: Path,
+    standing: tuple[bool, bool],
+) -> Lineage:
+    from musicflow.report import Lineage
+
+    audit, docs = audit_pages(dataset_dir)
+    experiment = tracking.experiment_id_of(trained.dataset)
+    return Lineage(
+        dataset=trained.dataset,
+        digest=trained.digest or "unknown",
+        code_version=trained.code_version or lineage.code_version(),
+        git_commit=lineage.git_commit(),
+        epochs_done=trained.epochs_done or len(next(iter(trained.history.values()), [])),
+        max_epochs=trained.max_epochs,
+        time_budget_s=trained.time_budget_s,
+        train_seconds=trained.train_seconds or None,
+        run_id=registered.run_id,
+        run_url=tracking.run_url(experiment, registered.run_id) if experiment else None,
+        model_uri=registered.model_uri,
+        data_docs=_rel(docs, out),
+        audit_page=_rel(audit, out),
+        index_page=os.path.relpath(index_page(trained.dataset), out).replace(os.sep, "/"),
+        champion=standing[0],
+        best_of_dataset=standing[1],
+        registered_model=registered.name,
+    )
+
+
+def run_description(
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    registered: RegisteredModel,
+    standing: tuple[bool, bool],
+    page: Path,
+) -> str:
+    """The run's description in the MLflow UI (Markdown): what ran, how it scored, where the
+    report is."""
+    from musicflow.metrics import BASELINE_SUFFIX
+
+    budget = f" (time budget {trained.time_budget_s / 60:g} min)" if trained.time_budget_s else ""
+    lines = [
+        f"**{trained.model}** trained on **{trained.dataset}** "
+        f"(digest `{(trained.digest or '?')[:16]}`) for {trained.epochs_done} of "
+        f"{trained.max_epochs} epochs{budget}; registered as `{registered.model_uri}`"
+        + (" — champion" if standing[0] else "")
+        + (", best of the dataset" if standing[1] else "")
+        + ".",
+        "",
+    ]
+    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "heldout_nll"):
+        value = evaluation.scores.get(key)
+        if value is None or _nan(value):
+            continue
+        base = evaluation.scores.get(f"{key}{BASELINE_SUFFIX}")
+        shown = f"- `{key}` {value:.3f}"
+        if base is not None and not _nan(base):
+            shown += f" (baseline {base:.3f})"
+        lines.append(shown)
+    lines += ["", f"Report: `{page}`"]
+    return "\n".join(lines)
+
+
+def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
+    """Write ``reports/<dataset>/index.html``: every registered version of every model of the
+    dataset, its metrics beside their baselines, each model's champion and the best of the
+    dataset marked. Returns its path."""
+    from musicflow.report import IndexRow, render_index, write_report
+
+    page = index_page(dataset)
+    folder = page.parent
+    rows = tracking.dataset_versions(dataset)
+    best = best_of_dataset([r for r in rows if r.champion])
+    experiment = next((r.experiment_id for r in rows if r.experiment_id), None)
+    index_rows = []
+    for r in sorted(rows, key=lambda r: (r.model_kind, -r.version)):
+        report = folder / f"{r.model_kind}-v{r.version}" / "report.html"
+        done = r.metrics.get("epochs_completed")
+        planned = r.params.get("max_epochs") or r.params.get("epochs")
+        index_rows.append(
+            IndexRow(
+                registered_model=r.model,
+                model=r.model_kind,
+                version=r.version,
+                metrics=r.metrics,
+                evaluation=r.evaluation_names(),
+                champion=r.champion,
+                best=best is not None and (r.model, r.version) == (best.model, best.version),
+                epochs_done=None if done is None else int(done),
+                max_epochs=int(planned) if planned and planned.isdigit() else None,
+                digest=r.params.get("dataset_digest", ""),
+                created=_when(r.created_ms),
+                report=_rel(report, folder),
+                run_url=tracking.run_url(r.experiment_id, r.run_id) if r.experiment_id else None,
+            )
+        )
+    links = []
+    if dataset_dir is None:
+        dataset_dir = workspace.rolls_dir(dataset)
+    audit, docs = audit_pages(dataset_dir)
+    for label, target in (("audit page", audit), ("GX Data Docs", docs)):
+        href = _rel(target, folder)
+        if href:
+            links.append((label, href))
+    html = render_index(
+        dataset=dataset,
+        rows=index_rows,
+        best_text=best_text(best),
+        rule_text=RULE_TEXT,
+        links=links,
+        ui_url=tracking.experiment_url(experiment) if experiment else None,
+    )
+    write_report(page, html)
+    return page
+
+
+def best_text(best: VersionRow | None) -> str:
+    """One line naming the best version of the dataset (a ``tracking.VersionRow``)."""
+    if best is None:
+        return (
+            "No version is eligible as the best of the dataset yet "
+            "(none is both scored and not mostly blank)."
+        )
+    m = best.metrics
+    return (
+        f"Best of the dataset: {best.model} v{best.version} "
+        f"(models:/{best.model}@champion): onenn_accuracy {m['onenn_accuracy']:.3f}, "
+        f"pitch_hist_l1 {m.get('pitch_hist_l1', float('nan')):.3f}."
+    )
+
+
+def _when(ms: int) -> str:
+    if not ms:
+        return ""
+    return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
 def _write_figures(folder: Path, figures: dict[str, bytes]) -> None:
@@ -129,3 +317,4 @@ def _nan(value) -> bool:
 
 
 report = task(name="report", cache_policy=NONE, persist_result=False)(build_report)
+index = task(name="index", cache_policy=NONE, persist_result=False)(write_index)

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import math
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicflow import lineage, results, tracking, workspace
+from musicflow import lineage, progress, results, tracking, workspace
 from musicflow.errors import DatasetError
 from musicflow.tasks.encode import read_dataset_info, reading
 
 CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
+# Settings logged once as top-level params, so not again as model.<key>.
+TOP_LEVEL_SETTINGS = ("seed", "epochs", "batch_size")
 
 
 @results.result_type
@@ -40,6 +42,12 @@ class TrainedModel:
     seed: int
     encoding: dict  # the dataset's encoding (dataset.json), pitch window included
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch metrics
+    digest: str = ""  # the dataset digest trained on
+    code_version: str = ""
+    epochs_done: int = 0  # epochs that really ran (fewer than max_epochs when the budget ends)
+    max_epochs: int = 0  # the configured number of epochs
+    time_budget_s: float | None = None
+    train_seconds: float = 0.0
 
     @property
     def pitch_low(self) -> int:
@@ -76,6 +84,16 @@ def train_model(
         n_epochs = int(config.get("epochs", epochs or 10))
         batch = int(config.get("batch_size", batch_size or 32))
 
+        from musicflow.models.data import load_window_sources
+
+        n_train = len(load_window_sources(shards, train_shas))
+        batches = math.ceil(n_train / batch) if n_train else None
+        budget = f", time budget {time_budget_s / 60:g} min" if time_budget_s else ""
+        progress.stage(
+            f"train {model_name}",
+            f"{n_train} windows from {len(train_shas)} files, {batches} batches per epoch, "
+            f"up to {n_epochs} epochs{budget}",
+        )
         flow_run_id = _flow_run_id()
         with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
             tracking.set_tags(
@@ -88,11 +106,11 @@ def train_model(
                 }
             )
             params = {
-                **{f"model.{k}": v for k, v in config.items()},
+                **{f"model.{k}": v for k, v in config.items() if k not in TOP_LEVEL_SETTINGS},
                 **{f"encoding.{k}": v for k, v in info.encoding.items()},
                 "model": model_name,
                 "seed": seed,
-                "epochs": n_epochs,
+                "max_epochs": n_epochs,  # the configured number; "epochs" (logged after) what ran
                 "batch_size": batch,
                 "time_budget_s": time_budget_s,
                 "dataset": dataset,
@@ -117,7 +135,15 @@ def train_model(
             val_ds = window_dataset(
                 shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False
             )
-            history = _fit(model, model_name, train_ds, val_ds, n_epochs, time_budget_s)
+            started = time.monotonic()
+            with progress.TrainingProgress(
+                model_name, epochs=n_epochs, batches=batches, budget_s=time_budget_s
+            ) as bar:
+                history = _fit(model, train_ds, val_ds, n_epochs, time_budget_s, bar)
+            epochs_done = len(next(iter(history.values()), []))
+            train_seconds = time.monotonic() - started
+            stop = "time_budget" if epochs_done < n_epochs else "epochs"
+            tracking.log_params({"epochs": epochs_done, "stopped_by": stop})
 
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp))
@@ -129,11 +155,22 @@ def train_model(
         seed=seed,
         encoding=dict(info.encoding),
         history=history,
+        digest=info.digest,
+        code_version=lineage.code_version(),
+        epochs_done=epochs_done,
+        max_epochs=n_epochs,
+        time_budget_s=time_budget_s,
+        train_seconds=train_seconds,
     )
 
 
 def _fit(
-    model, model_name: str, train_ds, val_ds, n_epochs: int, time_budget_s: float | None
+    model,
+    train_ds,
+    val_ds,
+    n_epochs: int,
+    time_budget_s: float | None,
+    bar: progress.TrainingProgress,
 ) -> dict[str, list[float]]:
     """The epoch loop, logging each epoch's metrics to the active run; returns the history."""
     history: dict[str, list[float]] = {}
@@ -141,23 +178,16 @@ def _fit(
     deadline = started + time_budget_s if time_budget_s else None
     seen = _Counter()
     for epoch in range(n_epochs):
-        metrics = model.fit_epoch(_until(deadline, train_ds, seen)) | model.validate(val_ds)
+        bar.start_epoch(epoch)
+        batches = _until(deadline, train_ds, seen, on_batch=bar.advance)
+        metrics = model.fit_epoch(batches) | model.validate(val_ds)
         tracking.log_metrics(metrics, step=epoch)
         for key, value in metrics.items():
             history.setdefault(key, []).append(float(value))
-        elapsed = time.monotonic() - started
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        print(
-            f"  {model_name} epoch {epoch + 1}/{n_epochs} ({elapsed:.0f} s): {shown}",
-            file=sys.stderr,
-            flush=True,
-        )
+        bar.end_epoch(metrics)
         if deadline is not None and time.monotonic() >= deadline:
-            print(
-                f"  {model_name}: time budget reached in epoch {epoch + 1} "
-                f"({seen.windows} training windows seen)",
-                file=sys.stderr,
-            )
+            if epoch + 1 < n_epochs:
+                bar.stopped_by_budget(seen.windows)
             break
     tracking.log_metrics(
         {
@@ -181,12 +211,18 @@ class _Counter:
     windows: int = 0
 
 
-def _until(deadline: float | None, batches: Iterable, seen: _Counter) -> Iterator:
+def _until(
+    deadline: float | None,
+    batches: Iterable,
+    seen: _Counter,
+    on_batch: Callable[[], object] | None = None,
+) -> Iterator:
     """The batches of one epoch, cut short once the wall-clock ``deadline`` passes.
 
     Checked before every batch, so a budget holds to about one step even when an epoch is
     longer than the budget (the thesis GAN needs ~40 min per piano-midi-de epoch here). The
-    first batch always runs, so an epoch is never empty.
+    first batch always runs, so an epoch is never empty. ``on_batch`` is called once the
+    consumer has finished with a batch (it asks for the next one, or the epoch ends).
     """
     for i, batch in enumerate(batches):
         if i and deadline is not None and time.monotonic() >= deadline:
@@ -194,6 +230,8 @@ def _until(deadline: float | None, batches: Iterable, seen: _Counter) -> Iterato
         x = batch[0] if isinstance(batch, tuple | list) else batch
         seen.windows += int(x.shape[0])
         yield batch
+        if on_batch is not None:
+            on_batch()
 
 
 def _flow_run_id() -> str | None:

@@ -303,3 +303,107 @@ def test_stopping_ui_stops_its_server_and_workers(
         assert code == 0
         err = proc.stderr.read()
         assert "stopped the MLflow UI" in err and "cached" not in err
+
+
+def test_bare_musicflow_shows_help_and_succeeds(capsys) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: musicflow") and "compare" in out and "ui" in out
+
+
+def test_version_exits_zero_without_heavy_imports() -> None:
+    code = (
+        "import sys; from musicflow.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+        "print([m for m in ('prefect', 'mlflow', 'tensorflow', 'rich', 'pandas')"
+        " if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from musicflow import __version__
+
+    assert out.stdout.splitlines() == [f"musicflow {__version__}", "exit 0", "[]"]
+
+
+def test_every_command_and_option_has_help() -> None:
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c.dest for c in commands._choices_actions} == set(commands.choices)
+    for choice in commands._choices_actions:
+        assert choice.help, choice.dest
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+    budget = commands.choices["run"]._option_string_actions["--time-budget"].help
+    assert "before every batch" in budget
+    for name in ("audit", "compare", "run"):
+        assert "--json" in commands.choices[name]._option_string_actions, name
+    for name in ("generate", "run", "train"):
+        assert "--soundfont" in commands.choices[name]._option_string_actions, name
+
+
+def test_a_missing_soundfont_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    for argv in (
+        ["generate", "--model-uri", "models:/d-vae/1", "--soundfont", str(tmp_path / "x.sf2")],
+        ["run", "--soundfont", str(tmp_path / "x.sf2")],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "soundfont not found" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "d", "--model", "vae", "--soundfont", str(text)])
+    assert exc.value.code == 2
+
+
+def test_audit_json_is_one_document_on_stdout(
+    workspace_home: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from musicflow import cli
+
+    summary = {
+        "n_files": 2,
+        "status": {"accepted": 1, "quarantined": 1},
+        "quarantine_reasons": {"not_midi": 1},
+        "warnings": {},
+        "quarantined_files": [("b.mid", "not_midi")],
+        "warned_files": [],
+        "n_segments": 3,
+    }
+    fake = SimpleNamespace(
+        dataset="src",
+        summary=summary,
+        n_parsed=2,
+        n_cached=0,
+        out_dir=workspace_home / "data" / "rolls" / "src",
+        audit_page=workspace_home / "data" / "rolls" / "src" / "audit.html",
+        docs_index=None,
+    )
+    monkeypatch.setattr(cli, "_dataset_flow", lambda args, encode: fake)
+    assert main(["audit", str(workspace_home), "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # stdout is the JSON document only; "done in" went to stderr
+    assert set(doc) == {
+        "schema",
+        "command",
+        "dataset",
+        "accepted",
+        "summary",
+        "n_parsed",
+        "n_cached",
+        "manifest",
+        "audit_page",
+        "data_docs",
+    }
+    assert doc["accepted"] is True and doc["command"] == "audit" and doc["data_docs"] is None
+    assert doc["summary"]["quarantined_files"] == [{"path": "b.mid", "reason": "not_midi"}]
+    assert "done in" in err
+    fake.summary = dict(summary, status={"quarantined": 2})
+    assert main(["audit", str(workspace_home), "--json"]) == 1  # nothing accepted
+    assert json.loads(capsys.readouterr().out)["accepted"] is False

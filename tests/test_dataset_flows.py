@@ -72,6 +72,15 @@ def test_hostile_files_get_exactly_their_manifest_outcome(
         else:
             assert got.reason == "ok_type0_basic.mid"
     assert result.docs_index is not None and result.docs_index.is_file()
+    # the audit page works offline: nothing loaded from the network, every quarantined file
+    # listed with its reason, warnings shown as warnings
+    page = result.audit_page.read_text()
+    assert result.audit_page == out / "audit.html"
+    assert "<script" not in page and "<link" not in page and 'src="http' not in page
+    for row in expected:
+        if row["expected"] == "quarantine":
+            assert f"<td>{row['file']}</td><td>{row['reason']}</td>" in page, row["file"]
+    assert "file(s), accepted</td>" in page and "Failed" not in page
 
 
 def test_no_corrupted_file_crashes_the_audit(piano_dir: Path, tmp_path: Path) -> None:

@@ -48,7 +48,9 @@ def test_pieces_come_from_sample_piece_and_decode_in_the_datasets_window(
 ) -> None:
     sampler = _sampler()
     monkeypatch.setattr(gen, "load_sampler", lambda uri: sampler)
-    result = gen.generate_midi("models:/d-gan/1", n=2, out_dir=tmp_path, seed=3)
+    result = gen.generate_midi(
+        "models:/d-gan/1", n=2, out_dir=tmp_path, seed=3, audio_preview=False
+    )
     assert sampler.model.calls == [(8, 300_009), (8, 300_010)]
     assert [p.name for p in result.midi_files] == ["sample-001.mid", "sample-002.mid"]
     for path, song in zip(result.midi_files, result.songs, strict=True):
@@ -57,8 +59,27 @@ def test_pieces_come_from_sample_piece_and_decode_in_the_datasets_window(
         again, _ = roll.song_matrix(scan.notes, scan.ticks_per_beat, pitch_low=PITCH_LOW)
         assert np.array_equal(again, song[:, : again.shape[1]])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-001.mid", "sample-002.mid"]
-    if not result.wav_files:
-        assert "FluidSynth" in result.wav_note
+    assert result.audio_files == [] and result.audio_note is None
+
+
+def test_each_piece_gets_an_audio_preview_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gen, "load_sampler", lambda uri: _sampler())
+    result = gen.generate_midi("models:/d-gan/1", n=2, out_dir=tmp_path, seed=3)
+    assert [p.name for p in result.audio_files] == ["sample-001.ogg", "sample-002.ogg"]
+    assert all(p.stat().st_size > 1000 for p in result.audio_files)
+
+
+def test_a_bad_soundfont_skips_previews_but_keeps_the_midi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gen, "load_sampler", lambda uri: _sampler())
+    result = gen.generate_midi(
+        "models:/d-gan/1", n=2, out_dir=tmp_path, soundfont=str(tmp_path / "none.sf2")
+    )
+    assert len(result.midi_files) == 2 and result.audio_files == []
+    assert "soundfont not found" in result.audio_note
 
 
 def test_predict_gives_binary_windows() -> None:

@@ -343,6 +343,13 @@ def test_metric_info_says_which_way_is_better() -> None:
     assert m.METRIC_INFO["onenn_accuracy"].better == "0.5"
 
 
+def test_model_provided_metrics_are_listed_after_the_common_ones() -> None:
+    run = {"heldout_nll": 3.1, "onenn_accuracy": 0.9, "pitch_hist_l1_baseline": 0.2, "loss": 1.0}
+    assert m.evaluation_names(run) == ["pitch_hist_l1", "onenn_accuracy", "heldout_nll"]
+    assert m.evaluation_names(run | {"bits": 1.0}, ["bits"])[-1] == "bits"
+    assert m.metric_info("heldout_nll").better == "lower" and m.metric_info("loss") is None
+
+
 def test_has_copy_agrees_with_exact_nearest_jaccard() -> None:
     rng = np.random.default_rng(24)
     r = random_windows(60, 25)

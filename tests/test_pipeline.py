@@ -63,6 +63,11 @@ def test_run_then_new_midi_arrives(piano_dir: Path, workspace_home: Path, capsys
         assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
         midi_files = sorted(Path(result["report"]).parent.glob("midi/*.mid"))
         assert midi_files
+        # each piece has its audio preview beside it, playable in the report
+        for path in midi_files:
+            assert path.with_suffix(".ogg").stat().st_size > 1000
+        assert f'<source src="midi/{midi_files[0].stem}.ogg" type="audio/ogg">' in page
+        assert "Lineage" in page and "epochs" in page
         for path in midi_files:
             mido.MidiFile(path)  # both libraries read the generated files
             pretty_midi.PrettyMIDI(str(path))
@@ -106,8 +111,24 @@ def test_run_then_new_midi_arrives(piano_dir: Path, workspace_home: Path, capsys
         expected = "2" if is_better(after["metrics"], old) else ("1" if old else None)
         assert champion == expected
 
-    # compare lists every version, champion marked.
+    # compare lists every version, champion marked, and names the best of the dataset.
     assert main(["compare", "--dataset", "mini"]) == 0
     table = capsys.readouterr().out
     for model in MODELS:
         assert re.search(rf"mini-{model}\s+1\b", table) and re.search(rf"mini-{model}\s+2\b", table)
+    assert "best of the dataset: " in table
+
+    # the dataset's index page has every version of every model, the best one marked
+    index = (workspace_home / "reports" / "mini" / "index.html").read_text()
+    assert third.index == str(workspace_home / "reports" / "mini" / "index.html")
+    for model in MODELS:
+        for version in (1, 2):
+            assert f'href="{model}-v{version}/report.html"' in index
+    import json
+
+    assert main(["compare", "--dataset", "mini", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["versions"]) == 4
+    if doc["best"] is not None:
+        assert '<tr class="best">' in index
+        assert sum(v["best"] for v in doc["versions"]) == 1

@@ -41,3 +41,34 @@ def test_pca_2d_finds_the_main_axis() -> None:
 def test_pitch_shares_sum_to_one() -> None:
     assert plots.pitch_shares(_windows(3, 6)).sum() == pytest.approx(1.0)
     assert plots.pitch_shares(np.zeros((1, 96, 96))).sum() == 0.0
+
+
+def test_losses_of_different_scales_get_their_own_panels() -> None:
+    history = {
+        "loss": [2000.0, 1900.0],
+        "recon_loss": [0.16, 0.15],
+        "val_loss": [2100.0, 2000.0],
+        "val_recon_loss": [0.17, 0.16],
+    }
+    assert plots.curve_groups(history) == {
+        "loss": ["loss", "val_loss"],
+        "recon_loss": ["recon_loss", "val_recon_loss"],
+    }
+    assert plots.loss_curves_figure(history).startswith(PNG_MAGIC)
+    assert plots.loss_curves_figure({"loss": [3.0]}, log_scale=True).startswith(PNG_MAGIC)
+
+
+def test_discriminator_accuracy_draws_only_accuracies() -> None:
+    gan = {
+        "d_loss": [1.2],
+        "g_loss": [0.8],
+        "d_acc_real": [0.9],
+        "d_acc_fake": [0.7],
+        "pitch_loss": [40.0],
+        "time_loss": [3.0],
+        "val_d_acc_real": [0.85],
+    }
+    assert list(plots.accuracy_series(gan)) == ["d_acc_real", "d_acc_fake", "val_d_acc_real"]
+    assert plots.discriminator_accuracy_figure(gan).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="accuracy"):
+        plots.discriminator_accuracy_figure({"d_loss": [1.0]})

@@ -26,6 +26,11 @@ def _inputs(tmp_path: Path, kind: str):
         seed=0,
         encoding={"name": "roll-v1", "pitch_low": PITCH_LOW},
         history={"loss": [1.0, 0.5]} if kind == "vae" else {"d_acc_real": [0.9, 0.8]},
+        digest="0123456789abcdef" * 4,
+        code_version="0.1.0+abc",
+        epochs_done=3,
+        max_epochs=10,
+        time_budget_s=60.0,
     )
     evaluation = Evaluation(
         run_id="run1",
@@ -42,7 +47,7 @@ def _inputs(tmp_path: Path, kind: str):
     midi = page.parent / "midi" / "sample-001.mid"
     midi.parent.mkdir(parents=True)
     midi.write_bytes(b"MThd")
-    pieces = GenerationResult(midi_files=[midi], wav_note="no FluidSynth here")
+    pieces = GenerationResult(midi_files=[midi], audio_note="audio previews skipped: reason")
     return trained, evaluation, registered, pieces
 
 
@@ -56,6 +61,13 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     monkeypatch.setattr(stage, "load_windows", lambda run_id: read.append(run_id) or scored)
     monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: logged.append((a, k)))
     monkeypatch.setattr(stage, "thesis_counterpart_metrics", lambda dataset, model: None)
+    champion = tracking.VersionRow(f"d-{kind}", 3, True, {"onenn_accuracy": 0.9, "blank_rate": 0})
+    monkeypatch.setattr(tracking, "dataset_versions", lambda dataset: [champion])
+    monkeypatch.setattr(tracking, "experiment_id_of", lambda dataset: "7")
+    described = {}
+    monkeypatch.setattr(
+        tracking, "set_run_description", lambda run, text: described.update({run: text})
+    )
 
     def no_model(*args, **kwargs):
         raise AssertionError("the report stage must not load a model")
@@ -70,7 +82,13 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     html = page.read_text()
     assert read == ["run1"]
     assert "0.375" in html and "models:/d-" in html and "midi/sample-001.mid" in html
-    assert "pitch_hist_l1" in html and "no FluidSynth here" in html
+    assert "pitch_hist_l1" in html and "audio previews skipped: reason" in html
+    # the lineage block: digest, code version, epochs against the plan, links, standing
+    assert "Lineage" in html and "0123456789abcdef" in html and "3 of 10 epochs" in html
+    assert "http://127.0.0.1:5000/#/experiments/7/runs/run1" in html
+    assert "★ best of the dataset" in html and f"champion of d-{kind}" in html
+    assert 'href="../index.html"' in html
+    assert "champion, best of the dataset" in described["run1"]
     figures = {p.name for p in (page.parent / "figures").glob("*.png")}
     assert {"generated-windows.png", "held-out-real-windows.png"} <= figures
     assert ("latent-space-of-held-out-windows.png" in figures) == (kind == "vae")

@@ -125,3 +125,133 @@ def test_report_colours_each_metric_against_its_baseline(figures: dict[str, byte
     assert cls("density_diff") == "num near"
     assert cls("onenn_accuracy") == "num bad"
     assert cls("unique_rate") == "num good"
+
+
+def _lineage(**over: object) -> report.Lineage:
+    values: dict[str, object] = {
+        "dataset": "bach",
+        "digest": "f" * 64,
+        "code_version": "0.1.0+abc",
+        "epochs_done": 2,
+        "max_epochs": 300,
+        "time_budget_s": 180.0,
+        "run_id": "r1",
+        "run_url": "http://127.0.0.1:5000/#/experiments/1/runs/r1",
+        "model_uri": "models:/bach-gan/3",
+        "data_docs": "../../../data/rolls/bach/data_docs/index.html",
+        "audit_page": "../../../data/rolls/bach/audit.html",
+        "index_page": "../index.html",
+        "champion": True,
+        "registered_model": "bach-gan",
+    }
+    values.update(over)
+    return report.Lineage(**values)  # type: ignore[arg-type]
+
+
+def test_lineage_says_what_a_user_decides_with(figures: dict[str, bytes]) -> None:
+    page = _render(figures, lineage=_lineage())
+    assert "2 of 300 epochs (stopped by the time budget of 3 min)" in page
+    assert "ffffffffffffffff" in page and "0.1.0+abc" in page
+    assert 'href="../../../data/rolls/bach/audit.html"' in page
+    assert 'href="http://127.0.0.1:5000/#/experiments/1/runs/r1"' in page
+    assert "champion of bach-gan" in page and "best of the dataset" not in page
+    # only the local MLflow UI may be linked absolutely, and nothing is loaded from anywhere
+    assert not re.search(r'src="https?://', page) and "<script" not in page
+    with pytest.raises(ValueError, match="MLflow UI"):
+        _render(figures, lineage=_lineage(run_url="http://example.org/runs/r1"))
+
+
+def test_a_model_provided_metric_shows_with_its_meaning(figures: dict[str, bytes]) -> None:
+    page = _render(figures, metrics=_metrics() | {"heldout_nll": 3.5}, baseline_model_metrics=None)
+    row = re.search(r"<tr><td><code>heldout_nll</code></td>(.*?)</tr>", page)
+    assert row and "3.500" in row.group(1) and "lower" in row.group(1)
+    assert "nats per time step" in row.group(1)
+
+
+def test_audio_previews_play_beside_their_midi(figures: dict[str, bytes]) -> None:
+    links = [("sample-001.mid", "midi/sample-001.mid"), ("sample-001.ogg", "midi/sample-001.ogg")]
+    page = _render(figures, links=links)
+    item = re.search(r"<li>(.*?)</li>", page).group(1)
+    assert '<source src="midi/sample-001.ogg" type="audio/ogg">' in item
+    assert 'href="midi/sample-001.mid"' in item  # one line per piece: player, then files
+
+
+def _index_row(model: str, version: int, **over: object) -> report.IndexRow:
+    values: dict[str, object] = {
+        "registered_model": f"bach-{model}",
+        "model": model,
+        "version": version,
+        "metrics": {"onenn_accuracy": 0.9, "onenn_accuracy_baseline": 0.7, "blank_rate": 0.0},
+        "evaluation": ["blank_rate", "onenn_accuracy"],
+        "epochs_done": 2,
+        "max_epochs": 300,
+        "digest": "ab" * 32,
+        "report": f"{model}-v{version}/report.html",
+        "run_url": f"http://127.0.0.1:5000/#/experiments/1/runs/{model}{version}",
+    }
+    values.update(over)
+    return report.IndexRow(**values)  # type: ignore[arg-type]
+
+
+def test_index_compares_every_version_and_marks_the_best() -> None:
+    rows = [
+        _index_row("gan", 1, champion=True),
+        _index_row(
+            "vae",
+            2,
+            champion=True,
+            best=True,
+            metrics={"onenn_accuracy": 0.8, "heldout_nll": 3.25, "blank_rate": 0.0},
+            evaluation=["blank_rate", "onenn_accuracy", "heldout_nll"],
+        ),
+        _index_row("vae", 1),
+    ]
+    page = report.render_index(
+        dataset="bach",
+        rows=rows,
+        best_text="Best of the dataset: bach-vae v2",
+        rule_text="Champion rule: …",
+        links=[("audit page", "../../data/rolls/bach/audit.html")],
+        ui_url="http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=musicflow",
+    )
+    head = re.search(r"<thead><tr>(.*?)</tr></thead>", page).group(1)
+    columns = re.findall(r"<th>(.*?)</th>", head)
+    assert columns[4:7] == ["onenn_<wbr>accuracy", "blank_<wbr>rate", "heldout_<wbr>nll"]
+    best = re.search(r'<tr class="best">(.*?)</tr>', page).group(1)
+    assert "★ best" in best and "v2" in best and "3.250" in best
+    assert best.count(">champion<") == 1
+    gan = re.search(
+        r"<tr><td><a href=\"gan-v1/report.html\"><code>gan</code>(.*?)</tr>", page
+    ).group(1)
+    assert "0.900<small>base 0.700</small>" in gan and "2 of 300" in gan
+    assert gan.count('<td class="num">—</td>') == 1  # no heldout_nll for this model
+    assert 'href="vae-v2/report.html"' in page and "Best of the dataset: bach-vae v2" in page
+    assert "nats per time step" in page  # the metric's meaning, below the table
+    assert not re.search(r'src="https?://', page) and "<script" not in page
+
+
+def test_audit_page_shows_warnings_as_warnings() -> None:
+    summary = {
+        "n_files": 3,
+        "status": {"accepted": 2, "duplicate": 1},
+        "warned_files": [("drums.mid", ["drums_ignored"])],
+        "quarantined_files": [],
+        "n_segments": 12,
+    }
+    rules = [
+        report.AuditRule("not_midi", "quarantine", "expect_x", "error", "No MThd header.", 0),
+        report.AuditRule("drums_ignored", "warning", "expect_y", "n_drum_notes", "Drums.", 1),
+    ]
+    page = report.render_audit(
+        dataset="bach",
+        summary=summary,
+        rules=rules,
+        duplicates=[("copy.mid", "a.mid")],
+        data_docs="data_docs/index.html",
+    )
+    assert "Accepted every file; 1 with warnings" in page
+    assert "Failed" not in page and "failed" not in page.replace("failed expectations", "")
+    assert '<td class="result near">warning: 1 file(s), accepted</td>' in page
+    assert '<td class="result good">passed</td>' in page
+    assert "copy.mid" in page and 'href="data_docs/index.html"' in page
+    assert "<script" not in page and not re.search(r'(src|href)="https?://', page)

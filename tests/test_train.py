@@ -56,3 +56,12 @@ def test_the_cached_result_is_small_plain_data() -> None:
     )
     assert json.loads(json.dumps(dataclasses.asdict(trained))) == dataclasses.asdict(trained)
     assert trained.pitch_low == 30
+
+
+def test_each_batch_is_reported_once_the_model_is_done_with_it() -> None:
+    batches = [np.zeros((4, 96, 96)) for _ in range(3)]
+    done: list[int] = []
+    seen = t._Counter()
+    for i, _ in enumerate(t._until(None, batches, seen, on_batch=lambda: done.append(1))):
+        assert len(done) == i  # not yet counted while the model works on it
+    assert len(done) == 3

@@ -63,6 +63,18 @@ def test_model_trains_logs_registers_reloads_and_caches(
     assert params["dataset_digest"] == info["digest"]
     assert params["encoding.name"] == "roll-v1" and params["model"] == model
     assert any(k.startswith("model.") for k in params) and "code_version" in params
+    # the epochs that ran, the planned ones once, and no setting logged twice
+    assert params["epochs"] == "1" and params["stopped_by"] == "epochs"
+    assert params["max_epochs"] == "1"
+    assert not {"model.seed", "model.epochs", "model.batch_size"} & set(params)
+    # the UI opens the experiment on its training runs, with a saved view and descriptions
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "mlflow.sharedViewState.musicflow" in experiment.tags
+    assert f"trained on **{dataset}**" in run.data.tags["mlflow.note.content"]
+    version = client.get_model_version(f"{dataset}-{model}", "1")
+    assert "trained for 1 of 1 epochs" in version.description
+    assert run.data.tags["musicflow.evaluation_metrics"].startswith("pitch_hist_l1,")
     per_epoch = (
         ("loss", "recon_loss", "kl_loss", "val_loss")
         if "vae" in model

@@ -318,3 +318,23 @@ def test_no_gx_project_folder_written(shared: tuple[pd.DataFrame, v.ValidationRe
 def test_empty_records() -> None:
     out = v.validate_records(pd.DataFrame(columns=["source_path", "size_bytes"])).outcomes
     assert out.empty and list(out.columns) == ["source_path", "status", "reason", "warnings"]
+
+
+def test_warnings_alone_do_not_fail_the_run_in_data_docs() -> None:
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationValidationResult,
+    )
+
+    from musicflow.data_docs import merge_results
+
+    rules = suite.suite_rules()
+
+    def merged(failing: str) -> bool:
+        evrs = {
+            r.id: ExpectationValidationResult(success=r.outcome != failing, result={})
+            for r in rules
+        }
+        return merge_results(rules, evrs, [], {"pitch_low": 21}, "d").success
+
+    assert merged(failing="warning") is True  # files flagged, all accepted
+    assert merged(failing="quarantine") is False

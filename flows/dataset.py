@@ -34,7 +34,7 @@ from musicflow.tasks.audit import build_manifest, summarize, write_audit_page
 from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
 from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
-from musicflow.tasks.validate import validate
+from musicflow.tasks.validate import validate_step
 
 
 @dataclass
@@ -83,11 +83,19 @@ def is_loopback_address(address: str) -> bool:
         return False
 
 
+def _is_loopback_url(url: str) -> bool:
+    """True for an ``http://127.0.0.1:…`` (or localhost) API: only this machine reaches it."""
+    return is_loopback_address(f"tcp://{urlsplit(url).hostname or ''}")
+
+
 @contextlib.contextmanager
 def prefect_api_for_workers(kind: str, address: str | None = None) -> Iterator[str | None]:
     """Give Dask workers the Prefect API this flow reports to.
 
-    Without ``PREFECT_API_URL`` the flow starts a temporary API server in a subprocess, but its
+    The CLI sets ``PREFECT_API_URL`` to the workspace's Prefect server (127.0.0.1, with its
+    login in ``PREFECT_API_AUTH_STRING``), which workers on this machine reach; a scheduler on
+    another address with a loopback API is refused in one line. Called from Python without
+    ``PREFECT_API_URL``, the flow would start a temporary API server in a subprocess, but its
     address never reaches the workers: each worker would start a temporary server of its own
     (seconds per worker, its task runs invisible, several servers writing one SQLite file when
     the workspace is shared). So for Dask the temporary server is started here and its URL put
@@ -99,10 +107,16 @@ def prefect_api_for_workers(kind: str, address: str | None = None) -> Iterator[s
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     current = PREFECT_API_URL.value()
+    remote = bool(address) and not is_loopback_address(address)
+    if kind == "dask" and remote and current and _is_loopback_url(current):
+        raise MusicflowError(
+            f"the Dask workers of {address} cannot reach this machine's Prefect API "
+            f"({current}): set PREFECT_API_URL to a Prefect server they can reach"
+        )
     if kind != "dask" or current:
         yield current
         return
-    if address and not is_loopback_address(address):
+    if remote:
         raise MusicflowError(
             f"the Dask workers of {address} cannot reach this machine's temporary Prefect API: "
             "set PREFECT_API_URL to a Prefect server they can reach"
@@ -138,13 +152,14 @@ def _audit(
         step.detail = f"{parsed.n_parsed} files read, {parsed.n_cached} from the cache"
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
     with progress.timed("validate") as step:
+        docs_dir = out_dir / "data_docs"
         report, step.skipped = cached_step(
-            validate,
+            validate_step(docs_dir),
             judged,
             pitch_low=pitch_low,
             max_bytes=max_bytes,
             dataset=dataset,
-            docs_dir=out_dir / "data_docs",
+            docs_dir=docs_dir,
         )
         step.detail = f"{len(judged)} files judged by the Great Expectations suite"
     with progress.timed("manifest") as step:

@@ -7,11 +7,13 @@
  *
  * Private module: use musicflow.midi.scan_midi(). One function:
  *
- *   parse(buffer) -> (err_code, err_detail, midi_type, n_tracks, division,
- *                     notes, n_drum_notes, n_orphan_note_off, n_unterminated)
+ *   parse(buffer, max_notes, max_events) -> (err_code, err_detail, midi_type, n_tracks,
+ *                     division, notes, n_drum_notes, n_orphan_note_off, n_unterminated)
  *
- * err_code is None on success, else "not_midi", "truncated" or "nomem" (then the other
- * fields are whatever was known: -1 for an unread header). notes is a bytearray holding
+ * err_code is None on success, else "not_midi", "truncated", "too_large" (more than
+ * max_notes notes or max_events events: a resource bomb, stopped before it costs more memory
+ * or time) or "nomem" (then the other fields are whatever was known: -1 for an unread
+ * header). notes is a bytearray holding
  * N x 5 native int64 (track, channel, pitch, on_tick, off_tick), channel 9 (drums) excluded,
  * sorted by (on_tick, pitch, track, channel, off_tick).
  *
@@ -22,7 +24,9 @@
  *
  * Safety: every read is bounds-checked against the chunk end, chunk lengths are checked against
  * the buffer, delta-times are at most 4 bytes (28 bits) so absolute ticks stay far below
- * 2^63, and all sizes are size_t/int64. The GIL is released for the whole parse and sort; no
+ * 2^63, and all sizes are size_t/int64. Memory is bounded by max_notes (32 bytes per note
+ * here, 40 in the result) and time by max_events (events of all tracks, meta and sysex
+ * included). The GIL is released for the whole parse and sort; no
  * Python object is touched meanwhile.
  */
 #define PY_SSIZE_T_CLEAN
@@ -62,6 +66,10 @@ typedef struct {
     int64_t head[N_KEYS];
     int64_t tail[N_KEYS];
     size_t n_open;
+    /* limits */
+    int64_t max_notes;
+    int64_t max_events;
+    int64_t n_events;
     /* counters */
     int64_t n_drum;
     int64_t n_orphan;
@@ -108,6 +116,8 @@ static int read_vlq(Parser *ps, size_t *pos, size_t end, uint32_t *out, long tra
 }
 
 static int open_note(Parser *ps, int32_t track, uint8_t channel, uint8_t pitch, int64_t tick) {
+    if ((int64_t)ps->n_notes >= ps->max_notes)
+        return fail(ps, "too_large", "more than %lld notes (the per-file limit)", (long long)ps->max_notes);
     if (ps->n_notes == ps->cap) {
         size_t cap = ps->cap ? ps->cap * 2 : 1024;
         if (cap > ((size_t)-1) / sizeof(Note) || cap > (size_t)INT64_MAX) {
@@ -183,6 +193,8 @@ static int parse_track(Parser *ps, size_t pos, size_t end, long track) {
 
     while (pos < end) {
         uint32_t delta;
+        if (++ps->n_events > ps->max_events)
+            return fail(ps, "too_large", "more than %lld events (the per-file limit)", (long long)ps->max_events);
         if (read_vlq(ps, &pos, end, &delta, track) < 0)
             return -1;
         tick += delta;
@@ -305,16 +317,24 @@ static int cmp_note(const void *pa, const void *pb) {
     return 0;
 }
 
-static PyObject *smf_parse(PyObject *self, PyObject *arg) {
+static PyObject *smf_parse(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+    long long max_notes, max_events;
+    if (!PyArg_ParseTuple(args, "y*LL", &view, &max_notes, &max_events))
         return NULL;
+    if (max_notes < 0 || max_events < 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "limits must be >= 0");
+        return NULL;
+    }
     Parser *ps = (Parser *)calloc(1, sizeof(Parser));
     if (!ps) {
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
     }
+    ps->max_notes = (int64_t)max_notes;
+    ps->max_events = (int64_t)max_events;
     ps->data = (const uint8_t *)view.buf;
     ps->len = (size_t)view.len;
     ps->midi_type = ps->n_tracks_header = ps->division = ps->n_tracks = -1;
@@ -365,9 +385,9 @@ done:
 }
 
 static PyMethodDef smf_methods[] = {
-    {"parse", smf_parse, METH_O,
-     "parse(buffer) -> (err_code, err_detail, midi_type, n_tracks, division, notes_bytes, n_drum_notes, "
-     "n_orphan_note_off, n_unterminated). Private: use musicflow.midi.scan_midi()."},
+    {"parse", smf_parse, METH_VARARGS,
+     "parse(buffer, max_notes, max_events) -> (err_code, err_detail, midi_type, n_tracks, division, notes_bytes, "
+     "n_drum_notes, n_orphan_note_off, n_unterminated). Private: use musicflow.midi.scan_midi()."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,6 +19,14 @@ DEFAULT_WORKERS = 2
 #: The models ``musicflow run`` and ``musicflow serve`` train when not told.
 DEFAULT_MODELS = ("vae", "gan")
 
+#: Most parallel parse workers a command accepts (each holds one file's notes in memory).
+MAX_WORKERS = 64
+
+#: Flow commands refuse to start with less free space than this on the workspace's disk
+#: (``MUSICFLOW_MIN_FREE_MB`` overrides): the Prefect database, the manifest and the shards
+#: need room, and failing before anything is written is better than failing half-way.
+DEFAULT_MIN_FREE_MB = 64
+
 #: Windows per generated piece: 8 windows of two 4/4 bars = 16 bars. ``musicflow generate``
 #: writes pieces of this length, and evaluation scores the windows of such pieces.
 PIECE_WINDOWS = 8

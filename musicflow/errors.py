@@ -23,3 +23,11 @@ class DatasetError(MusicflowError):
 
 class ModelError(MusicflowError):
     """A model cannot be trained, loaded or sampled (unknown name, bad URI, ...)."""
+
+
+class TrackingError(MusicflowError):
+    """The MLflow store or server cannot be used (unreachable, half-migrated, ...)."""
+
+
+class UsageError(MusicflowError):
+    """A command line that cannot work (exit code 2), found after argparse."""

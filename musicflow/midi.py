@@ -18,6 +18,12 @@ Reading choices the contract leaves open:
 - delta-times and lengths are at most 4 bytes; a longer one, a data byte above 127, a system
   status byte other than F0/F7/FF, or running status with no previous status is ``truncated``;
 - drum notes (channel index 9) are only counted, and their note-offs never count as orphans.
+
+Per-file resource limits (docs/dataset.md): a file with more than :data:`MAX_NOTES` notes or
+:data:`MAX_EVENTS` events is stopped there with error ``too_large`` (validation quarantines
+it), so a small hostile file (millions of notes at one tick) cannot take gigabytes of memory
+or seconds of CPU per worker; with the byte cap of ``--max-bytes`` and the window cap
+(``roll.MAX_SEGMENTS``) this bounds the memory of one parse.
 """
 
 from __future__ import annotations
@@ -35,6 +41,15 @@ except ImportError as exc:  # pragma: no cover - only when the package was not b
         "musicflow's C MIDI reader (musicflow._smf) is not built: reinstall with "
         "`pip install -e .` (needs a C compiler and the Python headers)"
     ) from exc
+
+
+#: Most notes read from one file (drums excluded): 32 MB in the reader, ~40 MB in the result.
+#: Real pieces have thousands (piano-midi.de's largest: under 20,000); "black MIDI" stunt files
+#: with millions are quarantined ``too_large``.
+MAX_NOTES = 500_000
+
+#: Most events (all tracks, meta and sysex included) read from one file.
+MAX_EVENTS = 5_000_000
 
 
 class MidiScan(NamedTuple):
@@ -67,13 +82,15 @@ def ticks_per_beat_of(division: int) -> int | None:
     return None if division & 0x8000 else division
 
 
-def _parse(data: bytes) -> _Raw:
+def _parse(data: bytes, max_notes: int = MAX_NOTES, max_events: int = MAX_EVENTS) -> _Raw:
     """Run the C parser; never raises for bad input (the error is in the result).
 
     On error the header fields are those read before the failure (None when not read), so the
     manifest can still show e.g. the division of a truncated file.
     """
-    err, detail, midi_type, n_tracks, division, notes, n_drum, n_orphan, n_unterm = _smf.parse(data)
+    err, detail, midi_type, n_tracks, division, notes, n_drum, n_orphan, n_unterm = _smf.parse(
+        data, max_notes, max_events
+    )
     arr = np.frombuffer(notes, dtype=np.int64).reshape(-1, 5)
     return _Raw(
         error=err,
@@ -95,12 +112,13 @@ def scan_midi(data: bytes) -> MidiScan:
     the note's track), drums excluded, sorted by (on_tick, pitch, track) and then by channel and
     off_tick so the order is fully deterministic.
 
-    Raises MidiFormatError with code ``not_midi`` (no ``MThd`` at the start) or ``truncated``
-    (a chunk or event cut short, or garbage where events should be).
+    Raises MidiFormatError with code ``not_midi`` (no ``MThd`` at the start), ``truncated``
+    (a chunk or event cut short, or garbage where events should be) or ``too_large`` (over
+    :data:`MAX_NOTES` or :data:`MAX_EVENTS`).
     """
     raw = _parse(data)
     if raw.error is not None:
-        if raw.error not in ("not_midi", "truncated"):  # pragma: no cover - C side contract
+        if raw.error not in ("not_midi", "truncated", "too_large"):  # pragma: no cover
             raise RuntimeError(f"unexpected parser error {raw.error}: {raw.detail}")
         raise MidiFormatError(raw.error, raw.detail or raw.error)
     assert raw.midi_type is not None and raw.division is not None and raw.n_tracks is not None

@@ -5,16 +5,23 @@ Names (docs/tracking.md): experiment ``musicflow/<dataset>``, registered model
 
 Adapters, so no other module talks to MLflow's API directly:
 
-- the store: :func:`client`, :func:`use_workspace_store`, :func:`ensure_experiment` (where store
-  creation, migration locking and experiment tags belong), :func:`ui_command`;
+- the store: :func:`check_reachable` (an ``http(s)://`` tracking server answers, checked in
+  seconds before anything heavy loads), :func:`prepare_store` (the embedded sqlite store is
+  created and migrated once, under a file lock, and a half-migrated one is repaired or
+  reported in one line), :func:`client`, :func:`use_workspace_store`,
+  :func:`ensure_experiment`, :func:`ui_command`;
 - runs: :func:`start_run` (a new run) and :func:`resume_run` (log more to a finished one),
-  :func:`set_tags`, :func:`log_params`, :func:`log_metrics`, :func:`log_dataset_input`,
-  :func:`log_artifacts`, :func:`download_artifacts`, :func:`run_metrics`,
-  :func:`set_run_description`;
-- models: :func:`log_model` (log a pyfunc model and register a version), :func:`load_model`,
-  :func:`describe_version`;
+  both tagged with their owner process so that :func:`mark_crashed_runs` can close runs a
+  killed command left ``RUNNING``; :func:`set_tags`, :func:`log_params`, :func:`log_metrics`,
+  :func:`log_dataset_input`, :func:`log_artifacts`, :func:`download_artifacts`,
+  :func:`run_metrics`, :func:`set_run_description`;
+- models: :func:`log_model` (log the model folder as a models-from-code pyfunc model, no
+  pickle, register a version and record its files' digests), :func:`fetch_model` (the data
+  files of a version, checked against those digests: musicflow never unpickles or imports
+  anything from the artifact store), :func:`describe_version`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
-  :func:`latest_version`, :func:`dataset_versions`;
+  :func:`latest_version`, :func:`dataset_versions` (read from sqlite directly for the embedded
+  store), :func:`known_datasets`, :func:`require_dataset`;
 - the UI: :func:`tag_training_experiment` (opens on the training runs, with the metric columns
   a user compares on: the saved view :data:`VIEW_KEY`), :func:`experiment_url`,
   :func:`run_url`.
@@ -26,14 +33,18 @@ MLflow is imported inside the functions: importing this module costs nothing, so
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from musicflow import __version__, workspace
-from musicflow.errors import ModelError
+from musicflow import __version__, atomic, procs, workspace
+from musicflow.errors import DatasetError, ModelError, TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,6 +54,14 @@ if TYPE_CHECKING:
 EXPERIMENT_PREFIX = "musicflow/"
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"  # the logged pyfunc model's name in its run
+MODEL_DIR_KEY = "model_dir"  # the pyfunc artifact holding the model folder
+MODEL_FILES_TAG = "musicflow.model_files"  # {file name: sha256} of MODEL_DIR, at registration
+OWNER_TAG = "musicflow.owner"  # <host>:<pid>:<start time> of the process running the run
+#: The only files musicflow reads from a model: JSON and Keras weights (docs/tracking.md).
+MODEL_FILE_RE = re.compile(r"(config|sampling)\.json|[A-Za-z0-9_]+\.weights\.h5")
+#: The models-from-code entry point MLflow's own loader runs (musicflow's loader does not).
+SAMPLER_MODULE = "musicflow.tasks.sampler_model"
+REACH_TIMEOUT_S = 5.0
 
 # MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model
 # training runs.
@@ -90,10 +109,146 @@ def version_uri(name: str, version: int | str) -> str:
 # --- the store ------------------------------------------------------------------------------
 
 
+def check_reachable(timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """For an ``http(s)://`` tracking URI, TrackingError (one line) unless its host accepts a
+    connection within ``timeout_s``; nothing to check for the embedded store.
+
+    A TCP connection is all that is asked (any HTTP answer, even 401 or 404, means a server is
+    there), so a reachable server behind a proxy or with authentication passes. MLflow itself
+    would retry for minutes.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    uri = workspace.tracking_uri()
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise TrackingError(
+            f"the MLflow tracking server {uri} is unreachable ({reason}); start it, or "
+            "unset MLFLOW_TRACKING_URI to use the workspace's own store"
+        ) from None
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def _store_stamp() -> str:
+    from importlib.metadata import version
+
+    return f"mlflow {version('mlflow')}"
+
+
+def prepare_store() -> None:
+    """Create and migrate the embedded sqlite store once, before anything uses it.
+
+    Two processes creating a fresh store at once race in MLflow's schema migration and can
+    leave it broken for good (docs/tracking.md), so creation and migration run under an
+    exclusive lock on ``mlflow.db.lock``; a stamp file (``mlflow.db.ready``) lets later
+    commands skip even the lock. Leftover ``_alembic_tmp_*`` tables of an interrupted
+    migration are repaired first; a store that still cannot be migrated is a TrackingError
+    saying how to move it aside. Nothing to do for a tracking server.
+    """
+    path = _sqlite_path(workspace.tracking_uri())
+    if path is None:
+        return
+    stamp = _stamp_path(path)
+    if path.is_file() and _read(stamp) == _store_stamp():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if path.is_file() and _read(stamp) == _store_stamp():
+            return
+        stamp.unlink(missing_ok=True)
+        repaired = _repair_leftovers(path) if path.is_file() else []
+        _create_or_migrate(path, repaired)
+        atomic.write_text(stamp, _store_stamp())
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _repair_leftovers(path: Path) -> list[str]:
+    """Undo what an interrupted SQLite "move and copy" migration leaves: a
+    ``_alembic_tmp_<table>`` beside ``<table>`` is dropped (the copy never finished); without
+    ``<table>`` it is renamed back (the copy finished, the rename did not)."""
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        tables = {
+            name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        repaired = []
+        for tmp in sorted(t for t in tables if t.startswith("_alembic_tmp_")):
+            base = tmp.removeprefix("_alembic_tmp_")
+            if base in tables:
+                con.execute(f'DROP TABLE "{tmp}"')
+            else:
+                con.execute(f'ALTER TABLE "{tmp}" RENAME TO "{base}"')
+            repaired.append(tmp)
+        con.commit()
+        return repaired
+    finally:
+        con.close()
+
+
+def _create_or_migrate(path: Path, repaired: list[str]) -> None:
+    """Open the tracking and the registry store once: MLflow creates and migrates them."""
+    import logging
+
+    uri = f"sqlite:///{path}"
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from mlflow.store.model_registry.sqlalchemy_store import (
+            SqlAlchemyStore as RegistryStore,
+        )
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+        artifacts = path.parent / "artifacts"
+        TrackingStore(uri, artifacts.as_uri()).engine.dispose()
+        RegistryStore(uri).engine.dispose()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        note = f" (repaired {', '.join(repaired)} first)" if repaired else ""
+        raise TrackingError(
+            f"the MLflow store {path} is half-migrated and cannot be repaired automatically"
+            f"{note}: {first}. Move it aside and run again: mv {path} {path}.broken "
+            "(runs and models recorded in it are then no longer listed; their files stay in "
+            f"{path.parent / 'artifacts'})"
+        ) from exc
+
+
+def store_exists() -> bool:
+    """False only for an embedded store not created yet (read-only commands then know there
+    is nothing to read, and create nothing)."""
+    path = _sqlite_path(workspace.tracking_uri())
+    return path is None or path.is_file()
+
+
 def client() -> MlflowClient:
     """A client of the workspace's store (``MLFLOW_TRACKING_URI`` or ``mlruns/mlflow.db``)."""
     from mlflow import MlflowClient
 
+    prepare_store()
     return MlflowClient(tracking_uri=workspace.tracking_uri())
 
 
@@ -101,6 +256,7 @@ def use_workspace_store() -> str:
     """Point MLflow's fluent API (``mlflow.start_run`` …) at the workspace's store."""
     import mlflow
 
+    prepare_store()
     uri = workspace.tracking_uri()
     mlflow.set_tracking_uri(uri)
     return uri
@@ -112,16 +268,21 @@ def local_artifacts() -> Path | None:
     return workspace.artifact_root(workspace.tracking_uri())
 
 
+#: The environment of ``musicflow ui``'s server: MLflow's background job runner (GenAI jobs,
+#: seven ``huey`` processes) is off, as musicflow never submits such jobs.
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def ui_command(port: int) -> list[str] | None:
-    """``mlflow server`` for the workspace's store on 127.0.0.1:port (``musicflow ui``); None
-    when the store is a tracking server, which serves its own UI."""
+    """``mlflow server`` for the workspace's store on 127.0.0.1:port with one worker
+    (``musicflow ui``); None when the store is a tracking server, which serves its own UI."""
     import sys
 
     uri = workspace.tracking_uri()
     if workspace.is_tracking_server(uri):
         return None
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri"]
-    cmd += [uri, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += [uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     artifacts = local_artifacts()
     if artifacts is not None:
         cmd += ["--artifacts-destination", artifacts.as_uri()]
@@ -161,12 +322,15 @@ def ensure_experiment(dataset: str) -> str:
 
 @contextlib.contextmanager
 def start_run(dataset: str, run_name: str) -> Iterator[Run]:
-    """A new run in the dataset's experiment, active inside the ``with`` block."""
+    """A new run in the dataset's experiment, active inside the ``with`` block, tagged with
+    this process as its owner."""
     import mlflow
 
     experiment_id = ensure_experiment(dataset)
     tag_training_experiment(experiment_id, dataset)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags={OWNER_TAG: procs.owner()}
+    ) as run:
         yield run
 
 
@@ -177,7 +341,30 @@ def resume_run(run_id: str) -> Iterator[Run]:
 
     use_workspace_store()
     with mlflow.start_run(run_id=run_id) as run:
+        mlflow.set_tag(OWNER_TAG, procs.owner())
         yield run
+
+
+def mark_crashed_runs() -> int:
+    """Close as FAILED the musicflow runs still RUNNING whose owner process (on this host) is
+    gone: a killed ``train`` or ``run`` leaves its run RUNNING for ever otherwise. Returns how
+    many were closed."""
+    c = client()
+    experiments = [
+        e.experiment_id
+        for e in c.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    ]
+    if not experiments:
+        return 0
+    closed = 0
+    for run in c.search_runs(experiments, filter_string="attributes.status = 'RUNNING'"):
+        owner = run.data.tags.get(OWNER_TAG)
+        if owner is None or procs.owner_alive(owner) is not False:
+            continue
+        c.set_tag(run.info.run_id, "musicflow.end", f"process {owner} ended without closing it")
+        c.set_terminated(run.info.run_id, status="FAILED")
+        closed += 1
+    return closed
 
 
 def set_tags(tags: dict[str, str]) -> None:
@@ -256,21 +443,45 @@ def set_run_description(run_id: str, text: str) -> None:
 # --- models ---------------------------------------------------------------------------------
 
 
-def log_model(python_model: Any, model_dir: Path, registered: str) -> int:
-    """Log ``model_dir`` as the active run's pyfunc model, register it as a new version of
-    ``registered``; returns the version number."""
+def file_digests(folder: Path) -> dict[str, str]:
+    """``{name: sha256}`` of the files directly in ``folder``."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file()
+    }
+
+
+def log_model(model_dir: Path, registered: str) -> int:
+    """Log ``model_dir`` (config, weights, sampling settings) as the active run's pyfunc model
+    and register it as a new version of ``registered``; returns the version number.
+
+    Logged as MLflow "models from code" (``tasks/sampler_model.py``), so no pickle is written;
+    the digests of the folder's files are recorded on the run and on the version (in the
+    tracking store, not the artifact store), and :func:`fetch_model` checks them.
+    """
+    from importlib.util import find_spec
+
+    import mlflow
     import mlflow.pyfunc
 
-    with _quiet_unless_debug():  # "Successfully registered model …", "Created version …"
+    digests = json.dumps(file_digests(model_dir), sort_keys=True)
+    code = find_spec(SAMPLER_MODULE).origin  # the file, not imported here
+    with warnings.catch_warnings(), _quiet_unless_debug():
+        # "Successfully registered model …", "Created version …"
+        warnings.simplefilter("ignore")
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            python_model=python_model,
+            python_model=code,
             artifacts={"model_dir": str(model_dir)},
             # Explicit requirements: inferring them would load the model in a subprocess.
             pip_requirements=[f"musicflow=={__version__}"],
             registered_model_name=registered,
         )
-    return int(info.registered_model_version)
+    version = int(info.registered_model_version)
+    mlflow.set_tag(MODEL_FILES_TAG, digests)
+    client().set_model_version_tag(registered, str(version), MODEL_FILES_TAG, digests)
+    return version
 
 
 @contextlib.contextmanager
@@ -298,16 +509,124 @@ def describe_version(name: str, version: int | str, text: str, model_text: str =
         c.update_registered_model(name, description=model_text)
 
 
-def load_model(model_uri: str) -> Any:
-    """The Python model behind a pyfunc URI (``models:/…``, ``runs:/…``); ModelError if none."""
-    import mlflow.pyfunc
+_MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
+_RUNS_URI = re.compile(r"runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>[\w.-]+)")
 
-    use_workspace_store()
+
+def parse_model_uri(uri: str) -> dict[str, str] | None:
+    """The parts of ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or
+    ``runs:/RUN_ID/model``; None for anything else."""
+    match = _MODELS_URI.fullmatch(uri) or _RUNS_URI.fullmatch(uri)
+    return None if match is None else {k: v for k, v in match.groupdict().items() if v}
+
+
+def fetch_model(model_uri: str, dst: Path) -> Path:
+    """The model folder of a registered version or run, downloaded under ``dst``.
+
+    Only the data files are fetched (``config.json``, ``sampling.json``, ``*.weights.h5``),
+    never the pickles or code MLflow keeps beside them; each is checked against the digests
+    recorded at registration. ModelError (one line) for an unknown or malformed URI, a missing
+    file, an unexpected file or a file that changed since registration.
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    parts = parse_model_uri(model_uri)
+    if parts is None:
+        raise ModelError(
+            f"not a model URI: {model_uri!r} (use models:/NAME/VERSION, models:/NAME@champion "
+            "or runs:/RUN_ID/model)"
+        )
+    if not store_exists():
+        raise ModelError(f"no model {model_uri}: nothing is tracked in this workspace yet")
+    c = client()
     try:
-        loaded = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # MLflow raises several types for a bad or unknown URI
-        raise ModelError(f"cannot load model {model_uri!r}: {str(exc).splitlines()[0]}") from exc
-    return loaded.unwrap_python_model()
+        if "run_id" in parts:
+            run = c.get_run(parts["run_id"])
+            recorded = run.data.tags.get(MODEL_FILES_TAG)
+            source = _run_model_source(c, parts["run_id"], parts["path"])
+        else:
+            name = parts["name"]
+            mv = (
+                c.get_model_version(name, parts["version"])
+                if "version" in parts
+                else c.get_model_version_by_alias(name, parts["alias"])
+            )
+            recorded = mv.tags.get(MODEL_FILES_TAG)
+            source = c.get_model_version_download_uri(name, mv.version)
+    except MlflowException as exc:
+        raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
+    try:
+        subpath = _model_dir_path(source, Path(dst))
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source.rstrip('/')}/{subpath}",
+                dst_path=str(dst),
+                tracking_uri=workspace.tracking_uri(),
+            )
+        )
+    except (MlflowException, OSError) as exc:
+        raise ModelError(f"cannot read the files of {model_uri}: {_first_line(exc)}") from None
+    _check_model_files(model_uri, folder, json.loads(recorded) if recorded else None)
+    return folder
+
+
+def _model_dir_path(source: str, dst: Path) -> str:
+    """Where the model folder sits inside a logged model: its ``MLmodel`` file (YAML, read as
+    data) names it (``artifacts/<folder>``)."""
+    import mlflow.artifacts
+    import yaml
+
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{source.rstrip('/')}/MLmodel",
+        dst_path=str(dst / "meta"),
+        tracking_uri=workspace.tracking_uri(),
+    )
+    try:
+        meta = yaml.safe_load(Path(path).read_text())
+        subpath = meta["flavors"]["python_function"]["artifacts"][MODEL_DIR_KEY]["path"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise OSError(f"unreadable MLmodel file: {exc}") from None
+    if not isinstance(subpath, str) or not re.fullmatch(r"artifacts/[\w.-]+", subpath):
+        raise OSError(f"unexpected model folder {subpath!r} in the MLmodel file")
+    return subpath
+
+
+def _run_model_source(c: MlflowClient, run_id: str, name: str) -> str:
+    """Where the model ``name`` logged by run ``run_id`` keeps its files."""
+    run = c.get_run(run_id)
+    models = c.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+    )
+    if not models:
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException(f"run {run_id} logged no model named {name!r}")
+    return models[0].artifact_location
+
+
+def _check_model_files(uri: str, folder: Path, recorded: dict[str, str] | None) -> None:
+    found = file_digests(folder)
+    odd = sorted(n for n in found if not MODEL_FILE_RE.fullmatch(n))
+    if odd or any(p.is_dir() for p in folder.iterdir()):
+        raise ModelError(
+            f"model {uri} holds unexpected files ({', '.join(odd) or 'a folder'}); musicflow "
+            "reads only config.json, sampling.json and *.weights.h5: the artifact store was "
+            "changed after registration"
+        )
+    if recorded is None:  # registered before digests were recorded: data files only anyway
+        return
+    changed = sorted(n for n in set(found) | set(recorded) if found.get(n) != recorded.get(n))
+    if changed:
+        raise ModelError(
+            f"model {uri} does not match what was registered ({', '.join(changed)} changed, "
+            "added or missing): the artifact store was modified; retrain or re-register it"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 # --- the UI ---------------------------------------------------------------------------------
@@ -471,8 +790,130 @@ class VersionRow:
         }
 
 
+@contextlib.contextmanager
+def _store_reader() -> Iterator[Any]:
+    """A read-only sqlite3 connection to the embedded store, or None (a tracking server, or a
+    store not yet prepared by this MLflow version: then MLflow's own client is used).
+
+    ``compare`` answers in well under a second this way: importing MLflow alone takes longer.
+    The queries read the tables MLflow's registry and tracking stores define for the schema
+    the stamp (``mlflow.db.ready``) names; tests check they agree with MLflow's client.
+    """
+    import sqlite3
+
+    path = _sqlite_path(workspace.tracking_uri())
+    if path is None or not path.is_file() or _read(_stamp_path(path)) != _store_stamp():
+        yield None
+        return
+    con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".ready")
+
+
+def known_datasets() -> list[str]:
+    """Datasets with an experiment in the store (``musicflow/<dataset>``), sorted."""
+    import sqlite3
+
+    if not store_exists():
+        return []
+    with _store_reader() as con:
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                rows = con.execute(
+                    "SELECT name FROM experiments WHERE lifecycle_stage = 'active' "
+                    "AND substr(name, 1, ?) = ?",
+                    (len(EXPERIMENT_PREFIX), EXPERIMENT_PREFIX),
+                ).fetchall()
+                return sorted(name.removeprefix(EXPERIMENT_PREFIX) for (name,) in rows)
+    c = client()
+    found = c.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    return sorted(
+        e.name.removeprefix(EXPERIMENT_PREFIX)
+        for e in found
+        if e.name.startswith(EXPERIMENT_PREFIX)
+    )
+
+
 def dataset_versions(dataset: str) -> list[VersionRow]:
-    """Every registered version of the dataset's models with its run's metrics, sorted."""
+    """Every registered version of the dataset's models with its run's metrics, params and
+    tags, sorted: read from the embedded store with sqlite directly (``compare`` answers in
+    well under a second), else through MLflow's client. Nothing is created: without a store
+    there is nothing to list."""
+    import sqlite3
+
+    if not store_exists():
+        return []
+    with _store_reader() as con:
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                return _versions_from_sqlite(con, dataset)
+    return _versions_from_client(dataset)
+
+
+def _versions_from_sqlite(con: Any, dataset: str) -> list[VersionRow]:
+    """:func:`_versions_from_client`'s rows, from the store's tables (the same filter: names
+    ``<dataset>-…`` whose run says it trained on ``dataset``, or a known model's exact name)."""
+    prefix = f"{dataset}-"
+    names = [
+        name
+        for (name,) in con.execute(
+            "SELECT name FROM registered_models WHERE substr(name, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+    ]
+    rows = []
+    for name in names:
+        champion = con.execute(
+            "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+            (name, CHAMPION),
+        ).fetchone()
+        versions = con.execute(
+            "SELECT version, run_id, creation_time FROM model_versions WHERE name = ? "
+            "AND current_stage != 'Deleted_Internal'",
+            (name,),
+        ).fetchall()
+        for version, run_id, created in versions:
+            run = con.execute(
+                "SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)
+            ).fetchone()
+            tags = dict(con.execute('SELECT "key", value FROM tags WHERE run_uuid = ?', (run_id,)))
+            trained_on = tags.get("musicflow.dataset") if run else None
+            if trained_on != dataset and not _same_dataset(name, dataset):
+                continue
+            metrics = {
+                key: (float("nan") if is_nan else float(value))
+                for key, value, is_nan in con.execute(
+                    'SELECT "key", value, is_nan FROM latest_metrics WHERE run_uuid = ?',
+                    (run_id,),
+                )
+            }
+            params = dict(
+                con.execute('SELECT "key", value FROM params WHERE run_uuid = ?', (run_id,))
+            )
+            rows.append(
+                VersionRow(
+                    name,
+                    int(version),
+                    champion is not None and int(champion[0]) == int(version),
+                    metrics if run else {},
+                    run_id=run_id or "",
+                    experiment_id=str(run[0]) if run else "",
+                    params=params if run else {},
+                    tags=tags if run else {},
+                    created_ms=int(created or 0),
+                )
+            )
+    return sorted(rows, key=lambda r: (r.model, r.version))
+
+
+def _versions_from_client(dataset: str) -> list[VersionRow]:
+    """Every registered version of the dataset's models, through MLflow's client."""
     c = client()
     rows = []
     for model in c.search_registered_models(filter_string=f"name LIKE '{dataset}-%'"):
@@ -503,3 +944,14 @@ def _same_dataset(registered: str, dataset: str) -> bool:
     from musicflow.models import MODEL_NAMES
 
     return any(registered == registered_name(dataset, m) for m in MODEL_NAMES)
+
+
+def require_dataset(dataset: str) -> None:
+    """DatasetError (one line, the known ones listed) when the store knows no such dataset."""
+    known = known_datasets()
+    if dataset not in known:
+        listed = ", ".join(known) if known else "none yet"
+        raise DatasetError(
+            f"no dataset '{dataset}' in the MLflow store {workspace.tracking_uri()} "
+            f"(known: {listed})"
+        )

@@ -7,7 +7,31 @@ All state lives under the current directory, or ``MUSICFLOW_HOME`` when set (doc
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+#: Dataset names: lowercase letters, digits, ``-`` and ``_``, starting with a letter or digit,
+#: at most 64 characters. A name becomes a folder (``data/rolls/<name>/``), an MLflow
+#: experiment (``musicflow/<name>``) and registered models (``<name>-<model>``), so nothing
+#: that could leave the workspace (``/``, ``..``) or act as a wildcard (``%``) gets in.
+DATASET_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+DATASET_NAME_RULE = (
+    "lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 64 characters"
+)
+
+
+def check_dataset_name(name: str) -> str:
+    """``name`` when it follows :data:`DATASET_NAME_RE`, else ValueError saying the rule."""
+    if not isinstance(name, str) or not DATASET_NAME_RE.fullmatch(name):
+        raise ValueError(f"invalid dataset name {name!r}: use {DATASET_NAME_RULE}")
+    return name
+
+
+def slug(text: str) -> str:
+    """A valid dataset name made from any text (a folder's name): ``Piano MIDI.de`` →
+    ``piano-midi-de``; ``dataset`` when nothing is left."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:64].strip("-")
+    return cleaned or "dataset"
 
 
 def home() -> Path:
@@ -16,8 +40,8 @@ def home() -> Path:
 
 
 def rolls_dir(dataset: str) -> Path:
-    """Default ``--out`` of ``encode``: ``data/rolls/<dataset>/``."""
-    return home() / "data" / "rolls" / dataset
+    """Default ``--out`` of ``encode``: ``data/rolls/<dataset>/`` (the name is checked)."""
+    return home() / "data" / "rolls" / check_dataset_name(dataset)
 
 
 def cache_dir() -> Path:
@@ -29,9 +53,26 @@ def reports_dir() -> Path:
     return home() / "reports"
 
 
+def prefect_home() -> Path:
+    """Prefect's home: ``$PREFECT_HOME`` when set, else ``.prefect/`` in the workspace (the
+    workspace's Prefect server keeps its database and state file there)."""
+    return Path(os.environ.get("PREFECT_HOME") or home() / ".prefect").resolve()
+
+
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded sqlite store under ``mlruns/``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlruns' / 'mlflow.db'}"
+
+
+#: Every usage-telemetry switch of the libraries musicflow runs (their documented opt-outs):
+#: MLflow >= 3.2 (``MLFLOW_DISABLE_TELEMETRY``, also the cross-tool ``DO_NOT_TRACK``, which
+#: Prefect's client honours too), Prefect's server analytics, Great Expectations' analytics.
+NO_TELEMETRY = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+}
 
 
 def is_tracking_server(uri: str) -> bool:
@@ -58,25 +99,24 @@ def configure_environment() -> None:
     """Point Prefect, GX and MLflow at the workspace and switch off every phone-home.
 
     Must run before prefect, great_expectations or mlflow is imported: they read these
-    variables at import time. Values the user already set win.
+    variables at import time. Values the user already set win, except the telemetry
+    switches, which are always off (docs/cli.md: no command phones home).
     """
     root = home()
     (root / "mlruns").mkdir(parents=True, exist_ok=True)
     defaults = {
         "PREFECT_HOME": str(root / ".prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
         # The ephemeral API server starts in a subprocess; on a busy 2-core machine it can
         # take longer than the 20 s default.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-        "GX_ANALYTICS_ENABLED": "false",
+        # Only the tasks that say so persist results, in musicflow's JSON format
+        # (musicflow/results.py): a default pickle result would be code run on reading.
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "MLFLOW_TRACKING_URI": tracking_uri(),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # MLflow >= 3.2 sends usage telemetry unless told not to.
-        "MLFLOW_DISABLE_TELEMETRY": "true",
         # With a tracking server MLflow prints "View run … at: URL" on stdout for every run;
         # the CLI prints the run ids itself and keeps stdout for its results.
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
@@ -85,3 +125,4 @@ def configure_environment() -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    os.environ.update(NO_TELEMETRY)

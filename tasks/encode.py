@@ -1,20 +1,38 @@
 """Encode: accepted files' cached windows → Parquet shards, manifest and dataset digest.
 
-Output (docs/dataset.md) in the dataset folder: ``part-*.parquet``, ``manifest.parquet`` and
-``dataset.json``. Every file is written to a temp name and renamed, and ``dataset.json`` (the
-digest and the list of shards that training reads) is written last, so a killed run leaves the
-previous complete dataset in place and the next run repairs the folder. When the inputs are the
-ones recorded in ``dataset.json`` and its shards are all there, no shard is written.
+Output (docs/dataset.md) in the dataset folder: ``part-<n>-<content hash>.parquet``,
+``manifest.parquet`` and ``dataset.json``. A dataset is published as a whole, with
+``dataset.json`` as the single commit point:
+
+1. new shards get new names (their position and a hash of their content), so no committed
+   shard is ever replaced; a shard whose content is unchanged keeps its file;
+2. the manifest is staged under a hidden name (``.manifest.parquet.<hash>.pending``);
+3. ``dataset.json`` (digest, shard list, the manifest's sha256) is written and synced: from
+   here on the new dataset is the committed one;
+4. the staged manifest is renamed to ``manifest.parquet``, and shards no committed set lists,
+   stale temp files and staged manifests are removed.
+
+A run killed before step 3 leaves the previous dataset committed and readable (its
+``dataset.json``, its shards, its manifest); one killed after it is completed by the next
+writer (:func:`write_dataset` rolls the staged manifest forward first). Readers go through
+``dataset.json`` (:func:`read_dataset`, :func:`read_manifest`), never by globbing. Writers of
+one folder take an exclusive lock (``.lock``), so two encodes of one dataset run one after the
+other. When the inputs are the ones recorded in ``dataset.json`` and its shards are all there,
+no shard is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,11 +74,35 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(
+LOCK_NAME = ".lock"
+READERS_NAME = ".readers"
+PENDING_MANIFEST = ".manifest.parquet.{sha}.pending"
+
+
+def manifest_table(manifest: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(
         manifest[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA, preserve_index=False
     )
-    atomic.atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
+    """The manifest alone (``musicflow audit``), atomically, under the folder's lock."""
+    table = manifest_table(manifest)
+    with folder_lock(Path(path).parent):
+        atomic.atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock of a dataset folder for one writer (``flock`` on ``.lock``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def inputs_key(accepted: pd.DataFrame, encoding: dict) -> str:
@@ -89,6 +131,7 @@ class DatasetInfo:
     n_files: int
     written: bool = False  # False when the folder was already up to date (or only read)
     inputs_key: str | None = None
+    manifest_sha256: str | None = None  # the manifest published with these shards
 
     @property
     def pitch_low(self) -> int:
@@ -124,6 +167,7 @@ def read_dataset_info(folder: Path) -> DatasetInfo | None:
             n_windows=record["n_windows"],
             n_files=record["n_files"],
             inputs_key=record.get("inputs_key"),
+            manifest_sha256=record.get("manifest_sha256"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -137,6 +181,21 @@ def read_dataset(folder: Path) -> DatasetInfo:
             f"no encoded dataset in {folder}; run 'musicflow encode SOURCE --dataset NAME' first"
         )
     return info
+
+
+def read_manifest(folder: Path) -> pd.DataFrame:
+    """The manifest published with the folder's committed dataset (or, for a folder only
+    audited, its ``manifest.parquet``); DatasetError when there is none."""
+    folder = Path(folder)
+    info = read_dataset_info(folder)
+    path = folder / "manifest.parquet"
+    if info is not None and info.manifest_sha256:
+        pending = folder / PENDING_MANIFEST.format(sha=info.manifest_sha256[:16])
+        if pending.is_file():  # committed, not yet renamed
+            path = pending
+    if not path.is_file():
+        raise DatasetError(f"no manifest in {folder}; run 'musicflow audit SOURCE' first")
+    return pq.read_table(path).to_pandas()
 
 
 def _window_batches(
@@ -170,20 +229,133 @@ def _shard_table(parts: list[tuple[str, str, np.ndarray, np.ndarray]]) -> pa.Tab
     )
 
 
+@contextlib.contextmanager
+def reading(folder: Path) -> Iterator[DatasetInfo]:
+    """The committed dataset of ``folder``, its shards kept on disk while the block runs
+    (a shared lock on ``.readers``: a concurrent encode then leaves the old set's shards for
+    a later run to remove)."""
+    info = read_dataset(folder)
+    fd = os.open(Path(folder) / READERS_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        info = read_dataset(folder)  # what is committed now that no sweep can run
+        yield info
+    finally:
+        os.close(fd)
+
+
+def _roll_forward(out_dir: Path) -> None:
+    """Finish a publication a killed run committed (``dataset.json`` written) but did not
+    complete: rename its staged manifest into place."""
+    info = read_dataset_info(out_dir)
+    if info is None or not info.manifest_sha256:
+        return
+    pending = out_dir / PENDING_MANIFEST.format(sha=info.manifest_sha256[:16])
+    if pending.is_file():
+        os.replace(pending, out_dir / "manifest.parquet")
+
+
+def _sweep(out_dir: Path, keep: list[str]) -> None:
+    """Remove what no committed dataset uses: shards not in ``keep`` (unless a reader still
+    holds the previous set, see :func:`reading`), staged manifests and the temp files of
+    writers that are gone."""
+    fd = os.open(out_dir / READERS_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # a reader streams the previous set: its shards stay until the next run
+        else:
+            for stale in out_dir.glob("part-*.parquet"):
+                if stale.name not in keep:
+                    stale.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    for pending in out_dir.glob(".manifest.parquet.*.pending"):
+        pending.unlink(missing_ok=True)
+    atomic.sweep(out_dir)
+
+
+def _shard_name(index: int, content: Any) -> str:
+    return f"part-{index:05d}-{content.hexdigest()[:16]}.parquet"
+
+
 def write_dataset(
     manifest: pd.DataFrame, *, name: str, out_dir: Path, cache_dir: Path, pitch_low: int
 ) -> DatasetInfo:
-    """Write shards for the ``accepted`` rows of ``manifest`` (windows come from the cache).
+    """Publish shards for the ``accepted`` rows of ``manifest`` (windows come from the cache),
+    the manifest and ``dataset.json``, as one set (see the module docstring).
 
     Shards stream one at a time (memory is bounded by ROWS_PER_SHARD, not by the corpus); the
     digest hashes the encoding and every window with its source and segment, in shard order.
     """
     out_dir = Path(out_dir)
+    with folder_lock(out_dir):
+        _roll_forward(out_dir)
+        previous = read_dataset_info(out_dir)
+        atomic.sweep(out_dir)
+        info = _publish(manifest, name, out_dir, cache_dir, pitch_low, previous)
+        _sweep(out_dir, info.shards)
+    return info
+
+
+def _publish(
+    manifest: pd.DataFrame,
+    name: str,
+    out_dir: Path,
+    cache_dir: Path,
+    pitch_low: int,
+    previous: DatasetInfo | None,
+) -> DatasetInfo:
     encoding = roll.encoding_params(pitch_low)
     accepted = manifest[manifest.status == "accepted"].sort_values("source_path")
     key = inputs_key(accepted, encoding)
-    write_manifest(manifest, out_dir / "manifest.parquet")
-    previous = read_dataset_info(out_dir)
+    sink = pa.BufferOutputStream()
+    pq.write_table(manifest_table(manifest), sink)
+    manifest_bytes = sink.getvalue().to_pybytes()
+    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+    pending = out_dir / PENDING_MANIFEST.format(sha=manifest_sha[:16])
+    written: list[Path] = []  # shard files this call created
+    try:
+        atomic.write_bytes(pending, manifest_bytes)
+        atomic.crash_point("encode:manifest-staged")
+        info = _stage(
+            accepted, name, out_dir, cache_dir, pitch_low, encoding, key, previous, written
+        )
+        info.manifest_sha256 = manifest_sha
+    except BaseException:
+        # nothing was committed: leave the folder as the committed dataset describes it
+        committed = set(previous.shards) if previous is not None else set()
+        for path in [pending, *written]:
+            if path.name not in committed:
+                path.unlink(missing_ok=True)
+        raise
+    if info.written or previous is None or previous.manifest_sha256 != manifest_sha:
+        record = info.to_json() | {
+            "inputs_key": key,
+            "manifest_sha256": manifest_sha,
+            "musicflow_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        atomic.write_text(out_dir / "dataset.json", json.dumps(record, indent=2), fsync=True)
+        atomic.crash_point("encode:committed")
+    os.replace(pending, out_dir / "manifest.parquet")
+    return info
+
+
+def _stage(
+    accepted: pd.DataFrame,
+    name: str,
+    out_dir: Path,
+    cache_dir: Path,
+    pitch_low: int,
+    encoding: dict,
+    key: str,
+    previous: DatasetInfo | None,
+    written: list[Path],
+) -> DatasetInfo:
+    """The shards of the new set: the previous ones when its inputs are unchanged, else new
+    ones (their files appended to ``written``)."""
     if (
         previous is not None
         and previous.inputs_key == key
@@ -200,29 +372,51 @@ def write_dataset(
             written=False,
             inputs_key=key,
         )
+    info = _write_shards(accepted, name, out_dir, cache_dir, pitch_low, encoding, key, written)
+    atomic.crash_point("encode:shards-written")
+    return info
 
+
+def _write_shards(
+    accepted: pd.DataFrame,
+    name: str,
+    out_dir: Path,
+    cache_dir: Path,
+    pitch_low: int,
+    encoding: dict,
+    key: str,
+    written: list[Path],
+) -> DatasetInfo:
+    """Write the shards of a new dataset under content-addressed names (an unchanged shard
+    keeps its file); nothing committed refers to them until ``dataset.json`` does. Files
+    created here are appended to ``written``."""
     root = cache_root(cache_dir, pitch_low)
     digest = hashlib.sha256(json.dumps(encoding, sort_keys=True).encode())
     metadata = {b"musicflow.encoding": json.dumps(encoding).encode()}
     shards: list[str] = []
     pending: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    content = hashlib.sha256(json.dumps(encoding, sort_keys=True).encode())
     n_pending = n_windows = 0
 
     def flush() -> None:
-        nonlocal pending, n_pending
+        nonlocal pending, n_pending, content
         table = _shard_table(pending).replace_schema_metadata(metadata)
-        shard = f"part-{len(shards):05d}.parquet"
-        atomic.atomic_write(
-            out_dir / shard, lambda tmp: pq.write_table(table, tmp, row_group_size=2048)
-        )
+        shard = _shard_name(len(shards), content)
+        path = out_dir / shard
+        if not _complete_shard(path, table.num_rows):
+            written.append(path)
+            atomic.atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=2048))
         shards.append(shard)
         pending, n_pending = [], 0
+        content = hashlib.sha256(json.dumps(encoding, sort_keys=True).encode())
 
     for path, sha, packed, segments in _window_batches(accepted, root):
         for segment, window in zip(segments, packed, strict=True):
-            digest.update(bytes.fromhex(sha))
-            digest.update(int(segment).to_bytes(4, "little"))
-            digest.update(window.tobytes())
+            for h in (digest, content):
+                h.update(bytes.fromhex(sha))
+                h.update(int(segment).to_bytes(4, "little"))
+                h.update(window.tobytes())
+        content.update(path.encode())
         pending.append((path, sha, packed, segments))
         n_pending += len(segments)
         n_windows += len(segments)
@@ -230,11 +424,7 @@ def write_dataset(
             flush()
     if pending:
         flush()
-    for stale in out_dir.glob("part-*.parquet"):
-        if stale.name not in shards:
-            stale.unlink()
-
-    info = DatasetInfo(
+    return DatasetInfo(
         name=name,
         folder=out_dir,
         digest=digest.hexdigest(),
@@ -245,13 +435,15 @@ def write_dataset(
         written=True,
         inputs_key=key,
     )
-    record = info.to_json() | {
-        "inputs_key": key,
-        "musicflow_version": __version__,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    atomic.write_text(out_dir / "dataset.json", json.dumps(record, indent=2))
-    return info
+
+
+def _complete_shard(path: Path, n_rows: int) -> bool:
+    """True when ``path`` is a readable shard of ``n_rows`` rows (so it need not be rewritten:
+    its name says its content)."""
+    try:
+        return pq.read_metadata(path).num_rows == n_rows
+    except (OSError, pa.ArrowException):
+        return False
 
 
 write_shards = task(name="write-shards", cache_policy=NONE, persist_result=False)(write_dataset)

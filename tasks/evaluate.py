@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from prefect import task
 
-from musicflow import roll, tracking
+from musicflow import results, roll, tracking
 from musicflow.defaults import PIECE_WINDOWS
-from musicflow.tasks.encode import DatasetInfo, read_dataset
+from musicflow.tasks.encode import DatasetInfo, reading
 from musicflow.tasks.train import TrainedModel, load_trained, run_cache_key
 
 EVAL_WINDOWS = 512
@@ -37,6 +36,7 @@ WINDOWS_ARTIFACT = "evaluation/windows.npz"
 MODEL_METRICS: dict[str, str] = {"heldout_nll": "heldout_nll"}
 
 
+@results.result_type
 @dataclass(frozen=True)
 class Evaluation:
     """What the evaluate step hands on (small, data only); the windows are in the run's
@@ -146,11 +146,11 @@ def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
     """Evaluate a training run's model and log the result to that run."""
     import dataclasses
 
-    info = read_dataset(Path(dataset_dir))
     folder, name = WINDOWS_ARTIFACT.split("/")
     with tempfile.TemporaryDirectory() as tmp:
         model = load_trained(trained, Path(tmp) / "checkpoint")
-        evaluation, windows = evaluate_model(model, info, seed=trained.seed)
+        with reading(Path(dataset_dir)) as info:
+            evaluation, windows = evaluate_model(model, info, seed=trained.seed)
         evaluation = dataclasses.replace(evaluation, run_id=trained.run_id)
         (Path(tmp) / folder).mkdir()
         windows.save(Path(tmp) / folder / name)
@@ -185,6 +185,6 @@ def load_windows(run_id: str) -> EvaluationWindows:
         )
 
 
-evaluate = task(name="evaluate", cache_key_fn=run_cache_key("evaluate"), persist_result=True)(
-    evaluate_run
+evaluate = results.cached_task(
+    evaluate_run, name="evaluate", cache_key_fn=run_cache_key("evaluate")
 )

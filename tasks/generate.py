@@ -1,11 +1,14 @@
 """Generate: sample pieces from a registered model and write them as MIDI, each with an audio
 preview beside it (OGG/Vorbis, ``musicflow/audio.py``).
 
-Models are logged (``tasks/registry.py``) as MLflow pyfunc models wrapping the model folder
-that ``RollModel.save`` writes, plus ``sampling.json`` (the calibrated threshold and the
-dataset's encoding, pitch window included). So any registered version loads in a fresh process
-by URI (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
-``mlflow.pyfunc.load_model`` or with ``musicflow generate``. A piece is what the model's own
+Models are logged (``tasks/registry.py``) as MLflow pyfunc models from code
+(``tasks/sampler_model.py``, no pickle) wrapping the model folder that ``RollModel.save``
+writes, plus ``sampling.json`` (the calibrated threshold and the dataset's encoding, pitch
+window included). So any registered version loads in a fresh process by URI
+(``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
+``mlflow.pyfunc.load_model`` or with ``musicflow generate``, which reads only the JSON and
+weight files (``tracking.fetch_model`` checks them against the digests recorded at
+registration) and never runs code from the artifact store. A piece is what the model's own
 ``sample_pieces`` gives, binarised with the calibrated threshold and decoded in the encoding's
 pitch window. :class:`RollSampler` stays in this module: registered models refer to it here.
 """
@@ -33,11 +36,28 @@ class RollSampler(mlflow.pyfunc.PythonModel):
     binary windows, thresholded and cleaned as ``musicflow generate`` does."""
 
     def load_context(self, context) -> None:
+        self.load_dir(Path(context.artifacts["model_dir"]))
+
+    def load_dir(self, model_dir: Path) -> RollSampler:
+        """Load the model from its JSON and weight files (``models.load_model``) and the
+        sampling settings from ``sampling.json``; ModelError when they are unreadable."""
         from musicflow.models import load_model
 
-        model_dir = Path(context.artifacts["model_dir"])
-        self.model = load_model(model_dir)
-        self.sampling = json.loads((model_dir / "sampling.json").read_text())
+        try:
+            sampling = json.loads((Path(model_dir) / "sampling.json").read_text())
+            float(sampling["threshold"])
+            int(sampling["encoding"]["pitch_low"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"unreadable sampling.json in {model_dir}: {exc}") from exc
+        try:
+            self.model = load_model(Path(model_dir))
+        except ModelError:
+            raise
+        except Exception as exc:  # h5py/Keras on a damaged weights file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelError(f"damaged model files in {model_dir}: {first}") from exc
+        self.sampling = sampling
+        return self
 
     def sample_probs(self, n: int, seed: int) -> np.ndarray:
         return self.model.sample(n, seed=seed)
@@ -53,11 +73,14 @@ class RollSampler(mlflow.pyfunc.PythonModel):
         return self.sample_windows(n, seed).reshape(n, -1).astype(np.uint8)
 
 
-def load_sampler(model_uri: str) -> RollSampler:
-    sampler = tracking.load_model(model_uri)
-    if not isinstance(sampler, RollSampler):
-        raise ModelError(f"{model_uri!r} is not a musicflow model")
-    return sampler
+def load_sampler(model_uri: str, dst: Path | None = None) -> RollSampler:
+    """The sampler of a registered version (or run), from its data files only."""
+    import tempfile
+
+    if dst is not None:
+        return RollSampler().load_dir(tracking.fetch_model(model_uri, dst))
+    with tempfile.TemporaryDirectory() as tmp:
+        return RollSampler().load_dir(tracking.fetch_model(model_uri, Path(tmp)))
 
 
 @dataclass
@@ -77,6 +100,7 @@ def generate_midi(
     windows_per_piece: int = PIECE_WINDOWS,
     soundfont: str | None = None,
     audio_preview: bool = True,
+    sampler: RollSampler | None = None,
 ) -> GenerationResult:
     """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4), each
     as ``sample-NNN.mid`` with its audio preview ``sample-NNN.ogg`` beside it.
@@ -90,9 +114,10 @@ def generate_midi(
     from musicflow import roll
     from musicflow.sampling import binarize
 
-    sampler = load_sampler(model_uri)
+    sampler = sampler or load_sampler(model_uri)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.sweep(out_dir)  # what a killed generate left
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
     result = GenerationResult(midi_files=[])

@@ -1,12 +1,17 @@
 """Ingest: find the MIDI files under a source folder and fingerprint their bytes.
 
 Nothing here parses MIDI. Each file is hashed in fixed-size blocks, so a huge file is never
-read whole; byte-identical copies are marked ``duplicate`` of the first path in sorted order.
+read whole; byte-identical copies are marked ``duplicate`` of the first path in sorted order. A
+file that cannot be read (permission denied, an I/O error) is kept with its ``read_error``, to
+be quarantined ``unreadable`` (docs/dataset.md), and the audit goes on; a subfolder that cannot
+be listed is reported on stderr and skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +35,41 @@ class SourceFile:
 def find_midi_files(source: Path) -> list[SourceFile]:
     """Every ``.mid``/``.midi`` file (any case) below ``source``, sorted by relative path."""
     source = Path(source)
-    if not source.is_dir():
+    if not source.exists():
         raise DatasetError(f"source folder not found: {source}")
+    if not source.is_dir():
+        raise DatasetError(
+            f"{source} is a file, not a folder: give the folder that holds the MIDI files"
+        )
+    try:
+        os.listdir(source)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot read the source folder {source}: {exc.strerror or exc}"
+        ) from None
     found = []
-    for path in source.rglob("*"):
-        if path.suffix.lower() in MIDI_SUFFIXES and path.is_file():
+
+    def skipped(exc: OSError) -> None:
+        print(
+            f"  skipped unreadable folder {exc.filename}: {exc.strerror or exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    for folder, dirs, files in os.walk(source, onerror=skipped):
+        dirs.sort()
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix.lower() not in MIDI_SUFFIXES:
+                continue
+            try:
+                st = path.stat()
+            except OSError:  # a dangling link
+                continue
+            if not path.is_file():
+                continue
             rel = path.relative_to(source).as_posix()
-            found.append(
-                SourceFile(path=path.resolve(), source_path=rel, size_bytes=path.stat().st_size)
-            )
+            found.append(SourceFile(path=path.resolve(), source_path=rel, size_bytes=st.st_size))
     found.sort(key=lambda f: f.source_path)
     return found
 
@@ -53,13 +84,18 @@ def sha256_file(path: Path) -> str:
 
 def ingest_files(source: Path) -> pd.DataFrame:
     """One row per MIDI file: ``source_path``, ``path``, ``size_bytes``, ``source_sha256``,
-    ``duplicate_of`` (the first path in sorted order with the same bytes, else None)."""
+    ``duplicate_of`` (the first path in sorted order with the same bytes, else None) and
+    ``read_error`` (why the file could not be read, else None; then ``source_sha256`` is
+    None)."""
     files = find_midi_files(source)
     first_by_sha: dict[str, str] = {}
     rows = []
     for f in files:
-        sha = sha256_file(f.path)
-        duplicate_of = first_by_sha.setdefault(sha, f.source_path)
+        try:
+            sha, read_error = sha256_file(f.path), None
+        except OSError as exc:
+            sha, read_error = None, exc.strerror or str(exc)
+        duplicate_of = None if sha is None else first_by_sha.setdefault(sha, f.source_path)
         rows.append(
             {
                 "source_path": f.source_path,
@@ -67,9 +103,10 @@ def ingest_files(source: Path) -> pd.DataFrame:
                 "size_bytes": f.size_bytes,
                 "source_sha256": sha,
                 "duplicate_of": None if duplicate_of == f.source_path else duplicate_of,
+                "read_error": read_error,
             }
         )
-    columns = ["source_path", "path", "size_bytes", "source_sha256", "duplicate_of"]
+    columns = ["source_path", "path", "size_bytes", "source_sha256", "duplicate_of", "read_error"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -23,7 +23,7 @@ from prefect.cache_policies import NONE
 
 from musicflow import atomic, roll
 from musicflow.errors import DatasetError
-from musicflow.scan import FileScan, scan_file
+from musicflow.scan import RECORD_KEYS, FileScan, scan_file
 
 MAX_CHUNK_FILES = 5000  # ~5 s of parsing per task here: 200 Prefect task runs for 1M files
 
@@ -74,8 +74,16 @@ class ParseJob:
     entry: str
 
 
+def unreadable_record(detail: str) -> dict:
+    """The record of a file that could not be read: validation quarantines it ``unreadable``."""
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(error="unreadable", error_detail=detail)
+    return record
+
+
 def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
-    """Parse and cache each file of one chunk; returns the records in job order."""
+    """Parse and cache each file of one chunk; returns the records in job order. A file that
+    cannot be read gets an ``unreadable`` record (not cached: it may be readable later)."""
     records = []
     for job in jobs:
         try:
@@ -87,6 +95,9 @@ def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
                 f"{job.path} is not readable on {socket.gethostname()}: deleted during the run, "
                 "or a Dask worker without the source folder at the same path"
             ) from None
+        except OSError as exc:  # permission denied, an I/O error: quarantined, the run goes on
+            records.append(unreadable_record(exc.strerror or str(exc)))
+            continue
         scan = scan_file(data, pitch_low=pitch_low)
         store_entry(Path(job.entry), scan)
         records.append(scan.record)
@@ -114,15 +125,18 @@ def parse_files(
     """Metadata records for ingested files, parsing only those missing from the cache.
 
     Duplicates and files over ``max_bytes`` are never read: their records carry only the ingest
-    columns, and validation quarantines the latter as ``too_large``.
+    columns, and validation quarantines the latter as ``too_large``; files ingest could not
+    read get an ``unreadable`` record.
     """
     root = cache_root(cache_dir, pitch_low)
+    atomic.sweep(root, recursive=True)  # temp files of killed runs
     records: dict[str, dict] = {}
     jobs: list[ParseJob] = []
     for row in files.itertuples(index=False):
         if (
             isinstance(row.duplicate_of, str)
             or row.size_bytes > max_bytes
+            or not isinstance(row.source_sha256, str)
             or row.source_sha256 in records
         ):
             continue
@@ -144,7 +158,11 @@ def parse_files(
                 records[job.sha] = record
         # Workers write the windows to the cache and this process reads them for the shards:
         # a worker with its own disk would otherwise surface later as a bare FileNotFoundError.
-        missing = sum(not os.path.exists(job.entry) for job in jobs)
+        missing = sum(
+            not os.path.exists(job.entry)
+            for job in jobs
+            if records[job.sha].get("error") != "unreadable"  # never cached
+        )
         if missing:
             raise DatasetError(
                 f"{missing} parsed file(s) have no cache entry under {root}: Dask workers must "
@@ -158,7 +176,10 @@ def parse_files(
             "size_bytes": row.size_bytes,
             "duplicate_of": row.duplicate_of,
         }
-        if not isinstance(row.duplicate_of, str):
+        read_error = getattr(row, "read_error", None)
+        if isinstance(read_error, str):
+            base.update(unreadable_record(read_error))
+        elif not isinstance(row.duplicate_of, str):
             base.update(records.get(row.source_sha256, {}))
         rows.append(base)
     return ParseResult(

@@ -1,9 +1,10 @@
 """Register: a trained and evaluated run becomes a model version; the champion rule.
 
 ``register`` logs the run's checkpoint with its sampling settings (the calibrated threshold and
-the encoding, ``sampling.json``) as an MLflow pyfunc model that loads and samples in a fresh
-process, registered as a new version of ``<dataset>-<model>`` (docs/tracking.md). It is cached
-per training run, so a cached training result finds its version again and registers nothing.
+the encoding, ``sampling.json``) as an MLflow pyfunc model from code (no pickle) that loads and
+samples in a fresh process, registered as a new version of ``<dataset>-<model>``
+(docs/tracking.md). It is cached per training run, so a cached training result finds its
+version again and registers nothing.
 
 The champion rule itself (``is_better``, and the best version of a dataset across its models)
 lives in ``musicflow/champion.py``, pure, so ``musicflow compare`` applies it without importing
@@ -22,7 +23,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import tracking
+from musicflow import results, tracking
 from musicflow.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
 from musicflow.tasks.evaluate import Evaluation
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
@@ -30,6 +31,7 @@ from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 __all__ = ["MAX_BLANK_RATE", "ONENN_TIE", "RegisteredModel", "is_better", "promote", "register"]
 
 
+@results.result_type
 @dataclass(frozen=True)
 class RegisteredModel:
     """A registered version: ``models:/<name>/<version>`` loads it anywhere."""
@@ -45,8 +47,6 @@ class RegisteredModel:
 
 def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredModel:
     """Log the run's model with its sampling settings as a pyfunc model; register a version."""
-    from musicflow.tasks.generate import RollSampler
-
     name = tracking.registered_name(trained.dataset, trained.model)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tracking.download_artifacts(trained.run_id, CHECKPOINT, Path(tmp))
@@ -61,7 +61,7 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
             )
         )
         with tracking.resume_run(trained.run_id):
-            version = tracking.log_model(RollSampler(), model_dir, name)
+            version = tracking.log_model(model_dir, name)
     tracking.describe_version(
         name,
         version,
@@ -108,7 +108,7 @@ def promote_if_better(registered: RegisteredModel) -> bool:
     return False
 
 
-register = task(name="register", cache_key_fn=run_cache_key("register"), persist_result=True)(
-    register_run
+register = results.cached_task(
+    register_run, name="register", cache_key_fn=run_cache_key("register")
 )
 promote = task(name="promote", cache_policy=NONE, persist_result=False)(promote_if_better)

@@ -22,18 +22,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import task
-
-from musicflow import lineage, progress, tracking, workspace
+from musicflow import lineage, progress, results, tracking, workspace
 from musicflow.errors import DatasetError
 from musicflow.roll import COLS
-from musicflow.tasks.encode import read_dataset, read_dataset_info
+from musicflow.tasks.encode import read_dataset_info, reading
 
 CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
 # Settings logged once as top-level params, so not again as model.<key>.
 TOP_LEVEL_SETTINGS = ("seed", "epochs", "batch_size")
 
 
+@results.result_type
 @dataclass(frozen=True)
 class TrainedModel:
     """What training hands on: the MLflow run holding the model, and what it was trained on."""
@@ -71,81 +70,81 @@ def train_model(
     from musicflow.models import build_model, model_defaults
     from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split
 
-    info = read_dataset(Path(dataset_dir))
-    shards = info.shard_paths
-    train_shas, heldout_shas = heldout_split(shards)
-    if not train_shas or not heldout_shas:
-        raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
-    settings = dict(overrides or {})
-    if epochs:
-        settings["epochs"] = epochs
-    if batch_size:
-        settings["batch_size"] = batch_size
-    if "pitch_low" in model_defaults(model_name):  # models that read pitches (key estimation)
-        settings["pitch_low"] = info.pitch_low
-    model = build_model(model_name, seed=seed, **settings)
-    config = dict(model.config)
-    n_epochs = int(config.get("epochs", epochs or 10))
-    batch = int(config.get("batch_size", batch_size or 32))
+    with reading(Path(dataset_dir)) as info:  # its shards stay while training reads them
+        shards = info.shard_paths
+        train_shas, heldout_shas = heldout_split(shards)
+        if not train_shas or not heldout_shas:
+            raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
+        settings = dict(overrides or {})
+        if epochs:
+            settings["epochs"] = epochs
+        if batch_size:
+            settings["batch_size"] = batch_size
+        if "pitch_low" in model_defaults(model_name):  # models that read pitches (key estimation)
+            settings["pitch_low"] = info.pitch_low
+        model = build_model(model_name, seed=seed, **settings)
+        config = dict(model.config)
+        n_epochs = int(config.get("epochs", epochs or 10))
+        batch = int(config.get("batch_size", batch_size or 32))
 
-    from musicflow.models.data import load_window_sources
+        from musicflow.models.data import load_window_sources
 
-    n_train = len(load_window_sources(shards, train_shas))
-    # a sequence model's batch holds runs of consecutive windows: about one run per window
-    # but the last (sequence_windows - 1) of each file
-    runs = int(config.get("sequence_windows", 1))
-    items = max(n_train - (runs - 1) * len(train_shas), 0)
-    batches = math.ceil(items / batch) if items else None
-    budget = f", time budget {time_budget_s / 60:g} min" if time_budget_s else ""
-    progress.stage(
-        f"train {model_name}",
-        f"{n_train} windows from {len(train_shas)} files, {batches} batches per epoch, "
-        f"up to {n_epochs} epochs{budget}",
-    )
-    flow_run_id = _flow_run_id()
-    with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
-        tracking.set_tags(
-            {
-                "musicflow.model": model_name,
-                "musicflow.dataset": dataset,
-                "musicflow.code_version": lineage.code_version(),
-                "musicflow.git_commit": lineage.git_commit() or "unknown",
-                "prefect.flow_run_id": flow_run_id or "none",
-            }
+        n_train = len(load_window_sources(shards, train_shas))
+        # a sequence model's batch holds runs of consecutive windows: about one run per window
+        # but the last (sequence_windows - 1) of each file
+        runs = int(config.get("sequence_windows", 1))
+        items = max(n_train - (runs - 1) * len(train_shas), 0)
+        batches = math.ceil(items / batch) if items else None
+        budget = f", time budget {time_budget_s / 60:g} min" if time_budget_s else ""
+        progress.stage(
+            f"train {model_name}",
+            f"{n_train} windows from {len(train_shas)} files, {batches} batches per epoch, "
+            f"up to {n_epochs} epochs{budget}",
         )
-        params = {
-            **{f"model.{k}": v for k, v in config.items() if k not in TOP_LEVEL_SETTINGS},
-            **{f"encoding.{k}": v for k, v in info.encoding.items()},
-            "model": model_name,
-            "seed": seed,
-            "max_epochs": n_epochs,  # the configured number; "epochs" (logged after) what ran
-            "batch_size": batch,
-            "time_budget_s": time_budget_s,
-            "dataset": dataset,
-            "dataset_digest": info.digest,
-            "code_version": lineage.code_version(),
-            "heldout_fraction": HELDOUT_FRACTION,
-            "split_seed": SPLIT_SEED,
-            "n_train_files": len(train_shas),
-            "n_heldout_files": len(heldout_shas),
-        }
-        tracking.log_params(params)
-        tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
+        flow_run_id = _flow_run_id()
+        with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
+            tracking.set_tags(
+                {
+                    "musicflow.model": model_name,
+                    "musicflow.dataset": dataset,
+                    "musicflow.code_version": lineage.code_version(),
+                    "musicflow.git_commit": lineage.git_commit() or "unknown",
+                    "prefect.flow_run_id": flow_run_id or "none",
+                }
+            )
+            params = {
+                **{f"model.{k}": v for k, v in config.items() if k not in TOP_LEVEL_SETTINGS},
+                **{f"encoding.{k}": v for k, v in info.encoding.items()},
+                "model": model_name,
+                "seed": seed,
+                "max_epochs": n_epochs,  # the configured number; "epochs" (logged after) what ran
+                "batch_size": batch,
+                "time_budget_s": time_budget_s,
+                "dataset": dataset,
+                "dataset_digest": info.digest,
+                "code_version": lineage.code_version(),
+                "heldout_fraction": HELDOUT_FRACTION,
+                "split_seed": SPLIT_SEED,
+                "n_train_files": len(train_shas),
+                "n_heldout_files": len(heldout_shas),
+            }
+            tracking.log_params(params)
+            tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
 
-        train_ds, val_ds = training_data(config, shards, train_shas, heldout_shas, seed=seed)
-        started = time.monotonic()
-        with progress.TrainingProgress(
-            model_name, epochs=n_epochs, batches=batches, budget_s=time_budget_s
-        ) as bar:
-            history = _fit(model, train_ds, val_ds, n_epochs, time_budget_s, bar)
-        epochs_done = len(next(iter(history.values()), []))
-        train_seconds = time.monotonic() - started
-        stop = "time_budget" if epochs_done < n_epochs else "epochs"
-        tracking.log_params({"epochs": epochs_done, "stopped_by": stop})
+            train_ds, val_ds = training_data(config, shards, train_shas, heldout_shas, seed=seed)
+            started = time.monotonic()
+            with progress.TrainingProgress(
+                model_name, epochs=n_epochs, batches=batches, budget_s=time_budget_s
+            ) as bar:
+                history = _fit(model, train_ds, val_ds, n_epochs, time_budget_s, bar)
+            epochs_done = len(next(iter(history.values()), []))
+            train_seconds = time.monotonic() - started
+            stop = "time_budget" if epochs_done < n_epochs else "epochs"
+            tracking.log_params({"epochs": epochs_done, "stopped_by": stop})
 
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp))
-            tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save(Path(tmp))
+                tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
     return TrainedModel(
         run_id=run.info.run_id,
         dataset=dataset,
@@ -290,4 +289,4 @@ def run_cache_key(step: str):
     return key
 
 
-train = task(name="train", cache_key_fn=train_cache_key, persist_result=True)(train_model)
+train = results.cached_task(train_model, name="train", cache_key_fn=train_cache_key)

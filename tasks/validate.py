@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
+from musicflow import results
 from musicflow.data_docs import build_docs, merge_results
 from musicflow.defaults import DEFAULT_MAX_BYTES
 from musicflow.gx import ROW_KEY, GxSession, failed_rows
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     )
 
 
+@results.result_type
 class ExpectationSummary(NamedTuple):
     """One expectation's tally: the rows it failed among those it judged."""
 
@@ -53,6 +54,7 @@ class ExpectationSummary(NamedTuple):
     n_failed: int
 
 
+@results.result_type
 @dataclass
 class ValidationReport:
     """Per-row verdicts, where the Data Docs are, and a per-expectation tally for the terminal.
@@ -162,11 +164,7 @@ def _prepare(records: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
 
 def validation_cache_key(_context: Any, parameters: dict[str, Any]) -> str | None:
     """Same records, suite, settings and docs folder → same outcomes: a scheduled run with no
-    new MIDI skips GX entirely (its import alone takes seconds). No key (so no caching) when
-    the Data Docs it would have written are gone."""
-    docs_dir = parameters.get("docs_dir")
-    if docs_dir is not None and not (Path(docs_dir) / "index.html").is_file():
-        return None
+    new MIDI skips GX entirely (its import alone takes seconds)."""
     records: pd.DataFrame = parameters["records"]
     digest = hashlib.sha256()
     digest.update(records.to_json(orient="split", date_format="iso").encode())
@@ -177,8 +175,16 @@ def validation_cache_key(_context: Any, parameters: dict[str, Any]) -> str | Non
     return f"validate-{digest.hexdigest()}"
 
 
-validate = task(
-    name="validate",
-    cache_key_fn=validation_cache_key,
-    persist_result=True,
-)(validate_records)
+validate = results.cached_task(validate_records, name="validate", cache_key_fn=validation_cache_key)
+_validate_afresh = results.cached_task(
+    validate_records, name="validate", cache_key_fn=validation_cache_key, refresh_cache=True
+)
+
+
+def validate_step(docs_dir: Path | None):
+    """The validate task for a run writing Data Docs to ``docs_dir``: cached, unless those
+    Data Docs are missing (a first run, or deleted), when it runs GX and stores its result
+    under the same key, so the next identical run skips GX."""
+    if docs_dir is not None and not (Path(docs_dir) / "index.html").is_file():
+        return _validate_afresh
+    return validate

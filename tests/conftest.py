@@ -1,7 +1,10 @@
 """Test session set-up: an isolated workspace, so no test touches the user's state.
 
 The environment is set at import time, before any test module imports prefect, GX or MLflow:
-they read PREFECT_HOME and friends when imported.
+they read PREFECT_HOME and friends when imported. The session's workspace Prefect server
+(``musicflow/prefect_server.py``) starts in the background here; the tests' flows and the CLI
+subprocesses they start use it (``PREFECT_API_URL``), and it is stopped when the session ends
+(and would stop by itself two minutes after a killed session).
 """
 
 from __future__ import annotations
@@ -20,9 +23,25 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / ".prefect")
 
-from musicflow import workspace  # noqa: E402
+os.environ["MUSICFLOW_SERVER_IDLE_MINUTES"] = "2"
+
+from musicflow import prefect_server, workspace  # noqa: E402
 
 workspace.configure_environment()
+_SERVER = prefect_server.attach()  # boots while the test modules are collected
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_server_ready() -> None:
+    """Every test (and fixture) sees a ready Prefect API: session fixtures come first."""
+    if _SERVER is not None:
+        _SERVER.wait()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SERVER is not None:
+        prefect_server.stop_workspace_server(_SERVER.home)
+
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PIANO = SHARED / "data" / "piano-midi-de"
@@ -31,6 +50,7 @@ HOSTILE = SHARED / "data" / "hostile-midi"
 
 # The quarantine codes in precedence order, and the warning codes (docs/dataset.md).
 QUARANTINE_ORDER = [
+    "unreadable",
     "too_large",
     "not_midi",
     "truncated",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +94,8 @@ def test_run_carries_the_pitch_window_to_the_pipeline(
         seen.update(kwargs)
         raise RuntimeError("stop before any work")
 
-    monkeypatch.setattr(cli, "_preload", lambda *modules: None)
+    monkeypatch.setattr(cli, "_attach_prefect", lambda *modules: [])
+    monkeypatch.setattr(cli, "_prepare_tracking", lambda: None)
     monkeypatch.setattr(pipeline, "pipeline_flow", flow)
     source = workspace_home / "src"
     source.mkdir()
@@ -98,6 +103,206 @@ def test_run_carries_the_pitch_window_to_the_pipeline(
     assert seen["pitch_low"] == 30 and seen["models"] == ["vae"]
     assert main(["run", str(source), "--models", "vae"]) == 1
     assert seen["pitch_low"] == 21  # the encoding's default
+
+
+# --- usage errors: exit 2 before anything runs (issue #12 items 5 and 6) ---------------------
+
+USAGE_ERRORS = {
+    "dataset outside the workspace": ["encode", ".", "--dataset", "../../../x"],
+    "absolute dataset": ["encode", ".", "--dataset", "/tmp/x"],
+    "empty dataset": ["encode", ".", "--dataset", ""],
+    "wildcard dataset": ["compare", "--dataset", "%"],
+    "upper-case dataset": ["train", "--dataset", "Chopin", "--model", "vae"],
+    "long dataset": ["audit", ".", "--dataset", "a" * 65],
+    "zero epochs": ["train", "--dataset", "d", "--model", "vae", "--epochs", "0"],
+    "negative epochs": ["run", "--epochs", "-1"],
+    "negative time budget": ["train", "--dataset", "d", "--model", "vae", "--time-budget", "-5"],
+    "nan time budget": ["run", "--time-budget", "nan"],
+    "pitch window off the keyboard": ["encode", ".", "--pitch-low", "99"],
+    "negative pieces": ["generate", "--model-uri", "models:/d-vae/1", "-n", "-1"],
+    "no pieces": ["generate", "--model-uri", "models:/d-vae/1", "-n", "0"],
+    "negative byte cap": ["audit", ".", "--max-bytes", "-1"],
+    "no workers": ["encode", ".", "--workers", "0"],
+    "negative seed": ["train", "--dataset", "d", "--model", "vae", "--seed", "-1"],
+    "zero batch": ["train", "--dataset", "d", "--model", "vae", "--batch-size", "0"],
+    "port out of range": ["ui", "--port", "70000"],
+    "unknown model": ["run", "--models", "vae,foo"],
+    "not a model URI": ["generate", "--model-uri", "file:///etc/passwd"],
+    "unknown server action": ["server", "restart"],
+}
+
+
+@pytest.mark.parametrize("argv", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+def test_bad_arguments_are_usage_errors(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
+
+
+def test_the_dataset_name_rule_is_shown_once_in_the_error(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", "--dataset", "../x"])
+    assert "lowercase letters, digits, '-' and '_'" in capsys.readouterr().err
+
+
+def test_slugs_of_folders_are_valid_dataset_names() -> None:
+    from musicflow import workspace
+
+    for folder in ("Piano MIDI.de", "../..", "日本語", "x" * 200, "-a-", "%_%"):
+        workspace.check_dataset_name(dataset_name(Path("/music") / folder, None))
+
+
+# --- fail fast: checked before any server starts or TensorFlow loads (issue #11 item 1) ------
+
+
+def _fresh_env(home: Path) -> dict[str, str]:
+    """No shared Prefect server: a command that started one would leave its state file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env.update(MUSICFLOW_HOME=str(home), PREFECT_HOME=str(home / ".prefect"))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+FAIL_FAST = {
+    "missing source": (["encode", "{home}/nonexistent"], 1, "source folder not found"),
+    "file as source": (["audit", "{home}/file.mid"], 1, "is a file, not a folder"),
+    "never encoded": (["train", "--dataset", "nosuch", "--model", "vae"], 1, "no encoded dataset"),
+    "unknown dataset": (["compare", "--dataset", "nosuch"], 1, "no dataset 'nosuch'"),
+    "unknown model": (["run", "--models", "foo"], 2, "unknown model(s) foo"),
+    "run on a missing source": (["run", "{home}/nope", "--models", "vae"], 1, "not found"),
+    "bad model version": (["generate", "--model-uri", "models:/nosuch-vae/1"], 1, "no model"),
+}
+
+
+@pytest.mark.parametrize("argv, code, message", FAIL_FAST.values(), ids=FAIL_FAST.keys())
+def test_errors_come_fast_in_one_line_before_any_server(
+    tmp_path: Path, argv: list[str], code: int, message: str
+) -> None:
+    (tmp_path / "file.mid").write_bytes(b"MThd")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "musicflow.cli", *(a.format(home=tmp_path) for a in argv)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_fresh_env(tmp_path),
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert message in lines[-1] and "done in" not in done.stderr
+    if code == 1:
+        assert len(lines) == 1, done.stderr  # one line (usage errors show the usage first)
+    assert not (tmp_path / ".prefect" / "musicflow-server.json").exists()
+    assert elapsed < 15, f"{elapsed:.1f} s"
+
+
+def test_the_source_folder_messages(tmp_path: Path) -> None:
+    from musicflow.cli import check_source
+    from musicflow.errors import DatasetError
+
+    (tmp_path / "f.mid").write_bytes(b"")
+    with pytest.raises(DatasetError, match="source folder not found"):
+        check_source(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        check_source(tmp_path / "f.mid")
+    assert check_source(tmp_path) == tmp_path
+
+
+# --- musicflow ui: a busy port, and stopping it stops its processes ---------------------------
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _wait_listening(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+def test_ui_on_a_busy_port_fails_in_one_line(workspace_home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "musicflow.cli", "ui", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=workspace_home,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"musicflow: error: port {port} on 127.0.0.1 is in use; choose another with --port"
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])  # SIGINT: as SIGTERM
+def test_stopping_ui_stops_its_server_and_workers(
+    workspace_home: Path, stop: signal.Signals
+) -> None:
+    from musicflow.prefect_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicflow.cli", "ui", "--port", str(port)],
+        cwd=workspace_home,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_listening(port, 180), "the MLflow UI never listened"
+        children = _descendants(proc.pid)
+        assert 2 <= len(children) <= 3  # guard, mlflow server, one uvicorn worker
+        proc.send_signal(stop)
+        code = proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while _alive(children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive(children) == set()
+        assert not _wait_listening(port, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if stop != signal.SIGKILL:
+        assert code == 0
+        err = proc.stderr.read()
+        assert "stopped the MLflow UI" in err and "cached" not in err
 
 
 def test_bare_musicflow_shows_help_and_succeeds(capsys) -> None:

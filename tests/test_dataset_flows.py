@@ -8,6 +8,7 @@ one parsed; deleted files leave the shards; the Dask task runner writes identica
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import random
 import shutil
@@ -208,3 +209,35 @@ def test_killed_encode_resumes_to_the_same_output(piano_dir: Path, tmp_path: Pat
         a.column("roll").to_numpy(zero_copy_only=False),
         b.column("roll").to_numpy(zero_copy_only=False),
     )
+
+
+def test_the_second_encode_skips_validation_and_missing_data_docs_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run stores the validation result under the key the next run computes (it
+    used to store none, so the second run ran GX again); deleted Data Docs are rebuilt."""
+    from conftest import write_midi
+
+    from musicflow.tasks import validate as stage
+
+    (tmp_path / "src").mkdir()
+    for i in range(3):
+        write_midi(tmp_path / "src" / f"{i}.mid", [60 + i, 64, 67] * 8)
+    calls: list[str] = []
+
+    @functools.wraps(stage.validate_records)  # the same parameters for the cache key
+    def counted(*args, **kwargs):
+        calls.append("gx")
+        return stage.validate_records(*args, **kwargs)
+
+    for task in (stage.validate, stage._validate_afresh):
+        monkeypatch.setattr(task, "fn", counted)
+    args = dict(
+        source=tmp_path / "src", dataset="v", out_dir=tmp_path / "out", cache_dir=tmp_path / "c"
+    )
+    encode_flow(**args)
+    encode_flow(**args)
+    assert calls == ["gx"]  # the second run found the first run's result
+    shutil.rmtree(tmp_path / "out" / "data_docs")
+    encode_flow(**args)
+    assert calls == ["gx", "gx"] and (tmp_path / "out" / "data_docs" / "index.html").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from musicflow.errors import DatasetError
@@ -43,3 +44,30 @@ def test_sha256_and_duplicates_point_at_first_sorted_path(tmp_path: Path) -> Non
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not found"):
         find_midi_files(tmp_path / "nope")
+
+
+def test_a_file_given_as_the_source_says_so(tmp_path: Path) -> None:
+    _write(tmp_path / "a.mid", b"1")
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        find_midi_files(tmp_path / "a.mid")
+
+
+def test_an_unreadable_file_is_kept_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicflow.tasks import ingest
+
+    _write(tmp_path / "a.mid", b"fine")
+    _write(tmp_path / "b.mid", b"locked")
+    real = ingest.sha256_file
+
+    def sha(path: Path) -> str:
+        if path.name == "b.mid":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(ingest, "sha256_file", sha)
+    files = ingest_files(tmp_path).set_index("source_path")
+    assert files.loc["b.mid", "read_error"] == "Permission denied"
+    assert pd.isna(files.loc["b.mid", "source_sha256"])
+    assert pd.isna(files.loc["a.mid", "read_error"])

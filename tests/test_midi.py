@@ -395,3 +395,47 @@ def test_against_mido_oracle(piano_dir: Path) -> None:
             len(mid.tracks),
             mid.ticks_per_beat,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# per-file resource limits (issue #12 item 12)
+
+
+def _bomb(n_notes: int) -> bytes:
+    """One track of ``n_notes`` note-ons at tick 0, running status (3 bytes a note)."""
+    return smf(track(ev(0, 0x90, 60, 64) + b"\x00\x3c\x40" * (n_notes - 1)))
+
+
+def test_a_note_bomb_is_stopped_at_the_note_limit_fast_and_small() -> None:
+    import resource
+    import time
+
+    from musicflow import midi, scan
+
+    data = _bomb(20_000_000)  # 57 MiB: under the 64 MiB byte cap
+    assert len(data) < 64 * 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    record = scan.scan_file(data).record
+    assert time.monotonic() - started < 1.0
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100  # MB
+    assert record["error"] == "too_large"
+    assert f"more than {midi.MAX_NOTES} notes" in record["error_detail"]
+    assert error_code(data) == "too_large"
+
+
+def test_an_event_bomb_is_stopped_at_the_event_limit() -> None:
+    from musicflow import midi
+
+    controllers = ev(0, 0xB0, 7, 100) + b"\x00\x07\x64" * (midi.MAX_EVENTS + 10)
+    raw = midi._parse(smf(track(controllers)))
+    assert raw.error == "too_large" and "events" in raw.detail
+
+
+def test_files_under_the_limits_are_read_whole() -> None:
+    from musicflow import midi
+
+    raw = midi._parse(_bomb(1000), max_notes=1000, max_events=10_000)
+    assert raw.error is None and len(raw.notes) == 1000
+    assert midi._parse(_bomb(1001), max_notes=1000).error == "too_large"
+    assert midi._parse(_bomb(10), max_events=5).error == "too_large"

@@ -68,3 +68,12 @@ def test_only_new_files_are_parsed(tmp_path: Path) -> None:
     again = run()
     assert (again.n_parsed, again.n_cached) == (1, 2)
     assert again.records.set_index("source_path").loc["c.mid", "n_notes"] == 8
+
+
+def test_a_file_that_cannot_be_read_gets_an_unreadable_record(tmp_path: Path) -> None:
+    jobs = [
+        parse.ParseJob(path=str(tmp_path / "gone.mid"), sha="ab" * 32, entry=str(tmp_path / "e"))
+    ]
+    (record,) = parse.parse_chunk_files(jobs, pitch_low=21)
+    assert record["error"] == "unreadable" and record["error_detail"]
+    assert not (tmp_path / "e").exists()  # never cached: it may be readable next time

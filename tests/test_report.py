@@ -72,7 +72,7 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     def no_model(*args, **kwargs):
         raise AssertionError("the report stage must not load a model")
 
-    monkeypatch.setattr(tracking, "load_model", no_model)
+    monkeypatch.setattr(tracking, "fetch_model", no_model)
     monkeypatch.setattr("musicflow.models.load_model", no_model)
 
     trained, evaluation, registered, pieces = _inputs(tmp_path, kind)

@@ -51,7 +51,8 @@ def good(path: str, **changes: Any) -> dict[str, Any]:
 def unparsed(path: str, size: int, **changes: Any) -> dict[str, Any]:
     """A record with only the ingest columns, as for a file too large to parse."""
     row = dict.fromkeys(good(path), None)
-    row.update(source_path=path, source_sha256="f" * 64, size_bytes=size, **changes)
+    row.update(source_path=path, source_sha256="f" * 64, size_bytes=size)
+    row.update(changes)
     return row
 
 
@@ -65,6 +66,13 @@ def failed_parse(path: str, error: str, **changes: Any) -> dict[str, Any]:
 CASES: dict[str, tuple[dict[str, Any], str, str | None, list[str]]] = {
     "good": (good("good.mid"), "accepted", None, []),
     "too_large": (unparsed("big.mid", MAX_BYTES + 1), "quarantined", "too_large", []),
+    "unreadable": (
+        unparsed("locked.mid", MAX_BYTES + 1, error="unreadable", source_sha256=None),
+        "quarantined",
+        "unreadable",
+        [],
+    ),
+    "note_bomb": (failed_parse("bomb.mid", "too_large"), "quarantined", "too_large", []),
     "not_midi": (failed_parse("text.mid", "not_midi"), "quarantined", "not_midi", []),
     "truncated": (
         failed_parse("cut.mid", "truncated", midi_type=1, ticks_per_beat=96, smpte=False),

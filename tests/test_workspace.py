@@ -1,0 +1,44 @@
+"""musicflow/workspace.py: dataset names, where state lives, the environment (no telemetry)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from musicflow import workspace
+
+
+@pytest.mark.parametrize("name", ["bach-chorales", "k", "piano_midi_de", "a1", "x" * 64])
+def test_good_dataset_names(name: str) -> None:
+    assert workspace.check_dataset_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "../x", "/abs", "a/b", "..", ".hidden", "%", "a%", "Chopin", "a b", "x" * 65, "é"]
+)
+def test_bad_dataset_names(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid dataset name"):
+        workspace.check_dataset_name(name)
+
+
+def test_rolls_dir_refuses_a_name_that_leaves_the_workspace() -> None:
+    with pytest.raises(ValueError):
+        workspace.rolls_dir("../../etc")
+
+
+def test_slug_is_always_a_valid_name() -> None:
+    assert workspace.slug("Piano MIDI.de") == "piano-midi-de"
+    assert workspace.slug("...") == "dataset"
+    assert len(workspace.slug("y" * 300)) == 64
+
+
+def test_telemetry_is_switched_off_even_against_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DO_NOT_TRACK", "false")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    workspace.configure_environment()
+    for key, value in workspace.NO_TELEMETRY.items():
+        assert os.environ[key] == value
+    assert os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"

@@ -38,17 +38,18 @@ class RollModel(Protocol):
     """A trainable generator of (96, 96) windows; see the package docstring."""
 
     name: str
-    kind: str  # "vae" | "gan"
+    kind: str  # "ar" | "vae" | "gan"
     config: dict[str, Any]
     epochs_done: int
 
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """One pass. VAE: loss, recon_loss, kl_loss; GAN: d_loss, g_loss, d_acc_real,
-        d_acc_fake."""
+        """One pass. AR: loss; VAE: loss, recon_loss, kl_loss; GAN: d_loss, g_loss,
+        d_acc_real, d_acc_fake."""
         ...
 
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """VAE: val_loss (+ val_recon_loss, val_kl_loss); GAN: val_d_acc_real; ``{}`` when
+        """AR and frame VAE: val_nll (exact NLL, or the ELBO bound, nats per frame); thesis
+        VAE: val_loss (+ val_recon_loss, val_kl_loss); GAN: val_d_acc_real; ``{}`` when
         ``batches`` is empty (no held-out file)."""
         ...
 

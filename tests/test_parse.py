@@ -10,6 +10,7 @@ from conftest import write_midi
 from prefect import flow
 
 from musicflow import roll
+from musicflow.errors import DatasetError
 from musicflow.scan import scan_file
 from musicflow.tasks import parse
 from musicflow.tasks.ingest import ingest_files
@@ -71,9 +72,19 @@ def test_only_new_files_are_parsed(tmp_path: Path) -> None:
 
 
 def test_a_file_that_cannot_be_read_gets_an_unreadable_record(tmp_path: Path) -> None:
+    (tmp_path / "dir.mid").mkdir()  # open() fails with an OSError other than "not found"
     jobs = [
-        parse.ParseJob(path=str(tmp_path / "gone.mid"), sha="ab" * 32, entry=str(tmp_path / "e"))
+        parse.ParseJob(path=str(tmp_path / "dir.mid"), sha="ab" * 32, entry=str(tmp_path / "e"))
     ]
     (record,) = parse.parse_chunk_files(jobs, pitch_low=21)
     assert record["error"] == "unreadable" and record["error_detail"]
     assert not (tmp_path / "e").exists()  # never cached: it may be readable next time
+
+
+def test_a_file_gone_from_a_worker_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    # a Dask worker without the source folder must not quarantine the whole collection
+    jobs = [
+        parse.ParseJob(path=str(tmp_path / "gone.mid"), sha="ab" * 32, entry=str(tmp_path / "e"))
+    ]
+    with pytest.raises(DatasetError, match="not readable on"):
+        parse.parse_chunk_files(jobs, pitch_low=21)

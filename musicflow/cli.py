@@ -717,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         required=True,
         choices=MODEL_NAMES,
-        help="vae, gan (this project's) or vae-thesis, gan-thesis (the seed's, for comparison)",
+        help="rnn, vae, gan (this project's) or vae-thesis, gan-thesis (the thesis's)",
     )
     p.add_argument(
         "--batch-size",

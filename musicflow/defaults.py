@@ -16,8 +16,9 @@ DEFAULT_MAX_BYTES = 64 * 2**20
 #: Parallel parse workers (chunks of files fan out over the flow's task runner).
 DEFAULT_WORKERS = 2
 
-#: The models ``musicflow run`` and ``musicflow serve`` train when not told.
-DEFAULT_MODELS = ("vae", "gan")
+#: The models ``musicflow run`` and ``musicflow serve`` train when not told: the two that came
+#: closest to held-out music at every budget measured (docs/models.md); ``gan`` did not.
+DEFAULT_MODELS = ("rnn", "vae")
 
 #: Most parallel parse workers a command accepts (each holds one file's notes in memory).
 MAX_WORKERS = 64

@@ -121,7 +121,8 @@ def configure_environment() -> None:
         # the CLI prints the run ids itself and keeps stdout for its results.
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
+        # TF_ENABLE_ONEDNN_OPTS is left at TensorFlow's default (on for x86): with it off the
+        # convolutional models trained 3-5x slower here (bench/bench_models.py --onednn both)
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

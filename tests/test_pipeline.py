@@ -20,7 +20,7 @@ from musicflow.midi import scan_midi
 
 pytestmark = pytest.mark.integration
 
-MODELS = ["vae", "gan"]
+MODELS = ["vae", "gan"]  # rnn is trained by tests/test_tracking_server.py
 
 
 def _versions(client, name: str) -> list[str]:

@@ -164,12 +164,6 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
     assert any(r["detail"] == "'tensorflow'" for r in engine), records
 
 
-def test_deploy_needs_a_prefect_server(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.delenv("PREFECT_API_URL")
-    assert cli.main(["deploy", str(tmp_path), "--pool", POOL]) == 1
-    assert "set PREFECT_API_URL" in capsys.readouterr().err
-
-
 def test_deploy_refuses_a_pool_of_another_type(tmp_path: Path, capsys) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
@@ -179,10 +173,3 @@ def test_deploy_refuses_a_pool_of_another_type(tmp_path: Path, capsys) -> None:
         client.create_work_pool(WorkPoolCreate(name="k8s", type="kubernetes"), overwrite=True)
     assert cli.main(["deploy", str(tmp_path), "--pool", "k8s"]) == 1
     assert "work pool 'k8s' is of type 'kubernetes'" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("pool", ["", "a/b", "50%"])
-def test_bad_pool_name_is_a_usage_error(tmp_path: Path, pool: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["deploy", str(tmp_path), "--pool", pool])
-    assert exit_info.value.code == 2

@@ -28,6 +28,7 @@ import servers
 
 from musicflow import cli
 from musicflow.flows import retrain
+from musicflow.prefect_server import prefect_api
 
 POOL = "musicflow"
 DATASET = "lab"
@@ -103,13 +104,11 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
     env = servers.prefect_env(server.url, tmp_path / "client", **lab.traced)
     prefect = str(servers.VENV_BIN / "prefect")
 
-    out = run(
-        [
-            sys.executable, "-m", "musicflow.cli", "deploy", str(source),
-            "--dataset", DATASET, "--pool", POOL, "--models", MODEL, "--epochs", "1",
-        ],
-        {**env, "MUSICFLOW_HOME": str(home)}, home,
-    )  # fmt: skip
+    def deploy(*options: str) -> str:
+        cmd = [sys.executable, "-m", "musicflow.cli", "deploy", str(source), "--dataset", DATASET]
+        return run([*cmd, "--pool", POOL, *options], {**env, "MUSICFLOW_HOME": str(home)}, home)
+
+    out = deploy("--models", MODEL, "--epochs", "1")
     name = retrain.full_deployment_name(DATASET)
     assert f"deployment:  {name} (registered)" in out
     assert f"work pool:   {POOL} (created, type process)" in out
@@ -156,6 +155,23 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
             (second, "train%"),
         )
         assert [row[0] for row in cur.fetchall()] == ["Cached"]
+
+    # Paused (as serve leaves it on Ctrl-C), then deployed again with another schedule: the
+    # same deployment, updated in place and active again.
+    with prefect_api(server.url):
+        assert retrain.pause_schedule(DATASET)
+    with psycopg2.connect(lab.pg.url("prefect")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT paused FROM deployment")
+        assert cur.fetchall() == [(True,)]
+    deploy("--models", MODEL, "--cron", "30 4 * * *")
+    with psycopg2.connect(lab.pg.url("prefect")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT d.paused, d.parameters, s.schedule->>'cron', s.active FROM deployment d "
+            "JOIN deployment_schedule s ON d.id = s.deployment_id"
+        )
+        [(paused, parameters, cron, active)] = cur.fetchall()
+        assert (paused, cron, active) == (False, "30 4 * * *", True)
+        assert "epochs" not in parameters
 
     # Nothing phoned home; and the tracer did run in the flow runs (they import TensorFlow).
     assert lab.outbound() == []

@@ -104,9 +104,14 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
     env = servers.prefect_env(server.url, tmp_path / "client", **lab.traced)
     prefect = str(servers.VENV_BIN / "prefect")
 
+    # deploy runs in the workspace, with the workspace's own Prefect home (.prefect/)
+    deploy_env = {k: v for k, v in env.items() if k != "PREFECT_HOME"} | {
+        "MUSICFLOW_HOME": str(home)
+    }
+
     def deploy(*options: str) -> str:
         cmd = [sys.executable, "-m", "musicflow.cli", "deploy", str(source), "--dataset", DATASET]
-        return run([*cmd, "--pool", POOL, *options], {**env, "MUSICFLOW_HOME": str(home)}, home)
+        return run([*cmd, "--pool", POOL, *options], deploy_env, home)
 
     out = deploy("--models", MODEL, "--epochs", "1")
     name = retrain.full_deployment_name(DATASET)
@@ -131,6 +136,7 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
         versions = store.search_model_versions(f"name = '{DATASET}-{MODEL}'")
         assert [int(v.version) for v in versions] == [1]
         assert len(store.search_runs([experiment.experiment_id])) == 1
+    assert list((home / ".prefect" / "storage").iterdir())  # the cached results, in the workspace
 
     # The deployment, its schedule and the runs are in PostgreSQL; the pool's worker ran
     # both runs, and the second one took its training step from the cache.

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from musicflow import workspace
 from musicflow.defaults import (
+    DEFAULT_CRON,
     DEFAULT_DATASET,
     DEFAULT_MAX_BYTES,
     DEFAULT_MIN_FREE_MB,
@@ -580,6 +581,24 @@ def _soundfont_file(value: str) -> str:
     return str(path)
 
 
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    """``serve`` and ``deploy``: the same deployment, the same options."""
+    p.add_argument("source", help="folder of MIDI files to watch")
+    p.add_argument(
+        "--cron",
+        default=DEFAULT_CRON,
+        help=f'cron schedule, UTC (default: "{DEFAULT_CRON}", daily 03:00)',
+    )
+    _add_dataset_name_option(p)
+    _add_models_option(p)
+    p.add_argument(
+        "--epochs",
+        type=POSITIVE,
+        metavar="N",
+        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
+    )
+
+
 def _add_soundfont_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--soundfont",
@@ -823,18 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
         "schedule. Needs a Prefect server: uses PREFECT_API_URL, else starts a local one on "
         "127.0.0.1. A scheduled run with no new MIDI does nothing expensive.",
     )
-    p.add_argument("source", help="folder of MIDI files to watch")
-    p.add_argument(
-        "--cron", default="0 3 * * *", help='cron schedule (default: "0 3 * * *", daily 03:00)'
-    )
-    _add_dataset_name_option(p)
-    _add_models_option(p)
-    p.add_argument(
-        "--epochs",
-        type=POSITIVE,
-        metavar="N",
-        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
-    )
+    _add_schedule_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -846,25 +854,14 @@ def build_parser() -> argparse.ArgumentParser:
         "it. Runs use this workspace and MLFLOW_TRACKING_URI (same paths on the worker's "
         "machine). A run with no new MIDI does nothing expensive. See the README, Deployment.",
     )
-    p.add_argument("source", help="folder of MIDI files to watch")
     p.add_argument(
         "--pool",
         required=True,
         type=_pool_arg,
         metavar="NAME",
-        help="the work pool (create it with: prefect work-pool create NAME --type process)",
+        help="the process work pool whose workers run it (created when missing)",
     )
-    p.add_argument(
-        "--cron", default="0 3 * * *", help='cron schedule (default: "0 3 * * *", daily 03:00)'
-    )
-    _add_dataset_name_option(p)
-    _add_models_option(p)
-    p.add_argument(
-        "--epochs",
-        type=POSITIVE,
-        metavar="N",
-        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
-    )
+    _add_schedule_options(p)
     p.set_defaults(func=cmd_deploy)
     return parser
 

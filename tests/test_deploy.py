@@ -27,6 +27,7 @@ import pytest
 import servers
 
 from musicflow import cli
+from musicflow.defaults import DEFAULT_CRON
 from musicflow.flows import retrain
 from musicflow.prefect_server import prefect_api
 
@@ -146,7 +147,7 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
             "JOIN deployment d ON d.id = s.deployment_id WHERE d.name = %s",
             (retrain.deployment_name(DATASET),),
         )
-        assert cur.fetchall() == [("0 3 * * *", True)]
+        assert cur.fetchall() == [(DEFAULT_CRON, True)]
         cur.execute(
             "SELECT fr.id::text, fr.state_type::text, wp.name FROM flow_run fr "
             "JOIN work_queue wq ON wq.id = fr.work_queue_id "

@@ -1,8 +1,9 @@
-"""Scheduled retraining: ``musicflow serve SOURCE --cron "…"``.
+"""Scheduled retraining: ``musicflow serve SOURCE --cron "…"`` on one machine, or
+``musicflow deploy SOURCE --pool NAME`` to a shared Prefect server's work pool.
 
-A Prefect deployment of the whole DAG (``pipeline_flow``) on SOURCE, run on a cron schedule by a
-runner in this process. Because every stage is cached on content, a scheduled run with no new or
-changed MIDI file does no expensive work.
+``serve``: a Prefect deployment of the whole DAG (``pipeline_flow``) on SOURCE, run on a cron
+schedule by a runner in this process. Because every stage is cached on content, a scheduled run
+with no new or changed MIDI file does no expensive work.
 
 Cron schedules need a real Prefect server (the ephemeral API that ``musicflow run`` uses runs no
 scheduler): ``serve`` uses ``PREFECT_API_URL`` when it is set, and otherwise starts a local one
@@ -18,6 +19,16 @@ while stopped are not caught up, and need not be: the next run picks up every ch
 is content-addressed. (If serve is killed outright, the schedule stays active and the overdue runs
 execute, one at a time, when serve comes back.) A server started here stops with serve, and then
 no schedule is evaluated at all.
+
+``deploy`` (:func:`deploy_retraining`): the same deployment, registered to a ``process`` work
+pool of the Prefect server at ``PREFECT_API_URL`` and then left to it: the server's scheduler
+creates the runs, and a ``prefect worker start --pool NAME`` started from musicflow's ``.venv``
+executes each in a fresh process (``python -m prefect.engine``). The flow is found by its module
+path (``musicflow.flows.pipeline:pipeline_flow``), which that interpreter imports, so nothing is
+copied or built. The deployment carries the workspace's environment (``workspace.run_environment``):
+its runs read and write this workspace (same path on the worker's machine) and track to this
+``MLFLOW_TRACKING_URI``, so the caches that make a run with no new MIDI a no-op are the ones
+``musicflow run`` uses too (README, "Deployment").
 """
 
 from __future__ import annotations
@@ -28,11 +39,15 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicflow import workspace
 from musicflow.errors import DatasetError, MusicflowError
 from musicflow.flows.pipeline import pipeline_flow
 from musicflow.prefect_server import ensure_local_server, healthy, prefect_api, stop_process, ui_url
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 FLOW_NAME = pipeline_flow.name  # "musicflow-run"
 
@@ -136,6 +151,119 @@ def serve_retraining(
         flush=True,
     )
     return 0
+
+
+def deploy_retraining(
+    source: Path,
+    dataset: str,
+    *,
+    pool: str,
+    cron: str,
+    models: list[str],
+    epochs: int | None,
+) -> int:
+    """Register ``retrain-<dataset>`` to work pool ``pool`` of the server at PREFECT_API_URL.
+
+    Checks first, each a one-line MusicflowError: the cron expression, the source folder, the
+    server (set and answering), the pool (of type ``process``; created when missing).
+    Re-running it updates the deployment and unpauses it. Returns 0.
+    """
+    validate_cron(cron)
+    source = Path(source).resolve()
+    if not source.is_dir():
+        raise DatasetError(f"source folder not found: {source}")
+    url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    if not url:
+        raise MusicflowError(
+            "deploy registers to a shared Prefect server: set PREFECT_API_URL "
+            "(e.g. http://127.0.0.1:4200/api), or use 'musicflow serve' on this machine"
+        )
+    if not healthy(url):
+        raise MusicflowError(f"the Prefect server {url} does not answer; start it first")
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
+    from prefect.types.entrypoint import EntrypointType
+
+    with get_client(sync_client=True) as client:
+        created = _ensure_process_pool(client, pool)
+        online = client.read_workers_for_work_pool(
+            pool, worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
+        )
+    # A service's log is its output (as in serve): the worker shows runs at INFO.
+    env = {**workspace.run_environment(), "PREFECT_LOGGING_LEVEL": "INFO"}
+    params = retrain_parameters(source, dataset, models=models, epochs=epochs)
+    deployment = pipeline_flow.to_deployment(
+        name=deployment_name(dataset),
+        cron=cron,
+        paused=False,
+        parameters=params,
+        description=f"Scheduled retraining of {dataset} from {source}",
+        tags=["musicflow", f"dataset:{dataset}"],
+        concurrency_limit=1,  # never two retrainings of one dataset at once
+        work_pool_name=pool,
+        job_variables={"env": env, "working_dir": env["MUSICFLOW_HOME"]},
+        # the worker's interpreter imports it from the installed package, from any directory
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    deployment.apply(work_pool_name=pool)
+    _print_deployment(url, dataset, pool, cron, params, n_workers=len(online), created=created)
+    return 0
+
+
+def _ensure_process_pool(client: SyncPrefectClient, pool: str) -> bool:
+    """Create work pool ``pool`` (type ``process``, Prefect's default job template) unless it
+    exists; True when created. A pool of another type is a MusicflowError.
+
+    Created here rather than by ``prefect work-pool create``, which makes the server fetch
+    Prefect's integration catalogue from GitHub (README: no command phones home).
+    """
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    try:
+        work_pool = client.read_work_pool(pool)
+    except ObjectNotFound:
+        template = ProcessWorker.get_default_base_job_template()
+        try:
+            client.create_work_pool(
+                WorkPoolCreate(name=pool, type="process", base_job_template=template)
+            )
+            return True
+        except ObjectAlreadyExists:  # another deploy made it meanwhile
+            work_pool = client.read_work_pool(pool)
+    if work_pool.type != "process":
+        raise MusicflowError(
+            f"work pool {pool!r} is of type {work_pool.type!r}; musicflow runs on a "
+            "'process' pool whose worker starts from musicflow's .venv"
+        )
+    return False
+
+
+def _print_deployment(
+    url: str,
+    dataset: str,
+    pool: str,
+    cron: str,
+    params: Mapping[str, object],
+    *,
+    n_workers: int,
+    created: bool,
+) -> None:
+    models = ", ".join(params["models"]) or "none (audit + encode only)"  # type: ignore[arg-type]
+    print(f"deployment:  {full_deployment_name(dataset)} (registered)")
+    print(f"Prefect API: {url}")
+    state = "created, type process" if created else f"{n_workers} worker(s) online"
+    print(f"work pool:   {pool} ({state})")
+    print(f"schedule:    {cron} (UTC)")
+    with contextlib.suppress(Exception):  # informative only
+        print("next runs:   " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in next_runs(cron)))
+    print(f"source:      {params['source']}")
+    print(f"workspace:   {workspace.home()}")
+    print(f"models:      {models}")
+    if not n_workers:
+        print(f"start a worker: prefect worker start --pool {pool}")
+    print(f"run it now:  prefect deployment run '{full_deployment_name(dataset)}'")
 
 
 def pause_schedule(dataset: str) -> bool:

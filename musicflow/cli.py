@@ -29,6 +29,7 @@ from pathlib import Path
 
 from musicflow import workspace
 from musicflow.defaults import (
+    DEFAULT_CRON,
     DEFAULT_DATASET,
     DEFAULT_MAX_BYTES,
     DEFAULT_MIN_FREE_MB,
@@ -103,6 +104,18 @@ def _models_arg(text: str) -> list[str]:
             f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}"
         )
     return list(dict.fromkeys(models))
+
+
+#: Characters Prefect refuses in a work pool's name.
+_POOL_BANNED = "/%&><"
+
+
+def _pool_arg(text: str) -> str:
+    if not text.strip() or any(c in text for c in _POOL_BANNED):
+        raise argparse.ArgumentTypeError(
+            f"invalid work pool name {text!r}: not empty, none of {' '.join(_POOL_BANNED)}"
+        )
+    return text
 
 
 def _model_uri_arg(text: str) -> str:
@@ -524,6 +537,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    source = check_source(Path(args.source))
+    from musicflow import tracking
+    from musicflow.flows.retrain import deploy_retraining
+
+    tracking.check_reachable()  # the runs will track there: fail now, not at 03:00
+    return deploy_retraining(
+        source,
+        dataset_name(source, args.dataset),
+        pool=args.pool,
+        cron=args.cron,
+        models=args.models,
+        epochs=args.epochs,
+    )
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--epochs",
@@ -550,6 +579,24 @@ def _soundfont_file(value: str) -> str:
     if path.suffix.lower() not in (".sf2", ".sf3"):
         raise argparse.ArgumentTypeError(f"not a SoundFont (.sf2 or .sf3): {value}")
     return str(path)
+
+
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    """``serve`` and ``deploy``: the same deployment, the same options."""
+    p.add_argument("source", help="folder of MIDI files to watch")
+    p.add_argument(
+        "--cron",
+        default=DEFAULT_CRON,
+        help=f'cron schedule, UTC (default: "{DEFAULT_CRON}", daily 03:00)',
+    )
+    _add_dataset_name_option(p)
+    _add_models_option(p)
+    p.add_argument(
+        "--epochs",
+        type=POSITIVE,
+        metavar="N",
+        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
+    )
 
 
 def _add_soundfont_option(p: argparse.ArgumentParser) -> None:
@@ -795,19 +842,27 @@ def build_parser() -> argparse.ArgumentParser:
         "schedule. Needs a Prefect server: uses PREFECT_API_URL, else starts a local one on "
         "127.0.0.1. A scheduled run with no new MIDI does nothing expensive.",
     )
-    p.add_argument("source", help="folder of MIDI files to watch")
-    p.add_argument(
-        "--cron", default="0 3 * * *", help='cron schedule (default: "0 3 * * *", daily 03:00)'
-    )
-    _add_dataset_name_option(p)
-    _add_models_option(p)
-    p.add_argument(
-        "--epochs",
-        type=POSITIVE,
-        metavar="N",
-        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
-    )
+    _add_schedule_options(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "deploy",
+        help="register scheduled retraining of a folder to a Prefect server's work pool",
+        description="Register the deployment of the whole DAG on SOURCE (the same one 'serve' "
+        "runs) to a process work pool of the Prefect server at PREFECT_API_URL, on a cron "
+        "schedule; a 'prefect worker start --pool NAME' started from musicflow's .venv runs "
+        "it. Runs use this workspace and MLFLOW_TRACKING_URI (same paths on the worker's "
+        "machine). A run with no new MIDI does nothing expensive. See the README, Deployment.",
+    )
+    p.add_argument(
+        "--pool",
+        required=True,
+        type=_pool_arg,
+        metavar="NAME",
+        help="the process work pool whose workers run it (created when missing)",
+    )
+    _add_schedule_options(p)
+    p.set_defaults(func=cmd_deploy)
     return parser
 
 

@@ -16,9 +16,13 @@ DEFAULT_MAX_BYTES = 64 * 2**20
 #: Parallel parse workers (chunks of files fan out over the flow's task runner).
 DEFAULT_WORKERS = 2
 
-#: The models ``musicflow run`` and ``musicflow serve`` train when not told: the two that came
+#: The models ``musicflow run``, ``serve`` and ``deploy`` train when not told: the two that came
 #: closest to held-out music at every budget measured (docs/models.md); ``gan`` did not.
 DEFAULT_MODELS = ("rnn", "vae")
+
+#: When ``musicflow serve`` and ``musicflow deploy`` retrain when not told: daily at 03:00 (UTC,
+#: the Prefect server's default timezone).
+DEFAULT_CRON = "0 3 * * *"
 
 #: Most parallel parse workers a command accepts (each holds one file's notes in memory).
 MAX_WORKERS = 64

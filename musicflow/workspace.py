@@ -95,16 +95,9 @@ def artifact_root(uri: str) -> Path | None:
     return home() / "mlruns" / "artifacts"
 
 
-def configure_environment() -> None:
-    """Point Prefect, GX and MLflow at the workspace and switch off every phone-home.
-
-    Must run before prefect, great_expectations or mlflow is imported: they read these
-    variables at import time. Values the user already set win, except the telemetry
-    switches, which are always off (docs/cli.md: no command phones home).
-    """
-    root = home()
-    (root / "mlruns").mkdir(parents=True, exist_ok=True)
-    defaults = {
+def _defaults(root: Path) -> dict[str, str]:
+    """The variables :func:`configure_environment` sets when the user has not."""
+    return {
         "PREFECT_HOME": str(root / ".prefect"),
         "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
         # The ephemeral API server starts in a subprocess; on a busy 2-core machine it can
@@ -124,6 +117,35 @@ def configure_environment() -> None:
         # TF_ENABLE_ONEDNN_OPTS is left at TensorFlow's default (on for x86): with it off the
         # convolutional models trained 3-5x slower here (bench/bench_models.py --onednn both)
     }
-    for key, value in defaults.items():
+
+
+def configure_environment() -> None:
+    """Point Prefect, GX and MLflow at the workspace and switch off every phone-home.
+
+    Must run before prefect, great_expectations or mlflow is imported: they read these
+    variables at import time. Values the user already set win, except the telemetry
+    switches, which are always off (docs/cli.md: no command phones home).
+    """
+    root = home()
+    (root / "mlruns").mkdir(parents=True, exist_ok=True)
+    for key, value in _defaults(root).items():
         os.environ.setdefault(key, value)
     os.environ.update(NO_TELEMETRY)
+
+
+def run_environment() -> dict[str, str]:
+    """The environment a flow run of this workspace needs when a ``prefect worker`` starts it
+    instead of the CLI (``musicflow deploy``, docs/cli.md): the workspace, its Prefect home
+    (where cached results live, so a run with nothing new is a no-op), its tracking store, and
+    no telemetry. Values the user set win, as in :func:`configure_environment`.
+
+    Left out: the ephemeral server's settings (a worker's run talks to the worker's server)
+    and the log level (the deployment chooses it).
+    """
+    root = home()
+    env = {
+        key: os.environ.get(key, value)
+        for key, value in _defaults(root).items()
+        if not key.startswith(("PREFECT_SERVER_", "PREFECT_LOGGING_"))
+    }
+    return {"MUSICFLOW_HOME": str(root), **env, **NO_TELEMETRY}

@@ -1,4 +1,5 @@
-"""Real servers for integration tests: PostgreSQL, an MLflow tracking server, a Dask cluster.
+"""Real servers for integration tests: PostgreSQL, an MLflow tracking server, a Dask cluster,
+a Prefect server and a Prefect worker.
 
 Every process listens on 127.0.0.1 only, on a free port, keeps its files in a temp folder, and
 is started in its own process group so a test stops it (and its children) even when it fails.
@@ -236,6 +237,67 @@ def mlflow_server(backend_uri: str, root: Path, timeout: float = 120) -> Iterato
     finally:
         # uvicorn waits for idle keep-alive connections on SIGTERM: a short grace is enough.
         stop(proc, grace=3)
+
+
+# --- Prefect server and worker ---------------------------------------------------------------
+
+
+def prefect_env(api_url: str, home: Path, **extra: str) -> dict[str, str]:
+    """The test's environment for a Prefect process: this server, its own PREFECT_HOME (not the
+    session's workspace server, its login or its workspace), telemetry off as musicflow has it."""
+    from musicflow.workspace import NO_TELEMETRY
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_API_") and k not in ("MUSICFLOW_HOME", "MLFLOW_TRACKING_URI")
+    }
+    return {**env, **NO_TELEMETRY, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home), **extra}
+
+
+@dataclass
+class PrefectServer:
+    url: str  # the API: http://127.0.0.1:PORT/api
+    log: Path
+    proc: subprocess.Popen
+
+
+@contextlib.contextmanager
+def prefect_server(
+    database_url: str, root: Path, timeout: float = 180, **env: str
+) -> Iterator[PrefectServer]:
+    """``prefect server start`` (API, UI and services: the scheduler) on a free loopback port,
+    its database at ``database_url`` (``postgresql+asyncpg://…``); ``env``: more variables."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}/api"
+    log = root / "prefect-server.log"
+    server_env = prefect_env(url, root, PREFECT_API_DATABASE_CONNECTION_URL=database_url, **env)
+    del server_env["PREFECT_API_URL"]  # a server does not talk to one
+    cmd = [str(VENV_BIN / "prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)]
+    proc = start(cmd, log, cwd=root, env=server_env)
+    try:
+        wait_until(
+            lambda: http_ok(f"{url}/health"), timeout=timeout, what="prefect server", log=log,
+            proc=proc,
+        )  # fmt: skip
+        yield PrefectServer(url=url, log=log, proc=proc)
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def prefect_worker(api_url: str, pool: str, root: Path, **env: str) -> Iterator[Path]:
+    """``prefect worker start --pool POOL`` from this ``.venv``; yields its log (the flow
+    runs' output goes there too). ``env``: more variables."""
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "prefect-worker.log"
+    cmd = [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool]
+    proc = start(cmd, log, cwd=root, env=prefect_env(api_url, root, **env))
+    try:
+        yield log
+    finally:
+        stop(proc)  # the group: the worker and any flow run it started
 
 
 # --- Dask ------------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ USAGE_ERRORS = {
     "unknown model": ["run", "--models", "vae,foo"],
     "not a model URI": ["generate", "--model-uri", "file:///etc/passwd"],
     "unknown server action": ["server", "restart"],
+    "work pool name with a slash": ["deploy", ".", "--pool", "a/b"],
 }
 
 
@@ -173,6 +174,7 @@ FAIL_FAST = {
     "unknown model": (["run", "--models", "foo"], 2, "unknown model(s) foo"),
     "run on a missing source": (["run", "{home}/nope", "--models", "vae"], 1, "not found"),
     "bad model version": (["generate", "--model-uri", "models:/nosuch-vae/1"], 1, "no model"),
+    "deploy with no Prefect server": (["deploy", "{home}", "--pool", "p"], 1, "PREFECT_API_URL"),
 }
 
 

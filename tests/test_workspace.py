@@ -42,3 +42,19 @@ def test_telemetry_is_switched_off_even_against_the_environment(
     for key, value in workspace.NO_TELEMETRY.items():
         assert os.environ[key] == value
     assert os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
+
+
+def test_run_environment_carries_the_workspace_to_a_worker(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MUSICFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.lab.example:5000")
+    env = workspace.run_environment()
+    assert env["MUSICFLOW_HOME"] == str(tmp_path)
+    assert env["PREFECT_HOME"] == str(tmp_path / ".prefect")  # where cached results live
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.lab.example:5000"  # the user's wins
+    assert env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "false"
+    assert workspace.NO_TELEMETRY.items() <= env.items()
+    settings = env.keys() - workspace.NO_TELEMETRY.keys()
+    assert not [k for k in settings if k.startswith(("PREFECT_API_", "PREFECT_SERVER_"))]

@@ -915,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.debug else "CRITICAL"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
     os.environ["MUSICFLOW_DEBUG"] = "1" if args.debug else ""
+    # TensorFlow's C++ log: with oneDNN, grappler prints harmless "remapper failed" errors
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.debug else "3")
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     try:

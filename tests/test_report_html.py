@@ -165,7 +165,7 @@ def test_a_model_provided_metric_shows_with_its_meaning(figures: dict[str, bytes
     page = _render(figures, metrics=_metrics() | {"heldout_nll": 3.5}, baseline_model_metrics=None)
     row = re.search(r"<tr><td><code>heldout_nll</code></td>(.*?)</tr>", page)
     assert row and "3.500" in row.group(1) and "lower" in row.group(1)
-    assert "nats per time step" in row.group(1)
+    assert "nats per sixteenth-note frame" in row.group(1)
 
 
 def test_audio_previews_play_beside_their_midi(figures: dict[str, bytes]) -> None:
@@ -226,7 +226,7 @@ def test_index_compares_every_version_and_marks_the_best() -> None:
     assert "0.900<small>base 0.700</small>" in gan and "2 of 300" in gan
     assert gan.count('<td class="num">—</td>') == 1  # no heldout_nll for this model
     assert 'href="vae-v2/report.html"' in page and "Best of the dataset: bach-vae v2" in page
-    assert "nats per time step" in page  # the metric's meaning, below the table
+    assert "nats per sixteenth-note frame" in page  # the metric's meaning, below the table
     assert not re.search(r'src="https?://', page) and "<script" not in page
 
 

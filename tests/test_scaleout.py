@@ -86,11 +86,15 @@ def test_loopback_addresses(address: str, loopback: bool) -> None:
 
 def test_remote_scheduler_without_prefect_api_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # Refused before anything is contacted: no connection to that address is ever tried.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    with (
-        pytest.raises(MusicflowError, match="set PREFECT_API_URL"),
-        prefect_api_for_workers("dask", "tcp://10.0.0.5:8786"),
-    ):
-        pass
-    with prefect_api_for_workers("threads", "tcp://10.0.0.5:8786") as url:
-        assert url is None  # threads need no API handed to anyone
+    # an earlier test of this process may have attached to a server: the setting as unset
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with (
+            pytest.raises(MusicflowError, match="set PREFECT_API_URL"),
+            prefect_api_for_workers("dask", "tcp://10.0.0.5:8786"),
+        ):
+            pass
+        with prefect_api_for_workers("threads", "tcp://10.0.0.5:8786") as url:
+            assert url is None  # threads need no API handed to anyone

@@ -129,19 +129,8 @@ def start_local_server(
     cmd = [*_prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     # One start (and database migration) at a time per Prefect home: the workspace server
     # shares this database.
-    with open(log_path, "ab") as log, _locked(home / LOCK_NAME):
-        log.write(f"\n--- {datetime.now(UTC).isoformat()} {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=home,
-            start_new_session=True,
-            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
-        )
+    with _locked(home / LOCK_NAME):
+        proc = _launch(cmd, env, home, log_path, " ".join(cmd), with_parent=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -272,6 +261,30 @@ def _forget(home: Path, pid: int) -> None:
         (home / STATE_NAME).unlink(missing_ok=True)
 
 
+def _launch(
+    cmd: list[str], env: dict, home: Path, log_path: Path, header: str, *, with_parent: bool
+) -> subprocess.Popen:
+    """Start a server process in its own session (Ctrl-C in the terminal stops the command,
+    not the server), its output appended to ``log_path`` under a dated header line; with
+    ``with_parent`` it dies with this process (Linux)."""
+    linked = with_parent and sys.platform.startswith("linux")
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- {datetime.now(UTC).isoformat()} {header}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=home,
+            start_new_session=True,
+            preexec_fn=die_with_parent
+            if with_parent and sys.platform.startswith("linux")
+            else None,
+        )
+
+
 def _spawn(home: Path) -> tuple[dict, subprocess.Popen]:
     """Start a workspace server process and write its state file (call under the start lock)."""
     port = free_port()
@@ -289,18 +302,7 @@ def _spawn(home: Path) -> tuple[dict, subprocess.Popen]:
     log_path = home / WORKSPACE_LOG
     cmd = [sys.executable, "-m", "musicflow.prefect_server", "--home", str(home)]
     cmd += ["--port", str(port)]
-    with open(log_path, "ab") as log:
-        log.write(f"\n--- {datetime.now(UTC).isoformat()} port {port}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=home,
-            start_new_session=True,  # Ctrl-C in the terminal stops the command, not the server
-        )
+    proc = _launch(cmd, env, home, log_path, f"port {port}", with_parent=False)
     state = {
         "pid": proc.pid,
         "port": port,

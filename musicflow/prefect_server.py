@@ -279,9 +279,7 @@ def _launch(
             env=env,
             cwd=home,
             start_new_session=True,
-            preexec_fn=die_with_parent
-            if with_parent and sys.platform.startswith("linux")
-            else None,
+            preexec_fn=die_with_parent if linked else None,
         )
 
 

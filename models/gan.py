@@ -124,7 +124,7 @@ class FrameGAN(GanMixin, RollModelBase):
         g = int(c["frame_steps"])
         if g < 1 or COLS % g:
             raise ModelError(f"gan: frame_steps must divide {COLS}, got {g}")
-        if c["binary"] not in ("stochastic", "active", "threshold"):
+        if c["binary"] not in ("stochastic", "threshold"):
             raise ModelError(
                 f"gan: binary must be 'stochastic' or 'threshold', got {c['binary']!r}"
             )
@@ -188,14 +188,10 @@ class FrameGAN(GanMixin, RollModelBase):
         """Generator probabilities (B, F, 96, 2) → 0/1 (active, onset ∧ active) frames whose
         gradient is the probabilities' (straight-through)."""
         mode = self.config["binary"]
-        drawn = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed) < probs, tf.float32)
-        rounded = tf.cast(probs > 0.5, tf.float32)
         if mode == "stochastic":
-            hard = drawn
-        elif mode == "active":  # the active bit drawn, the onset bit rounded
-            hard = tf.stack([drawn[..., 0], rounded[..., 1]], axis=-1)
+            hard = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed) < probs, tf.float32)
         else:
-            hard = rounded
+            hard = tf.cast(probs > 0.5, tf.float32)
         bits = hard + probs - tf.stop_gradient(probs)
         return tf.stack([bits[..., 0], bits[..., 1] * bits[..., 0]], axis=-1)
 
@@ -305,15 +301,10 @@ class FrameGAN(GanMixin, RollModelBase):
             tonic = rng.choice(12, size=n, p=counts / counts.sum())
         z = np.concatenate([latent, np.eye(12, dtype=np.float32)[tonic]], axis=1)
         probs = self._predict(self.generator_ema, z)
-        drawn = rng.random(probs.shape) < probs
-        rounded = probs > 0.5
-        mode = self.config["binary"]
-        if mode == "stochastic":
-            bits = drawn
-        elif mode == "active":
-            bits = np.stack([drawn[..., 0], rounded[..., 1]], axis=-1)
+        if self.config["binary"] == "stochastic":
+            bits = rng.random(probs.shape) < probs
         else:
-            bits = rounded
+            bits = probs > 0.5
         active = bits[..., 0]
         before = np.zeros_like(active)
         before[:, 1:] = active[:, :-1]

@@ -162,7 +162,9 @@ def main() -> None:
     print_table(results)
     picks = np.random.default_rng(args.seed).choice(len(heldout), size=8, replace=False)
     rows = {"held-out real": heldout[np.sort(picks)]}
-    rows.update({label: w[::8][:8] for label, w in samples.items()})  # each piece's first
+    for label, w in samples.items():  # each piece's first window, blank where fewer than 8
+        first = w[::8][:8]
+        rows[label] = np.concatenate([first, np.zeros((8 - len(first), *w.shape[1:]), bool)])
     figure = workspace.reports_dir() / args.dataset / "quality-samples.png"
     os.makedirs(figure.parent, exist_ok=True)
     plots.sample_grid_figure(

@@ -18,7 +18,7 @@ TICKS_PER_BEAT = 480
 _SIXTEENTH = TICKS_PER_BEAT // 4
 
 
-def _vlq(value: int) -> bytes:
+def vlq(value: int) -> bytes:
     """A MIDI variable-length quantity (7 bits per byte, high bit = more follows)."""
     out = [value & 0x7F]
     value >>= 7
@@ -33,7 +33,7 @@ def _track(events: list[tuple[int, bytes]]) -> bytes:
     body = bytearray()
     now = 0
     for tick, data in sorted(events, key=lambda e: e[0]):
-        body += _vlq(tick - now) + data
+        body += vlq(tick - now) + data
         now = tick
     body += b"\x00\xff\x2f\x00"  # end of track
     return b"MTrk" + struct.pack(">I", len(body)) + bytes(body)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from musicflow.procs import stop_group
+
 VENV_BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
 
@@ -75,20 +77,6 @@ def start(cmd: list[str], log: Path, **kw) -> subprocess.Popen:
             cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, **kw,
         )  # fmt: skip
-
-
-def stop(proc: subprocess.Popen, grace: float = 10) -> None:
-    """SIGTERM the process group, SIGKILL it after ``grace`` s; never raises."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-    # Children may outlive the leader (uvicorn workers, dask nannies): kill the whole group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -236,7 +224,7 @@ def mlflow_server(backend_uri: str, root: Path, timeout: float = 120) -> Iterato
         yield server
     finally:
         # uvicorn waits for idle keep-alive connections on SIGTERM: a short grace is enough.
-        stop(proc, grace=3)
+        stop_group(proc, grace_s=3)
 
 
 # --- Prefect server and worker ---------------------------------------------------------------
@@ -283,7 +271,7 @@ def prefect_server(
         )  # fmt: skip
         yield PrefectServer(url=url, log=log, proc=proc)
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
 @contextlib.contextmanager
@@ -297,7 +285,7 @@ def prefect_worker(api_url: str, pool: str, root: Path, **env: str) -> Iterator[
     try:
         yield log
     finally:
-        stop(proc)  # the group: the worker and any flow run it started
+        stop_group(proc)  # the group: the worker and any flow run it started
 
 
 # --- Dask ------------------------------------------------------------------------------------
@@ -364,4 +352,4 @@ def dask_cluster(
         yield cluster
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_group(proc)

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 import servers
 
+from musicflow.procs import stop_group
+
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
 N_FILES = 2000  # ~1 s of parsing per chunk of 500: long enough to kill a worker inside one
@@ -153,7 +155,7 @@ def test_worker_killed_mid_task(
         assert killed_at is not None, "the encode never had a parse task running on w0"
         out, err = proc.communicate(timeout=300)
     finally:
-        servers.stop(proc)
+        stop_group(proc)
     assert killed_at < N_FILES, "parsing had already finished when the worker was killed"
     assert cluster.workers[0].wait(timeout=10) == -signal.SIGKILL
     assert cluster.n_workers() == 1

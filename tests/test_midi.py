@@ -17,18 +17,10 @@ import pytest
 
 from musicflow.errors import MidiFormatError
 from musicflow.midi import MidiScan, scan_midi
+from musicflow.synth import vlq
 
 # ---------------------------------------------------------------------------------------------
 # raw SMF builders
-
-
-def vlq(n: int) -> bytes:
-    out = [n & 0x7F]
-    n >>= 7
-    while n:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(reversed(out))
 
 
 def chunk(name: bytes, payload: bytes, claimed: int | None = None) -> bytes:

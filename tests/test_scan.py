@@ -13,6 +13,7 @@ from musicflow import roll
 from musicflow.errors import MidiFormatError
 from musicflow.midi import scan_midi
 from musicflow.scan import RECORD_KEYS, FileScan, scan_file
+from musicflow.synth import vlq
 
 WARNING_COUNTS = {
     "notes_out_of_range": "n_out_of_range",
@@ -128,22 +129,13 @@ def _base_files() -> list[bytes]:
     return bases
 
 
-def _vlq(n: int) -> bytes:
-    out = [n & 0x7F]
-    n >>= 7
-    while n:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(reversed(out))
-
-
 def _random_track(rng: np.random.Generator) -> bytes:
     """A syntactically valid track of random events: extreme deltas, any channel, pitch 0-127."""
     body = bytearray()
     for _ in range(int(rng.integers(1, 60))):
         delta = int(rng.choice([0, 1, 7, 1000, 2**21, 2**28 - 1]))
         status = int(rng.choice([0x80, 0x90, 0x90, 0xA0, 0xB0, 0xC0, 0xE0])) | int(rng.integers(16))
-        body += _vlq(delta) + bytes([status, int(rng.integers(128))])
+        body += vlq(delta) + bytes([status, int(rng.integers(128))])
         if status & 0xF0 != 0xC0:
             body.append(int(rng.integers(128)))
         if rng.random() < 0.1:

@@ -1,7 +1,8 @@
 """Training throughput (windows/s) of every model on this machine, at one batch size.
 
 Usage: ``.venv/bin/python bench/bench_models.py [--batch-size 32] [--steps 8] [--warmup 2]
-[--models rnn,vae,gan,vae-thesis,gan-thesis] [--onednn on|off|both]``.
+[--models rnn,vae,gan,vae-thesis,gan-thesis] [--onednn on|off|both]
+[--precision float32|mixed|both] [--distribute] [--repeat 1]``.
 
 Each model is built with its defaults (only the batch size is forced to be the same) and
 trained on synthetic sparse windows (content does not change the cost of dense layers), with
@@ -10,9 +11,13 @@ counts real windows consumed per second by ``fit_epoch``: one training step per 
 step includes its generator's forward passes for D and its G update; a sequence model's batch
 holds ``batch_size`` runs of ``sequence_windows`` consecutive windows, as in training.
 
-Each (model, oneDNN setting) runs in its own process, since TensorFlow reads
+Each (model, setting) runs in its own process, since TensorFlow reads
 ``TF_ENABLE_ONEDNN_OPTS`` once at import. ``--onednn both`` prints the ratio of oneDNN on to
-off for every model, measured in the same invocation.
+off for every model, measured in the same invocation; ``--precision both`` the ratio of mixed
+precision (what ``train --mixed-precision`` uses: bfloat16 on a CPU, float16 on a GPU) to
+float32. ``--distribute`` builds every model as ``train --distribute`` does (all visible GPUs).
+``--repeat R`` measures every setting R times, the settings of a model taking turns, and prints
+medians: the rate's, and the ratio's over the R back-to-back pairs (this machine is noisy).
 """
 
 from __future__ import annotations
@@ -38,13 +43,22 @@ def synthetic_windows(n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def bench(name: str, batch_size: int, steps: int, warmup: int) -> dict:
+def bench(
+    name: str, batch_size: int, steps: int, warmup: int, mixed: bool, distribute: bool
+) -> dict:
     """Windows per second and trainable parameters of one model, in this process."""
-    import tensorflow as tf
-
+    from musicflow.accelerate import training_scope
     from musicflow.models import build_model
 
-    model = build_model(name, seed=0, batch_size=batch_size)
+    with training_scope(distribute=distribute, mixed_precision=mixed) as placement:
+        model = build_model(name, seed=0, batch_size=batch_size)
+        return _bench(model, steps, warmup) | {"placement": placement.describe()}
+
+
+def _bench(model, steps: int, warmup: int) -> dict:
+    import tensorflow as tf
+
+    batch_size = int(model.config["batch_size"])
     runs = int(model.config.get("sequence_windows", 1))
     data = synthetic_windows(batch_size * 4 * runs)
     # runs of consecutive windows laid end to end in time: (B, 96, 96 · runs, 1)
@@ -61,11 +75,13 @@ def bench(name: str, batch_size: int, steps: int, warmup: int) -> dict:
     return {"rate": steps * batch_size * runs / elapsed, "params": params}
 
 
-def measure(name: str, onednn: str, args: argparse.Namespace) -> dict:
+def measure(name: str, setting: tuple[str, str], args: argparse.Namespace) -> dict:
+    onednn, precision = setting
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn == "on" else "0"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cmd = [sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size)]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd += ["--precision", precision] + (["--distribute"] if args.distribute else [])
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -77,23 +93,53 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--models", default="rnn,vae,gan,vae-thesis,gan-thesis")
     parser.add_argument("--onednn", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--precision", choices=("float32", "mixed", "both"), default="float32")
+    parser.add_argument("--distribute", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: one model
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(bench(args.one, args.batch_size, args.steps, args.warmup)))
+        mixed = args.precision == "mixed"
+        out = bench(args.one, args.batch_size, args.steps, args.warmup, mixed, args.distribute)
+        print(json.dumps(out))
         return
-    settings = ("on", "off") if args.onednn == "both" else (args.onednn,)
+    onednn = ("on", "off") if args.onednn == "both" else (args.onednn,)
+    precision = ("mixed", "float32") if args.precision == "both" else (args.precision,)
+    settings = [(o, p) for o in onednn for p in precision]
     names = args.models.split(",")
-    results = {(n, s): measure(n, s, args) for s in settings for n in names}
-    print(f"\nbatch size {args.batch_size}, {args.steps} timed steps, {os.cpu_count()} CPUs")
-    header = f"{'model':<12} {'params':>11}" + "".join(f" {'oneDNN ' + s:>12}" for s in settings)
-    print(header + ("  on/off" if len(settings) == 2 else ""))
+    runs: dict[tuple, list[dict]] = {}
+    for n in names:
+        for _ in range(args.repeat):
+            for s in settings:
+                runs.setdefault((n, s), []).append(measure(n, s, args))
+    results = {
+        key: out[0] | {"rate": float(np.median([o["rate"] for o in out]))}
+        for key, out in runs.items()
+    }
+    print(
+        f"\nbatch size {args.batch_size}, {args.steps} timed steps, {os.cpu_count()} CPUs, "
+        f"median of {args.repeat}"
+    )
+    label = {
+        s: (f"oneDNN {s[0]}" if len(onednn) > 1 else "")
+        + (f" {s[1]}" if len(precision) > 1 else "")
+        for s in settings
+    }
+    print(
+        f"{'model':<12} {'params':>11}"
+        + "".join(f" {label[s]:>20}" for s in settings)
+        + ("  ratio" if len(settings) == 2 else "")
+    )
     for n in names:
         row = f"{n:<12} {results[(n, settings[0])]['params']:>11,}"
-        row += "".join(f" {results[(n, s)]['rate']:>9.1f} w/s" for s in settings)
+        row += "".join(f" {results[(n, s)]['rate']:>16.1f} w/s" for s in settings)
         if len(settings) == 2:
-            row += f"  {results[(n, 'on')]['rate'] / results[(n, 'off')]['rate']:>5.2f}x"
+            pairs = zip(runs[(n, settings[0])], runs[(n, settings[1])], strict=True)
+            ratio = float(np.median([a["rate"] / b["rate"] for a, b in pairs]))
+            row += f"  {ratio:>5.2f}x"
         print(row)
+    for s in settings:
+        print(f"{label[s].strip() or 'setting'}: {results[(names[0], s)]['placement']}")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def _model_steps(
     """train → evaluate → register → promote → generate → report for one model (in a flow).
 
     ``settings``: the training task's keyword arguments (epochs, batch_size, seed,
-    time_budget_s)."""
+    time_budget_s, distribute, mixed_precision)."""
     trained, cached = cached_step(train, dataset_dir, dataset, model, **settings)
     if cached:
         progress.stage(f"train {model}", "nothing changed, skipped")
@@ -168,6 +168,8 @@ def pipeline_flow(
     pitch_low: int = DEFAULT_PITCH_LOW,
     time_budget_s: float | None = None,
     soundfont: str | None = None,
+    distribute: bool = False,
+    mixed_precision: bool = False,
 ) -> PipelineResult:
     """Encode the folder, then train, evaluate, register and report each model; then the
     dataset's index page."""
@@ -194,6 +196,8 @@ def pipeline_flow(
                 epochs=epochs,
                 seed=seed,
                 time_budget_s=time_budget_s,
+                distribute=distribute,
+                mixed_precision=mixed_precision,
             )
         )
     if models:
@@ -210,6 +214,8 @@ def train_flow(
     seed: int = 0,
     time_budget_s: float | None = None,
     soundfont: str | None = None,
+    distribute: bool = False,
+    mixed_precision: bool = False,
 ) -> ModelResult:
     """Train one model on an encoded dataset, then evaluate, register and report it; then
     the dataset's index page."""
@@ -224,6 +230,8 @@ def train_flow(
         batch_size=batch_size,
         seed=seed,
         time_budget_s=time_budget_s,
+        distribute=distribute,
+        mixed_precision=mixed_precision,
     )
     _write_index(dataset, dataset_dir)
     return result

@@ -9,6 +9,12 @@ Randomness: ``keras.utils.set_random_seed(seed)`` before building (weight initia
 dropout seeds); every random draw inside a training step is a stateless op keyed by
 ``(seed, step)``, and ``sample`` draws its latent codes with numpy from its own ``seed``, so
 results never depend on what else ran in the process.
+
+Accelerators (``musicflow/accelerate.py``): a model built inside a ``tf.distribute`` strategy's
+scope runs its training step on every replica, each on an equal slice of the batch, and the
+optimisers sum the replicas' gradients (so each replica's loss is divided by their number); a
+model built under a mixed dtype policy keeps its outputs and losses in float32 and, for
+float16, scales its losses (``_gradient_loss``). Built outside both, the step is the plain one.
 """
 
 from __future__ import annotations
@@ -59,7 +65,14 @@ class RollModelBase:
         json.dumps(self.config)  # must stay JSON-serialisable (logged as MLflow params)
         self.epochs_done = 0
         seed_everything(int(seed))
-        self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self._strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+        self._step = tf.Variable(
+            0,
+            dtype=tf.int64,
+            trainable=False,
+            name="step",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
         self._build()
 
     # --- subclass hooks -------------------------------------------------------------------
@@ -79,26 +92,89 @@ class RollModelBase:
                 raise ModelError(f"{self.name}: {key} must be a list of {n} widths, got {value!r}")
 
     def _step_seed(self) -> tf.Tensor:
-        """A stateless-op seed unique to (model seed, training step); call inside a step."""
-        return tf.stack([tf.constant(self.config["seed"], tf.int64), self._step])
+        """A stateless-op seed unique to (model seed, training step, replica); call inside a
+        step."""
+        seed = tf.stack([tf.constant(self.config["seed"], tf.int64), self._step])
+        context = tf.distribute.get_replica_context()
+        if self._strategy is None or context is None:
+            return seed
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+        return seed + tf.stack([tf.constant(0, tf.int64), replica * 1_000_003])
 
-    @staticmethod
+    @property
+    def replicas(self) -> int:
+        """Replicas a training step runs on (1 unless built under a tf.distribute strategy)."""
+        return self._strategy.num_replicas_in_sync if self._strategy is not None else 1
+
+    def _optimizer_for(
+        self, optimizer: keras.optimizers.Optimizer, variables: list
+    ) -> keras.optimizers.Optimizer:
+        """``optimizer`` with dynamic loss scaling under a float16 policy, built now (its slots
+        are created under the strategy's scope, not lazily inside a replica)."""
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(variables)
+        return optimizer
+
+    def _gradient_loss(self, optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+        """What to differentiate for ``loss`` on one replica: divided by the replicas (their
+        gradients are summed) and loss-scaled under float16."""
+        return optimizer.scale_loss(loss / float(self.replicas))
+
+    def _train_function(self, replica_step: Any) -> Any:
+        """The compiled training step: ``replica_step`` on each replica's slice of the batch,
+        its metrics averaged, then ``_after_train_step`` once."""
+
+        def step(x: tf.Tensor) -> dict[str, tf.Tensor]:
+            out = self._on_replicas(replica_step, x)
+            self._after_train_step(tf.shape(x)[0])
+            return out
+
+        return tf.function(step, reduce_retracing=True)
+
+    def _after_train_step(self, batch: tf.Tensor) -> None:
+        """Updates made once per step, outside the replicas (the GAN's weight average)."""
+        self._step.assign_add(1)
+
+    def _on_replicas(self, fn: Any, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self._strategy is None:
+            return fn(x)
+
+        def local(x: tf.Tensor) -> dict[str, tf.Tensor]:
+            context = tf.distribute.get_replica_context()
+            size = tf.shape(x)[0] // context.num_replicas_in_sync
+            start = size * tf.cast(context.replica_id_in_sync_group, tf.int32)
+            return fn(x[start : start + size])
+
+        out = self._strategy.run(local, args=(x,))
+        mean = tf.distribute.ReduceOp.MEAN
+        return {k: self._strategy.reduce(mean, v, axis=None) for k, v in out.items()}
+
     def _run_epoch(
-        step: Any, batches: Iterable[tf.Tensor], *args: Any, allow_empty: bool = False
+        self,
+        step: Any,
+        batches: Iterable[tf.Tensor],
+        *args: Any,
+        allow_empty: bool = False,
+        replicated: bool = False,
     ) -> dict[str, float]:
         """Apply ``step`` to every batch; average its metrics weighted by batch size.
 
         An empty dataset is an error for training and ``{}`` for validation
-        (``allow_empty``): a collection of one file has no held-out windows.
+        (``allow_empty``): a collection of one file has no held-out windows. A ``replicated``
+        step (training) on several replicas gets each batch cut to a multiple of their number
+        (at most replicas − 1 windows of a batch are left out), so every slice is the same size.
         """
         sums: dict[str, float] = {}
         count = 0
         for batch in batches:
             x = batch[0] if isinstance(batch, tuple | list) else batch
             size = int(x.shape[0])
+            if replicated:
+                size -= size % self.replicas
             if size == 0:
                 continue
-            out = step(tf.convert_to_tensor(x, tf.float32), *args)
+            out = step(tf.convert_to_tensor(x[:size], tf.float32), *args)
             for key, value in out.items():
                 sums[key] = sums.get(key, 0.0) + float(value) * size
             count += size

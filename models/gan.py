@@ -115,9 +115,11 @@ class FrameGAN(GanMixin, RollModelBase):
             x = PixelNorm()(x)
         prior = float(c["density_prior"])
         bias = keras.initializers.Constant(float(np.log(prior / (1.0 - prior))))
-        x = layers.Conv1D(2 * P, 1, bias_initializer=bias)(x)  # active, onset logits
-        x = layers.Reshape((self.frames, P, 2))(x)
-        return keras.Model(z, layers.Activation("sigmoid", name="probability")(x), name="generator")
+        # active, onset logits; float32 under a mixed policy, as the losses on them
+        x = layers.Conv1D(2 * P, 1, bias_initializer=bias, dtype="float32")(x)
+        x = layers.Reshape((self.frames, P, 2), dtype="float32")(x)
+        probability = layers.Activation("sigmoid", name="probability", dtype="float32")(x)
+        return keras.Model(z, probability, name="generator")
 
     def _build(self) -> None:
         c = self.config
@@ -138,7 +140,9 @@ class FrameGAN(GanMixin, RollModelBase):
         y = layers.Reshape((self.frames, 2 * P))(bits)
         fold = np.eye(12, dtype=np.float32)[(int(c["pitch_low"]) + np.arange(P)) % 12]
         chroma = layers.Reshape((self.frames, 24))(
-            layers.Lambda(lambda t: tf.einsum("bfpk,pc->bfkc", t, fold), name="chroma")(bits)
+            layers.Lambda(
+                lambda t: tf.einsum("bfpk,pc->bfkc", t, tf.cast(fold, t.dtype)), name="chroma"
+            )(bits)
         )
         key = layers.Lambda(
             lambda t: tf.repeat(t[0][:, None, :], tf.shape(t[1])[1], axis=1), name="key"
@@ -150,15 +154,21 @@ class FrameGAN(GanMixin, RollModelBase):
             y = layers.Conv1D(filters, 4, strides=2, padding="same")(y)
             y = layers.LeakyReLU(negative_slope=0.2)(y)
         y = MinibatchStd()(y)
-        y = layers.Dense(1)(layers.Flatten()(y))
+        y = layers.Dense(1, dtype="float32")(layers.Flatten()(y))
         self.discriminator = keras.Model([bits, tonic], y, name="discriminator")
         key_in = keras.Input((12,), name="tonic_count")
         self.key_prior = KeyPrior(name="key_prior")
         self.key_model = keras.Model(key_in, self.key_prior(key_in), name="key_prior")
         b1, b2 = float(c["beta_1"]), float(c["beta_2"])
-        self.g_optimizer = keras.optimizers.Adam(float(c["g_learning_rate"]), b1, b2)
-        self.d_optimizer = keras.optimizers.Adam(float(c["d_learning_rate"]), b1, b2)
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self.g_optimizer = self._optimizer_for(
+            keras.optimizers.Adam(float(c["g_learning_rate"]), b1, b2),
+            self.generator.trainable_weights,
+        )
+        self.d_optimizer = self._optimizer_for(
+            keras.optimizers.Adam(float(c["d_learning_rate"]), b1, b2),
+            self.discriminator.trainable_weights,
+        )
+        self._train_step = self._train_function(self._train_step_impl)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
 
     def networks(self) -> dict[str, keras.Model]:
@@ -239,8 +249,9 @@ class FrameGAN(GanMixin, RollModelBase):
             if gamma > 0:
                 grad = r1_tape.gradient(d_real_sum, real_in)
                 d_total += 0.5 * gamma * tf.reduce_mean(tf.reduce_sum(tf.square(grad), [1, 2, 3]))
+            d_scaled = self._gradient_loss(self.d_optimizer, d_total)
         self.d_optimizer.apply_gradients(
-            zip(d_tape.gradient(d_total, d_weights), d_weights, strict=True)
+            zip(d_tape.gradient(d_scaled, d_weights), d_weights, strict=True)
         )
 
         g_weights = self.generator.trainable_weights
@@ -253,16 +264,10 @@ class FrameGAN(GanMixin, RollModelBase):
             density = fake[..., 0] if c["match_binary"] else probs[..., 0]
             pitch_loss = _bernoulli_kl(target, tf.reduce_mean(density, axis=[0, 1]))
             g_total = g_loss + float(c["pitch_match_weight"]) * pitch_loss
+            g_scaled = self._gradient_loss(self.g_optimizer, g_total)
         self.g_optimizer.apply_gradients(
-            zip(g_tape.gradient(g_total, g_weights), g_weights, strict=True)
+            zip(g_tape.gradient(g_scaled, g_weights), g_weights, strict=True)
         )
-
-        seen = tf.cast(self._step + 1, tf.float32) * tf.cast(batch, tf.float32)
-        halflife = tf.minimum(float(c["ema_halflife_images"]), seen * float(c["ema_rampup"]))
-        decay = tf.pow(0.5, tf.cast(batch, tf.float32) / tf.maximum(halflife, 1e-8))
-        for ema, w in zip(self.generator_ema.weights, self.generator.weights, strict=True):
-            ema.assign(decay * ema + (1.0 - decay) * w)
-        self._step.assign_add(1)
         return {
             "d_loss": d_loss,
             "g_loss": g_loss,
@@ -271,10 +276,21 @@ class FrameGAN(GanMixin, RollModelBase):
             "pitch_loss": pitch_loss,
         }
 
+    def _after_train_step(self, batch: tf.Tensor) -> None:
+        """The generator's exponential moving average, once per step (all replicas have the
+        same weights), then the step count."""
+        c = self.config
+        seen = tf.cast(self._step + 1, tf.float32) * tf.cast(batch, tf.float32)
+        halflife = tf.minimum(float(c["ema_halflife_images"]), seen * float(c["ema_rampup"]))
+        decay = tf.pow(0.5, tf.cast(batch, tf.float32) / tf.maximum(halflife, 1e-8))
+        for ema, w in zip(self.generator_ema.weights, self.generator.weights, strict=True):
+            ema.assign(decay * ema + (1.0 - decay) * w)
+        super()._after_train_step(batch)
+
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
         """One pass: d_loss (without R1), g_loss (adversarial part), d_acc_real, d_acc_fake
         (on the augmented frames D trains on), pitch_loss (density matching)."""
-        metrics = self._run_epoch(self._train_step, batches)
+        metrics = self._run_epoch(self._train_step, batches, replicated=True)
         self.epochs_done += 1
         return metrics
 

@@ -19,8 +19,9 @@ class MinibatchStd(keras.layers.Layer):
     """
 
     def call(self, x: Any) -> Any:
-        std = ops.sqrt(ops.var(x, axis=0) + 1e-8)
-        mean_std = ops.mean(std)
+        # in float32 under a mixed policy: 1e-8 is 0 in float16, and sqrt(0) has no gradient
+        std = ops.sqrt(ops.var(ops.cast(x, "float32"), axis=0) + 1e-8)
+        mean_std = ops.cast(ops.mean(std), x.dtype)
         extra = ops.ones_like(x[..., :1]) * mean_std  # any rank: (B, …, C) → (B, …, 1)
         return ops.concatenate([x, extra], axis=-1)
 
@@ -38,4 +39,6 @@ class PixelNorm(keras.layers.Layer):
     """
 
     def call(self, x: Any) -> Any:
-        return x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + 1e-8)
+        x32 = ops.cast(x, "float32")  # float16 would lose the 1e-8 (see MinibatchStd)
+        scale = ops.rsqrt(ops.mean(ops.square(x32), axis=-1, keepdims=True) + 1e-8)
+        return ops.cast(x32 * scale, x.dtype)

@@ -25,8 +25,9 @@ class FrameRNN(FrameModelBase):
 
     def _build(self) -> None:
         self._build_decoder()
-        self.optimizer = self._optimizer()
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self._weights = self.decoder.trainable_weights + self.count_link.trainable_weights
+        self.optimizer = self._optimizer_for(self._optimizer(), self._weights)
+        self._train_step = self._train_function(self._train_step_impl)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
 
     def networks(self):
@@ -36,13 +37,13 @@ class FrameRNN(FrameModelBase):
         x, tonic = self._prepare(x, training=True)
         onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
         n_frames = tf.shape(onset)[1]
-        weights = self.decoder.trainable_weights + self.count_link.trainable_weights
+        weights = self._weights
         with tf.GradientTape() as tape:
             heads = self._heads(onset, hold, self._key_frames(tonic, n_frames), True)
             loss = tf.reduce_mean(self._surrogate_nll(onset, hold, heads))
             loss /= tf.cast(n_frames, tf.float32)
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
-        self._step.assign_add(1)
+            scaled = self._gradient_loss(self.optimizer, loss)
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights, strict=True))
         return {"loss": loss}
 
     def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:

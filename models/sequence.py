@@ -106,8 +106,9 @@ class KeyPrior(keras.layers.Layer):
     the distribution samples are transposed back to. Identity on its input."""
 
     def build(self, input_shape: tuple[int, ...]) -> None:
+        # summed over replicas: each counts the tonics of its own slice of the batch
         self.counts = self.add_weight(
-            shape=(12,), initializer="zeros", trainable=False, name="counts"
+            shape=(12,), initializer="zeros", trainable=False, name="counts", aggregation="sum"
         )
 
     def call(self, x: Any) -> Any:
@@ -176,13 +177,19 @@ class FrameModelBase(RollModelBase):
         # onsets and small counts, so an untrained model samples sparse frames, not noise.
         counts = -0.5 * np.arange(P + 1)
         start = np.concatenate([np.tile([0.0, -3.0, 0.0], P), counts, counts])
+        # float32 under a mixed policy: the likelihood's dynamic programme needs its range
         out = layers.Dense(
-            P * 3 + 2 * (P + 1), name="out", bias_initializer=keras.initializers.Constant(start)
+            P * 3 + 2 * (P + 1),
+            name="out",
+            bias_initializer=keras.initializers.Constant(start),
+            dtype="float32",
         )(y)
         self.decoder = keras.Model(inputs, out, name="decoder")
         held = keras.Input((P + 1,), name="held_count")
         self.count_link = keras.Model(
-            held, layers.Dense(P + 1, use_bias=False, name="link")(held), name="count_link"
+            held,
+            layers.Dense(P + 1, use_bias=False, name="link", dtype="float32")(held),
+            name="count_link",
         )
         key_in = keras.Input((12,), name="tonic")
         self.key_prior = KeyPrior(name="key_prior")
@@ -288,7 +295,7 @@ class FrameModelBase(RollModelBase):
 
     # --- RollModel ------------------------------------------------------------------------
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
-        metrics = self._run_epoch(self._train_step, batches)
+        metrics = self._run_epoch(self._train_step, batches, replicated=True)
         self.epochs_done += 1
         return metrics
 

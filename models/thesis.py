@@ -52,8 +52,9 @@ class ThesisVAE(VaeMixin, RollModelBase):
         x = layers.Conv2D(f4, 3, padding="same", activation="relu")(x)
         x = layers.Flatten()(x)
         x = layers.Dense(int(c["dense_units"]), activation="relu")(x)
-        mu = layers.Dense(latent, name="z_mean")(x)
-        logvar = layers.Dense(latent, name="z_log_var")(x)
+        # outputs in float32 under a mixed policy (a no-op otherwise): the losses need its range
+        mu = layers.Dense(latent, name="z_mean", dtype="float32")(x)
+        logvar = layers.Dense(latent, name="z_log_var", dtype="float32")(x)
         self.encoder = keras.Model(inp, [mu, logvar], name="encoder")
 
         z = keras.Input((latent,), name="z")
@@ -63,10 +64,13 @@ class ThesisVAE(VaeMixin, RollModelBase):
         y = layers.Conv2DTranspose(
             int(c["dec_filters"]), 3, padding="same", activation="relu", strides=2
         )(y)
-        y = layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid")(y)
+        y = layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid", dtype="float32")(y)
         self.decoder = keras.Model(z, y, name="decoder")
-        self.optimizer = keras.optimizers.Adam(float(self.config["learning_rate"]))
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self._weights = self.encoder.trainable_weights + self.decoder.trainable_weights
+        self.optimizer = self._optimizer_for(
+            keras.optimizers.Adam(float(self.config["learning_rate"])), self._weights
+        )
+        self._train_step = self._train_function(self._train_step_impl)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
 
     def networks(self) -> dict[str, keras.Model]:
@@ -94,11 +98,9 @@ class ThesisVAE(VaeMixin, RollModelBase):
         seed = self._step_seed()
         with tf.GradientTape() as tape:
             out = self._losses(x, seed, True)
-        weights = self.encoder.trainable_weights + self.decoder.trainable_weights
-        self.optimizer.apply_gradients(
-            zip(tape.gradient(out["loss"], weights), weights, strict=True)
-        )
-        self._step.assign_add(1)
+            scaled = self._gradient_loss(self.optimizer, out["loss"])
+        weights = self._weights
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights, strict=True))
         return out
 
     def _eval_step_impl(self, x: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -107,7 +109,7 @@ class ThesisVAE(VaeMixin, RollModelBase):
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
         """One pass; ``loss`` is the thesis objective, ``recon_loss`` mean BCE per cell,
         ``kl_loss`` the KL divergence in nats per window."""
-        metrics = self._run_epoch(self._train_step, batches)
+        metrics = self._run_epoch(self._train_step, batches, replicated=True)
         self.epochs_done += 1
         return metrics
 
@@ -181,7 +183,7 @@ class ThesisGAN(GanMixin, RollModelBase):
         for filters in c["g_filters"]:  # 12 → 24 → 48 → 96
             x = layers.Conv2DTranspose(int(filters), 4, strides=2, padding="same")(x)
             x = layers.LeakyReLU(negative_slope=slope)(x)
-        x = layers.Conv2D(1, 7, padding="same", activation="tanh")(x)
+        x = layers.Conv2D(1, 7, padding="same", activation="tanh", dtype="float32")(x)
         self.generator = keras.Model(z, x, name="generator")
 
         inp = keras.Input((96, 96, 1), name="window")
@@ -191,13 +193,17 @@ class ThesisGAN(GanMixin, RollModelBase):
             y = layers.LeakyReLU(negative_slope=slope)(y)
             y = layers.Dropout(float(c["dropout"]))(y)
         y = layers.Flatten()(y)
-        y = layers.Dense(1, activation="sigmoid")(y)
+        y = layers.Dense(1, activation="sigmoid", dtype="float32")(y)
         self.discriminator = keras.Model(inp, y, name="discriminator")
 
         lr, b1 = float(c["learning_rate"]), float(c["beta_1"])
-        self.d_optimizer = keras.optimizers.Adam(lr, beta_1=b1)
-        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=b1)
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self.d_optimizer = self._optimizer_for(
+            keras.optimizers.Adam(lr, beta_1=b1), self.discriminator.trainable_weights
+        )
+        self.g_optimizer = self._optimizer_for(
+            keras.optimizers.Adam(lr, beta_1=b1), self.generator.trainable_weights
+        )
+        self._train_step = self._train_function(self._train_step_impl)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
 
     def networks(self) -> dict[str, keras.Model]:
@@ -218,8 +224,9 @@ class ThesisGAN(GanMixin, RollModelBase):
         with tf.GradientTape() as d_tape:
             pred = self.discriminator(inputs, training=True)
             d_loss = tf.reduce_mean(keras.losses.binary_crossentropy(labels, pred))
+            d_scaled = self._gradient_loss(self.d_optimizer, d_loss)
         self.d_optimizer.apply_gradients(
-            zip(d_tape.gradient(d_loss, d_weights), d_weights, strict=True)
+            zip(d_tape.gradient(d_scaled, d_weights), d_weights, strict=True)
         )
 
         g_weights = self.generator.trainable_weights
@@ -229,10 +236,10 @@ class ThesisGAN(GanMixin, RollModelBase):
                 self.generator(self._latent(n_g, seeds[1]), training=True), training=True
             )
             g_loss = tf.reduce_mean(keras.losses.binary_crossentropy(tf.ones_like(fooled), fooled))
+            g_scaled = self._gradient_loss(self.g_optimizer, g_loss)
         self.g_optimizer.apply_gradients(
-            zip(g_tape.gradient(g_loss, g_weights), g_weights, strict=True)
+            zip(g_tape.gradient(g_scaled, g_weights), g_weights, strict=True)
         )
-        self._step.assign_add(1)
         return {
             "d_loss": d_loss,
             "g_loss": g_loss,
@@ -246,7 +253,7 @@ class ThesisGAN(GanMixin, RollModelBase):
 
     def fit_epoch(self, batches: tf.data.Dataset) -> dict[str, float]:
         """One pass over the real windows: d_loss, g_loss, d_acc_real, d_acc_fake."""
-        metrics = self._run_epoch(self._train_step, batches)
+        metrics = self._run_epoch(self._train_step, batches, replicated=True)
         self.epochs_done += 1
         return metrics
 

@@ -75,11 +75,17 @@ class FrameVAE(FrameModelBase):
             y = layers.Conv1D(int(filters), 4, strides=2, padding="same")(y)
             y = layers.LeakyReLU(negative_slope=0.2)(y)
         y = layers.Flatten()(y)
-        mu = layers.Dense(self._latent_dim(), name="z_mean")(y)
-        logvar = layers.Dense(self._latent_dim(), name="z_log_var")(y)
+        # float32 under a mixed policy: the KL and the code's noise need float32's range
+        mu = layers.Dense(self._latent_dim(), name="z_mean", dtype="float32")(y)
+        logvar = layers.Dense(self._latent_dim(), name="z_log_var", dtype="float32")(y)
         self.encoder = keras.Model(window, [mu, logvar], name="encoder")
-        self.optimizer = self._optimizer()
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self._weights = (
+            self.encoder.trainable_weights
+            + self.decoder.trainable_weights
+            + self.count_link.trainable_weights
+        )
+        self.optimizer = self._optimizer_for(self._optimizer(), self._weights)
+        self._train_step = self._train_function(self._train_step_impl)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
 
     def networks(self):
@@ -131,17 +137,11 @@ class FrameVAE(FrameModelBase):
         return out
 
     def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-        weights = (
-            self.encoder.trainable_weights
-            + self.decoder.trainable_weights
-            + self.count_link.trainable_weights
-        )
+        weights = self._weights
         with tf.GradientTape() as tape:
             out = self._losses(x, self._step_seed(), self._beta(), True)
-        self.optimizer.apply_gradients(
-            zip(tape.gradient(out["loss"], weights), weights, strict=True)
-        )
-        self._step.assign_add(1)
+            scaled = self._gradient_loss(self.optimizer, out["loss"])
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights, strict=True))
         return out
 
     def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -326,6 +326,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_bytes=args.max_bytes,
             pitch_low=args.pitch_low,
             time_budget_s=args.time_budget * 60 if args.time_budget else None,
+            distribute=args.distribute,
+            mixed_precision=args.mixed_precision,
             soundfont=args.soundfont,
         )
     from musicflow.console import run_json
@@ -398,6 +400,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             time_budget_s=args.time_budget * 60 if args.time_budget else None,
+            distribute=args.distribute,
+            mixed_precision=args.mixed_precision,
             soundfont=args.soundfont,
         )
     _print_model(result)
@@ -567,6 +571,19 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         metavar="MINUTES",
         help="minutes of wall clock for training each model, checked before every batch: "
         "training stops within about one batch of it, even in the middle of an epoch",
+    )
+    p.add_argument(
+        "--distribute",
+        action="store_true",
+        help="train on every visible GPU at once (tf.distribute.MirroredStrategy): each "
+        "takes an equal slice of every batch, so the batch size is the total; without a GPU "
+        "this runs one replica on the CPU",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="compute in float16 on a GPU (bfloat16 on a CPU) with float32 weights and "
+        "losses; the saved model is float32 and loads anywhere",
     )
     _add_soundfont_option(p)
 

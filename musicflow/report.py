@@ -298,6 +298,7 @@ class Lineage:
     max_epochs: int = 0
     time_budget_s: float | None = None
     train_seconds: float | None = None
+    placement: str = ""  # replicas, devices, precision
     run_id: str = ""
     run_url: str | None = None  # the run in the MLflow UI (musicflow ui)
     model_uri: str = ""
@@ -335,6 +336,8 @@ def _lineage_section(lin: Lineage) -> str:
     trained = _epochs_text(lin.epochs_done, lin.max_epochs, lin.time_budget_s)
     if lin.train_seconds:
         trained += f", {lin.train_seconds / 60:.1f} min of training"
+    if lin.placement:
+        trained += f" ({_e(lin.placement)})"
     data = (
         f'{_e(lin.dataset)} <code class="digest" title="{_e(lin.digest)}">'
         f"{_e(lin.digest[:16])}</code>"

@@ -183,6 +183,7 @@ def _lineage(
         max_epochs=trained.max_epochs,
         time_budget_s=trained.time_budget_s,
         train_seconds=trained.train_seconds or None,
+        placement=trained.placement,
         run_id=registered.run_id,
         run_url=tracking.run_url(experiment, registered.run_id) if experiment else None,
         model_uri=registered.model_uri,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicflow import lineage, progress, results, tracking, workspace
+from musicflow import accelerate, lineage, progress, results, tracking, workspace
 from musicflow.errors import DatasetError
 from musicflow.roll import COLS
 from musicflow.tasks.encode import read_dataset_info, reading
@@ -49,6 +49,7 @@ class TrainedModel:
     max_epochs: int = 0  # the configured number of epochs
     time_budget_s: float | None = None
     train_seconds: float = 0.0
+    placement: str = ""  # where it trained: replicas, devices, precision (accelerate.Placement)
 
     @property
     def pitch_low(self) -> int:
@@ -65,12 +66,19 @@ def train_model(
     seed: int = 0,
     time_budget_s: float | None = None,
     overrides: dict | None = None,
+    distribute: bool = False,
+    mixed_precision: bool = False,
 ) -> TrainedModel:
-    """Train one model in a new MLflow run; log params, losses and the checkpoint."""
+    """Train one model in a new MLflow run; log params, losses and the checkpoint.
+
+    ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
+    (``musicflow/accelerate.py``); what is saved loads on a CPU either way."""
     from musicflow.models import build_model, model_defaults
     from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split
 
-    with reading(Path(dataset_dir)) as info:  # its shards stay while training reads them
+    scope = accelerate.training_scope(distribute=distribute, mixed_precision=mixed_precision)
+    # its shards stay while training reads them
+    with reading(Path(dataset_dir)) as info, scope as placement:
         shards = info.shard_paths
         train_shas, heldout_shas = heldout_split(shards)
         if not train_shas or not heldout_shas:
@@ -99,7 +107,7 @@ def train_model(
         progress.stage(
             f"train {model_name}",
             f"{n_train} windows from {len(train_shas)} files, {batches} batches per epoch, "
-            f"up to {n_epochs} epochs{budget}",
+            f"up to {n_epochs} epochs{budget}; {placement.describe()}",
         )
         flow_run_id = _flow_run_id()
         with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
@@ -127,6 +135,7 @@ def train_model(
                 "split_seed": SPLIT_SEED,
                 "n_train_files": len(train_shas),
                 "n_heldout_files": len(heldout_shas),
+                **placement.params(),
             }
             tracking.log_params(params)
             tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
@@ -158,6 +167,7 @@ def train_model(
         max_epochs=n_epochs,
         time_budget_s=time_budget_s,
         train_seconds=train_seconds,
+        placement=placement.describe(),
     )
 
 
@@ -268,6 +278,8 @@ def train_cache_key(_context, parameters: dict) -> str:
         "seed": parameters.get("seed", 0),
         "time_budget_s": parameters.get("time_budget_s"),
         "overrides": parameters.get("overrides"),
+        "distribute": parameters.get("distribute", False),
+        "mixed_precision": parameters.get("mixed_precision", False),
         "code": lineage.code_version(),
         "tracking": workspace.tracking_uri(),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -99,20 +100,7 @@ def test_model_trains_logs_registers_reloads_and_caches(
     assert [str(v.version) for v in versions] == ["1"]
 
     # The registered version loads and samples in a fresh process.
-    code = (
-        "import mlflow, pandas as pd, sys; mlflow.set_tracking_uri(sys.argv[1]);"
-        "m = mlflow.pyfunc.load_model(sys.argv[2]);"
-        "out = m.predict(pd.DataFrame({'n': [3], 'seed': [1]}));"
-        "print(out.shape, out.dtype)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, workspace.tracking_uri(), result["model_uri"]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "(3, 9216) uint8" in done.stdout
+    _samples_in_a_fresh_process(result["model_uri"])
 
     # An identical call trains nothing: same run, no new run, no new version.
     n_runs = len(client.search_runs([run.info.experiment_id]))
@@ -120,3 +108,59 @@ def test_model_trains_logs_registers_reloads_and_caches(
     assert again["run_id"] == result["run_id"]
     assert len(client.search_runs([run.info.experiment_id])) == n_runs
     assert len(client.search_model_versions(f"name = '{dataset}-{model}'")) == 1
+
+
+def test_distributed_mixed_precision_training_loads_and_samples_on_a_cpu(
+    tiny_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train --distribute --mixed-precision`` through the real flow: where it ran is logged
+    and reported, and the registered version loads and samples in a fresh float32 process.
+    (CI has no GPU: one replica on the CPU in bfloat16; tests/test_accelerate.py runs two.)"""
+    import tensorflow as tf
+    from mlflow import MlflowClient
+
+    from musicflow.accelerate import precision_policy
+    from musicflow.flows.pipeline import train_flow
+
+    home, dataset = tiny_dataset
+    monkeypatch.setenv("MUSICFLOW_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
+    result = train_flow(
+        dataset=dataset,
+        model="rnn",
+        epochs=1,
+        batch_size=16,
+        seed=11,
+        distribute=True,
+        mixed_precision=True,
+    )
+    gpus = len(tf.config.list_logical_devices("GPU"))
+    params = (
+        MlflowClient(tracking_uri=workspace.tracking_uri()).get_run(result["run_id"]).data.params
+    )
+    assert params["distribute"] == "True"
+    assert params["precision"] == precision_policy(True, gpus)
+    assert params["replicas"] == str(max(gpus, 1))
+    assert params["precision"] in Path(result["report"]).read_text()
+
+    _samples_in_a_fresh_process(result["model_uri"], cpu_only=True)
+
+
+def _samples_in_a_fresh_process(model_uri: str, cpu_only: bool = False) -> None:
+    """The registered version loads with MLflow and samples 3 windows in a new process
+    (``cpu_only``: with no GPU visible, whatever this machine has)."""
+    code = (
+        "import mlflow, pandas as pd, sys; mlflow.set_tracking_uri(sys.argv[1]);"
+        "m = mlflow.pyfunc.load_model(sys.argv[2]);"
+        "out = m.predict(pd.DataFrame({'n': [3], 'seed': [1]}));"
+        "print(out.shape, out.dtype)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, workspace.tracking_uri(), model_uri],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""} if cpu_only else None,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(3, 9216) uint8" in done.stdout

@@ -36,6 +36,7 @@ from musicflow.suite import (
     suite_bytes,
     suite_rules,
 )
+from musicflow.tasks.encode import folder_lock
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -133,9 +134,13 @@ def validate_records(
     docs_index = None
     if docs_dir is not None:
         merged = merge_results(rules, evrs, stage_results, params, session.name)
-        docs_index = build_docs(
-            session.context, suite_config, rules, merged, session.name, docs_dir
-        )
+        # GX's site build deletes every page its own (in-memory) store does not know, so two
+        # audits of one dataset at once delete each other's page between render and check:
+        # one at a time, under the dataset folder's lock
+        with folder_lock(Path(docs_dir).parent):
+            docs_index = build_docs(
+                session.context, suite_config, rules, merged, session.name, docs_dir
+            )
     return ValidationReport(outcomes=outcomes, docs_index=docs_index, expectation_summary=summary)
 
 

@@ -2,7 +2,8 @@
 
 Usage: ``.venv/bin/python bench/bench_models.py [--batch-size 32] [--steps 8] [--warmup 2]
 [--models rnn,vae,gan,vae-thesis,gan-thesis] [--onednn on|off|both]
-[--precision float32|mixed|both] [--distribute] [--repeat 1]``.
+[--precision float32|mixed|both] [--distribute] [--repeat 1] [--save DIR]`` and
+``bench/bench_models.py --load DIR``.
 
 Each model is built with its defaults (only the batch size is forced to be the same) and
 trained on synthetic sparse windows (content does not change the cost of dense layers), with
@@ -18,6 +19,11 @@ precision (what ``train --mixed-precision`` uses: bfloat16 on a CPU, float16 on 
 float32. ``--distribute`` builds every model as ``train --distribute`` does (all visible GPUs).
 ``--repeat R`` measures every setting R times, the settings of a model taking turns, and prints
 medians: the rate's, and the ratio's over the R back-to-back pairs (this machine is noisy).
+
+``--save DIR`` keeps every trained model (``DIR/<model>-<precision>``, as ``train`` saves it)
+with the density of 4 windows it sampled where it trained; ``--load DIR`` loads each one here
+and samples it again: how a model trained on a GPU is checked on a CPU (docs/models.md,
+"Accelerators").
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -44,15 +51,50 @@ def synthetic_windows(n: int, seed: int = 0) -> np.ndarray:
 
 
 def bench(
-    name: str, batch_size: int, steps: int, warmup: int, mixed: bool, distribute: bool
+    name: str,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    mixed: bool,
+    distribute: bool,
+    save: str | None = None,
 ) -> dict:
-    """Windows per second and trainable parameters of one model, in this process."""
+    """Windows per second and trainable parameters of one model, in this process; with
+    ``save``, the trained model and the density of what it samples go to that folder."""
     from musicflow.accelerate import training_scope
     from musicflow.models import build_model
 
     with training_scope(distribute=distribute, mixed_precision=mixed) as placement:
         model = build_model(name, seed=0, batch_size=batch_size)
-        return _bench(model, steps, warmup) | {"placement": placement.describe()}
+        out = _bench(model, steps, warmup) | {"placement": placement.describe()}
+        if save:
+            folder = Path(save) / f"{name}-{'mixed' if mixed else 'float32'}"
+            model.save(folder)
+            sample = model.sample(4, seed=0)
+            meta = {"placement": out["placement"], "density": float((sample > 0.5).mean())}
+            (folder / "trained_on.json").write_text(json.dumps(meta))
+    return out
+
+
+def load_and_sample(folder: Path) -> None:
+    """Load every model ``--save`` kept in ``folder`` on this machine and sample it."""
+    import tensorflow as tf
+
+    from musicflow.models import load_model
+
+    here = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    print(
+        f"{'saved model':<20} {'trained on':<36} {'density there':>13} {'here (' + here + ')':>10}"
+    )
+    for path in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
+        there = json.loads((path / "trained_on.json").read_text())
+        sample = load_model(path).sample(4, seed=0)
+        if sample.shape != (4, 96, 96) or not np.isfinite(sample).all():
+            raise SystemExit(f"{path.name}: bad sample {sample.shape}")
+        density = float((sample > 0.5).mean())
+        print(
+            f"{path.name:<20} {there['placement']:<36} {there['density']:>13.4f} {density:>10.4f}"
+        )
 
 
 def _bench(model, steps: int, warmup: int) -> dict:
@@ -82,8 +124,11 @@ def measure(name: str, setting: tuple[str, str], args: argparse.Namespace) -> di
     cmd = [sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size)]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     cmd += ["--precision", precision] + (["--distribute"] if args.distribute else [])
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    cmd += ["--save", args.save] if args.save else []
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} {setting} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -96,11 +141,18 @@ def main() -> None:
     parser.add_argument("--precision", choices=("float32", "mixed", "both"), default="float32")
     parser.add_argument("--distribute", action="store_true")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--save", help="keep each trained model in this folder")
+    parser.add_argument("--load", help="load and sample the models --save kept there")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: one model
     args = parser.parse_args()
+    if args.load:
+        load_and_sample(Path(args.load))
+        return
     if args.one:
         mixed = args.precision == "mixed"
-        out = bench(args.one, args.batch_size, args.steps, args.warmup, mixed, args.distribute)
+        out = bench(
+            args.one, args.batch_size, args.steps, args.warmup, mixed, args.distribute, args.save
+        )
         print(json.dumps(out))
         return
     onednn = ("on", "off") if args.onednn == "both" else (args.onednn,)

@@ -134,9 +134,13 @@ def _model_steps(
 
 
 def trained_epochs(trained: TrainedModel) -> str:
-    """``12 of 100 epochs`` (or the epochs in the history for an older cached result)."""
+    """``12 of 100 epochs (kept epoch 7)`` (or the epochs in the history for an older cached
+    result)."""
     done = trained.epochs_done or len(next(iter(trained.history.values()), []))
-    return f"{done} of {trained.max_epochs} epochs" if trained.max_epochs else f"{done} epochs"
+    text = f"{done} of {trained.max_epochs} epochs" if trained.max_epochs else f"{done} epochs"
+    if trained.kept_epoch and trained.kept_epoch != done:
+        text += f" (kept epoch {trained.kept_epoch})"
+    return text
 
 
 def _scores(scores: dict[str, float]) -> str:

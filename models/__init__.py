@@ -50,7 +50,7 @@ class RollModel(Protocol):
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
         """AR and frame VAE: val_nll (exact NLL, or the ELBO bound, nats per frame); thesis
         VAE: val_loss (+ val_recon_loss, val_kl_loss); GAN: val_d_acc_real; ``{}`` when
-        ``batches`` is empty (no held-out file)."""
+        ``batches`` is empty (no validation file)."""
         ...
 
     def sample(self, n: int, seed: int) -> np.ndarray:

@@ -53,6 +53,8 @@ class RollModelBase:
     name: ClassVar[str]
     kind: ClassVar[str]
     DEFAULTS: ClassVar[dict[str, Any]]
+    #: The validation metric whose lowest epoch training keeps (``None``: the last epoch).
+    MONITOR: ClassVar[str | None] = None
 
     def __init__(self, *, seed: int, **overrides: Any) -> None:
         unknown = sorted(set(overrides) - set(self.DEFAULTS))
@@ -212,6 +214,14 @@ class RollModelBase:
         return np.concatenate(outs) if outs else np.zeros((0, *net.output_shape[1:]), np.float32)
 
     # --- persistence ----------------------------------------------------------------------
+    def weights_snapshot(self) -> list[list[np.ndarray]]:
+        """Every network's weights as numpy copies (training keeps its best epoch's)."""
+        return [net.get_weights() for net in self.networks().values()]
+
+    def restore_snapshot(self, snapshot: list[list[np.ndarray]]) -> None:
+        for net, weights in zip(self.networks().values(), snapshot, strict=True):
+            net.set_weights(weights)
+
     def save(self, directory: Path) -> None:
         """Write ``config.json`` and one ``<network>.weights.h5`` per network."""
         directory = Path(directory)

@@ -6,6 +6,8 @@ Public functions:
 - ``split_files(shas, heldout_fraction, seed)``: train / held-out split BY SOURCE FILE.
 - ``heldout_split(shards)``: THE split of a dataset (``HELDOUT_FRACTION`` of its files, fixed
   ``SPLIT_SEED``), the one every stage uses.
+- ``validation_split(train_shas)``: the training files that training itself watches (to keep
+  its best epoch), so that the held-out files are never looked at before evaluation.
 - ``window_dataset(shards, shas, batch_size=..., seed=...)``: streaming float32 batches
   (B, 96, 96, 1) in [0, 1] for training.
 - ``load_windows(shards, shas, limit)``: bool (n, 96, 96) windows for evaluation.
@@ -41,6 +43,8 @@ ShardsLike = str | Path | Sequence[str | Path]
 
 HELDOUT_FRACTION = 0.1
 SPLIT_SEED = 0  # fixed, not the model seed: every model of a dataset is judged on the same files
+VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 1  # not SPLIT_SEED: which training files validate is drawn independently
 
 
 def shard_paths(shards: ShardsLike) -> list[Path]:
@@ -104,6 +108,16 @@ def heldout_split(shards: ShardsLike) -> tuple[set[str], set[str]]:
     """The (train, held-out) source files of a dataset's shards: the split training and
     evaluation both use, ``HELDOUT_FRACTION`` of the files with the fixed ``SPLIT_SEED``."""
     return split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
+
+
+def validation_split(train_shas: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The (fit, validation) files out of a dataset's training files: ``VALIDATION_FRACTION``
+    of them (at least one) validate every epoch, the rest are fitted. A single training file
+    cannot spare one: (that file, no validation)."""
+    unique = set(train_shas)
+    if len(unique) < 2:
+        return unique, set()
+    return split_files(unique, VALIDATION_FRACTION, seed=VALIDATION_SEED)
 
 
 def _packed_rows(table: pa.Table, shas: set[str] | None) -> np.ndarray:

@@ -122,6 +122,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class FrameModelBase(RollModelBase):
     """The frame decoder and everything around it; subclasses add conditioning (``vae``)."""
 
+    MONITOR: ClassVar[str | None] = "val_nll"
     BASE_DEFAULTS: ClassVar[dict[str, Any]] = {
         "frame_steps": frames.DEFAULT_FRAME_STEPS,
         "hidden": 256,
@@ -130,6 +131,7 @@ class FrameModelBase(RollModelBase):
         "clip_norm": 1.0,
         "batch_size": 64,
         "epochs": 100,
+        "patience": 5,  # epochs without a lower validation NLL before training stops
         "sequence_windows": 2,
         "key_normalize": True,
         "pitch_low": DEFAULT_PITCH_LOW,
@@ -300,7 +302,8 @@ class FrameModelBase(RollModelBase):
         return metrics
 
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """``val_nll``: held-out negative log-likelihood, nats per frame (see ``heldout_nll``)."""
+        """``val_nll``: the validation windows' negative log-likelihood, nats per frame (see
+        ``heldout_nll``)."""
         return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
     def heldout_nll(self, windows: np.ndarray) -> float:

@@ -154,7 +154,7 @@ class FrameVAE(FrameModelBase):
         }
 
     def validate(self, batches: tf.data.Dataset) -> dict[str, float]:
-        """``val_nll``: the ELBO bound on held-out windows (nats per frame; fixed noise),
+        """``val_nll``: the ELBO bound on the validation windows (nats per frame; fixed noise),
         ``val_recon_loss`` and ``val_kl_loss`` (KL in nats per window)."""
         return self._run_epoch(self._eval_step, batches, allow_empty=True)
 

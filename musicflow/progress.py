@@ -214,6 +214,12 @@ class TrainingProgress:
             self._task = None
             self._progress.refresh()
 
+    def stopped_early(self, metric: str, best_epoch: int, patience: int) -> None:
+        note(
+            f"{self.model}: {metric} has not improved for {patience} epochs; stopped after "
+            f"epoch {self.epoch + 1}, keeping epoch {best_epoch + 1}"
+        )
+
     def stopped_by_budget(self, windows_seen: int) -> None:
         note(
             f"{self.model}: time budget reached in epoch {self.epoch + 1} of {self.epochs} "

@@ -296,6 +296,8 @@ class Lineage:
     git_commit: str | None = None
     epochs_done: int = 0
     max_epochs: int = 0
+    kept_epoch: int = 0  # whose weights the model holds (its best on the validation files)
+    stopped_by: str = ""
     time_budget_s: float | None = None
     train_seconds: float | None = None
     placement: str = ""  # replicas, devices, precision
@@ -321,19 +323,24 @@ def _badges(champion: bool, best: bool, registered: str) -> str:
     return "".join(out)
 
 
-def _epochs_text(done: int, planned: int, budget_s: float | None) -> str:
+def _epochs_text(lin: Lineage) -> str:
+    done, planned, budget_s = lin.epochs_done, lin.max_epochs, lin.time_budget_s
     if not planned:
         return str(done) if done else "—"
     text = f"{done} of {planned} epochs"
-    if budget_s and done < planned:
+    if lin.stopped_by == "early_stopping":
+        text += " (stopped early: the validation files' score had stopped improving)"
+    elif budget_s and done < planned:
         text += f" (stopped by the time budget of {budget_s / 60:g} min)"
     elif budget_s:
         text += f" (within the time budget of {budget_s / 60:g} min)"
+    if lin.kept_epoch and lin.kept_epoch != done:
+        text += f"; the weights of epoch {lin.kept_epoch}, the best on the validation files"
     return text
 
 
 def _lineage_section(lin: Lineage) -> str:
-    trained = _epochs_text(lin.epochs_done, lin.max_epochs, lin.time_budget_s)
+    trained = _epochs_text(lin)
     if lin.train_seconds:
         trained += f", {lin.train_seconds / 60:.1f} min of training"
     if lin.placement:

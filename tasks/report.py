@@ -181,6 +181,8 @@ def _lineage(
         git_commit=lineage.git_commit(),
         epochs_done=trained.epochs_done or len(next(iter(trained.history.values()), [])),
         max_epochs=trained.max_epochs,
+        kept_epoch=trained.kept_epoch,
+        stopped_by=trained.stopped_by,
         time_budget_s=trained.time_budget_s,
         train_seconds=trained.train_seconds or None,
         placement=trained.placement,

@@ -46,6 +46,8 @@ class TrainedModel:
     digest: str = ""  # the dataset digest trained on
     code_version: str = ""
     epochs_done: int = 0  # epochs that really ran (fewer than max_epochs when the budget ends)
+    kept_epoch: int = 0  # the epoch (1-based) whose weights were kept: the best validated one
+    stopped_by: str = ""  # "epochs", "time_budget" or "early_stopping"
     max_epochs: int = 0  # the configured number of epochs
     time_budget_s: float | None = None
     train_seconds: float = 0.0
@@ -74,7 +76,13 @@ def train_model(
     ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
     (``musicflow/accelerate.py``); what is saved loads on a CPU either way."""
     from musicflow.models import build_model, model_defaults
-    from musicflow.models.data import HELDOUT_FRACTION, SPLIT_SEED, heldout_split
+    from musicflow.models.data import (
+        HELDOUT_FRACTION,
+        SPLIT_SEED,
+        VALIDATION_FRACTION,
+        heldout_split,
+        validation_split,
+    )
 
     scope = accelerate.training_scope(distribute=distribute, mixed_precision=mixed_precision)
     # its shards stay while training reads them
@@ -83,6 +91,7 @@ def train_model(
         train_shas, heldout_shas = heldout_split(shards)
         if not train_shas or not heldout_shas:
             raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
+        fit_shas, val_shas = validation_split(train_shas)
         settings = dict(overrides or {})
         if epochs:
             settings["epochs"] = epochs
@@ -97,16 +106,17 @@ def train_model(
 
         from musicflow.models.data import load_window_sources
 
-        n_train = len(load_window_sources(shards, train_shas))
+        n_train = len(load_window_sources(shards, fit_shas))
         # a sequence model's batch holds runs of consecutive windows: about one run per window
         # but the last (sequence_windows - 1) of each file
         runs = int(config.get("sequence_windows", 1))
-        items = max(n_train - (runs - 1) * len(train_shas), 0)
+        items = max(n_train - (runs - 1) * len(fit_shas), 0)
         batches = math.ceil(items / batch) if items else None
         budget = f", time budget {time_budget_s / 60:g} min" if time_budget_s else ""
         progress.stage(
             f"train {model_name}",
-            f"{n_train} windows from {len(train_shas)} files, {batches} batches per epoch, "
+            f"{n_train} windows from {len(fit_shas)} files ({len(val_shas)} more validate), "
+            f"{batches} batches per epoch, "
             f"up to {n_epochs} epochs{budget}; {placement.describe()}",
         )
         flow_run_id = _flow_run_id()
@@ -133,23 +143,26 @@ def train_model(
                 "code_version": lineage.code_version(),
                 "heldout_fraction": HELDOUT_FRACTION,
                 "split_seed": SPLIT_SEED,
-                "n_train_files": len(train_shas),
+                "n_train_files": len(fit_shas),
+                "n_validation_files": len(val_shas),
+                "validation_fraction": VALIDATION_FRACTION,
                 "n_heldout_files": len(heldout_shas),
                 **placement.params(),
             }
             tracking.log_params(params)
             tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
 
-            train_ds, val_ds = training_data(config, shards, train_shas, heldout_shas, seed=seed)
+            train_ds, val_ds = training_data(config, shards, fit_shas, val_shas, seed=seed)
             started = time.monotonic()
             with progress.TrainingProgress(
                 model_name, epochs=n_epochs, batches=batches, budget_s=time_budget_s
             ) as bar:
-                history = _fit(model, train_ds, val_ds, n_epochs, time_budget_s, bar)
-            epochs_done = len(next(iter(history.values()), []))
+                fit = _fit(model, train_ds, val_ds, n_epochs, time_budget_s, bar)
+            history, epochs_done = fit.history, fit.epochs_done
             train_seconds = time.monotonic() - started
-            stop = "time_budget" if epochs_done < n_epochs else "epochs"
-            tracking.log_params({"epochs": epochs_done, "stopped_by": stop})
+            tracking.log_params(
+                {"epochs": epochs_done, "stopped_by": fit.stopped_by, "kept_epoch": fit.kept_epoch}
+            )
 
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp))
@@ -164,6 +177,8 @@ def train_model(
         digest=info.digest,
         code_version=lineage.code_version(),
         epochs_done=epochs_done,
+        kept_epoch=fit.kept_epoch,
+        stopped_by=fit.stopped_by,
         max_epochs=n_epochs,
         time_budget_s=time_budget_s,
         train_seconds=train_seconds,
@@ -171,22 +186,51 @@ def train_model(
     )
 
 
-def training_data(config: dict, shards, train_shas, heldout_shas, *, seed: int):
+def training_data(config: dict, shards, fit_shas, val_shas, *, seed: int):
     """(training batches, validation batches) as the model's config asks: runs of
     ``sequence_windows`` consecutive windows for the sequence models, shuffled single windows
-    for the others; validation always on single held-out windows."""
+    for the others; validation always on single windows of the validation files (none when
+    there are none)."""
     from musicflow.models.data import sequence_dataset, window_dataset
 
     batch = int(config["batch_size"])
     windows = int(config.get("sequence_windows", 1))
     if windows > 1:
-        train_ds = sequence_dataset(
-            shards, train_shas, windows=windows, batch_size=batch, seed=seed
-        )
+        train_ds = sequence_dataset(shards, fit_shas, windows=windows, batch_size=batch, seed=seed)
     else:
-        train_ds = window_dataset(shards, train_shas, batch_size=batch, seed=seed, shuffle=True)
-    val_ds = window_dataset(shards, heldout_shas, batch_size=batch, seed=seed, shuffle=False)
+        train_ds = window_dataset(shards, fit_shas, batch_size=batch, seed=seed, shuffle=True)
+    if not val_shas:
+        return train_ds, []
+    val_ds = window_dataset(shards, val_shas, batch_size=batch, seed=seed, shuffle=False)
     return train_ds, val_ds
+
+
+@dataclass
+class BestEpoch:
+    """The epoch with the lowest validation metric so far, and whether ``patience`` epochs
+    have passed without a lower one (``patience`` 0: never)."""
+
+    patience: int
+    epoch: int = -1
+    value: float = math.inf
+
+    def improved(self, epoch: int, value: float) -> bool:
+        """Record ``epoch``'s ``value``; True when it is the lowest so far (NaN never is)."""
+        if math.isfinite(value) and value < self.value:
+            self.epoch, self.value = epoch, value
+            return True
+        return False
+
+    def exhausted(self, epoch: int) -> bool:
+        return self.patience > 0 and self.epoch >= 0 and epoch - self.epoch >= self.patience
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]]
+    epochs_done: int
+    kept_epoch: int  # 1-based; the weights the model holds after _fit
+    stopped_by: str  # "epochs", "time_budget" or "early_stopping"
 
 
 def _fit(
@@ -196,12 +240,18 @@ def _fit(
     n_epochs: int,
     time_budget_s: float | None,
     bar: progress.TrainingProgress,
-) -> dict[str, list[float]]:
-    """The epoch loop, logging each epoch's metrics to the active run; returns the history."""
+) -> FitResult:
+    """The epoch loop, logging each epoch's metrics to the active run. A model with a
+    ``MONITOR`` metric stops after ``patience`` epochs without a lower one and ends holding the
+    weights of its lowest epoch; others end with their last epoch's."""
     history: dict[str, list[float]] = {}
     started = time.monotonic()
     deadline = started + time_budget_s if time_budget_s else None
     seen = _Counter()
+    monitor = model.MONITOR
+    best = BestEpoch(int(model.config.get("patience", 0)))
+    snapshot = None
+    stopped_by = "epochs"
     for epoch in range(n_epochs):
         bar.start_epoch(epoch)
         batches = _until(deadline, train_ds, seen, on_batch=bar.advance)
@@ -210,18 +260,31 @@ def _fit(
         for key, value in metrics.items():
             history.setdefault(key, []).append(float(value))
         bar.end_epoch(metrics)
+        if monitor in metrics:
+            if best.improved(epoch, float(metrics[monitor])):
+                snapshot = model.weights_snapshot()
+            elif best.exhausted(epoch):
+                stopped_by = "early_stopping"
+                bar.stopped_early(monitor, best.epoch, best.patience)
+                break
         if deadline is not None and time.monotonic() >= deadline:
             if epoch + 1 < n_epochs:
+                stopped_by = "time_budget"
                 bar.stopped_by_budget(seen.windows)
             break
+    epochs_done = len(next(iter(history.values()), []))
+    kept = epochs_done
+    if snapshot is not None and best.epoch + 1 != epochs_done:
+        model.restore_snapshot(snapshot)
+        kept = best.epoch + 1
     tracking.log_metrics(
         {
-            "epochs_completed": len(next(iter(history.values()), [])),
+            "epochs_completed": epochs_done,
             "train_windows_seen": seen.windows,
             "train_seconds": time.monotonic() - started,
         }
     )
-    return history
+    return FitResult(history, epochs_done, kept, stopped_by)
 
 
 def load_trained(trained: TrainedModel, dst: Path):

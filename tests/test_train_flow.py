@@ -23,7 +23,7 @@ from musicflow.models import MODEL_NAMES
 
 pytestmark = pytest.mark.integration
 
-#: What each model logs every epoch (the val_ ones on the held-out files).
+#: What each model logs every epoch (the val_ ones on the validation files).
 PER_EPOCH = {
     "rnn": ("loss", "val_nll"),
     "vae": ("loss", "recon_loss", "kl_loss", "val_nll"),
@@ -77,6 +77,10 @@ def test_model_trains_logs_registers_reloads_and_caches(
     assert any(k.startswith("model.") for k in params) and "code_version" in params
     # the epochs that ran, the planned ones once, and no setting logged twice
     assert params["epochs"] == "1" and params["stopped_by"] == "epochs"
+    assert params["kept_epoch"] == "1"
+    # 4 files: 1 held out, the other 3 fitted or validating, at least one of each
+    fitted, validating = int(params["n_train_files"]), int(params["n_validation_files"])
+    assert params["n_heldout_files"] == "1" and fitted + validating == 3 and fitted and validating
     assert params["max_epochs"] == "1"
     assert not {"model.seed", "model.epochs", "model.batch_size"} & set(params)
     # the UI opens the experiment on its training runs, with a saved view and descriptions

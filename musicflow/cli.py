@@ -214,6 +214,8 @@ def _attach_prefect(*preload: str):
             importlib.import_module(name)
     if server is not None:
         server.wait()
+    else:
+        prefect_server.check_api(os.environ["PREFECT_API_URL"])
     prefect_server.mark_crashed_runs()
     return prefect_server.owner_tags()
 

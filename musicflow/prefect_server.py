@@ -29,7 +29,7 @@ A run that a killed command left ``Running`` is marked ``Crashed`` by the next c
 Public functions: :func:`attach`, :func:`server_status`, :func:`stop_workspace_server`,
 :func:`owner_tags`, :func:`mark_crashed_runs`, :func:`ensure_local_server`,
 :func:`start_local_server`, :func:`stop_process`, :func:`prefect_api`, :func:`ui_url`,
-:func:`free_port`, :func:`die_with_parent`, :func:`healthy`.
+:func:`free_port`, :func:`die_with_parent`, :func:`healthy`, :func:`check_api`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from musicflow.procs import die_with_parent
 
 SERVER_START_TIMEOUT_S = 90.0  # a fresh SQLite server takes ~30 s on this 2-core machine
 SERVER_LOG = "server.log"
+REACH_TIMEOUT_S = 5.0  # how long a server the user set may take to answer its health check
 
 
 def free_port() -> int:
@@ -71,10 +72,10 @@ def _prefect_command() -> list[str]:
     return [sys.executable, "-m", "prefect"]
 
 
-def healthy(url: str) -> bool:
+def healthy(url: str, timeout_s: float = 2.0) -> bool:
     """True when the Prefect API at ``url`` answers its health check."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout_s) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -146,6 +147,16 @@ def start_local_server(
         f"the local Prefect server did not answer {url}/health within {timeout_s:.0f} s; "
         f"see {log_path}"
     )
+
+
+def check_api(url: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """MusicflowError (one line) unless the Prefect API the user set answers its health check
+    within ``timeout_s``: Prefect's client would wait and retry for minutes."""
+    if not healthy(url.rstrip("/"), timeout_s):
+        raise MusicflowError(
+            f"the Prefect server {url} (PREFECT_API_URL) does not answer within "
+            f"{timeout_s:g} s; start it, or unset PREFECT_API_URL to use the workspace's own"
+        )
 
 
 def ensure_local_server(home: Path) -> tuple[str, subprocess.Popen | None]:

@@ -110,30 +110,60 @@ def version_uri(name: str, version: int | str) -> str:
 
 
 def check_reachable(timeout_s: float = REACH_TIMEOUT_S) -> None:
-    """For an ``http(s)://`` tracking URI, TrackingError (one line) unless its host accepts a
-    connection within ``timeout_s``; nothing to check for the embedded store.
+    """For an ``http(s)://`` tracking URI, TrackingError (one line) unless its server answers
+    an HTTP request within ``timeout_s`` in all; nothing to check for the embedded store.
 
-    A TCP connection is all that is asked (any HTTP answer, even 401 or 404, means a server is
-    there), so a reachable server behind a proxy or with authentication passes. MLflow itself
-    would retry for minutes.
+    Any answer passes (even 401 or 404: a server is there), so a server behind a proxy or with
+    authentication passes; a socket that accepts and never answers does not (MLflow itself
+    would wait and retry for minutes).
     """
-    import socket
     from urllib.parse import urlsplit
 
     uri = workspace.tracking_uri()
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https"):
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+    problem = http_answers(uri, timeout_s)
+    if problem:
         raise TrackingError(
-            f"the MLflow tracking server {uri} is unreachable ({reason}); start it, or "
+            f"the MLflow tracking server {uri} is unreachable ({problem}); start it, or "
             "unset MLFLOW_TRACKING_URI to use the workspace's own store"
-        ) from None
+        )
+
+
+def http_answers(url: str, timeout_s: float) -> str | None:
+    """None when the server of ``url`` sends the first bytes of an answer to ``GET /health``
+    within ``timeout_s`` (connection, TLS and answer together); else why not, in a few words.
+    No credentials are sent, and the answer is not read beyond its first bytes."""
+    import socket
+    import ssl
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = time.monotonic() + timeout_s
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            conn: socket.socket = sock
+            if parts.scheme == "https":
+                context = ssl.create_default_context()
+                # only "does it answer" is asked here; MLflow verifies the certificate
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                conn = context.wrap_socket(sock, server_hostname=host)
+            conn.settimeout(max(deadline - time.monotonic(), 0.01))
+            conn.sendall(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            conn.settimeout(max(deadline - time.monotonic(), 0.01))
+            if not conn.recv(1):
+                return "it closed the connection without answering"
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _sqlite_path(uri: str) -> Path | None:

@@ -110,6 +110,10 @@ def _defaults(root: Path) -> dict[str, str]:
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "MLFLOW_TRACKING_URI": tracking_uri(),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # A tracking server that stops answering mid-command: each request gives up after
+        # 30 s and two retries (MLflow's defaults, 120 s and 7 retries, wait ~15 minutes).
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         # With a tracking server MLflow prints "View run … at: URL" on stdout for every run;
         # the CLI prints the run ids itself and keeps stdout for its results.
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -144,8 +145,31 @@ def test_a_reachable_server_passes_whatever_it_answers(monkeypatch: pytest.Monke
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
+
+        def answer() -> None:  # any HTTP answer means a server is there: auth and proxies pass
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.getsockname()[1]}")
-        tracking.check_reachable()  # a TCP connection is enough: auth and proxies pass
+        tracking.check_reachable()
+        thread.join(timeout=5)
+
+
+def test_a_server_that_accepts_and_never_answers_fails_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as server:  # the kernel accepts; nothing ever answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.raises(TrackingError, match=r"unreachable \(no answer within 1 s\)"):
+            tracking.check_reachable(timeout_s=1)
+        assert time.monotonic() - started < 3
 
 
 def test_read_only_commands_create_no_store(workspace_home: Path) -> None:

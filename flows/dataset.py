@@ -139,7 +139,7 @@ def _audit(
     workers: int,
 ) -> tuple[AuditResult, object]:
     with progress.timed("ingest") as step:
-        files = ingest(source)
+        files = ingest(source, max_bytes)
         step.detail = f"{len(files)} files found and hashed"
     if files.empty:
         raise DatasetError(f"no .mid or .midi files under {source}")

@@ -6,15 +6,18 @@ home otherwise), an ephemeral context (no ``gx/`` project folder), per-row failu
 batch each ``unexpected_index_list`` entry is a dict holding the failing value and that row's
 ``source_path``), and loud errors where GX would stay quiet (an expectation it drops, one it
 cannot evaluate, a failure it does not name rows for), so a row is never accepted just because
-GX said nothing about it.
+GX said nothing about it. GX's Data Docs write the row keys of failing rows into their HTML
+unescaped, so a file named ``<img src=x onerror=…>.mid`` would run script in the validation
+page: GX is given the keys HTML-escaped (:func:`html_keys`).
 
 Public: :class:`GxSession` (a context, its batch definition and :meth:`GxSession.run`),
-:func:`failed_rows`, :func:`asset_name`, ``ROW_KEY``. GX is imported lazily (about 4 s on two
-cores), so importing this module stays cheap.
+:func:`failed_rows`, :func:`asset_name`, :func:`html_keys`, ``ROW_KEY``. GX is imported
+lazily (about 4 s on two cores), so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from pathlib import Path
@@ -70,6 +73,12 @@ class GxSession:
 def asset_name(dataset: str) -> str:
     """The dataset name as GX can key it: its Data Docs store refuses '/' and '\\' in keys."""
     return re.sub(r"[^\w.-]+", "_", dataset).strip("_") or "dataset"
+
+
+def html_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its row keys HTML-escaped, as GX's pages must show them (the escape is
+    one-to-one, so the keys stay unique)."""
+    return frame.assign(**{ROW_KEY: frame[ROW_KEY].map(html.escape)})
 
 
 def import_gx() -> Any:

@@ -1,10 +1,14 @@
 """Ingest: find the MIDI files under a source folder and fingerprint their bytes.
 
 Nothing here parses MIDI. Each file is hashed in fixed-size blocks, so a huge file is never
-read whole; byte-identical copies are marked ``duplicate`` of the first path in sorted order. A
-file that cannot be read (permission denied, an I/O error) is kept with its ``read_error``, to
-be quarantined ``unreadable`` (docs/dataset.md), and the audit goes on; a subfolder that cannot
-be listed is reported on stderr and skipped.
+read whole, and a file over the size limit is not read at all (its size is all validation needs
+to quarantine it ``too_large``); byte-identical copies are marked ``duplicate`` of the first
+path in sorted order. A file that cannot be read (permission denied, an I/O error) is kept with
+its ``read_error``, to be quarantined ``unreadable`` (docs/dataset.md), and the audit goes on;
+a subfolder that cannot be listed is reported on stderr and skipped. Symbolic links, to files
+or folders, are not followed: nothing outside the source folder is read, and each skipped link
+is named on stderr. A file's ``source_path`` is its name as :func:`musicflow.names.escape`
+writes it (any bytes, one line of UTF-8); ``path`` keeps the name the OS needs to open it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from musicflow import atomic
+from musicflow import atomic, names
 from musicflow.errors import DatasetError
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -28,7 +32,7 @@ _BLOCK = 1 << 20
 @dataclass(frozen=True)
 class SourceFile:
     path: Path  # absolute
-    source_path: str  # relative to the source folder, '/' separators
+    source_path: str  # relative to the source folder, '/' separators, names.escape'd
     size_bytes: int
 
 
@@ -48,30 +52,44 @@ def find_midi_files(source: Path) -> list[SourceFile]:
             f"cannot read the source folder {source}: {exc.strerror or exc}"
         ) from None
     found = []
+    links: list[str] = []
 
     def skipped(exc: OSError) -> None:
-        print(
-            f"  skipped unreadable folder {exc.filename}: {exc.strerror or exc}",
-            file=sys.stderr,
-            flush=True,
-        )
+        _say(f"  skipped unreadable folder {names.escape(str(exc.filename))}: {exc.strerror}")
 
     for folder, dirs, files in os.walk(source, onerror=skipped):
         dirs.sort()
+        for name in dirs:  # os.walk does not enter them; said here so that none goes unseen
+            if os.path.islink(os.path.join(folder, name)):
+                links.append(names.escape(os.path.relpath(os.path.join(folder, name), source)))
         for name in files:
             path = Path(folder) / name
             if path.suffix.lower() not in MIDI_SUFFIXES:
                 continue
+            rel = names.escape(path.relative_to(source).as_posix())
+            if path.is_symlink():
+                links.append(rel)
+                continue
             try:
                 st = path.stat()
-            except OSError:  # a dangling link
+            except OSError:
                 continue
             if not path.is_file():
                 continue
-            rel = path.relative_to(source).as_posix()
             found.append(SourceFile(path=path.resolve(), source_path=rel, size_bytes=st.st_size))
+    if links:
+        links.sort()
+        more = f", … ({len(links) - 3} more)" if len(links) > 3 else ""
+        _say(
+            f"  skipped {len(links)} symbolic link(s), not followed (musicflow reads only the "
+            f"files inside the source folder): {', '.join(links[:3])}{more}"
+        )
     found.sort(key=lambda f: f.source_path)
     return found
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -82,19 +100,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ingest_files(source: Path) -> pd.DataFrame:
+def ingest_files(source: Path, max_bytes: int | None = None) -> pd.DataFrame:
     """One row per MIDI file: ``source_path``, ``path``, ``size_bytes``, ``source_sha256``,
     ``duplicate_of`` (the first path in sorted order with the same bytes, else None) and
     ``read_error`` (why the file could not be read, else None; then ``source_sha256`` is
-    None)."""
+    None). A file over ``max_bytes`` is not read: its ``source_sha256`` is None."""
     files = find_midi_files(source)
     first_by_sha: dict[str, str] = {}
     rows = []
     for f in files:
-        try:
-            sha, read_error = sha256_file(f.path), None
-        except OSError as exc:
-            sha, read_error = None, exc.strerror or str(exc)
+        sha, read_error = None, None
+        if max_bytes is None or f.size_bytes <= max_bytes:
+            try:
+                sha = sha256_file(f.path)
+            except OSError as exc:
+                read_error = exc.strerror or str(exc)
         duplicate_of = None if sha is None else first_by_sha.setdefault(sha, f.source_path)
         rows.append(
             {
@@ -107,7 +127,10 @@ def ingest_files(source: Path) -> pd.DataFrame:
             }
         )
     columns = ["source_path", "path", "size_bytes", "source_sha256", "duplicate_of", "read_error"]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame({c: [r[c] for r in rows] for c in columns if c != "path"})
+    # Python strings, not Arrow's: a name that is not UTF-8 (surrogates) must still open
+    table.insert(1, "path", pd.Series([r["path"] for r in rows], dtype=object))
+    return table
 
 
 ingest = task(name="ingest", cache_policy=None, persist_result=False)(ingest_files)

@@ -21,7 +21,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import atomic, roll
+from musicflow import atomic, names, roll
 from musicflow.errors import DatasetError
 from musicflow.scan import RECORD_KEYS, FileScan, scan_file
 
@@ -92,7 +92,8 @@ def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
         except FileNotFoundError:
             # On a Dask cluster this runs on a worker, maybe on another machine: say so.
             raise DatasetError(
-                f"{job.path} is not readable on {socket.gethostname()}: deleted during the run, "
+                f"{names.escape(job.path)} is not readable on {socket.gethostname()}: deleted "
+                "during the run, "
                 "or a Dask worker without the source folder at the same path"
             ) from None
         except OSError as exc:  # permission denied, an I/O error: quarantined, the run goes on

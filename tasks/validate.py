@@ -23,7 +23,7 @@ import pandas as pd
 from musicflow import results
 from musicflow.data_docs import build_docs, merge_results
 from musicflow.defaults import DEFAULT_MAX_BYTES
-from musicflow.gx import ROW_KEY, GxSession, failed_rows
+from musicflow.gx import ROW_KEY, GxSession, failed_rows, html_keys
 from musicflow.lineage import code_version
 from musicflow.roll import DEFAULT_PITCH_LOW
 from musicflow.suite import (
@@ -88,7 +88,8 @@ def validate_records(
     rules = suite_rules(suite_config)
     frame = _prepare(records, rules)
     n = len(frame)
-    position = {path: i for i, path in enumerate(frame[ROW_KEY].tolist())}
+    judged = html_keys(frame)  # what GX sees, and writes into its Data Docs
+    position = {key: i for i, key in enumerate(judged[ROW_KEY].tolist())}
     params = {"pitch_low": int(pitch_low), "max_bytes": int(max_bytes)}
 
     session = GxSession(dataset, docs_dir)
@@ -101,7 +102,7 @@ def validate_records(
     stage_results: list[ExpectationSuiteValidationResult] = []
 
     for code, stage in stages(rules):
-        result = session.run(stage, frame[in_play], params)
+        result = session.run(stage, judged[in_play], params)
         stage_results.append(result)
         by_id = {evr.expectation_config.id: evr for evr in result.results}
         for rule in stage:

@@ -18,8 +18,14 @@ Windows without FluidSynth or a soundfont installed by hand:
   about 300 KB instead of several megabytes as WAV. Every current browser plays it in
   ``<audio controls>``.
 
+A damaged soundfont can make midirenderer panic (a Rust panic: a ``BaseException`` and a
+backtrace written straight to stderr), so before its first use in a process a soundfont is
+tried on a chord of three notes in a child process (:func:`check_soundfont`): a bad one is an
+:class:`AudioError` in one line, before any work, and never reaches this process's renderer.
+
 Public: :func:`render_preview` (MIDI file → ``.ogg`` beside it), :func:`resolve_soundfont`,
-:func:`default_soundfont`, :func:`render`, :func:`normalise`, :func:`loudness`, ``Preview``.
+:func:`check_soundfont`, :func:`default_soundfont`, :func:`render`, :func:`normalise`,
+:func:`loudness`, ``Preview``.
 The libraries are imported inside the functions, so importing this module costs nothing.
 """
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -46,6 +53,13 @@ LIMITER_BLOCK_S = 0.01  # the limiter's gain changes at most this often …
 LIMITER_SPREAD = 5  # … and starts this many blocks ahead of a peak (and releases as slowly)
 NORMALISE_PASSES = 4  # gain + limit rounds: loud peaks take loudness that later rounds restore
 SAMPLE_RATE = 48_000  # midirenderer's output rate; FluidSynth is asked for the same
+CHECK_TIMEOUT_S = 60.0  # a soundfont's trial render (about a second)
+# One track, piano: C2, C4 and C6 together for an eighth of a second (96 ticks per beat).
+_TRIAL_MIDI = bytes.fromhex(
+    "4d546864000000060001000100604d54726b00000018"  # header (format 1, 96 ticks), track
+    "00902450003c50005450"  # note on 36, 60, 84 (running status)
+    "30802400003c0000540000ff2f00"  # after 48 ticks note off 36, 60, 84; end of track
+)
 
 
 class AudioError(MusicflowError):
@@ -112,8 +126,58 @@ def renderer_name() -> str | None:
     return "midirenderer"
 
 
+def check_soundfont(soundfont: Path) -> None:
+    """AudioError (one line) unless ``soundfont`` renders a short chord, tried in a child
+    process so that a renderer's crash or panic cannot reach this one; once per process and
+    version of the file. Nothing to check without a renderer (:func:`render` says so)."""
+    soundfont = Path(soundfont)
+    st = soundfont.stat()
+    _check_once(soundfont.resolve(), st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _check_once(soundfont: Path, _mtime_ns: int, _size: int) -> None:
+    if renderer_name() is None:
+        return
+    code = (
+        "import sys; from pathlib import Path; from musicflow import audio; "
+        "audio._render(bytes.fromhex(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, _TRIAL_MIDI.hex(), str(soundfont)],
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            env={**os.environ, "RUST_BACKTRACE": "0"},
+        )
+    except subprocess.TimeoutExpired:
+        raise AudioError(
+            f"the soundfont {soundfont} is damaged or unusable: rendering one chord took "
+            f"over {CHECK_TIMEOUT_S:.0f} s"
+        ) from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        why = _renderer_complaint(lines)
+        raise AudioError(f"the soundfont {soundfont} is damaged or unusable: {why}")
+
+
+def _renderer_complaint(lines: list[str]) -> str:
+    """The line of a failed trial render that says why: the exception, else a panic's message."""
+    for line in reversed(lines):
+        if line.startswith(("musicflow.audio.AudioError:", "pyo3_runtime.PanicException:")):
+            return line.split(":", 1)[1].strip()[:200]
+    return (lines[-1] if lines else "the renderer failed")[:200]
+
+
 def render(midi_bytes: bytes, soundfont: Path) -> tuple[np.ndarray, int, str]:
-    """Synthesise MIDI bytes: ``(float32 samples (n, channels), sample rate, renderer)``."""
+    """Synthesise MIDI bytes: ``(float32 samples (n, channels), sample rate, renderer)``,
+    with a soundfont that passed :func:`check_soundfont`."""
+    check_soundfont(soundfont)
+    return _render(midi_bytes, soundfont)
+
+
+def _render(midi_bytes: bytes, soundfont: Path) -> tuple[np.ndarray, int, str]:
     import io
 
     import soundfile
@@ -129,8 +193,11 @@ def render(midi_bytes: bytes, soundfont: Path) -> tuple[np.ndarray, int, str]:
         sf_bytes = _soundfont_bytes(soundfont, soundfont.stat().st_mtime_ns)
         try:
             wav = midirenderer.render_wave_from(sf_bytes, midi_bytes)
-        except (ValueError, RuntimeError) as exc:
-            raise AudioError(f"midirenderer could not render: {exc}") from exc
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a Rust panic (pyo3's PanicException) is not an Exception
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise AudioError(f"midirenderer could not render: {first}") from exc
         data, rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=True)
         return data, int(rate), name
     with tempfile.TemporaryDirectory() as tmp:

@@ -416,6 +416,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from musicflow import tracking
 
     tracking.check_reachable()
+    _check_soundfont(args.soundfont)
     out = Path(args.out) if args.out else Path("generated")
     with tempfile.TemporaryDirectory() as tmp:
         # the version's files are fetched and checked before TensorFlow loads
@@ -436,6 +437,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if result.audio_note:
         _say(result.audio_note)
     return 0
+
+
+def _check_soundfont(given: str | None) -> None:
+    """A soundfont that cannot render a chord stops ``generate`` in one line before any model
+    loads; with none at all (no renderer, no soundfont) the pieces come without previews."""
+    from musicflow import audio
+
+    try:
+        font = audio.resolve_soundfont(given)
+    except audio.AudioError:
+        if given:
+            raise
+        return  # generate_midi says why there are no previews
+    audio.check_soundfont(font)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -213,7 +213,7 @@ def _attach_prefect(*preload: str):
         for name in preload:  # overlaps with the server's start-up, in this thread
             importlib.import_module(name)
     if server is not None:
-        server.wait()
+        server.wait().watch(_say)
     else:
         prefect_server.check_api(os.environ["PREFECT_API_URL"])
     prefect_server.mark_crashed_runs()

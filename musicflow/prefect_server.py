@@ -46,7 +46,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -294,10 +294,14 @@ def _launch(
         )
 
 
-def _spawn(home: Path) -> tuple[dict, subprocess.Popen]:
-    """Start a workspace server process and write its state file (call under the start lock)."""
-    port = free_port()
-    auth = f"musicflow:{secrets.token_urlsafe(24)}"
+def _spawn(
+    home: Path, port: int | None = None, auth: str | None = None
+) -> tuple[dict, subprocess.Popen]:
+    """Start a workspace server process and write its state file (call under the start lock);
+    on a new port with a new password unless both are given (a restart: attached commands
+    keep their address and login)."""
+    port = port or free_port()
+    auth = auth or f"musicflow:{secrets.token_urlsafe(24)}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
     env.update(workspace.NO_TELEMETRY)
     env.update(
@@ -371,6 +375,65 @@ class WorkspaceServer:
                 )
             time.sleep(0.2)
         return self
+
+    def watch(self, say: Callable[[str], None], interval_s: float = 0.5) -> None:
+        """Watch the server for the rest of this command (a daemon thread): when it dies
+        (killed, crashed) while its state file still names it, start it again at the same
+        address with the same login, from the same database, so that this command's Prefect
+        client carries on (it retries a lost connection for about a minute), and say so in
+        one line. When it cannot be restarted, or was stopped on purpose (``musicflow server
+        stop``), say so in one line and end the command (exit 1) rather than let it wait on
+        a server that is gone: what finished before is kept (cached results, committed
+        datasets, registered versions), and the same command resumes."""
+        import threading
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval_s)
+                if self._alive():
+                    continue
+                try:
+                    self._restart(say)
+                except MusicflowError as exc:
+                    say(f"musicflow: error: {exc}")
+                    os._exit(1)  # no API to report to: end as a killed command would
+
+        threading.Thread(target=loop, name="prefect-server-watch", daemon=True).start()
+
+    def _restart(self, say: Callable[[str], None]) -> None:
+        old = self.pid
+        with _locked(self.home / LOCK_NAME):
+            state = _read_state(self.home)
+            if state is None:
+                raise MusicflowError(
+                    "the workspace's Prefect server was stopped during this command; finished "
+                    "steps are kept: run the same command again to resume"
+                )
+            if state["pid"] == old or not _is_server(state["pid"]):
+                port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+                state, self.proc = _spawn(self.home, port, self.auth)
+                started = True
+            else:  # another command restarted it already
+                self.proc, started = None, False
+        if state["url"] != self.url or state["auth"] != self.auth:
+            raise MusicflowError(
+                f"the workspace's Prefect server (pid {old}) stopped during this command and "
+                "another took its place at a new address; finished steps are kept: run the "
+                "same command again to resume"
+            )
+        self.pid = state["pid"]
+        began = time.monotonic()
+        try:
+            self.wait()
+        except MusicflowError as exc:
+            raise MusicflowError(
+                f"{exc}; finished steps are kept: run the same command again to resume"
+            ) from None
+        how = "restarted it" if started else "another command restarted it"
+        say(
+            f"the workspace's Prefect server (pid {old}) stopped during this command; {how} "
+            f"at {self.url} (pid {self.pid}, {time.monotonic() - began:.0f} s) and carried on"
+        )
 
     def _adopt(self, state: dict) -> None:
         self.url, self.auth, self.pid = state["url"], state["auth"], state["pid"]

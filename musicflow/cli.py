@@ -947,6 +947,9 @@ def main(argv: list[str] | None = None) -> int:
     # Prefect logs a failed task with its traceback; the CLI reports the error in one line
     # instead, and shows the libraries' logs only with --debug.
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.debug else "CRITICAL"
+    # Prefect's own machinery (its events worker) logs every failed try while its server
+    # restarts (prefect_server.WorkspaceServer.watch); the CLI says what happened in one line.
+    os.environ["PREFECT_INTERNAL_LOGGING_LEVEL"] = "ERROR" if args.debug else "CRITICAL"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
     os.environ["MUSICFLOW_DEBUG"] = "1" if args.debug else ""
     # TensorFlow's C++ log: with oneDNN, grappler prints harmless "remapper failed" errors

@@ -34,6 +34,7 @@ its runs read and write this workspace (same path on the worker's machine) and t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Mapping
@@ -85,21 +86,36 @@ def next_runs(cron: str, n: int = 3, *, start: datetime | None = None) -> list[d
 
 
 def retrain_parameters(
-    source: Path, dataset: str, *, models: list[str], epochs: int | None
+    source: Path,
+    dataset: str,
+    *,
+    models: list[str],
+    training: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """The deployment's parameters: JSON-able (the source as an absolute path string)."""
+    """The deployment's parameters: JSON-able (the source as an absolute path string).
+
+    ``training``: more ``pipeline_flow`` arguments (epochs, time_budget_s, seed …); only
+    those that differ from the flow's own defaults are kept, so the deployment shows what was
+    asked for."""
     params: dict[str, object] = {
         "source": str(Path(source).resolve()),
         "dataset": dataset,
         "models": list(models),
     }
-    if epochs is not None:
-        params["epochs"] = epochs
+    defaults = inspect.signature(pipeline_flow.fn).parameters
+    for key, value in (training or {}).items():
+        if value != defaults[key].default:
+            params[key] = value
     return params
 
 
 def serve_retraining(
-    source: Path, dataset: str, *, cron: str, models: list[str], epochs: int | None
+    source: Path,
+    dataset: str,
+    *,
+    cron: str,
+    models: list[str],
+    training: Mapping[str, object] | None = None,
 ) -> int:
     """Serve the whole DAG on SOURCE as deployment ``retrain-<dataset>`` on a cron schedule.
 
@@ -110,7 +126,7 @@ def serve_retraining(
     source = Path(source).resolve()
     if not source.is_dir():
         raise DatasetError(f"source folder not found: {source}")
-    params = retrain_parameters(source, dataset, models=models, epochs=epochs)
+    params = retrain_parameters(source, dataset, models=models, training=training)
     prefect_home = Path(os.environ.get("PREFECT_HOME") or workspace.home() / ".prefect")
     if not os.environ.get("PREFECT_API_URL"):
         print(
@@ -160,7 +176,7 @@ def deploy_retraining(
     pool: str,
     cron: str,
     models: list[str],
-    epochs: int | None,
+    training: Mapping[str, object] | None = None,
 ) -> int:
     """Register ``retrain-<dataset>`` to work pool ``pool`` of the server at PREFECT_API_URL.
 
@@ -191,7 +207,7 @@ def deploy_retraining(
         )
     # A service's log is its output (as in serve): the worker shows runs at INFO.
     env = {**workspace.run_environment(), "PREFECT_LOGGING_LEVEL": "INFO"}
-    params = retrain_parameters(source, dataset, models=models, epochs=epochs)
+    params = retrain_parameters(source, dataset, models=models, training=training)
     deployment = pipeline_flow.to_deployment(
         name=deployment_name(dataset),
         cron=cron,
@@ -261,9 +277,17 @@ def _print_deployment(
     print(f"source:      {params['source']}")
     print(f"workspace:   {workspace.home()}")
     print(f"models:      {models}")
+    print(f"training:    {_training_text(params)}")
     if not n_workers:
         print(f"start a worker: prefect worker start --pool {pool}")
     print(f"run it now:  prefect deployment run '{full_deployment_name(dataset)}'")
+
+
+def _training_text(params: Mapping[str, object]) -> str:
+    """``epochs 1, time_budget_s 300`` (what differs from the flow's defaults), or that none
+    does."""
+    shown = [f"{k} {v}" for k, v in params.items() if k not in ("source", "dataset", "models")]
+    return ", ".join(shown) or "the models' defaults"
 
 
 def pause_schedule(dataset: str) -> bool:
@@ -313,5 +337,6 @@ def _print_plan(
         print("next runs:   " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in next_runs(cron)))
     print(f"source:      {params['source']}")
     print(f"models:      {models}")
+    print(f"training:    {_training_text(params)}")
     print(f"run it now:  prefect deployment run '{full_deployment_name(dataset)}'")
     print("serving; Ctrl-C stops (the schedule is then paused)", flush=True)

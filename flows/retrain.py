@@ -116,6 +116,7 @@ def serve_retraining(
     cron: str,
     models: list[str],
     training: Mapping[str, object] | None = None,
+    on_midi_change: bool = False,
 ) -> int:
     """Serve the whole DAG on SOURCE as deployment ``retrain-<dataset>`` on a cron schedule.
 
@@ -149,6 +150,7 @@ def serve_retraining(
                 tags=["musicflow", f"dataset:{dataset}"],
                 pause_on_shutdown=True,
                 print_starting_message=False,
+                triggers=_triggers(dataset, on_midi_change),
                 limit=1,  # never two retrainings of one dataset at once on a small machine
                 # importable from anywhere, unlike the default path relative to the cwd
                 entrypoint_type=EntrypointType.MODULE_PATH,
@@ -177,6 +179,7 @@ def deploy_retraining(
     cron: str,
     models: list[str],
     training: Mapping[str, object] | None = None,
+    on_midi_change: bool = False,
 ) -> int:
     """Register ``retrain-<dataset>`` to work pool ``pool`` of the server at PREFECT_API_URL.
 
@@ -216,14 +219,33 @@ def deploy_retraining(
         description=f"Scheduled retraining of {dataset} from {source}",
         tags=["musicflow", f"dataset:{dataset}"],
         concurrency_limit=1,  # never two retrainings of one dataset at once
+        triggers=_triggers(dataset, on_midi_change),
         work_pool_name=pool,
         job_variables={"env": env, "working_dir": env["MUSICFLOW_HOME"]},
         # the worker's interpreter imports it from the installed package, from any directory
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     deployment.apply(work_pool_name=pool)
-    _print_deployment(url, dataset, pool, cron, params, n_workers=len(online), created=created)
+    _print_deployment(
+        url,
+        dataset,
+        pool,
+        cron,
+        params,
+        n_workers=len(online),
+        created=created,
+        on_midi_change=on_midi_change,
+    )
     return 0
+
+
+def _triggers(dataset: str, on_midi_change: bool) -> list:
+    """The automation that runs the deployment on ``watch --emit``'s events, when asked for;
+    none otherwise (deploying again without it removes it: Prefect replaces a deployment's
+    automations on every apply)."""
+    from musicflow.flows.watch import midi_trigger
+
+    return [midi_trigger(dataset)] if on_midi_change else []
 
 
 def _ensure_process_pool(client: SyncPrefectClient, pool: str) -> bool:
@@ -265,6 +287,7 @@ def _print_deployment(
     *,
     n_workers: int,
     created: bool,
+    on_midi_change: bool = False,
 ) -> None:
     models = ", ".join(params["models"]) or "none (audit + encode only)"  # type: ignore[arg-type]
     print(f"deployment:  {full_deployment_name(dataset)} (registered)")
@@ -274,6 +297,8 @@ def _print_deployment(
     print(f"schedule:    {cron} (UTC)")
     with contextlib.suppress(Exception):  # informative only
         print("next runs:   " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in next_runs(cron)))
+    if on_midi_change:
+        print(f"also runs:   on new MIDI: musicflow watch {params['source']} --emit")
     print(f"source:      {params['source']}")
     print(f"workspace:   {workspace.home()}")
     print(f"models:      {models}")

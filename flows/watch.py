@@ -23,6 +23,12 @@ trains nothing. A run that fails is not retried until the MIDI contents change a
 
 Ctrl-C or SIGTERM (the CLI turns it into ``KeyboardInterrupt``) stops the watcher at once;
 during a run it stops the run the way it stops ``musicflow run`` (docs/cli.md).
+
+The Prefect way (``watch --emit``): instead of running the DAG here, each change is sent to the
+Prefect server at ``PREFECT_API_URL`` as an event :data:`MIDI_CHANGED` about the resource
+``musicflow.dataset.<dataset>`` (:func:`emit_change`); a deployment registered with
+``deploy --on-midi-change`` (or served with ``serve --on-midi-change``) carries the automation
+:func:`midi_trigger`, which runs it, on the pool's workers, for each such event.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ from pathlib import Path
 from musicflow import atomic, progress, workspace
 from musicflow.defaults import DEFAULT_SETTLE_S
 from musicflow.tasks.ingest import MIDI_SUFFIXES, find_midi_files, sha256_file
+
+#: The Prefect event a change of MIDI contents is sent as, and its resource's id prefix.
+MIDI_CHANGED = "musicflow.midi.changed"
+DATASET_RESOURCE = "musicflow.dataset."
 
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})  # reads, not writes
 
@@ -178,6 +188,47 @@ class _Events:
             self.flag.set()
 
 
+def emit_change(dataset: str, source: Path, n_files: int, change: str) -> None:
+    """Send :data:`MIDI_CHANGED` for ``dataset`` to the Prefect server at PREFECT_API_URL,
+    waiting until it is sent (Prefect's own ``emit_event`` queues it in a background thread,
+    which a stopping watcher could lose)."""
+    import asyncio
+
+    from prefect.events import Event
+    from prefect.events.clients import get_events_client
+
+    event = Event(
+        event=MIDI_CHANGED,
+        resource={
+            "prefect.resource.id": DATASET_RESOURCE + dataset,
+            "prefect.resource.name": dataset,
+            "musicflow.source": str(source),
+        },
+        payload={"files": n_files, "change": change},
+    )
+
+    async def send() -> None:
+        async with get_events_client() as client:
+            await client.emit(event)
+
+    asyncio.run(send())
+
+
+def midi_trigger(dataset: str):
+    """The automation that runs a deployment on each :data:`MIDI_CHANGED` of ``dataset``
+    (with the deployment's own parameters)."""
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name=f"retrain-{dataset} when MIDI lands",
+        description=f"musicflow watch --emit reported new MIDI contents for {dataset}",
+        expect={MIDI_CHANGED},
+        match={"prefect.resource.id": DATASET_RESOURCE + dataset},
+        posture="Reactive",
+        threshold=1,
+    )
+
+
 def _settle(source: Path, events: _Events, settle_s: float) -> dict[str, tuple[int, int]]:
     """Wait until no relevant event came for ``settle_s`` and no MIDI file's size or mtime
     changed over that pause (a copy without events, e.g. on a network file system); the
@@ -209,11 +260,13 @@ def watch_folder(
     dataset: str,
     *,
     settings: Mapping[str, object],
-    retrain: Callable[[], None],
+    retrain: Callable[[int, str], None],
     settle_s: float = DEFAULT_SETTLE_S,
+    verbs: tuple[str, str] = ("retraining", "retrained"),
 ) -> int:
-    """Watch ``source`` and call ``retrain`` whenever its MIDI contents (or ``settings``)
-    differ from the last trained state. Runs until KeyboardInterrupt (Ctrl-C, SIGTERM)."""
+    """Watch ``source`` and call ``retrain(n_files, change)`` whenever its MIDI contents (or
+    ``settings``) differ from the last trained state. Runs until KeyboardInterrupt (Ctrl-C,
+    SIGTERM). ``verbs``: what the status lines call a call of ``retrain`` and its end."""
     from watchdog.observers import Observer
 
     source = Path(source).resolve()
@@ -253,20 +306,20 @@ def watch_folder(
                     if trained is not None
                     else f"{len(current)} files, no trained state with these settings"
                 )
-                _say(f"MIDI contents changed ({change}): retraining")
+                _say(f"MIDI contents changed ({change}): {verbs[0]}")
                 started = time.monotonic()
                 try:
-                    retrain()
+                    retrain(len(current), change)
                 except Exception as exc:  # one line; the watcher goes on
                     if progress.debug_enabled():
                         raise
                     failed = current
                     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    _say(f"retraining failed: {first_line[:300]}; waiting for the next change")
+                    _say(f"{verbs[0]} failed: {first_line[:300]}; waiting for the next change")
                 else:
                     save_state(dataset, source, current, settings)
                     trained, failed = current, None
-                    _say(f"retrained in {time.monotonic() - started:.0f} s; watching")
+                    _say(f"{verbs[1]} in {time.monotonic() - started:.0f} s; watching")
             first = False
     finally:
         observer.stop()

@@ -370,6 +370,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """Retrain whenever the folder's MIDI contents change (flows/watch.py), until stopped."""
     source = check_source(Path(args.source)).resolve()
     name = dataset_name(source, args.dataset)
+    if args.emit:
+        return _watch_emit(source, name, args.settle)
     models = args.models
     if models:
         _prepare_tracking()
@@ -381,7 +383,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     settings = _run_settings(args)
 
-    def retrain() -> None:
+    def retrain(_n_files: int, _change: str) -> None:
         with prefect_tags(*tags):
             result = pipeline_flow(source=source, dataset=name, models=models, **settings)
         for m in result.models:
@@ -394,6 +396,32 @@ def cmd_watch(args: argparse.Namespace) -> int:
         settings={"models": models, **settings},
         retrain=retrain,
         settle_s=args.settle,
+    )
+
+
+def _watch_emit(source: Path, dataset: str, settle_s: float) -> int:
+    """``watch --emit``: each change becomes a Prefect event on the server at PREFECT_API_URL,
+    which runs the deployments that ``deploy --on-midi-change`` made."""
+    from musicflow.prefect_server import healthy
+
+    url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    if not url:
+        raise MusicflowError(
+            "watch --emit sends events to a Prefect server: set PREFECT_API_URL "
+            "(the server where 'musicflow deploy --on-midi-change' registered the deployment)"
+        )
+    if not healthy(url):
+        raise MusicflowError(f"the Prefect server {url} does not answer; start it first")
+    from musicflow.flows.watch import MIDI_CHANGED, emit_change, watch_folder
+
+    _say(f"sending '{MIDI_CHANGED}' events for dataset '{dataset}' to {url}")
+    return watch_folder(
+        source,
+        dataset,
+        settings={"emit_to": url},
+        retrain=lambda n, change: emit_change(dataset, source, n, change),
+        settle_s=settle_s,
+        verbs=("sending a Prefect event", "event sent"),
     )
 
 
@@ -592,6 +620,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cron=args.cron,
         models=args.models,
         training=_training_settings(args),
+        on_midi_change=args.on_midi_change,
     )
 
 
@@ -608,6 +637,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         cron=args.cron,
         models=args.models,
         training=_training_settings(args),
+        on_midi_change=args.on_midi_change,
     )
 
 
@@ -663,6 +693,12 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     _add_dataset_name_option(p)
     _add_models_option(p)
     _add_training_options(p)
+    p.add_argument(
+        "--on-midi-change",
+        action="store_true",
+        help="also run whenever 'musicflow watch SOURCE --emit' reports new MIDI contents "
+        "(a Prefect automation on its events)",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -841,6 +877,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="quiet time with no file event and no file growing before the folder is read "
         f"(default: {DEFAULT_SETTLE_S:g})",
+    )
+    p.add_argument(
+        "--emit",
+        action="store_true",
+        help="train nothing here: send each change as a Prefect event to PREFECT_API_URL, "
+        "where a deployment made with 'deploy --on-midi-change' runs on it",
     )
     p.set_defaults(func=cmd_watch)
 

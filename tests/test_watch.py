@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import servers
 
 from musicflow import procs
 from musicflow.flows.watch import describe, is_relevant, smf_declared_size
@@ -65,10 +66,9 @@ def test_which_events_count() -> None:
 class Watcher:
     """``musicflow watch`` in a subprocess (own session), its stderr and stdout in a log."""
 
-    def __init__(self, source: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, source: Path, env: dict[str, str], log: Path, *options: str) -> None:
         cmd = [sys.executable, "-m", "musicflow.cli", "watch", str(source)]
-        cmd += ["--dataset", DATASET, "--models", MODEL, "--epochs", "1"]
-        cmd += ["--settle", str(SETTLE_S)]
+        cmd += ["--dataset", DATASET, "--settle", str(SETTLE_S), *options]
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -134,7 +134,7 @@ def test_watch_retrains_only_when_midi_contents_change(tmp_path: Path) -> None:
         found = store.search_model_versions(f"name = '{DATASET}-{MODEL}'")
         return sorted(int(v.version) for v in found)
 
-    watcher = Watcher(source, env, tmp_path / "watch.log")
+    watcher = Watcher(source, env, tmp_path / "watch.log", "--models", MODEL, "--epochs", "1")
     try:
         watcher.wait_for_line("no MIDI file in the folder; waiting")
 
@@ -183,7 +183,7 @@ def test_watch_retrains_only_when_midi_contents_change(tmp_path: Path) -> None:
         assert "Traceback" not in watcher.text()
 
         # started again on the same folder: up to date with what it last trained
-        again = Watcher(source, env, tmp_path / "again.log")
+        again = Watcher(source, env, tmp_path / "again.log", "--models", MODEL, "--epochs", "1")
         try:
             again.wait_for_line("up to date with the last trained state (24 files): nothing")
             assert again.stop(signal.SIGINT) == 130, again.tail()
@@ -193,3 +193,74 @@ def test_watch_retrains_only_when_midi_contents_change(tmp_path: Path) -> None:
         assert versions() == [1, 2]
     finally:
         watcher.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.server
+def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path) -> None:
+    """The Prefect way: ``deploy --on-midi-change`` registers the deployment with an
+    automation; ``watch --emit`` sends the server an event when MIDI lands; the server's
+    trigger creates a flow run, which a ``prefect worker`` runs."""
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+
+    from musicflow.flows import retrain
+    from musicflow.prefect_server import prefect_api
+
+    pool = "landing"
+    source = tmp_path / "src"
+    source.mkdir()
+    home = tmp_path / "ws"
+    home.mkdir()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'server' / 'prefect.db'}"
+    with servers.prefect_server(
+        database, tmp_path / "server", PREFECT_SERVER_UI_ENABLED="false"
+    ) as server:
+        env = servers.prefect_env(server.url, tmp_path / "client")
+        # deploy and watch run in the workspace, with its own Prefect home (.prefect/)
+        env = {k: v for k, v in env.items() if k != "PREFECT_HOME"} | {"MUSICFLOW_HOME": str(home)}
+        cmd = [sys.executable, "-m", "musicflow.cli", "deploy", str(source), "--dataset", DATASET]
+        cmd += ["--pool", pool, "--models", MODEL, "--epochs", "1", "--on-midi-change"]
+        done = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "also runs:   on new MIDI" in done.stdout
+        with prefect_api(server.url), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(retrain.full_deployment_name(DATASET))
+            [automation] = client.read_automations_by_name(f"retrain-{DATASET} when MIDI lands")
+            assert automation.trigger.expect == {"musicflow.midi.changed"}
+        store = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+
+        def versions() -> list[int]:
+            found = store.search_model_versions(f"name = '{DATASET}-{MODEL}'")
+            return sorted(int(v.version) for v in found)
+
+        with servers.prefect_worker(server.url, pool, tmp_path / "worker") as worker_log:
+            watcher = Watcher(source, env, tmp_path / "watch.log", "--emit")
+            try:
+                watcher.wait_for_line("no MIDI file in the folder; waiting")
+                for i in range(20):
+                    (source / f"piece{i:02d}.mid").write_bytes(small_midi(i))
+                watcher.wait_for_line("watch: event sent in")
+                try:
+                    watcher.wait_for("version 1, trained by the triggered run", versions)
+                except BaseException:
+                    print(servers.log_tail(worker_log, 60))
+                    raise
+                # a touched file sends nothing
+                later = time.time() + 60
+                os.utime(source / "piece01.mid", (later, later))
+                watcher.wait_for_line("no new MIDI content (20 files): nothing to train", 1, 60)
+                assert watcher.text().count("watch: event sent in") == 1
+                assert watcher.stop(signal.SIGTERM) == 143, watcher.tail()
+                assert not _group_alive(watcher.proc.pid)
+            finally:
+                watcher.kill()
+        assert versions() == [1]
+        with prefect_api(server.url), get_client(sync_client=True) as client:
+            runs = client.read_flow_runs()
+            # the cron's future runs wait, Scheduled; one run happened, made by the automation
+            ran = [
+                r for r in runs if r.deployment_id == deployment.id and not r.state.is_scheduled()
+            ]
+            assert len(ran) == 1 and ran[0].state.is_completed(), ran
+            assert ran[0].created_by is not None and ran[0].created_by.type == "AUTOMATION"

@@ -179,6 +179,7 @@ FAIL_FAST = {
     "bad model version": (["generate", "--model-uri", "models:/nosuch-vae/1"], 1, "no model"),
     "deploy with no Prefect server": (["deploy", "{home}", "--pool", "p"], 1, "PREFECT_API_URL"),
     "watch a missing folder": (["watch", "{home}/nope", "--models", "vae"], 1, "not found"),
+    "watch --emit with no Prefect server": (["watch", "{home}", "--emit"], 1, "PREFECT_API_URL"),
 }
 
 

@@ -234,6 +234,14 @@ def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path
             found = store.search_model_versions(f"name = '{DATASET}-{MODEL}'")
             return sorted(int(v.version) for v in found)
 
+        def runs() -> list:
+            """The deployment's runs that happened (the cron's future ones wait, Scheduled)."""
+            with prefect_api(server.url), get_client(sync_client=True) as client:
+                found = client.read_flow_runs()
+            return [
+                r for r in found if r.deployment_id == deployment.id and not r.state.is_scheduled()
+            ]
+
         with servers.prefect_worker(server.url, pool, tmp_path / "worker") as worker_log:
             watcher = Watcher(source, env, tmp_path / "watch.log", "--emit")
             try:
@@ -242,10 +250,16 @@ def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path
                     (source / f"piece{i:02d}.mid").write_bytes(small_midi(i))
                 watcher.wait_for_line("watch: event sent in")
                 try:
-                    watcher.wait_for("version 1, trained by the triggered run", versions)
+                    [ran] = watcher.wait_for(
+                        "the triggered run to end",
+                        lambda: [r for r in runs() if r.state.is_final()],
+                    )
                 except BaseException:
                     print(servers.log_tail(worker_log, 60))
                     raise
+                assert ran.state.is_completed(), servers.log_tail(worker_log, 60)
+                assert ran.created_by is not None and ran.created_by.type == "AUTOMATION"
+                assert versions() == [1]
                 # a touched file sends nothing
                 later = time.time() + 60
                 os.utime(source / "piece01.mid", (later, later))
@@ -255,12 +269,4 @@ def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path
                 assert not _group_alive(watcher.proc.pid)
             finally:
                 watcher.kill()
-        assert versions() == [1]
-        with prefect_api(server.url), get_client(sync_client=True) as client:
-            runs = client.read_flow_runs()
-            # the cron's future runs wait, Scheduled; one run happened, made by the automation
-            ran = [
-                r for r in runs if r.deployment_id == deployment.id and not r.state.is_scheduled()
-            ]
-            assert len(ran) == 1 and ran[0].state.is_completed(), ran
-            assert ran[0].created_by is not None and ran[0].created_by.type == "AUTOMATION"
+        assert len(runs()) == 1

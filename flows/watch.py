@@ -281,8 +281,10 @@ def watch_folder(
     observer = Observer()
     observer.schedule(events, str(source), recursive=True)
     observer.start()
-    models = ", ".join(settings.get("models") or []) or "none (audit + encode only)"
-    _say(f"watching {source} for MIDI files (dataset '{dataset}', models {models}); Ctrl-C stops")
+    models = ""
+    if "models" in settings:  # not with --emit: the deployment says what it trains
+        models = ", models " + (", ".join(settings["models"]) or "none (audit + encode only)")
+    _say(f"watching {source} for MIDI files (dataset '{dataset}'{models}); Ctrl-C stops")
     try:
         first = True
         while True:

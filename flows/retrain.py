@@ -34,6 +34,7 @@ its runs read and write this workspace (same path on the worker's machine) and t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Mapping
@@ -85,21 +86,37 @@ def next_runs(cron: str, n: int = 3, *, start: datetime | None = None) -> list[d
 
 
 def retrain_parameters(
-    source: Path, dataset: str, *, models: list[str], epochs: int | None
+    source: Path,
+    dataset: str,
+    *,
+    models: list[str],
+    training: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """The deployment's parameters: JSON-able (the source as an absolute path string)."""
+    """The deployment's parameters: JSON-able (the source as an absolute path string).
+
+    ``training``: more ``pipeline_flow`` arguments (epochs, time_budget_s, seed …); only
+    those that differ from the flow's own defaults are kept, so the deployment shows what was
+    asked for."""
     params: dict[str, object] = {
         "source": str(Path(source).resolve()),
         "dataset": dataset,
         "models": list(models),
     }
-    if epochs is not None:
-        params["epochs"] = epochs
+    defaults = inspect.signature(pipeline_flow.fn).parameters
+    for key, value in (training or {}).items():
+        if value != defaults[key].default:
+            params[key] = value
     return params
 
 
 def serve_retraining(
-    source: Path, dataset: str, *, cron: str, models: list[str], epochs: int | None
+    source: Path,
+    dataset: str,
+    *,
+    cron: str,
+    models: list[str],
+    training: Mapping[str, object] | None = None,
+    on_midi_change: bool = False,
 ) -> int:
     """Serve the whole DAG on SOURCE as deployment ``retrain-<dataset>`` on a cron schedule.
 
@@ -110,7 +127,7 @@ def serve_retraining(
     source = Path(source).resolve()
     if not source.is_dir():
         raise DatasetError(f"source folder not found: {source}")
-    params = retrain_parameters(source, dataset, models=models, epochs=epochs)
+    params = retrain_parameters(source, dataset, models=models, training=training)
     prefect_home = Path(os.environ.get("PREFECT_HOME") or workspace.home() / ".prefect")
     if not os.environ.get("PREFECT_API_URL"):
         print(
@@ -133,6 +150,7 @@ def serve_retraining(
                 tags=["musicflow", f"dataset:{dataset}"],
                 pause_on_shutdown=True,
                 print_starting_message=False,
+                triggers=_triggers(dataset, on_midi_change),
                 limit=1,  # never two retrainings of one dataset at once on a small machine
                 # importable from anywhere, unlike the default path relative to the cwd
                 entrypoint_type=EntrypointType.MODULE_PATH,
@@ -160,7 +178,8 @@ def deploy_retraining(
     pool: str,
     cron: str,
     models: list[str],
-    epochs: int | None,
+    training: Mapping[str, object] | None = None,
+    on_midi_change: bool = False,
 ) -> int:
     """Register ``retrain-<dataset>`` to work pool ``pool`` of the server at PREFECT_API_URL.
 
@@ -191,7 +210,7 @@ def deploy_retraining(
         )
     # A service's log is its output (as in serve): the worker shows runs at INFO.
     env = {**workspace.run_environment(), "PREFECT_LOGGING_LEVEL": "INFO"}
-    params = retrain_parameters(source, dataset, models=models, epochs=epochs)
+    params = retrain_parameters(source, dataset, models=models, training=training)
     deployment = pipeline_flow.to_deployment(
         name=deployment_name(dataset),
         cron=cron,
@@ -200,14 +219,33 @@ def deploy_retraining(
         description=f"Scheduled retraining of {dataset} from {source}",
         tags=["musicflow", f"dataset:{dataset}"],
         concurrency_limit=1,  # never two retrainings of one dataset at once
+        triggers=_triggers(dataset, on_midi_change),
         work_pool_name=pool,
         job_variables={"env": env, "working_dir": env["MUSICFLOW_HOME"]},
         # the worker's interpreter imports it from the installed package, from any directory
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     deployment.apply(work_pool_name=pool)
-    _print_deployment(url, dataset, pool, cron, params, n_workers=len(online), created=created)
+    _print_deployment(
+        url,
+        dataset,
+        pool,
+        cron,
+        params,
+        n_workers=len(online),
+        created=created,
+        on_midi_change=on_midi_change,
+    )
     return 0
+
+
+def _triggers(dataset: str, on_midi_change: bool) -> list:
+    """The automation that runs the deployment on ``watch --emit``'s events, when asked for;
+    none otherwise (deploying again without it removes it: Prefect replaces a deployment's
+    automations on every apply)."""
+    from musicflow.flows.watch import midi_trigger
+
+    return [midi_trigger(dataset)] if on_midi_change else []
 
 
 def _ensure_process_pool(client: SyncPrefectClient, pool: str) -> bool:
@@ -249,6 +287,7 @@ def _print_deployment(
     *,
     n_workers: int,
     created: bool,
+    on_midi_change: bool = False,
 ) -> None:
     models = ", ".join(params["models"]) or "none (audit + encode only)"  # type: ignore[arg-type]
     print(f"deployment:  {full_deployment_name(dataset)} (registered)")
@@ -258,12 +297,22 @@ def _print_deployment(
     print(f"schedule:    {cron} (UTC)")
     with contextlib.suppress(Exception):  # informative only
         print("next runs:   " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in next_runs(cron)))
+    if on_midi_change:
+        print(f"also runs:   on new MIDI: musicflow watch {params['source']} --emit")
     print(f"source:      {params['source']}")
     print(f"workspace:   {workspace.home()}")
     print(f"models:      {models}")
+    print(f"training:    {_training_text(params)}")
     if not n_workers:
         print(f"start a worker: prefect worker start --pool {pool}")
     print(f"run it now:  prefect deployment run '{full_deployment_name(dataset)}'")
+
+
+def _training_text(params: Mapping[str, object]) -> str:
+    """``epochs 1, time_budget_s 300`` (what differs from the flow's defaults), or that none
+    does."""
+    shown = [f"{k} {v}" for k, v in params.items() if k not in ("source", "dataset", "models")]
+    return ", ".join(shown) or "the models' defaults"
 
 
 def pause_schedule(dataset: str) -> bool:
@@ -313,5 +362,6 @@ def _print_plan(
         print("next runs:   " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in next_runs(cron)))
     print(f"source:      {params['source']}")
     print(f"models:      {models}")
+    print(f"training:    {_training_text(params)}")
     print(f"run it now:  prefect deployment run '{full_deployment_name(dataset)}'")
     print("serving; Ctrl-C stops (the schedule is then paused)", flush=True)

@@ -34,6 +34,7 @@ from musicflow.defaults import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MIN_FREE_MB,
     DEFAULT_MODELS,
+    DEFAULT_SETTLE_S,
     DEFAULT_WORKERS,
     MAX_WORKERS,
 )
@@ -42,7 +43,7 @@ from musicflow.models import MODEL_NAMES
 from musicflow.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
 
 #: Commands that run a Prefect flow, and write to the workspace.
-FLOW_COMMANDS = ("audit", "encode", "run", "train")
+FLOW_COMMANDS = ("audit", "encode", "run", "train", "watch")
 
 
 def dataset_name(source: Path | None, given: str | None) -> str:
@@ -93,6 +94,18 @@ def _positive_minutes(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: > 0 minutes)")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: > 0 seconds)")
     return value
 
 
@@ -318,20 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = source or default_source()
     _say(f"running the pipeline on {source} as dataset '{name}' with models {', '.join(models)}")
     with prefect_tags(*tags):
-        result = pipeline_flow(
-            source=source,
-            dataset=name,
-            models=models,
-            epochs=args.epochs,
-            seed=args.seed,
-            workers=args.workers,
-            max_bytes=args.max_bytes,
-            pitch_low=args.pitch_low,
-            time_budget_s=args.time_budget * 60 if args.time_budget else None,
-            distribute=args.distribute,
-            mixed_precision=args.mixed_precision,
-            soundfont=args.soundfont,
-        )
+        result = pipeline_flow(source=source, dataset=name, models=models, **_run_settings(args))
     from musicflow.console import run_json
 
     summary = run_json(result, _dataset_standing(name))
@@ -343,6 +343,88 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_model(m)
     _print_next_steps(summary)
     return 0
+
+
+def _training_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The training options (``_add_training_options``) as ``pipeline_flow``'s arguments."""
+    return {
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "time_budget_s": args.time_budget * 60 if args.time_budget else None,
+        "distribute": args.distribute,
+        "mixed_precision": args.mixed_precision,
+        "soundfont": args.soundfont,
+    }
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, object]:
+    """``run``'s options (``_add_run_options``) but the models, as ``pipeline_flow``'s
+    arguments."""
+    return {
+        **_training_settings(args),
+        "workers": args.workers,
+        "max_bytes": args.max_bytes,
+        "pitch_low": args.pitch_low,
+    }
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Retrain whenever the folder's MIDI contents change (flows/watch.py), until stopped."""
+    source = check_source(Path(args.source)).resolve()
+    name = dataset_name(source, args.dataset)
+    if args.emit:
+        return _watch_emit(source, name, args.settle)
+    models = args.models
+    if models:
+        _prepare_tracking()
+    tags = _attach_prefect("great_expectations", "tensorflow", "musicflow.flows.pipeline")
+    from prefect import tags as prefect_tags
+
+    from musicflow.flows.pipeline import pipeline_flow
+    from musicflow.flows.watch import watch_folder
+
+    settings = _run_settings(args)
+
+    def retrain(_n_files: int, _change: str) -> None:
+        with prefect_tags(*tags):
+            result = pipeline_flow(source=source, dataset=name, models=models, **settings)
+        for m in result.models:
+            _print_model(m)
+        sys.stdout.flush()
+
+    return watch_folder(
+        source,
+        name,
+        settings={"models": models, **settings},
+        retrain=retrain,
+        settle_s=args.settle,
+    )
+
+
+def _watch_emit(source: Path, dataset: str, settle_s: float) -> int:
+    """``watch --emit``: each change becomes a Prefect event on the server at PREFECT_API_URL,
+    which runs the deployments that ``deploy --on-midi-change`` made."""
+    from musicflow.prefect_server import healthy
+
+    url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    if not url:
+        raise MusicflowError(
+            "watch --emit sends events to a Prefect server: set PREFECT_API_URL "
+            "(the server where 'musicflow deploy --on-midi-change' registered the deployment)"
+        )
+    if not healthy(url):
+        raise MusicflowError(f"the Prefect server {url} does not answer; start it first")
+    from musicflow.flows.watch import MIDI_CHANGED, emit_change, watch_folder
+
+    _say(f"sending '{MIDI_CHANGED}' events for dataset '{dataset}' to {url}")
+    return watch_folder(
+        source,
+        dataset,
+        settings={"emit_to": url},
+        retrain=lambda n, change: emit_change(dataset, source, n, change),
+        settle_s=settle_s,
+        verbs=("sending a Prefect event", "event sent"),
+    )
 
 
 def _dataset_standing(dataset: str) -> dict:
@@ -554,7 +636,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dataset_name(source, args.dataset),
         cron=args.cron,
         models=args.models,
-        epochs=args.epochs,
+        training=_training_settings(args),
+        on_midi_change=args.on_midi_change,
     )
 
 
@@ -570,7 +653,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         pool=args.pool,
         cron=args.cron,
         models=args.models,
-        epochs=args.epochs,
+        training=_training_settings(args),
+        on_midi_change=args.on_midi_change,
     )
 
 
@@ -625,12 +709,28 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     )
     _add_dataset_name_option(p)
     _add_models_option(p)
+    _add_training_options(p)
     p.add_argument(
-        "--epochs",
-        type=POSITIVE,
-        metavar="N",
-        help="training epochs per scheduled run, ≥ 1 (default: the model's own)",
+        "--on-midi-change",
+        action="store_true",
+        help="also run whenever 'musicflow watch SOURCE --emit' reports new MIDI contents "
+        "(a Prefect automation on its events)",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``watch`` share: the models and how to train, read and encode."""
+    _add_models_option(p)
+    _add_training_options(p)
+    _add_pitch_option(p)
+    p.add_argument(
+        "--max-bytes",
+        type=POSITIVE,
+        default=DEFAULT_MAX_BYTES,
+        help="files larger than this are quarantined too_large unread "
+        f"(default: {DEFAULT_MAX_BYTES // 2**20} MiB)",
+    )
+    _add_workers_option(p)
 
 
 def _add_soundfont_option(p: argparse.ArgumentParser) -> None:
@@ -771,19 +871,37 @@ def build_parser() -> argparse.ArgumentParser:
         "source", nargs="?", help="folder of MIDI files (default: the bundled Bach chorales)"
     )
     _add_dataset_name_option(p)
-    _add_models_option(p)
-    _add_training_options(p)
-    _add_pitch_option(p)
-    p.add_argument(
-        "--max-bytes",
-        type=POSITIVE,
-        default=DEFAULT_MAX_BYTES,
-        help="files larger than this are quarantined too_large unread "
-        f"(default: {DEFAULT_MAX_BYTES // 2**20} MiB)",
-    )
-    _add_workers_option(p)
+    _add_run_options(p)
     _add_json_option(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "watch",
+        help="retrain whenever the MIDI contents of a folder change",
+        description="Watch SOURCE and run the whole DAG (as 'run' does) whenever the set of "
+        "its MIDI files' contents changes: after files land and stop growing, not for a "
+        "touched but unchanged file, a copy still being written or a non-MIDI file. Trains at "
+        "start when the folder differs from what watch last trained. Runs until Ctrl-C or "
+        "SIGTERM, which also stops a run in progress (its finished steps are cached).",
+    )
+    p.add_argument("source", help="folder of MIDI files to watch (searched recursively)")
+    _add_dataset_name_option(p)
+    _add_run_options(p)
+    p.add_argument(
+        "--settle",
+        type=_positive_seconds,
+        default=DEFAULT_SETTLE_S,
+        metavar="SECONDS",
+        help="quiet time with no file event and no file growing before the folder is read "
+        f"(default: {DEFAULT_SETTLE_S:g})",
+    )
+    p.add_argument(
+        "--emit",
+        action="store_true",
+        help="train nothing here: send each change as a Prefect event to PREFECT_API_URL, "
+        "where a deployment made with 'deploy --on-midi-change' runs on it",
+    )
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser(
         "train",

@@ -24,6 +24,10 @@ DEFAULT_MODELS = ("rnn", "vae")
 #: the Prefect server's default timezone).
 DEFAULT_CRON = "0 3 * * *"
 
+#: ``musicflow watch`` reads the folder after this many seconds with no file event and no MIDI
+#: file growing (``--settle``): long enough for a copy to show it is still running.
+DEFAULT_SETTLE_S = 2.0
+
 #: Most parallel parse workers a command accepts (each holds one file's notes in memory).
 MAX_WORKERS = 64
 

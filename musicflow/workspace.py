@@ -53,6 +53,11 @@ def reports_dir() -> Path:
     return home() / "reports"
 
 
+def watch_state(dataset: str) -> Path:
+    """What ``musicflow watch`` last trained for a dataset: ``data/watch/<dataset>.json``."""
+    return home() / "data" / "watch" / f"{check_dataset_name(dataset)}.json"
+
+
 def prefect_home() -> Path:
     """Prefect's home: ``$PREFECT_HOME`` when set, else ``.prefect/`` in the workspace (the
     workspace's Prefect server keeps its database and state file there)."""

@@ -130,6 +130,9 @@ USAGE_ERRORS = {
     "not a model URI": ["generate", "--model-uri", "file:///etc/passwd"],
     "unknown server action": ["server", "restart"],
     "work pool name with a slash": ["deploy", ".", "--pool", "a/b"],
+    "no settle time": ["watch", ".", "--settle", "0"],
+    "negative budget of serve": ["serve", ".", "--time-budget", "-1"],
+    "unknown model of deploy": ["deploy", ".", "--pool", "p", "--models", "foo"],
 }
 
 
@@ -175,6 +178,8 @@ FAIL_FAST = {
     "run on a missing source": (["run", "{home}/nope", "--models", "vae"], 1, "not found"),
     "bad model version": (["generate", "--model-uri", "models:/nosuch-vae/1"], 1, "no model"),
     "deploy with no Prefect server": (["deploy", "{home}", "--pool", "p"], 1, "PREFECT_API_URL"),
+    "watch a missing folder": (["watch", "{home}/nope", "--models", "vae"], 1, "not found"),
+    "watch --emit with no Prefect server": (["watch", "{home}", "--emit"], 1, "PREFECT_API_URL"),
 }
 
 
@@ -343,6 +348,9 @@ def test_every_command_and_option_has_help() -> None:
         assert "--json" in commands.choices[name]._option_string_actions, name
     for name in ("generate", "run", "train"):
         assert "--soundfont" in commands.choices[name]._option_string_actions, name
+    for name in ("run", "watch", "serve", "deploy"):  # run's models and training options
+        for option in ("--models", "--epochs", "--time-budget", "--seed", "--mixed-precision"):
+            assert option in commands.choices[name]._option_string_actions, (name, option)
 
 
 def test_a_missing_soundfont_is_a_usage_error(tmp_path: Path, capsys) -> None:

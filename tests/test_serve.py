@@ -235,14 +235,14 @@ def test_bad_cron_is_one_clear_error_before_anything_starts(
     started = []
     monkeypatch.setattr(local_server, "start_local_server", lambda *a, **k: started.append(1))
     with pytest.raises(MusicflowError, match="invalid cron expression"):
-        retrain.serve_retraining(midi_folder, DATASET, cron="61 * * * *", models=[], epochs=None)
+        retrain.serve_retraining(midi_folder, DATASET, cron="61 * * * *", models=[])
     assert cli.main(["serve", str(midi_folder), "--cron", "every day"]) == 1
     assert started == []
 
 
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MusicflowError, match="source folder not found"):
-        retrain.serve_retraining(tmp_path / "nope", DATASET, cron=CRON, models=[], epochs=None)
+        retrain.serve_retraining(tmp_path / "nope", DATASET, cron=CRON, models=[])
 
 
 def test_existing_api_url_is_used_without_starting_a_server(
@@ -254,14 +254,18 @@ def test_existing_api_url_is_used_without_starting_a_server(
 
 
 def test_parameters_and_next_runs() -> None:
-    params = retrain.retrain_parameters(Path("x"), "d", models=["vae"], epochs=3)
-    assert params == {
+    training = {"epochs": 3, "time_budget_s": 90.0, "seed": 0, "distribute": False}
+    params = retrain.retrain_parameters(Path("x"), "d", models=["vae"], training=training)
+    assert params == {  # only what differs from the flow's own defaults
         "source": str(Path("x").resolve()),
         "dataset": "d",
         "models": ["vae"],
         "epochs": 3,
+        "time_budget_s": 90.0,
     }
-    assert "epochs" not in retrain.retrain_parameters(Path("x"), "d", models=[], epochs=None)
+    assert "epochs" not in retrain.retrain_parameters(
+        Path("x"), "d", models=[], training={"epochs": None}
+    )
     start = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     runs = retrain.next_runs(CRON, 2, start=start)
     assert [(r.day, r.hour) for r in runs] == [(2, 3), (3, 3)]

@@ -1,0 +1,272 @@
+"""``musicflow watch``: retraining when MIDI lands, with a real watcher process.
+
+The integration test runs ``python -m musicflow.cli watch`` in its own session, on an empty
+folder of a fresh workspace (real watchdog, Prefect, GX, MLflow and TensorFlow; one ``vae``
+epoch on small synthetic files), and drops files into the folder the way a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import servers
+
+from musicflow import procs
+from musicflow.flows.watch import describe, is_relevant, smf_declared_size
+from musicflow.synth import synth_midi
+
+DATASET = "landing"
+MODEL = "vae"  # the fastest to train: one epoch of a few files takes seconds
+SETTLE_S = 1.0
+RUN_TIMEOUT_S = 400  # one retraining; seconds alone, minutes on a loaded 2-core machine
+
+
+def small_midi(seed: int) -> bytes:
+    return synth_midi(seed, n_tracks=1, notes_per_track=(60, 90))
+
+
+def _head(data: bytes):
+    return lambda offset, n: data[offset : offset + n]
+
+
+def test_declared_size_tells_a_whole_file_from_a_partial_one() -> None:
+    data = synth_midi(3)  # a tempo track and three note tracks
+    assert smf_declared_size(_head(data), len(data)) == len(data)
+    for cut in (20, len(data) // 2, len(data) - 1):
+        part = data[:cut]
+        assert smf_declared_size(_head(part), len(part)) > len(part)
+    end_of_first_track = 22 + int.from_bytes(data[18:22], "big")  # a cut between chunks
+    part = data[:end_of_first_track]
+    assert smf_declared_size(_head(part), len(part)) > len(part)
+    for other in (b"", b"RIFF....RMID", b"not a midi file at all"):
+        assert smf_declared_size(_head(other), len(other)) is None
+
+
+def test_which_events_count() -> None:
+    assert is_relevant("created", False, ["/s/a.mid", ""])
+    assert is_relevant("closed", False, ["/s/b.MIDI", ""])
+    assert is_relevant("moved", False, ["/s/a.part", "/s/a.mid"])  # a finished download
+    assert is_relevant("deleted", True, ["/s/folder", ""])
+    assert is_relevant("events_lost", False, ["", ""])
+    assert not is_relevant("created", False, ["/s/notes.txt", ""])
+    assert not is_relevant("opened", False, ["/s/a.mid", ""])  # our own hashing reads them
+    assert not is_relevant("closed_no_write", False, ["/s/a.mid", ""])
+    assert not is_relevant("modified", True, ["/s", ""])
+    assert describe(frozenset("ab"), frozenset("bcd")) == "2 new, 1 gone"
+    assert describe(frozenset("ab"), frozenset("ab")) == "no change"
+
+
+class Watcher:
+    """``musicflow watch`` in a subprocess (own session), its stderr and stdout in a log."""
+
+    def __init__(self, source: Path, env: dict[str, str], log: Path, *options: str) -> None:
+        cmd = [sys.executable, "-m", "musicflow.cli", "watch", str(source)]
+        cmd += ["--dataset", DATASET, "--settle", str(SETTLE_S), *options]
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=procs.die_with_parent,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, what: str, probe, timeout_s: float = RUN_TIMEOUT_S):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            result = probe()
+            if result:
+                return result
+            if self.proc.poll() is not None:
+                pytest.fail(f"watch exited ({self.proc.returncode}) before {what}:\n{self.tail()}")
+            time.sleep(0.5)
+        pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{self.tail()}")
+
+    def wait_for_line(self, text: str, count: int = 1, timeout_s: float = RUN_TIMEOUT_S) -> None:
+        self.wait_for(f"{count} × {text!r}", lambda: self.text().count(text) >= count, timeout_s)
+
+    def tail(self) -> str:
+        return self.text()[-4000:]
+
+    def stop(self, sig: int, timeout_s: float = 60) -> int:
+        os.kill(self.proc.pid, sig)
+        return self.proc.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        procs.stop_group(self.proc, grace_s=5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.integration
+def test_watch_retrains_only_when_midi_contents_change(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    source = tmp_path / "src"
+    source.mkdir()
+    home = tmp_path / "ws"
+    (home / "mlruns").mkdir(parents=True)
+    tracking = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    # the session's Prefect server (PREFECT_API_URL, set by conftest) runs the flows
+    env = dict(os.environ, MUSICFLOW_HOME=str(home), MLFLOW_TRACKING_URI=tracking)
+    store = MlflowClient(tracking_uri=tracking)
+
+    def versions() -> list[int]:
+        found = store.search_model_versions(f"name = '{DATASET}-{MODEL}'")
+        return sorted(int(v.version) for v in found)
+
+    watcher = Watcher(source, env, tmp_path / "watch.log", "--models", MODEL, "--epochs", "1")
+    try:
+        watcher.wait_for_line("no MIDI file in the folder; waiting")
+
+        # 20 files land: one retraining, one new version
+        for i in range(20):
+            (source / f"piece{i:02d}.mid").write_bytes(small_midi(i))
+        watcher.wait_for_line("watch: retrained in")
+        assert versions() == [1]
+        assert "MIDI contents changed (20 files" in watcher.text()
+
+        # 4 more: a second version
+        (source / "more").mkdir()
+        for i in range(20, 24):
+            (source / "more" / f"piece{i:02d}.mid").write_bytes(small_midi(i))
+        watcher.wait_for_line("watch: retrained in", 2)
+        assert versions() == [1, 2]
+        assert "MIDI contents changed (4 new): retraining" in watcher.text()
+        state = json.loads((home / "data" / "watch" / f"{DATASET}.json").read_text())
+        assert len(state["contents"]) == 24 and state["settings"]["models"] == [MODEL]
+
+        # a touched unchanged file, a non-MIDI file, and a copy that grows for a while and
+        # then stalls half-way: no retraining
+        seen = len(watcher.text())
+        later = time.time() + 60
+        os.utime(source / "piece03.mid", (later, later))
+        (source / "notes.txt").write_text("not music")
+        whole = small_midi(99)
+        with open(source / "copying.mid", "wb") as partial:
+            for start in range(0, len(whole) // 2, 40):
+                partial.write(whole[start : start + 40])
+                partial.flush()
+                time.sleep(0.25)
+        watcher.wait_for(
+            "the partial file to be left out",
+            lambda: "left out for now: copying.mid" in watcher.text()[seen:],
+            timeout_s=60,
+        )
+        watcher.wait_for_line("no new MIDI content (24 files): nothing to train", 1, 60)
+        time.sleep(4 * SETTLE_S)
+        assert "retraining" not in watcher.text()[seen:]
+        assert versions() == [1, 2]
+
+        # SIGTERM between runs: a clean exit, nothing left in its process group
+        assert watcher.stop(signal.SIGTERM) == 143, watcher.tail()
+        assert not _group_alive(watcher.proc.pid)
+        assert "Traceback" not in watcher.text()
+
+        # started again on the same folder: up to date with what it last trained
+        again = Watcher(source, env, tmp_path / "again.log", "--models", MODEL, "--epochs", "1")
+        try:
+            again.wait_for_line("up to date with the last trained state (24 files): nothing")
+            assert again.stop(signal.SIGINT) == 130, again.tail()
+            assert not _group_alive(again.proc.pid)
+        finally:
+            again.kill()
+        assert versions() == [1, 2]
+    finally:
+        watcher.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.server
+def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path) -> None:
+    """The Prefect way: ``deploy --on-midi-change`` registers the deployment with an
+    automation; ``watch --emit`` sends the server an event when MIDI lands; the server's
+    trigger creates a flow run, which a ``prefect worker`` runs."""
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+
+    from musicflow.flows import retrain
+    from musicflow.prefect_server import prefect_api
+
+    pool = "landing"
+    source = tmp_path / "src"
+    source.mkdir()
+    home = tmp_path / "ws"
+    home.mkdir()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'server' / 'prefect.db'}"
+    with servers.prefect_server(
+        database, tmp_path / "server", PREFECT_SERVER_UI_ENABLED="false"
+    ) as server:
+        env = servers.prefect_env(server.url, tmp_path / "client")
+        # deploy and watch run in the workspace, with its own Prefect home (.prefect/)
+        env = {k: v for k, v in env.items() if k != "PREFECT_HOME"} | {"MUSICFLOW_HOME": str(home)}
+        cmd = [sys.executable, "-m", "musicflow.cli", "deploy", str(source), "--dataset", DATASET]
+        cmd += ["--pool", pool, "--models", MODEL, "--epochs", "1", "--on-midi-change"]
+        done = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "also runs:   on new MIDI" in done.stdout
+        with prefect_api(server.url), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(retrain.full_deployment_name(DATASET))
+            [automation] = client.read_automations_by_name(f"retrain-{DATASET} when MIDI lands")
+            assert automation.trigger.expect == {"musicflow.midi.changed"}
+        store = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
+
+        def versions() -> list[int]:
+            found = store.search_model_versions(f"name = '{DATASET}-{MODEL}'")
+            return sorted(int(v.version) for v in found)
+
+        def runs() -> list:
+            """The deployment's runs that happened (the cron's future ones wait, Scheduled)."""
+            with prefect_api(server.url), get_client(sync_client=True) as client:
+                found = client.read_flow_runs()
+            return [
+                r for r in found if r.deployment_id == deployment.id and not r.state.is_scheduled()
+            ]
+
+        with servers.prefect_worker(server.url, pool, tmp_path / "worker") as worker_log:
+            watcher = Watcher(source, env, tmp_path / "watch.log", "--emit")
+            try:
+                watcher.wait_for_line("no MIDI file in the folder; waiting")
+                for i in range(20):
+                    (source / f"piece{i:02d}.mid").write_bytes(small_midi(i))
+                watcher.wait_for_line("watch: event sent in")
+                try:
+                    [ran] = watcher.wait_for(
+                        "the triggered run to end",
+                        lambda: [r for r in runs() if r.state.is_final()],
+                    )
+                except BaseException:
+                    print(servers.log_tail(worker_log, 60))
+                    raise
+                assert ran.state.is_completed(), servers.log_tail(worker_log, 60)
+                assert ran.created_by is not None and ran.created_by.type == "AUTOMATION"
+                assert versions() == [1]
+                # a touched file sends nothing
+                later = time.time() + 60
+                os.utime(source / "piece01.mid", (later, later))
+                watcher.wait_for_line("no new MIDI content (20 files): nothing to train", 1, 60)
+                assert watcher.text().count("watch: event sent in") == 1
+                assert watcher.stop(signal.SIGTERM) == 143, watcher.tail()
+                assert not _group_alive(watcher.proc.pid)
+            finally:
+                watcher.kill()
+        assert len(runs()) == 1

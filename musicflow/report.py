@@ -8,7 +8,8 @@ offline, unlike GX's Data Docs), :class:`Lineage`, :class:`IndexRow` and :class:
 
 Self-contained means a page opens from a file, offline, years later: images are inlined as
 base64 data URIs, CSS is inline, there is no JavaScript and nothing is loaded from the network.
-Links to MIDI and audio files, other reports and the Data Docs must be relative paths; the one
+Links to MIDI, audio and score files (the engraved scores are SVG files beside the pieces, shown
+with ``<img>``), other reports and the Data Docs must be relative paths; the one
 absolute kind allowed is a link into the MLflow UI that ``musicflow ui`` serves on the loopback
 address (:data:`UI_PREFIXES`), which opens only while that UI runs.
 
@@ -62,6 +63,8 @@ tr.best td:first-child { box-shadow: inset 4px 0 0 #1b5e20; }
 td small { color: #666; display: block; font-size: 0.78rem; white-space: nowrap; }
 table.index { font-size: 0.85rem; } table.index th { position: sticky; top: 0; }
 .scroll { overflow-x: auto; } td.result { white-space: nowrap; }
+ul.pieces { list-style: none; padding-left: 0; }
+img.score { display: block; width: 100%; margin: 0.4rem 0 1.6rem; border: 1px solid #eee; }
 """
 
 _BETTER_TEXT = {"lower": "lower", "higher": "higher", "0.5": "closer to 0.5"}
@@ -255,34 +258,43 @@ def _a(label: str, href: str | None, *, ui: bool = False, markup: str | None = N
 
 
 def _links_section(links: Sequence[tuple[str, str]], note: str | None = None) -> str:
-    """One line per piece: its audio preview playable in place, then its files (a MIDI file
-    and its preview share the path without suffix)."""
+    """One block per piece: its audio preview playable in place, then its files, then its
+    engraved score (a MIDI file, its preview, its MusicXML and its score's SVG share the path
+    without suffix)."""
     if not links and not note:
         return ""
     pieces: dict[str, list[tuple[str, str]]] = {}
     for label, href in links:
         pieces.setdefault(str(Path(href).with_suffix("")), []).append((label, href))
     items = []
-    for files in pieces.values():
-        players, anchors = [], []
+    for stem, files in pieces.items():
+        players, anchors, scores = [], [], []
         for label, href in files:
             url = _check_local(href)
-            mime = _AUDIO_TYPES.get(Path(href).suffix.lower())
+            suffix = Path(href).suffix.lower()
+            mime = _AUDIO_TYPES.get(suffix)
             if mime:
                 players.append(
                     f'<audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
                 )
+            if suffix == ".svg":
+                scores.append(
+                    f'<img class="score" alt="score of {_e(Path(stem).name)}" '
+                    f'src="{_e(url)}" loading="lazy">'
+                )
             anchors.append(f'<a href="{_e(url)}">{_e(label)}</a>')
-        items.append("<li>" + " ".join(players + anchors) + "</li>")
+        items.append("<li>" + " ".join(players + anchors) + "".join(scores) + "</li>")
     text = (
-        "Pieces of 16 bars sampled from this version, next to this report: each MIDI file with "
-        "its audio preview (General MIDI piano, loudness-normalised)."
+        "Pieces sampled from this version, next to this report: each MIDI file with its audio "
+        "preview (General MIDI piano, loudness-normalised) and its score (MusicXML, for "
+        "MuseScore or any notation program, engraved below by verovio: treble and bass staves "
+        "split at middle C, on the 12-steps-per-beat grid the model writes in)."
     )
     if note:
         text += f" {note}"
     return (
-        f'<h2>Listen</h2><p class="note">{_e(text)}</p>'
-        '<ul class="links">' + "".join(items) + "</ul>"
+        f'<h2>Listen and read</h2><p class="note">{_e(text)}</p>'
+        '<ul class="links pieces">' + "".join(items) + "</ul>"
     )
 
 

@@ -118,7 +118,10 @@ def build_report(
         figures["Discriminator accuracy"] = plots.discriminator_accuracy_figure(accuracies)
     if windows.latents is not None:
         figures["Latent space of held-out windows"] = plots.latent_scatter_figure(windows.latents)
-    files = sorted(pieces.midi_files + pieces.audio_files, key=lambda p: (p.stem, p.suffix))
+    scores, score_note = engrave(pieces.midi_files)
+    files = sorted(
+        pieces.midi_files + pieces.audio_files + scores, key=lambda p: (p.stem, p.suffix)
+    )
     links = [(p.name, p.relative_to(out).as_posix()) for p in files]
     info = {
         "registered model": registered.name,
@@ -139,7 +142,7 @@ def build_report(
         figures=figures,
         links=links,
         lineage=_lineage(trained, registered, dataset_dir, out, standing),
-        audio_note=pieces.audio_note,
+        audio_note=" ".join(n for n in (pieces.audio_note, score_note) if n) or None,
     )
     _write_figures(out / "figures", figures)
     write_report(page, html)
@@ -148,6 +151,25 @@ def build_report(
         registered.run_id, run_description(trained, evaluation, registered, standing, page)
     )
     return str(page)
+
+
+def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:
+    """The score files of the pieces: each MusicXML that generate wrote beside a MIDI file, and
+    its engraving as SVG (``score.render_svg``) beside it; and why some are missing, if so."""
+    from musicflow import atomic, score
+
+    found: list[Path] = []
+    for midi in midi_files:
+        xml = midi.with_suffix(score.SUFFIX)
+        if not xml.is_file():
+            continue
+        found.append(xml)
+        try:
+            svg = score.render_svg(xml.read_text())
+        except (ImportError, ValueError, OSError) as exc:
+            return found, f"Scores not engraved: {exc}."
+        found.append(atomic.write_text(xml.with_suffix(".svg"), svg))
+    return found, None
 
 
 def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import random_windows
 
-from musicflow import tracking
+from musicflow import score, tracking
 from musicflow.tasks import report as stage
 from musicflow.tasks.evaluate import Evaluation, EvaluationWindows
 from musicflow.tasks.generate import GenerationResult
@@ -47,6 +47,7 @@ def _inputs(tmp_path: Path, kind: str):
     midi = page.parent / "midi" / "sample-001.mid"
     midi.parent.mkdir(parents=True)
     midi.write_bytes(b"MThd")
+    score.write_musicxml(midi.with_suffix(".musicxml"), np.array([(60, 0, 12), (48, 0, 48)]))
     pieces = GenerationResult(midi_files=[midi], audio_note="audio previews skipped: reason")
     return trained, evaluation, registered, pieces
 
@@ -83,6 +84,10 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     assert read == ["run1"]
     assert "0.375" in html and "models:/d-" in html and "midi/sample-001.mid" in html
     assert "pitch_hist_l1" in html and "audio previews skipped: reason" in html
+    # the piece's engraved score, beside its files
+    assert '<img class="score" alt="score of sample-001" src="midi/sample-001.svg"' in html
+    assert 'href="midi/sample-001.musicxml"' in html
+    assert (page.parent / "midi" / "sample-001.svg").read_text().startswith("<svg")
     # the lineage block: digest, code version, epochs against the plan, links, standing
     assert "Lineage" in html and "0123456789abcdef" in html and "3 of 10 epochs" in html
     assert "http://127.0.0.1:5000/#/experiments/7/runs/run1" in html

@@ -176,6 +176,24 @@ def test_audio_previews_play_beside_their_midi(figures: dict[str, bytes]) -> Non
     assert 'href="midi/sample-001.mid"' in item  # one line per piece: player, then files
 
 
+def test_each_piece_shows_its_score_below_its_player(figures: dict[str, bytes]) -> None:
+    links = [
+        (f"sample-00{i}{suffix}", f"midi/sample-00{i}{suffix}")
+        for i in (1, 2)
+        for suffix in (".mid", ".musicxml", ".ogg", ".svg")
+    ]
+    page = _render(figures, links=links)
+    items = re.findall(r"<li>(.*?)</li>", page)
+    assert len(items) == 2
+    for i, item in enumerate(items, 1):
+        player = item.index(f'<source src="midi/sample-00{i}.ogg" type="audio/ogg">')
+        img = item.index(
+            f'<img class="score" alt="score of sample-00{i}" src="midi/sample-00{i}.svg"'
+        )
+        assert player < img and f'href="midi/sample-00{i}.musicxml"' in item
+    assert "<svg" not in page  # the scores stay in their files: the page keeps its size
+
+
 def _index_row(model: str, version: int, **over: object) -> report.IndexRow:
     values: dict[str, object] = {
         "registered_model": f"bach-{model}",

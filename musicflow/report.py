@@ -64,6 +64,8 @@ td small { color: #666; display: block; font-size: 0.78rem; white-space: nowrap;
 table.index { font-size: 0.85rem; } table.index th { position: sticky; top: 0; }
 .scroll { overflow-x: auto; } td.result { white-space: nowrap; }
 ul.pieces { list-style: none; padding-left: 0; }
+p.reason { background: #fff8e1; border-left: 4px solid #f9a825; padding: 0.4rem 0.7rem; }
+table.listen td { vertical-align: middle; } tr.reference { background: #f4f8ff; }
 img.score { display: block; width: 100%; margin: 0.4rem 0 1.6rem; border: 1px solid #eee; }
 """
 
@@ -480,6 +482,7 @@ class IndexRow:
     created: str = ""  # when it was registered, as text
     report: str | None = None  # relative link to its report
     run_url: str | None = None  # the run in the MLflow UI
+    preview: str | None = None  # relative link to the audio preview of its first piece
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -499,9 +502,15 @@ def render_index(
     rule_text: str,
     links: Sequence[tuple[str, str]] = (),
     ui_url: str | None = None,
+    best_reason: str | None = None,
+    reference: str | None = None,
+    reference_links: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The dataset's page: every version of every model in one table, each metric beside its
-    baseline, the champion of each model and the best of the dataset marked.
+    baseline, the champion of each model and the best of the dataset marked (``best_reason``:
+    what decided it, when a tie-break or the silence rule did); above it, one piece of every
+    version to listen to side by side, after a held-out real excerpt (``reference``, its
+    files ``reference_links``).
 
     The metric columns are the union of the versions' evaluation metrics in report order, so a
     metric one model provides shows as a column (empty for the others).
@@ -564,8 +573,10 @@ def render_index(
     parts = [
         f"<h1>{_e(dataset)}: every model and version</h1>",
         f"<p><strong>{_e(best_text)}</strong></p>",
+        f'<p class="reason">{_e(best_reason)}</p>' if best_reason else "",
         f'<p class="note">{_e(rule_text)}</p>',
         ("<p>" + " · ".join(top_links) + "</p>") if top_links else "",
+        _listen_section(rows, reference, reference_links),
         '<div class="scroll"><table class="index"><thead><tr>'
         + "".join(f"<th>{_e(h).replace('_', '_<wbr>')}</th>" for h in head)
         + "</tr></thead><tbody>"
@@ -579,6 +590,49 @@ def render_index(
         "<th>What it means</th></tr></thead><tbody>" + "".join(meaning) + "</tbody></table>",
     ]
     return _page(f"{dataset}: models and versions", parts, "body { max-width: 1500px; }")
+
+
+def _player(href: str) -> str:
+    url = _check_local(href)
+    mime = _AUDIO_TYPES.get(Path(href).suffix.lower(), "audio/ogg")
+    return f'<audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
+
+
+def _listen_section(
+    rows: Sequence[IndexRow], reference: str | None, reference_links: Sequence[tuple[str, str]]
+) -> str:
+    """The first piece of every version that has one, after the held-out reference excerpt."""
+    lines = []
+    if reference:
+        audio = [h for _, h in reference_links if Path(h).suffix.lower() in _AUDIO_TYPES]
+        files = " ".join(_a(label, href) for label, href in reference_links)
+        lines.append(
+            '<tr class="reference"><td><strong>real music</strong><small>held out</small></td>'
+            f"<td>{_player(audio[0]) if audio else '—'}</td>"
+            f'<td class="meaning">{_e(reference)} {files}</td></tr>'
+        )
+    for row in rows:
+        if not row.preview:
+            continue
+        badge = ' <span class="badge best">★ best</span>' if row.best else ""
+        if row.champion:
+            badge += ' <span class="badge champion">champion</span>'
+        lines.append(
+            f"<tr><td><code>{_e(row.model)}</code> v{row.version}{badge}"
+            f"<small>{_e(row.registered_model)}</small></td><td>{_player(row.preview)}</td>"
+            f'<td class="meaning">the first of its pieces ('
+            + _a("its report", row.report)
+            + ": all of them, with their scores)</td></tr>"
+        )
+    if not lines:
+        return ""
+    return (
+        "<h2>Listen side by side</h2>"
+        '<p class="note">One piece of every version, each rendered the same way (General MIDI '
+        "piano, loudness-normalised), and first a held-out real excerpt of the same length: "
+        "decide by ear which comes closest.</p>"
+        '<table class="listen"><tbody>' + "".join(lines) + "</tbody></table>"
+    )
 
 
 def write_report(path: str | os.PathLike[str], html_text: str) -> Path:

@@ -30,6 +30,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -91,6 +92,7 @@ def key_fifths(notes: np.ndarray) -> int:
     return fifths - 12 if fifths > 6 else fifths
 
 
+@cache
 def spell(pitch: int, fifths: int) -> tuple[str, int, int]:
     """(step letter, alter, octave) of a MIDI pitch in a key: sharps in sharp keys, flats in
     flat keys (E# in 6 sharps, Cb in 6 flats)."""
@@ -110,9 +112,10 @@ def _key_alters(fifths: int) -> dict[str, int]:
     return {s: -1 for s in _STEP_ORDER_SHARP[::-1][:-fifths]}
 
 
-def beat_values(start: int, length: int, unit: int) -> list[Value]:
-    """The written values of ``length`` steps from ``start`` (bar-relative), inside one beat
-    whose cuts have the grid ``unit`` (a divisor of 12 other than 12)."""
+@cache
+def beat_values(length: int, unit: int) -> tuple[Value, ...]:
+    """The written values of ``length`` steps inside one beat whose cuts have the grid
+    ``unit`` (a divisor of 12 other than 12)."""
     base, base_type, tuplet = _SUBDIVISION[unit]
     out, left = [], length
     while left:
@@ -120,7 +123,7 @@ def beat_values(start: int, length: int, unit: int) -> list[Value]:
         up, dots = _MULTIPLES[multiple]
         out.append(Value(multiple * base, _LONGER[_LONGER.index(base_type) + up], dots, tuplet))
         left -= multiple * base
-    return out
+    return tuple(out)
 
 
 def whole_beat_values(start: int, length: int) -> list[Value]:
@@ -158,28 +161,37 @@ def _staff_events(notes: np.ndarray, length: int, cuts: Sequence[int]) -> list[_
     for b in edges:
         beat, off = divmod(b, STEPS_PER_BEAT)
         units[beat] = math.gcd(units.get(beat, STEPS_PER_BEAT), off)
+    # the pitches sounding in each stretch between two edges: each note covers a run of them
+    sounding: list[set[int]] = [set() for _ in edges]
+    starting: list[set[int]] = [set() for _ in edges]  # pitches struck at edge i
+    ending: list[set[int]] = [set() for _ in edges]  # pitches released at edge i
+    where = {b: i for i, b in enumerate(edges)}
+    for p, s, e in notes.tolist():
+        starting[where[s]].add(p)
+        ending[where[e]].add(p)
+        for i in range(where[s], where[e]):
+            sounding[i].add(p)
     events = []
-    for a, b in itertools.pairwise(edges):
-        on = notes[(notes[:, 1] < b) & (notes[:, 2] > a)]
-        pitches = tuple(sorted(int(p) for p in on[:, 0]))
+    for i, (a, b) in enumerate(itertools.pairwise(edges)):
         values: list[Value] = []
         pos = a
         while pos < b:
             beat, off = divmod(pos, STEPS_PER_BEAT)
             if off or b - pos < STEPS_PER_BEAT:  # inside a cut beat
                 stop = min(b, (beat + 1) * STEPS_PER_BEAT)
-                values += beat_values(pos % BAR, stop - pos, units[beat] or STEPS_PER_BEAT)
+                values += beat_values(stop - pos, units[beat])
             else:
                 stop = b - (b % STEPS_PER_BEAT)
                 values += whole_beat_values(pos % BAR, stop - pos)
             pos = stop
+        here = sounding[i]
         events.append(
             _Event(
                 a,
                 values,
-                pitches,
-                frozenset(int(p) for p in on[on[:, 1] < a][:, 0]),
-                frozenset(int(p) for p in on[on[:, 2] > b][:, 0]),
+                tuple(sorted(here)),
+                frozenset(here - starting[i]),
+                frozenset(here - ending[i + 1]),
             )
         )
     return events
@@ -201,15 +213,13 @@ def _value_xml(v: Value) -> str:
 def _staff_xml(
     events: list[_Event], bar: int, staff: int, fifths: int, marks: dict[int, str]
 ) -> Iterator[str]:
-    """The notes of one staff in one bar."""
-    lo, hi = bar * BAR, (bar + 1) * BAR
+    """The notes of one staff in one bar (``events``: that bar's)."""
+    lo = bar * BAR
     voice = 1 if staff == 1 else 5
     alters = _key_alters(fifths)
     shown: dict[tuple[str, int], int] = {}  # accidentals in force in this bar
     in_tuplet = False
     for ev in events:
-        if not lo <= ev.start < hi:
-            continue
         if ev.start in marks and staff == 1:
             yield (
                 '<direction placement="above"><direction-type><words font-weight="bold">'
@@ -293,7 +303,12 @@ def to_musicxml(
     marks = {0: "prompt", int(seam_step): "continuation"} if seam_step else {}
     upper = arr[arr[:, 0] >= SPLIT_PITCH]
     lower = arr[arr[:, 0] < SPLIT_PITCH]
-    staves = [_staff_events(upper, length, cuts), _staff_events(lower, length, cuts)]
+    staves = []
+    for part in (upper, lower):
+        by_bar: list[list[_Event]] = [[] for _ in range(n_bars)]
+        for ev in _staff_events(part, length, cuts):
+            by_bar[ev.start // BAR].append(ev)
+        staves.append(by_bar)
     measures = []
     for bar in range(n_bars):
         parts = [f'<measure number="{bar + 1}">']
@@ -311,9 +326,9 @@ def to_musicxml(
                     f"<beat-unit>quarter</beat-unit><per-minute>{tempo_bpm:g}</per-minute>"
                     f'</metronome></direction-type><sound tempo="{tempo_bpm:g}"/></direction>'
                 )
-        parts += _staff_xml(staves[0], bar, 1, fifths, marks)
+        parts += _staff_xml(staves[0][bar], bar, 1, fifths, marks)
         parts.append(f"<backup><duration>{BAR}</duration></backup>")
-        parts += _staff_xml(staves[1], bar, 2, fifths, marks)
+        parts += _staff_xml(staves[1][bar], bar, 2, fifths, marks)
         if seam_step and seam_step % BAR == 0 and seam_step // BAR == bar + 1:
             parts.append('<barline location="right"><bar-style>light-light</bar-style></barline>')
         if bar == n_bars - 1:

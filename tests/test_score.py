@@ -157,6 +157,6 @@ def test_render_svg_engraves_every_bar(tmp_path) -> None:
     ],
 )
 def test_beat_values(unit: int, length: int, expected: list) -> None:
-    values = score.beat_values(0, length, unit)
+    values = score.beat_values(length, unit)
     assert [(v.type, v.dots, v.tuplet) for v in values] == expected
     assert sum(v.steps for v in values) == length

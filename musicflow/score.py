@@ -66,6 +66,7 @@ _SHARP_NAMES = [("C", 0), ("C", 1), ("D", 0), ("D", 1), ("E", 0), ("F", 0), ("F"
 _FLAT_NAMES = [("C", 0), ("D", -1), ("D", 0), ("E", -1), ("E", 0), ("F", 0), ("G", -1),
                ("G", 0), ("A", -1), ("A", 0), ("B", -1), ("B", 0)]  # fmt: skip
 _ACCIDENTAL = {-1: "flat", 0: "natural", 1: "sharp"}
+_BEAMED = {"eighth", "16th", "32nd"}
 _STEP_ORDER_SHARP = "FCGDAEB"
 
 
@@ -197,17 +198,42 @@ def _staff_events(notes: np.ndarray, length: int, cuts: Sequence[int]) -> list[_
     return events
 
 
-def _value_xml(v: Value) -> str:
-    text = f"<type>{v.type}</type>" + "<dot/>" * v.dots
-    if v.tuplet:
-        actual, normal = v.tuplet
-        base = _SUBDIVISION[{(3, 2): 4, (6, 4): 2, (12, 8): 1}[v.tuplet]][1]
-        text += (
-            f"<time-modification><actual-notes>{actual}</actual-notes>"
-            f"<normal-notes>{normal}</normal-notes><normal-type>{base}</normal-type>"
-            "</time-modification>"
-        )
-    return text
+def _time_modification(v: Value) -> str:
+    if not v.tuplet:
+        return ""
+    actual, normal = v.tuplet
+    base = _SUBDIVISION[{(3, 2): 4, (6, 4): 2, (12, 8): 1}[v.tuplet]][1]
+    return (
+        f"<time-modification><actual-notes>{actual}</actual-notes>"
+        f"<normal-notes>{normal}</normal-notes><normal-type>{base}</normal-type>"
+        "</time-modification>"
+    )
+
+
+def _beams(events: list[_Event]) -> list[list[str]]:
+    """The beam state of each written value (``begin``, ``continue``, ``end`` or ""):
+    the notes shorter than a quarter inside one beat, two or more in a row, share a beam."""
+    flat = []  # (beat, beamable) of every value, in order
+    for ev in events:
+        pos = ev.start
+        for v in ev.values:
+            flat.append((pos // STEPS_PER_BEAT, bool(ev.pitches) and v.type in _BEAMED))
+            pos += v.steps
+    states = [""] * len(flat)
+    i = 0
+    while i < len(flat):
+        j = i
+        while flat[i][1] and j + 1 < len(flat) and flat[j + 1] == flat[i]:
+            j += 1
+        if j > i:
+            states[i], states[j] = "begin", "end"
+            states[i + 1 : j] = ["continue"] * (j - i - 1)
+        i = j + 1
+    out, k = [], 0
+    for ev in events:
+        out.append(states[k : k + len(ev.values)])
+        k += len(ev.values)
+    return out
 
 
 def _staff_xml(
@@ -219,7 +245,7 @@ def _staff_xml(
     alters = _key_alters(fifths)
     shown: dict[tuple[str, int], int] = {}  # accidentals in force in this bar
     in_tuplet = False
-    for ev in events:
+    for ev, beams in zip(events, _beams(events), strict=True):
         if ev.start in marks and staff == 1:
             yield (
                 '<direction placement="above"><direction-type><words font-weight="bold">'
@@ -264,13 +290,16 @@ def _staff_xml(
                 parts.append(f"<duration>{v.steps}</duration>")
                 parts += ties
                 parts.append(f"<voice>{voice}</voice>")
-                parts.append(_value_xml(v))
+                parts.append(f"<type>{v.type}</type>" + "<dot/>" * v.dots)
                 if pitch is not None and not (not first or pitch in ev.tied_from):
                     current = shown.get((step, octave), alters.get(step, 0))
                     if current != alter:
                         parts.append(f"<accidental>{_ACCIDENTAL[alter]}</accidental>")
                         shown[(step, octave)] = alter
+                parts.append(_time_modification(v))
                 parts.append(f"<staff>{staff}</staff>")
+                if beams[i] and j == 0:
+                    parts.append(f'<beam number="1">{beams[i]}</beam>')
                 notations = tied + ([tuplet_mark] if tuplet_mark and j == 0 else [])
                 if notations:
                     parts.append("<notations>" + "".join(notations) + "</notations>")

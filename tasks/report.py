@@ -1,11 +1,14 @@
 """Report: one self-contained HTML page per model version, written under ``reports/`` and
-logged to the model's MLflow run, with the generated pieces as MIDI and audio previews; and the
-dataset's index page, ``reports/<dataset>/index.html``, comparing every version of every model.
+logged to the model's MLflow run, with the generated pieces as MIDI, audio previews and
+engraved scores; and the dataset's index page, ``reports/<dataset>/index.html``, comparing every
+version of every model, by their metrics and by ear.
 
 Everything on the page was computed by an earlier step and is only read here: the scores and
 the threshold from the evaluation, the scored windows from the run's ``evaluation/windows.npz``
 artifact (generated and held-out windows, the VAE's latent codes), the losses from training, the
-pieces from the generate step. No model is loaded, no split is recomputed, nothing is sampled.
+pieces from the generate step (only their MusicXML is engraved here). No model is loaded,
+nothing is sampled. The one thing the index reads from the dataset is its reference excerpt
+(:func:`reference_excerpt`): windows of a held-out file, by ``models/data.heldout_split``.
 
 The page is keyed by the registered version (``reports/<dataset>/<model>-v<version>/``): a
 cached training result finds its report already there (:func:`report_page`) and nothing is
@@ -162,17 +165,20 @@ def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:
     from musicflow import atomic, score
 
     found: list[Path] = []
+    note = None
     for midi in midi_files:
         xml = midi.with_suffix(score.SUFFIX)
         if not xml.is_file():
             continue
         found.append(xml)
-        try:
-            svg = score.render_svg(xml.read_text())
-        except (ImportError, ValueError, OSError) as exc:
-            return found, f"Scores not engraved: {exc}."
-        found.append(atomic.write_text(xml.with_suffix(".svg"), svg))
-    return found, None
+        if note is None:
+            try:
+                found.append(
+                    atomic.write_text(xml.with_suffix(".svg"), score.render_svg(xml.read_text()))
+                )
+            except (ImportError, ValueError, OSError) as exc:
+                note = f"Scores not engraved: {exc}."
+    return found, note
 
 
 def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:

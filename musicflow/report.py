@@ -66,6 +66,7 @@ table.index { font-size: 0.85rem; } table.index th { position: sticky; top: 0; }
 ul.pieces { list-style: none; padding-left: 0; }
 p.reason { background: #fff8e1; border-left: 4px solid #f9a825; padding: 0.4rem 0.7rem; }
 table.listen td { vertical-align: middle; } tr.reference { background: #f4f8ff; }
+ul.pieces details { margin: 0.3rem 0 0.8rem; } ul.pieces summary { cursor: pointer; color: #555; }
 img.score { display: block; width: 100%; margin: 0.4rem 0 1.6rem; border: 1px solid #eee; }
 """
 
@@ -279,10 +280,12 @@ def _links_section(links: Sequence[tuple[str, str]], note: str | None = None) ->
                 players.append(
                     f'<audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
                 )
-            if suffix == ".svg":
+            if suffix == ".svg":  # the first piece's score open, the others a click away
                 scores.append(
+                    f"<details{' open' if not items else ''}><summary>score of "
+                    f"{_e(Path(stem).name)}</summary>"
                     f'<img class="score" alt="score of {_e(Path(stem).name)}" '
-                    f'src="{_e(url)}" loading="lazy">'
+                    f'src="{_e(url)}" loading="lazy"></details>'
                 )
             anchors.append(f'<a href="{_e(url)}">{_e(label)}</a>')
         items.append("<li>" + " ".join(players + anchors) + "".join(scores) + "</li>")

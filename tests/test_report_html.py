@@ -192,6 +192,8 @@ def test_each_piece_shows_its_score_below_its_player(figures: dict[str, bytes]) 
         )
         assert player < img and f'href="midi/sample-00{i}.musicxml"' in item
     assert "<svg" not in page  # the scores stay in their files: the page keeps its size
+    assert "<details open><summary>score of sample-001" in items[0]
+    assert "<details><summary>score of sample-002" in items[1]  # one click away
 
 
 def _index_row(model: str, version: int, **over: object) -> report.IndexRow:

@@ -13,6 +13,11 @@ music21, so ``generate`` pays milliseconds per piece and imports nothing:
   eighth triplets (3:2), sixteenth sextuplets (6:4) or 32nd duodecuplets (12:8), with ties
   where one value does not fit. ``<divisions>`` is 12 per quarter, so every duration is the
   exact step count and a reader gets back the same grid.
+- **articulation gaps**: the encoding shortens a note by one step when the same pitch is struck
+  again (docs/encoding.md), and models learn such gaps; a note that ends one step short of the
+  sixteenth or eighth-triplet grid is written up to it (:func:`snap_ends`), so a repeated
+  quarter reads as a quarter, not a tuplet of a dotted eighth and a 32nd. The MIDI file keeps
+  the exact lengths; ``snap=False`` writes them exactly too.
 - **key**: the best-fitting major scale of the notes' onsets (``frames.MAJOR_STEPS``) gives
   the key signature and whether black keys are spelled as sharps or flats; accidentals follow
   the key and hold to the end of the bar, as in print.
@@ -137,6 +142,20 @@ def whole_beat_values(start: int, length: int) -> list[Value]:
         kind, dots = _BEAT_VALUES[beats]
         out.append(Value(beats * STEPS_PER_BEAT, kind, dots))
         pos, left = pos + beats, left - beats
+    return out
+
+
+def snap_ends(notes: np.ndarray) -> np.ndarray:
+    """Notes whose end lies one step before the sixteenth or eighth-triplet grid (and off
+    both), lengthened by that step unless the same pitch starts there."""
+    out = np.array(notes, dtype=np.int64).reshape(-1, 3)
+    end = out[:, 2]
+    on_grid = (end % 3 == 0) | (end % 4 == 0)
+    short = ((end + 1) % 3 == 0) | ((end + 1) % 4 == 0)
+    struck = {(int(p), int(s)) for p, s, _ in out}
+    for i in np.flatnonzero(short & ~on_grid):
+        if (int(out[i, 0]), int(out[i, 2])) not in struck:
+            out[i, 2] += 1
     return out
 
 
@@ -316,14 +335,18 @@ def to_musicxml(
     title: str = "",
     tempo_bpm: float | None = None,
     fifths: int | None = None,
+    snap: bool = True,
 ) -> str:
     """Notes (pitch, start_step, end_step), as ``roll.decode_roll`` gives them, as a MusicXML
     3.1 score-partwise document: one keyboard part on two staves, ``length_steps`` long
     (default: to the end of the last note), in whole bars of 4/4. ``seam_step`` marks a
-    continuation's seam; ``fifths`` sets the key signature (default: :func:`key_fifths`)."""
+    continuation's seam; ``fifths`` sets the key signature (default: :func:`key_fifths`);
+    ``snap`` writes one-step articulation gaps legato (:func:`snap_ends`)."""
     arr = np.asarray(notes, dtype=np.int64).reshape(-1, 3)
     if len(arr) and (arr[:, 1].min() < 0 or np.any(arr[:, 2] <= arr[:, 1])):
         raise ValueError("notes need start >= 0 and end > start")
+    if snap:
+        arr = snap_ends(arr)
     end = max(int(arr[:, 2].max()) if len(arr) else 0, length_steps or 0, seam_step or 0, 1)
     n_bars = -(-end // BAR)
     length = n_bars * BAR

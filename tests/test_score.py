@@ -133,8 +133,26 @@ def test_the_engraver_reads_a_random_piece_as_the_same_notes() -> None:
         start, length = int(rng.integers(0, song.shape[1] - 24)), int(rng.integers(1, 25))
         song[int(rng.integers(0, roll.ROWS)), start : start + length] = True
     notes = roll.decode_roll(song, pitch_low=roll.DEFAULT_PITCH_LOW)
-    xml = score.to_musicxml(notes, length_steps=song.shape[1], seam_step=5 * score.BAR)
+    xml = score.to_musicxml(notes, length_steps=song.shape[1], seam_step=5 * score.BAR, snap=False)
     np.testing.assert_array_equal(_verovio_notes(xml), notes)
+    # written legato, the one-step gaps close and nothing else changes
+    snapped = score.snap_ends(notes)
+    np.testing.assert_array_equal(_verovio_notes(score.to_musicxml(notes)), snapped)
+    moved = snapped[:, 2] != notes[:, 2]
+    assert moved.any() and np.all(snapped[moved, 2] - notes[moved, 2] == 1)
+
+
+def test_a_repeated_note_cut_by_the_encoding_is_written_as_its_beat() -> None:
+    # three quarter-note Gs as the encoding stores them: each cut one step before the next
+    notes = np.array([(67, 0, 11), (67, 12, 23), (67, 24, 36), (48, 0, 5)])
+    snapped = score.snap_ends(notes)
+    assert snapped[:, 2].tolist() == [12, 24, 36, 6]
+    root = ET.fromstring(score.to_musicxml(notes).split("\n", 2)[2])
+    assert [n.findtext("type") for n in root.iter("note") if n.findtext("pitch/step") == "G"] == [
+        "quarter"
+    ] * 3
+    # the same pitch struck exactly at the end keeps the end
+    assert score.snap_ends(np.array([(67, 0, 11), (67, 11, 20)]))[:, 2].tolist() == [11, 20]
 
 
 def test_render_svg_engraves_every_bar(tmp_path) -> None:

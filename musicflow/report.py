@@ -8,7 +8,8 @@ offline, unlike GX's Data Docs), :class:`Lineage`, :class:`IndexRow` and :class:
 
 Self-contained means a page opens from a file, offline, years later: images are inlined as
 base64 data URIs, CSS is inline, there is no JavaScript and nothing is loaded from the network.
-Links to MIDI and audio files, other reports and the Data Docs must be relative paths; the one
+Links to MIDI, audio and score files (the engraved scores are SVG files beside the pieces, shown
+with ``<img>``), other reports and the Data Docs must be relative paths; the one
 absolute kind allowed is a link into the MLflow UI that ``musicflow ui`` serves on the loopback
 address (:data:`UI_PREFIXES`), which opens only while that UI runs.
 
@@ -62,6 +63,11 @@ tr.best td:first-child { box-shadow: inset 4px 0 0 #1b5e20; }
 td small { color: #666; display: block; font-size: 0.78rem; white-space: nowrap; }
 table.index { font-size: 0.85rem; } table.index th { position: sticky; top: 0; }
 .scroll { overflow-x: auto; } td.result { white-space: nowrap; }
+ul.pieces { list-style: none; padding-left: 0; }
+p.reason { background: #fff8e1; border-left: 4px solid #f9a825; padding: 0.4rem 0.7rem; }
+table.listen td { vertical-align: middle; } tr.reference { background: #f4f8ff; }
+ul.pieces details { margin: 0.3rem 0 0.8rem; } ul.pieces summary { cursor: pointer; color: #555; }
+img.score { display: block; width: 100%; margin: 0.4rem 0 1.6rem; border: 1px solid #eee; }
 """
 
 _BETTER_TEXT = {"lower": "lower", "higher": "higher", "0.5": "closer to 0.5"}
@@ -255,34 +261,45 @@ def _a(label: str, href: str | None, *, ui: bool = False, markup: str | None = N
 
 
 def _links_section(links: Sequence[tuple[str, str]], note: str | None = None) -> str:
-    """One line per piece: its audio preview playable in place, then its files (a MIDI file
-    and its preview share the path without suffix)."""
+    """One block per piece: its audio preview playable in place, then its files, then its
+    engraved score (a MIDI file, its preview, its MusicXML and its score's SVG share the path
+    without suffix)."""
     if not links and not note:
         return ""
     pieces: dict[str, list[tuple[str, str]]] = {}
     for label, href in links:
         pieces.setdefault(str(Path(href).with_suffix("")), []).append((label, href))
     items = []
-    for files in pieces.values():
-        players, anchors = [], []
+    for stem, files in pieces.items():
+        players, anchors, scores = [], [], []
         for label, href in files:
             url = _check_local(href)
-            mime = _AUDIO_TYPES.get(Path(href).suffix.lower())
+            suffix = Path(href).suffix.lower()
+            mime = _AUDIO_TYPES.get(suffix)
             if mime:
                 players.append(
                     f'<audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
                 )
+            if suffix == ".svg":  # the first piece's score open, the others a click away
+                scores.append(
+                    f"<details{' open' if not items else ''}><summary>score of "
+                    f"{_e(Path(stem).name)}</summary>"
+                    f'<img class="score" alt="score of {_e(Path(stem).name)}" '
+                    f'src="{_e(url)}" loading="lazy"></details>'
+                )
             anchors.append(f'<a href="{_e(url)}">{_e(label)}</a>')
-        items.append("<li>" + " ".join(players + anchors) + "</li>")
+        items.append("<li>" + " ".join(players + anchors) + "".join(scores) + "</li>")
     text = (
-        "Pieces of 16 bars sampled from this version, next to this report: each MIDI file with "
-        "its audio preview (General MIDI piano, loudness-normalised)."
+        "Pieces sampled from this version, next to this report: each MIDI file with its audio "
+        "preview (General MIDI piano, loudness-normalised) and its score (MusicXML, for "
+        "MuseScore or any notation program, engraved below by verovio: treble and bass staves "
+        "split at middle C, on the 12-steps-per-beat grid the model writes in)."
     )
     if note:
         text += f" {note}"
     return (
-        f'<h2>Listen</h2><p class="note">{_e(text)}</p>'
-        '<ul class="links">' + "".join(items) + "</ul>"
+        f'<h2>Listen and read</h2><p class="note">{_e(text)}</p>'
+        '<ul class="links pieces">' + "".join(items) + "</ul>"
     )
 
 
@@ -468,6 +485,7 @@ class IndexRow:
     created: str = ""  # when it was registered, as text
     report: str | None = None  # relative link to its report
     run_url: str | None = None  # the run in the MLflow UI
+    preview: str | None = None  # relative link to the audio preview of its first piece
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -487,9 +505,15 @@ def render_index(
     rule_text: str,
     links: Sequence[tuple[str, str]] = (),
     ui_url: str | None = None,
+    best_reason: str | None = None,
+    reference: str | None = None,
+    reference_links: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The dataset's page: every version of every model in one table, each metric beside its
-    baseline, the champion of each model and the best of the dataset marked.
+    baseline, the champion of each model and the best of the dataset marked (``best_reason``:
+    what decided it, when a tie-break or the silence rule did); above it, one piece of every
+    version to listen to side by side, after a held-out real excerpt (``reference``, its
+    files ``reference_links``).
 
     The metric columns are the union of the versions' evaluation metrics in report order, so a
     metric one model provides shows as a column (empty for the others).
@@ -552,8 +576,10 @@ def render_index(
     parts = [
         f"<h1>{_e(dataset)}: every model and version</h1>",
         f"<p><strong>{_e(best_text)}</strong></p>",
+        f'<p class="reason">{_e(best_reason)}</p>' if best_reason else "",
         f'<p class="note">{_e(rule_text)}</p>',
         ("<p>" + " · ".join(top_links) + "</p>") if top_links else "",
+        _listen_section(rows, reference, reference_links),
         '<div class="scroll"><table class="index"><thead><tr>'
         + "".join(f"<th>{_e(h).replace('_', '_<wbr>')}</th>" for h in head)
         + "</tr></thead><tbody>"
@@ -567,6 +593,49 @@ def render_index(
         "<th>What it means</th></tr></thead><tbody>" + "".join(meaning) + "</tbody></table>",
     ]
     return _page(f"{dataset}: models and versions", parts, "body { max-width: 1500px; }")
+
+
+def _player(href: str) -> str:
+    url = _check_local(href)
+    mime = _AUDIO_TYPES.get(Path(href).suffix.lower(), "audio/ogg")
+    return f'<audio controls preload="none"><source src="{_e(url)}" type="{mime}"></audio>'
+
+
+def _listen_section(
+    rows: Sequence[IndexRow], reference: str | None, reference_links: Sequence[tuple[str, str]]
+) -> str:
+    """The first piece of every version that has one, after the held-out reference excerpt."""
+    lines = []
+    if reference:
+        audio = [h for _, h in reference_links if Path(h).suffix.lower() in _AUDIO_TYPES]
+        files = " ".join(_a(label, href) for label, href in reference_links)
+        lines.append(
+            '<tr class="reference"><td><strong>real music</strong><small>held out</small></td>'
+            f"<td>{_player(audio[0]) if audio else '—'}</td>"
+            f'<td class="meaning">{_e(reference)} {files}</td></tr>'
+        )
+    for row in rows:
+        if not row.preview:
+            continue
+        badge = ' <span class="badge best">★ best</span>' if row.best else ""
+        if row.champion:
+            badge += ' <span class="badge champion">champion</span>'
+        lines.append(
+            f"<tr><td><code>{_e(row.model)}</code> v{row.version}{badge}"
+            f"<small>{_e(row.registered_model)}</small></td><td>{_player(row.preview)}</td>"
+            f'<td class="meaning">the first of its pieces ('
+            + _a("its report", row.report)
+            + ": all of them, with their scores)</td></tr>"
+        )
+    if not lines:
+        return ""
+    return (
+        "<h2>Listen side by side</h2>"
+        '<p class="note">One piece of every version, each rendered the same way (General MIDI '
+        "piano, loudness-normalised), and first a held-out real excerpt of the same length: "
+        "decide by ear which comes closest.</p>"
+        '<table class="listen"><tbody>' + "".join(lines) + "</tbody></table>"
+    )
 
 
 def write_report(path: str | os.PathLike[str], html_text: str) -> Path:

@@ -26,7 +26,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import atomic, audio, tracking
+from musicflow import atomic, audio, score, tracking
 from musicflow.defaults import PIECE_WINDOWS
 from musicflow.errors import ModelError
 
@@ -103,7 +103,8 @@ def generate_midi(
     sampler: RollSampler | None = None,
 ) -> GenerationResult:
     """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4), each
-    as ``sample-NNN.mid`` with its audio preview ``sample-NNN.ogg`` beside it.
+    as ``sample-NNN.mid`` with its score ``sample-NNN.musicxml`` (``musicflow/score.py``) and
+    its audio preview ``sample-NNN.ogg`` beside it.
 
     The pieces are the model's ``sample_pieces`` (sequence models continue each window from
     the one before; a VAE walks its latent space; a GAN chains independent samples). The
@@ -128,6 +129,7 @@ def generate_midi(
         notes = roll.decode_roll(song, pitch_low=pitch_low)
         path = out_dir / f"sample-{i + 1:03d}.mid"
         atomic.write_bytes(path, roll.notes_to_midi(notes))
+        score.write_musicxml(path.with_suffix(score.SUFFIX), notes, length_steps=song.shape[1])
         result.midi_files.append(path)
         result.songs.append(song)
         if audio_preview and result.audio_note is None:

@@ -1,11 +1,14 @@
 """Report: one self-contained HTML page per model version, written under ``reports/`` and
-logged to the model's MLflow run, with the generated pieces as MIDI and audio previews; and the
-dataset's index page, ``reports/<dataset>/index.html``, comparing every version of every model.
+logged to the model's MLflow run, with the generated pieces as MIDI, audio previews and
+engraved scores; and the dataset's index page, ``reports/<dataset>/index.html``, comparing every
+version of every model, by their metrics and by ear.
 
 Everything on the page was computed by an earlier step and is only read here: the scores and
 the threshold from the evaluation, the scored windows from the run's ``evaluation/windows.npz``
 artifact (generated and held-out windows, the VAE's latent codes), the losses from training, the
-pieces from the generate step. No model is loaded, no split is recomputed, nothing is sampled.
+pieces from the generate step (only their MusicXML is engraved here). No model is loaded,
+nothing is sampled. The one thing the index reads from the dataset is its reference excerpt
+(:func:`reference_excerpt`): windows of a held-out file, by ``models/data.heldout_split``.
 
 The page is keyed by the registered version (``reports/<dataset>/<model>-v<version>/``): a
 cached training result finds its report already there (:func:`report_page`) and nothing is
@@ -18,6 +21,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +31,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow import lineage, tracking, workspace
-from musicflow.champion import RULE_TEXT, best_of_dataset
+from musicflow.audio import PREVIEW_SUFFIX
+from musicflow.champion import RULE_TEXT, best_of_dataset, best_reason
+from musicflow.defaults import PIECE_WINDOWS
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
@@ -118,7 +124,10 @@ def build_report(
         figures["Discriminator accuracy"] = plots.discriminator_accuracy_figure(accuracies)
     if windows.latents is not None:
         figures["Latent space of held-out windows"] = plots.latent_scatter_figure(windows.latents)
-    files = sorted(pieces.midi_files + pieces.audio_files, key=lambda p: (p.stem, p.suffix))
+    scores, score_note = engrave(pieces.midi_files)
+    files = sorted(
+        pieces.midi_files + pieces.audio_files + scores, key=lambda p: (p.stem, p.suffix)
+    )
     links = [(p.name, p.relative_to(out).as_posix()) for p in files]
     info = {
         "registered model": registered.name,
@@ -139,7 +148,7 @@ def build_report(
         figures=figures,
         links=links,
         lineage=_lineage(trained, registered, dataset_dir, out, standing),
-        audio_note=pieces.audio_note,
+        audio_note=" ".join(n for n in (pieces.audio_note, score_note) if n) or None,
     )
     _write_figures(out / "figures", figures)
     write_report(page, html)
@@ -148,6 +157,28 @@ def build_report(
         registered.run_id, run_description(trained, evaluation, registered, standing, page)
     )
     return str(page)
+
+
+def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:
+    """The score files of the pieces: each MusicXML that generate wrote beside a MIDI file, and
+    its engraving as SVG (``score.render_svg``) beside it; and why some are missing, if so."""
+    from musicflow import atomic, score
+
+    found: list[Path] = []
+    note = None
+    for midi in midi_files:
+        xml = midi.with_suffix(score.SUFFIX)
+        if not xml.is_file():
+            continue
+        found.append(xml)
+        if note is None:
+            try:
+                found.append(
+                    atomic.write_text(xml.with_suffix(".svg"), score.render_svg(xml.read_text()))
+                )
+            except (ImportError, ValueError, OSError) as exc:
+                note = f"Scores not engraved: {exc}."
+    return found, note
 
 
 def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:
@@ -263,11 +294,13 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
                 created=_when(r.created_ms),
                 report=_rel(report, folder),
                 run_url=tracking.run_url(r.experiment_id, r.run_id) if r.experiment_id else None,
+                preview=_rel(report.parent / "midi" / f"sample-001{PREVIEW_SUFFIX}", folder),
             )
         )
     links = []
     if dataset_dir is None:
         dataset_dir = workspace.rolls_dir(dataset)
+    reference = reference_excerpt(Path(dataset_dir), folder / "reference")
     audit, docs = audit_pages(dataset_dir)
     for label, target in (("audit page", audit), ("GX Data Docs", docs)):
         href = _rel(target, folder)
@@ -277,12 +310,110 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
         dataset=dataset,
         rows=index_rows,
         best_text=best_text(best),
+        best_reason=best_reason([r for r in rows if r.champion]),
+        reference=None if reference is None else reference[0],
+        reference_links=[] if reference is None else _links(reference[1], folder),
         rule_text=RULE_TEXT,
         links=links,
         ui_url=tracking.experiment_url(experiment) if experiment else None,
     )
     write_report(page, html)
     return page
+
+
+def _links(files: list[Path], folder: Path) -> list[tuple[str, str]]:
+    return [(p.name, href) for p in files if (href := _rel(p, folder))]
+
+
+def excerpt_rows(paths: Sequence[str], segments: Sequence[int], n: int) -> list[int]:
+    """Which rows (windows, sorted by file then segment) make the reference excerpt: the
+    first ``n`` consecutive windows of the first file (by path) that has that many, else the
+    longest run of consecutive windows of any file (the first such)."""
+    best: list[int] = []
+    i = 0
+    while i < len(paths):
+        j = i
+        while j + 1 < len(paths) and paths[j + 1] == paths[i]:
+            j += 1
+        start = i
+        for k in range(i, j + 1):  # runs of consecutive segments in this file
+            if k > i and segments[k] != segments[k - 1] + 1:
+                start = k
+            run = list(range(max(start, k - n + 1), k + 1))
+            if len(run) == n:
+                return run
+            if len(run) > len(best):
+                best = run
+        i = j + 1
+    return best
+
+
+def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]] | None:
+    """A held-out real excerpt as long as a generated piece (``PIECE_WINDOWS`` windows: 16
+    bars), written the way the pieces are (MIDI decoded from the dataset's windows, MusicXML,
+    audio preview) into ``out_dir``: what the index page plays as the reference. Kept while
+    the dataset's digest stays the same. Returns (what it is, its files), or None when the
+    dataset has no held-out windows to take it from."""
+    import json
+
+    import numpy as np
+
+    from musicflow import atomic, audio, roll, score
+    from musicflow.errors import DatasetError
+    from musicflow.models.data import heldout_split
+    from musicflow.tasks.encode import reading
+
+    midi = out_dir / "heldout-excerpt.mid"
+    meta = out_dir / "excerpt.json"
+    try:
+        with reading(dataset_dir) as info:
+            try:
+                known = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                known = {}
+            files = [out_dir / name for name in known.get("files", [])]
+            if known.get("digest") == info.digest and all(p.is_file() for p in files):
+                return known["text"], files
+            _, heldout = heldout_split(info.shard_paths)
+            if not heldout:
+                return None
+            tables = [
+                pq.read_table(
+                    p,
+                    columns=["source_path", "segment", "roll"],
+                    filters=[("source_sha256", "in", sorted(heldout))],
+                )
+                for p in info.shard_paths
+            ]
+            frame = pd.concat([t.to_pandas() for t in tables]).sort_values(
+                ["source_path", "segment"], kind="stable"
+            )
+            pitch_low, digest = info.pitch_low, info.digest
+    except (DatasetError, OSError, ValueError):
+        return None
+    rows = excerpt_rows(list(frame.source_path), list(frame.segment), PIECE_WINDOWS)
+    if not rows:
+        return None
+    chosen = frame.iloc[rows]
+    windows = roll.unpack_windows(np.stack([np.frombuffer(b, np.uint8) for b in chosen.roll]))
+    segments = chosen.segment.to_numpy().astype(np.int64)
+    notes = roll.decode_roll(windows, pitch_low=pitch_low, segments=segments - segments[0])
+    atomic.write_bytes(midi, roll.notes_to_midi(notes))
+    files = [midi, score.write_musicxml(midi.with_suffix(score.SUFFIX), notes)]
+    first_bar = 2 * int(segments[0]) + 1
+    text = (
+        f"Held-out real music, the reference: bars {first_bar}–{first_bar + 2 * len(rows) - 1} "
+        f"of {Path(chosen.source_path.iloc[0]).name} (a held-out file: no model trained on "
+        "it), taken from the dataset's windows and rendered as the pieces are."
+    )
+    try:
+        files.append(audio.render_preview(midi).path)
+    except (audio.AudioError, OSError) as exc:
+        text += f" No audio preview: {exc}."
+    atomic.write_text(
+        meta, json.dumps({"digest": digest, "text": text, "files": [p.name for p in files]})
+    )
+    return text, files
 
 
 def best_text(best: VersionRow | None) -> str:

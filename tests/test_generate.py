@@ -58,7 +58,12 @@ def test_pieces_come_from_sample_pieces_and_decode_in_the_datasets_window(
         scan = scan_midi(path.read_bytes())
         again, _ = roll.song_matrix(scan.notes, scan.ticks_per_beat, pitch_low=PITCH_LOW)
         assert np.array_equal(again, song[:, : again.shape[1]])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-001.mid", "sample-002.mid"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sample-001.mid",
+        "sample-001.musicxml",
+        "sample-002.mid",
+        "sample-002.musicxml",
+    ]
     assert result.audio_files == [] and result.audio_note is None
 
 
@@ -86,3 +91,22 @@ def test_predict_gives_binary_windows() -> None:
     out = _sampler().predict(None, pd.DataFrame({"n": [3], "seed": [1]}))
     assert out.shape == (3, 96 * 96) and out.dtype == np.uint8
     assert set(np.unique(out)) <= {0, 1} and out.any()
+
+
+def test_each_piece_gets_its_score_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    monkeypatch.setattr(gen, "load_sampler", lambda uri: _sampler())
+    result = gen.generate_midi("models:/d-gan/1", n=1, out_dir=tmp_path, audio_preview=False)
+    xml = result.midi_files[0].with_suffix(".musicxml").read_text()
+    root = ET.fromstring(xml.split("\n", 2)[2])
+    assert len(root.findall(".//measure")) == 16  # the whole piece, silent bars included
+    onsets = [
+        n
+        for n in root.iter("note")
+        if n.find("pitch") is not None and n.find("tie[@type='stop']") is None
+    ]
+    notes = roll.decode_roll(result.songs[0], pitch_low=PITCH_LOW)
+    assert len(onsets) == len(notes)  # one onset per note; the rest are tied on

@@ -124,6 +124,11 @@ def test_run_then_new_midi_arrives(piano_dir: Path, workspace_home: Path, capsys
     for model in MODELS:
         for version in (1, 2):
             assert f'href="{model}-v{version}/report.html"' in index
+    # one piece of every version to listen to, after a held-out real excerpt
+    listen = re.search(r'<table class="listen">(.*?)</table>', index).group(1)
+    assert listen.count("<audio") == 1 + 2 * len(MODELS)
+    assert listen.index("reference/heldout-excerpt.ogg") < listen.index("midi/sample-001.ogg")
+    assert (workspace_home / "reports" / "mini" / "reference" / "heldout-excerpt.ogg").is_file()
     import json
 
     assert main(["compare", "--dataset", "mini", "--json"]) == 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import random_windows
 
-from musicflow import tracking
+from musicflow import roll, score, tracking
 from musicflow.tasks import report as stage
 from musicflow.tasks.evaluate import Evaluation, EvaluationWindows
 from musicflow.tasks.generate import GenerationResult
@@ -47,6 +48,7 @@ def _inputs(tmp_path: Path, kind: str):
     midi = page.parent / "midi" / "sample-001.mid"
     midi.parent.mkdir(parents=True)
     midi.write_bytes(b"MThd")
+    score.write_musicxml(midi.with_suffix(".musicxml"), np.array([(60, 0, 12), (48, 0, 48)]))
     pieces = GenerationResult(midi_files=[midi], audio_note="audio previews skipped: reason")
     return trained, evaluation, registered, pieces
 
@@ -83,6 +85,10 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     assert read == ["run1"]
     assert "0.375" in html and "models:/d-" in html and "midi/sample-001.mid" in html
     assert "pitch_hist_l1" in html and "audio previews skipped: reason" in html
+    # the piece's engraved score, beside its files
+    assert '<img class="score" alt="score of sample-001" src="midi/sample-001.svg"' in html
+    assert 'href="midi/sample-001.musicxml"' in html
+    assert (page.parent / "midi" / "sample-001.svg").read_text().startswith("<svg")
     # the lineage block: digest, code version, epochs against the plan, links, standing
     assert "Lineage" in html and "0123456789abcdef" in html and "3 of 10 epochs" in html
     assert "http://127.0.0.1:5000/#/experiments/7/runs/run1" in html
@@ -94,3 +100,52 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     assert ("latent-space-of-held-out-windows.png" in figures) == (kind == "vae")
     assert ("discriminator-accuracy.png" in figures) == (kind == "gan")
     assert logged == [(("run1", page.parent), {"artifact_path": "report"})]
+
+
+def test_excerpt_rows_take_the_first_file_with_enough_consecutive_windows() -> None:
+    paths = ["a"] * 3 + ["b"] * 5 + ["c"] * 4
+    segments = [0, 1, 2, 0, 1, 3, 4, 5, 7, 8, 9, 10]  # a | b, with a gap | c
+    assert stage.excerpt_rows(paths, segments, 3) == [0, 1, 2]
+    assert stage.excerpt_rows(paths, segments, 4) == [8, 9, 10, 11]  # b has a gap at 2
+    assert stage.excerpt_rows(paths, segments, 9) == [8, 9, 10, 11]  # none: the longest run
+    assert stage.excerpt_rows([], [], 8) == []
+
+
+@pytest.mark.integration
+def test_the_reference_excerpt_is_16_bars_of_a_held_out_file(
+    workspace_home: Path, tmp_path: Path
+) -> None:
+    from conftest import write_midi
+
+    from musicflow.flows.dataset import encode_flow
+    from musicflow.midi import scan_midi
+    from musicflow.models.data import heldout_split
+    from musicflow.tasks.encode import read_dataset
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):  # 80 beats: 10 windows each, one file held out
+        write_midi(src / f"f{i}.mid", [60 + (b * (i + 1)) % 12 for b in range(80)])
+    out = tmp_path / "rolls"
+    encode_flow(source=src, dataset="r", out_dir=out, cache_dir=tmp_path / "cache")
+    info = read_dataset(out)
+    _, heldout = heldout_split(info.shard_paths)
+    text, files = stage.reference_excerpt(out, tmp_path / "ref")
+    assert [p.name for p in files] == [
+        "heldout-excerpt.mid",
+        "heldout-excerpt.musicxml",
+        "heldout-excerpt.ogg",
+    ]
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    held_paths = set(manifest[manifest.source_sha256.isin(heldout)].source_path)
+    name = next(Path(p).name for p in sorted(held_paths))
+    assert f"bars 1–16 of {name}" in text
+    excerpt = scan_midi(files[0].read_bytes())
+    source = scan_midi((src / name).read_bytes())
+    got, _ = roll.song_matrix(excerpt.notes, excerpt.ticks_per_beat)
+    real, _ = roll.song_matrix(source.notes, source.ticks_per_beat)
+    assert got.shape[1] == 16 * 48 and np.array_equal(got, real[:, : 16 * 48])
+    # kept while the dataset is the same
+    mtimes = [p.stat().st_mtime_ns for p in files]
+    assert stage.reference_excerpt(out, tmp_path / "ref") == (text, files)
+    assert [p.stat().st_mtime_ns for p in files] == mtimes

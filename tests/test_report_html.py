@@ -176,6 +176,26 @@ def test_audio_previews_play_beside_their_midi(figures: dict[str, bytes]) -> Non
     assert 'href="midi/sample-001.mid"' in item  # one line per piece: player, then files
 
 
+def test_each_piece_shows_its_score_below_its_player(figures: dict[str, bytes]) -> None:
+    links = [
+        (f"sample-00{i}{suffix}", f"midi/sample-00{i}{suffix}")
+        for i in (1, 2)
+        for suffix in (".mid", ".musicxml", ".ogg", ".svg")
+    ]
+    page = _render(figures, links=links)
+    items = re.findall(r"<li>(.*?)</li>", page)
+    assert len(items) == 2
+    for i, item in enumerate(items, 1):
+        player = item.index(f'<source src="midi/sample-00{i}.ogg" type="audio/ogg">')
+        img = item.index(
+            f'<img class="score" alt="score of sample-00{i}" src="midi/sample-00{i}.svg"'
+        )
+        assert player < img and f'href="midi/sample-00{i}.musicxml"' in item
+    assert "<svg" not in page  # the scores stay in their files: the page keeps its size
+    assert "<details open><summary>score of sample-001" in items[0]
+    assert "<details><summary>score of sample-002" in items[1]  # one click away
+
+
 def _index_row(model: str, version: int, **over: object) -> report.IndexRow:
     values: dict[str, object] = {
         "registered_model": f"bach-{model}",
@@ -255,3 +275,37 @@ def test_audit_page_shows_warnings_as_warnings() -> None:
     assert '<td class="result good">passed</td>' in page
     assert "copy.mid" in page and 'href="data_docs/index.html"' in page
     assert "<script" not in page and not re.search(r'(src|href)="https?://', page)
+
+
+def test_index_plays_every_version_after_the_held_out_reference() -> None:
+    rows = [
+        _index_row("rnn", 1, champion=True, preview="rnn-v1/midi/sample-001.ogg"),
+        _index_row("vae", 2, champion=True, best=True, preview="vae-v2/midi/sample-001.ogg"),
+        _index_row("vae", 1, preview="vae-v1/midi/sample-001.ogg"),
+        _index_row("gan", 1),  # no piece to play: not listed
+    ]
+    page = report.render_index(
+        dataset="bach",
+        rows=rows,
+        best_text="Best of the dataset: bach-vae v2",
+        best_reason="Tie-break: bach-vae v2 and bach-rnn v1 are within 0.01 …",
+        rule_text="Champion rule: …",
+        reference="Held-out real music, the reference: bars 1–16 of bwv1.mid",
+        reference_links=[
+            ("heldout-excerpt.mid", "reference/heldout-excerpt.mid"),
+            ("heldout-excerpt.ogg", "reference/heldout-excerpt.ogg"),
+        ],
+    )
+    listen = re.search(r'<table class="listen"><tbody>(.*?)</tbody></table>', page).group(1)
+    sources = re.findall(r'<source src="([^"]+)" type="audio/ogg">', listen)
+    assert sources == [
+        "reference/heldout-excerpt.ogg",
+        "rnn-v1/midi/sample-001.ogg",
+        "vae-v2/midi/sample-001.ogg",
+        "vae-v1/midi/sample-001.ogg",
+    ]
+    assert "bars 1–16 of bwv1.mid" in listen and 'href="reference/heldout-excerpt.mid"' in listen
+    assert '<p class="reason">Tie-break: bach-vae v2 and bach-rnn v1' in page
+    assert page.index("Listen side by side") < page.index('<table class="index">')
+    plain = report.render_index(dataset="b", rows=[], best_text="x", rule_text="y")
+    assert "Listen side by side" not in plain and 'class="reason"' not in plain

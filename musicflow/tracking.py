@@ -571,6 +571,19 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
     return folder
 
 
+def model_version(model_uri: str) -> str | None:
+    """The version number a ``models:/`` URI names now (an alias resolved); None for a run."""
+    from mlflow.exceptions import MlflowException
+
+    parts = parse_model_uri(model_uri) or {}
+    if "version" in parts or "name" not in parts:
+        return parts.get("version")
+    try:
+        return str(client().get_model_version_by_alias(parts["name"], parts["alias"]).version)
+    except MlflowException as exc:
+        raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
+
+
 def _model_dir_path(source: str, dst: Path) -> str:
     """Where the model folder sits inside a logged model: its ``MLmodel`` file (YAML, read as
     data) names it (``artifacts/<folder>``)."""

@@ -16,6 +16,7 @@ pitch window. :class:`RollSampler` stays in this module: registered models refer
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import atomic, audio, tracking
-from musicflow.defaults import PIECE_WINDOWS
+from musicflow import __version__, atomic, audio, compose, tracking
+from musicflow.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
+from musicflow.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
 from musicflow.errors import ModelError
+from musicflow.roll import COLS, STEPS_PER_BEAT
 
 
 class RollSampler(mlflow.pyfunc.PythonModel):
@@ -89,6 +92,44 @@ class GenerationResult:
     songs: list[np.ndarray] = field(default_factory=list)  # bool (96, T): what each file holds
     audio_files: list[Path] = field(default_factory=list)  # the previews, one beside each MIDI
     audio_note: str | None = None  # why there are no previews, when there are none
+    info_files: list[Path] = field(default_factory=list)  # sample-NNN.json beside each MIDI
+
+
+_NUMBERED = re.compile(r"sample-(\d{3,})\.")
+
+
+def next_number(out_dir: Path) -> int:
+    """1 + the highest piece number in ``out_dir`` (any ``sample-NNN.*`` file), 1 for none."""
+    numbers = [int(m[1]) for p in Path(out_dir).glob("sample-*") if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+def directed_probs(sampler: RollSampler, n: int, seed: int, direction: Direction) -> np.ndarray:
+    """float32 (n, 96, bars · 48): what follows the prompt (or the whole piece) of each of the
+    ``n`` pieces. Frame models take the whole direction (``direct``); the others chain
+    ``sample_pieces`` windows, cut to the bars asked for."""
+    model = sampler.model
+    steps = direction.bars * STEPS_PER_BAR
+    if hasattr(model, "direct"):
+        prompt = None
+        if direction.prompt is not None:
+            prompt = direction.prompt.first_bars(direction.prompt_bars or direction.prompt.bars)
+        ends = None
+        if direction.ends is not None:
+            ends = tuple(e.first_bars(e.bars) for e in direction.ends)
+        tonic = None if direction.key is None else parse_key(direction.key)[1]
+        return model.direct(
+            n,
+            direction.bars,
+            seed,
+            prompt=prompt,
+            ends=ends,
+            tonic=tonic,
+            temperature=direction.temperature,
+        )
+    windows = -(-steps // COLS)
+    pieces = model.sample_pieces(n, windows, seed)  # (n, windows, 96, 96)
+    return np.concatenate(list(pieces.transpose(1, 0, 2, 3)), axis=2)[:, :, :steps]
 
 
 def generate_midi(
@@ -101,34 +142,78 @@ def generate_midi(
     soundfont: str | None = None,
     audio_preview: bool = True,
     sampler: RollSampler | None = None,
+    direction: Direction | None = None,
+    version: str | None = None,
 ) -> GenerationResult:
-    """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4), each
-    as ``sample-NNN.mid`` with its audio preview ``sample-NNN.ogg`` beside it.
+    """Write ``n`` new pieces into ``out_dir``, each as ``sample-NNN.mid`` with
+    ``sample-NNN.json`` (how it was made) and its audio preview ``sample-NNN.ogg`` beside it.
 
-    The pieces are the model's ``sample_pieces`` (sequence models continue each window from
-    the one before; a VAE walks its latent space; a GAN chains independent samples). The
-    preview uses ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI
-    soundfont); when it cannot be rendered the MIDI files are still written and
-    ``audio_note`` says why.
+    Numbers continue after the highest already in ``out_dir``: no existing file is replaced.
+    Without ``direction`` a piece is ``windows_per_piece`` windows long (8 windows = 16 bars of
+    4/4), sampled as the model's ``sample_pieces`` (sequence models continue each window from
+    the one before; a VAE walks its latent space; a GAN chains independent samples). A
+    ``direction`` (``musicflow/compose.py``) sets the length, a prompt to continue (written
+    unchanged before the continuation, a marker at the seam), two pieces to interpolate, the
+    temperature, key, tempo and instrument. Each file records the model, version, seed and
+    settings (track name, a text event, tempo, key signature, program). The preview uses
+    ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI soundfont);
+    when it cannot be rendered the MIDI files are still written and ``audio_note`` says why.
     """
-    from musicflow import roll
+    from musicflow import frames, roll
     from musicflow.sampling import binarize
 
+    direction = direction or Direction(bars=windows_per_piece * COLS // STEPS_PER_BAR)
     sampler = sampler or load_sampler(model_uri)
+    check_direction(sampler.model.name, direction)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.sweep(out_dir)  # what a killed generate left
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
+    head = np.zeros((roll.ROWS, 0), bool)
+    if direction.prompt is not None:
+        head = direction.prompt.first_bars(direction.prompt_bars or direction.prompt.bars)
+    tempo = direction.tempo_bpm or (direction.prompt and direction.prompt.tempo_bpm)
+    tempo = float(tempo or DEFAULT_TEMPO_BPM)
     result = GenerationResult(midi_files=[])
-    pieces = sampler.model.sample_pieces(n, windows_per_piece, seed)
-    for i, probs in enumerate(pieces):
-        windows = binarize(probs, threshold)
-        song = np.concatenate(list(windows), axis=1)
-        notes = roll.decode_roll(song, pitch_low=pitch_low)
-        path = out_dir / f"sample-{i + 1:03d}.mid"
-        atomic.write_bytes(path, roll.notes_to_midi(notes))
+    probs = directed_probs(sampler, n, seed, direction)
+    number = next_number(out_dir)
+    for i, piece in enumerate(probs):
+        song = np.concatenate([head, binarize(piece, threshold)], axis=1)
+        key = direction.key or compose.key_of_tonic(frames.window_tonics(song[None], pitch_low)[0])
+        seam = head.shape[1]
+        info = {
+            "model_uri": model_uri,
+            "model": sampler.model.name,
+            "version": version,
+            "seed": seed,
+            "piece": i + 1,
+            **direction.settings(),
+            "tempo_bpm": tempo,
+            "key": key,
+            "key_chosen_by": "user" if direction.key else "estimated from the notes",
+            "seam": None if not seam else seam_position(seam, tempo),
+            "musicflow": __version__,
+        }
+        while True:
+            path = out_dir / f"sample-{number:03d}.mid"
+            info["file"] = path.name
+            midi = roll.notes_to_midi(
+                roll.decode_roll(song, pitch_low=pitch_low),
+                tempo_bpm=tempo,
+                program=direction.program,
+                track_name=f"musicflow {model_uri} {path.stem}",
+                text="musicflow " + json.dumps(info, sort_keys=True),
+                key=key,
+                markers=((seam, "continuation"),) if seam else (),
+            )
+            number += 1
+            if atomic.write_new(path, midi):  # another generate took the number: the next
+                break
+        info_path = path.with_suffix(".json")
+        atomic.write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
         result.midi_files.append(path)
+        result.info_files.append(info_path)
         result.songs.append(song)
         if audio_preview and result.audio_note is None:
             try:
@@ -137,6 +222,18 @@ def generate_midi(
                 result.audio_note = f"audio previews skipped: {exc}"
                 print(f"  {result.audio_note}", file=sys.stderr)
     return result
+
+
+def seam_position(step: int, tempo_bpm: float) -> dict[str, float]:
+    """Where a continuation starts: roll step, bar (0-based: the first continued bar), beat
+    and seconds from the start at ``tempo_bpm``."""
+    beats = step / STEPS_PER_BEAT
+    return {
+        "step": step,
+        "bar": step // STEPS_PER_BAR,
+        "beat": beats,
+        "seconds": round(beats * 60.0 / tempo_bpm, 6),
+    }
 
 
 generate = task(name="generate", cache_policy=NONE, persist_result=False)(generate_midi)

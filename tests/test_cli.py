@@ -128,6 +128,17 @@ USAGE_ERRORS = {
     "port out of range": ["ui", "--port", "70000"],
     "unknown model": ["run", "--models", "vae,foo"],
     "not a model URI": ["generate", "--model-uri", "file:///etc/passwd"],
+    "zero bars": ["generate", "--model-uri", "models:/d-vae/1", "--bars", "0"],
+    "zero temperature": ["generate", "--model-uri", "models:/d-vae/1", "--temperature", "0"],
+    "nan temperature": ["generate", "--model-uri", "models:/d-vae/1", "--temperature", "nan"],
+    "unknown key": ["generate", "--model-uri", "models:/d-vae/1", "--key", "H"],
+    "tempo too fast": ["generate", "--model-uri", "models:/d-vae/1", "--tempo", "1000"],
+    "program past 127": ["generate", "--model-uri", "models:/d-vae/1", "--program", "128"],
+    "prompt and interpolate": [
+        *("generate", "--model-uri", "models:/d-vae/1", "--prompt", "a.mid"),
+        *("--interpolate", "a.mid", "b.mid"),
+    ],
+    "zero prompt bars": ["generate", "--model-uri", "models:/d-vae/1", "--prompt-bars", "0"],
     "unknown server action": ["server", "restart"],
     "work pool name with a slash": ["deploy", ".", "--pool", "a/b"],
 }
@@ -174,6 +185,11 @@ FAIL_FAST = {
     "unknown model": (["run", "--models", "foo"], 2, "unknown model(s) foo"),
     "run on a missing source": (["run", "{home}/nope", "--models", "vae"], 1, "not found"),
     "bad model version": (["generate", "--model-uri", "models:/nosuch-vae/1"], 1, "no model"),
+    "generate into a file": (
+        ["generate", "--model-uri", "models:/nosuch-vae/1", "--out", "{home}/file.mid"],
+        1,
+        "is a file, not a folder",
+    ),
     "deploy with no Prefect server": (["deploy", "{home}", "--pool", "p"], 1, "PREFECT_API_URL"),
 }
 

@@ -42,7 +42,18 @@ def array_names(config: Mapping[str, Any]) -> list[str]:
         names += lstm_names(i)
         if conditioned:
             names += [f"h0_{i}.kernel", f"h0_{i}.bias", f"c0_{i}.kernel", f"c0_{i}.bias"]
-    return names
+    return names + encoder_names(config)
+
+
+def encoder_names(config: Mapping[str, Any]) -> list[str]:
+    """A VAE's encoder arrays (its strided convolutions ``enc0``, ``enc1``, … and ``z_mean``),
+    which encode a prompt or the ends of an interpolation; none for a model without codes."""
+    if not int(config.get("latent_dim", 0)):
+        return []
+    names = []
+    for i in range(len(config["enc_filters"])):
+        names += [f"enc{i}.kernel", f"enc{i}.bias"]
+    return [*names, "z_mean.kernel", "z_mean.bias"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -178,18 +189,22 @@ class FrameSampler:
 
     def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
         """``n`` pieces of ``n_windows`` consecutive windows, float32 (n, n_windows, 96, 96) of
-        0/1. Window 0 is sampled from a fresh state, window k after reading window k − 1.
-        Piece i depends only on (seed, i), not on ``n``."""
-        return self._pieces(n, n_windows, seed, None)
+        0/1: the pieces of :meth:`direct` without direction, cut into windows (what
+        ``generate`` writes and evaluation scores). Piece i depends only on (seed, i)."""
+        if n_windows < 1:
+            raise ModelError("need n >= 0 pieces of at least one window")
+        song = self.direct(n, n_windows * self.frames // self.period, seed)
+        pieces = song.reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(pieces)
 
     def _pieces(self, n: int, n_windows: int, seed: int, latents: np.ndarray | None) -> np.ndarray:
-        """``sample_pieces``, with given window codes (n, n_windows, d) for a VAE."""
+        """Pieces of window codes (n, n_windows, d) (a VAE's ``interpolate``; None for an
+        rnn), each window from a fresh state after reading the window before it: the sampler
+        before :meth:`direct`, the "before" of bench/silence.py."""
         if n < 0 or n_windows < 1:
             raise ModelError("need n >= 0 pieces of at least one window")
         rngs = [np.random.default_rng([int(seed), i]) for i in range(n)]
         tonic = self._sample_tonics(rngs) if self.config["key_normalize"] else None
-        if latents is None:
-            latents = self._piece_latents(rngs, n_windows)
         width = 2 + 2 * P
         noise = (
             np.stack([rng.random((n_windows * self.frames, width)) for rng in rngs])
@@ -217,6 +232,207 @@ class FrameSampler:
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` independent windows (each the first window of a piece): float32 (n, 96, 96)."""
         return self.sample_pieces(n, 1, seed)[:, 0]
+
+    # --- directed sampling (musicflow generate's controls) ---------------------------------
+    def tonics_of(self, songs: np.ndarray) -> np.ndarray:
+        """The tonic the model reads in each song (n, 96, T): its best-fitting major scale."""
+        return frames.window_tonics(songs, int(self.config["pitch_low"]))
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """A VAE's latent means (n, d) of windows (n, 96, 96), key-normalised as in training:
+        the encoder's strided convolutions ("same" padding, leaky ReLU 0.2) and ``z_mean``."""
+        if not self.latent_dim:
+            raise ModelError(f"a {self.name} model has no encoder")
+        a = self.arrays
+        x = np.asarray(windows, bool)
+        if self.config["key_normalize"]:
+            x = frames.transpose_windows(x, frames.key_shifts(self.tonics_of(x)))
+        states = frames.roll_to_states(x, int(self.config["frame_steps"]))
+        y = np.concatenate([states == frames.ONSET, states == frames.HOLD], axis=2)
+        y = y.astype(np.float32)
+        for i in range(len(self.config["enc_filters"])):
+            kernel, bias = a[f"enc{i}.kernel"], a[f"enc{i}.bias"]
+            width, steps = kernel.shape[0], y.shape[1]
+            out_steps = -(-steps // 2)
+            pad = max((out_steps - 1) * 2 + width - steps, 0)
+            y = np.pad(y, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+            y = sum(y[:, j : j + 2 * out_steps : 2] @ kernel[j] for j in range(width)) + bias
+            y = np.where(y > 0, y, 0.2 * y)
+        return (y.reshape(len(y), -1) @ a["z_mean.kernel"] + a["z_mean.bias"]).astype(np.float32)
+
+    def direct(
+        self,
+        n: int,
+        bars: int,
+        seed: int,
+        *,
+        prompt: np.ndarray | None = None,
+        ends: tuple[np.ndarray, np.ndarray] | None = None,
+        tonic: int | None = None,
+        temperature: float | None = None,
+    ) -> np.ndarray:
+        """float32 (n, 96, bars · 48) of 0/1: ``n`` pieces of ``bars`` 4/4 bars, piece i a
+        function of (seed, i) only.
+
+        - ``prompt`` (bool (96, 48·N), the model's pitch window): each piece continues it. The
+          LSTM reads the prompt, key-normalised by its own tonic, and samples on from the
+          state it reached; a VAE also gives the prompt's windows their codes and walks on
+          from the last one's.
+        - ``ends`` (a VAE's two songs A, B): the walk goes from A's code to B's, in A's key
+          for the first half of the windows and B's for the second.
+        - ``tonic`` (0–11, the major scale's): the key of new pieces, else drawn from the
+          training data's counts. ``temperature`` divides every logit (default: the config's).
+
+        The state is carried through the whole piece (no restart per window), and a rest in
+        every voice ends before it fills a bar (the frame after 15 silent ones gets at least
+        one onset): no bar is wholly silent (docs/models.md, "No drift into silence").
+        """
+        if n < 0 or bars < 1:
+            raise ModelError("need n >= 0 pieces of at least one bar")
+        t = float(self.config["temperature"] if temperature is None else temperature)
+        g = int(self.config["frame_steps"])
+        rngs = [np.random.default_rng([int(seed), i]) for i in range(n)]
+        head = np.zeros((ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
+        n_head = head.shape[1] // g
+        n_frames = n_head + bars * self.period
+        n_windows = -(-n_frames // self.frames)
+        # the tonic of every frame (key_normalize), and the window codes (VAE)
+        keyed = bool(self.config["key_normalize"])
+        frame_tonic = np.zeros((n, n_frames), int)
+        if keyed:
+            if prompt is not None:
+                frame_tonic[:] = self.tonics_of(head[None])[0]
+            elif ends is not None:
+                ta, tb = self.tonics_of(np.stack([_first_window(e) for e in ends]))
+                half = -(-n_windows // 2) * self.frames
+                frame_tonic[:, :half], frame_tonic[:, half:] = ta, tb
+            elif tonic is not None:
+                frame_tonic[:] = int(tonic) % 12
+            else:
+                frame_tonic[:] = self._sample_tonics(rngs)[:, None]
+        latents = self._direct_latents(rngs, n_windows, head, ends)
+        cond = [] if latents is None else [np.repeat(latents, self.frames, axis=1)[:, :n_frames]]
+        if keyed:
+            cond.append(np.eye(12, dtype=np.float32)[frame_tonic])
+        cond_frames = (
+            np.concatenate(cond, axis=2).astype(np.float32)
+            if cond
+            else np.zeros((n, n_frames, 0), np.float32)
+        )
+        known = np.zeros((n, n_head, P), np.int8)
+        if n_head:
+            normal = head[None]
+            if keyed:
+                normal = frames.transpose_windows(normal, frames.key_shifts(frame_tonic[:1, 0]))
+            known[:] = frames.roll_to_states(normal, g)
+        noise = (
+            np.stack([rng.random((n_frames, 2 + 2 * P)) for rng in rngs])
+            if n
+            else np.zeros((0, n_frames, 2 + 2 * P))
+        )
+        states = self._carry(cond_frames, known, noise, t)
+        song = frames.states_to_roll(states, g)[:, :, head.shape[1] :]  # (n, 96, bars · 48)
+        if keyed:  # back from C, window by window (an interpolation changes key half-way)
+            steps = self.period * g * 2  # the steps of a window
+            for start in range(0, song.shape[2], steps):
+                f = (head.shape[1] + start) // g
+                block = song[:, :, start : start + steps]
+                shift = -frames.key_shifts(frame_tonic[:, f])
+                song[:, :, start : start + steps] = frames.transpose_windows(block, shift)
+        return np.ascontiguousarray(song).astype(np.float32)
+
+    def _direct_latents(
+        self,
+        rngs: list[np.random.Generator],
+        n_windows: int,
+        head: np.ndarray,
+        ends: tuple[np.ndarray, np.ndarray] | None,
+    ) -> np.ndarray | None:
+        """A VAE's window codes (n, n_windows, d) for ``direct``: the prompt's own codes, then
+        a walk from the last whole prompt window's code to a normal draw; or the walk from A's
+        code to B's; or the unconditional walk between two draws."""
+        if not self.latent_dim:
+            return None
+        n = len(rngs)
+        if ends is not None:
+            za, zb = self.encode(np.stack([_first_window(e) for e in ends]))
+            t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
+            return np.repeat(slerp(za[None], zb[None], t), n, axis=0)
+        whole = head.shape[1] // COLS  # prompt windows without the seam
+        if not head.shape[1]:
+            return self._piece_latents(rngs, n_windows)
+        padded = np.zeros((ROWS, -(-head.shape[1] // COLS) * COLS), bool)
+        padded[:, : head.shape[1]] = head
+        codes = self.encode(padded.reshape(ROWS, -1, COLS).transpose(1, 0, 2))
+        start = codes[max(whole - 1, 0)]
+        draws = np.stack([rng.standard_normal(self.latent_dim) for rng in rngs]) if n else None
+        rest = n_windows - whole
+        t = np.linspace(0.0, 1.0, rest + 1)[1:] if rest else np.zeros(0)
+        out = np.zeros((n, n_windows, self.latent_dim), np.float32)
+        out[:, :whole] = codes[:whole]
+        if rest and n:
+            out[:, whole:] = slerp(np.repeat(start[None], n, axis=0), draws, t)
+        return out
+
+    def _carry(
+        self, cond: np.ndarray, known: np.ndarray, noise: np.ndarray, temperature: float
+    ) -> np.ndarray:
+        """States (n, F, 96) of one LSTM run over all F frames of ``cond`` (n, F, C) from the
+        state ``cond``'s first frame gives: the first ``known`` (n, Fk, 96) frames are read,
+        the others sampled with ``noise`` (n, F, 2 + 2·96)."""
+        lstm, dense = self._numpy_weights()
+        n, n_frames = cond.shape[:2]
+        hsz = lstm[0][1].shape[0]
+        if cond.shape[2]:
+            h = [
+                np.tanh(cond[:, 0] @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1])
+                for i in range(len(lstm))
+            ]
+            c = [cond[:, 0] @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
+        else:
+            h = [np.zeros((n, hsz), np.float32) for _ in lstm]
+            c = [np.zeros((n, hsz), np.float32) for _ in lstm]
+        position = np.eye(self.period, dtype=np.float32)
+        w_out, b_out = dense["out"]
+        link = self.arrays["link.kernel"] / temperature
+        n_known = known.shape[1]
+        out = np.zeros((n, n_frames, P), np.int8)
+        out[:, :n_known] = known
+        prev = np.zeros((n, P), np.int8)
+        rest = np.zeros(n, int)  # frames every voice has rested, up to this one
+        for f in range(n_frames):
+            y = np.concatenate(
+                [
+                    (prev == frames.ONSET).astype(np.float32),
+                    (prev == frames.HOLD).astype(np.float32),
+                    np.broadcast_to(position[f % self.period], (n, self.period)),
+                    cond[:, f],
+                ],
+                axis=1,
+            )
+            for i, (kernel, recurrent, bias) in enumerate(lstm):
+                z = y @ kernel + h[i] @ recurrent + bias
+                gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
+                cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
+                c[i] = gate_f * c[i] + gate_i * cand
+                h[i] = gate_o * np.tanh(c[i])
+                y = h[i]
+            if f >= n_known:
+                full = (y @ w_out + b_out) / temperature
+                # a rest in every voice ends before it fills a bar: no bar is wholly silent
+                force = rest >= self.period - 1
+                out[:, f] = _sample_frame(full, link, prev, noise[:, f], force)
+            prev = out[:, f]
+            rest = np.where((prev == frames.OFF).all(axis=1), rest + 1, 0)
+        return out
+
+
+def _first_window(song: np.ndarray) -> np.ndarray:
+    """A song's (96, T) first window, padded with silence: what stands for it in a morph."""
+    out = np.zeros((ROWS, COLS), bool)
+    width = min(COLS, song.shape[1])
+    out[:, :width] = song[:, :width]
+    return out
 
 
 def _sample_set(log_w: np.ndarray, k: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -253,11 +469,16 @@ def _categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def _sample_frame(
-    full: np.ndarray, link: np.ndarray, prev: np.ndarray, u: np.ndarray
+    full: np.ndarray,
+    link: np.ndarray,
+    prev: np.ndarray,
+    u: np.ndarray,
+    force_onset: np.ndarray | None = None,
 ) -> np.ndarray:
     """One frame's states (n, 96) from the decoder's output row ``full`` (n, 96·3 + 2·97): the
     held count, the held set, the new count given it, the set of onsets. ``link`` (97, 97):
-    the new count's offset per held count; ``u`` (n, 2 + 2·96): this frame's uniforms."""
+    the new count's offset per held count; ``u`` (n, 2 + 2·96): this frame's uniforms.
+    ``force_onset`` (bool (n,)): pieces whose new count may not be 0 (a rest at its limit)."""
     n = len(full)
     logits = full[:, : P * 3].reshape(n, P, 3).astype(np.float64)
     classes = np.arange(P + 1)
@@ -270,6 +491,8 @@ def _sample_frame(
     held = _sample_set(log_w_hold, k_hold, u[:, 2 : 2 + P])
     new_logits = full[:, P * 3 + P + 1 :] + link[k_hold]
     new_logits = np.where(classes[None] <= (P - k_hold)[:, None], new_logits, -np.inf)
+    if force_onset is not None:
+        new_logits[force_onset, 0] = -np.inf
     k_on = _categorical(new_logits, u[:, 1])
     log_w_new = np.where(held, -np.inf, logits[:, :, 1] - logits[:, :, 0])
     new = _sample_set(log_w_new, k_on, u[:, 2 + P :])

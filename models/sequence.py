@@ -343,3 +343,7 @@ class FrameModelBase(RollModelBase):
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` independent windows (each the first window of a piece): float32 (n, 96, 96)."""
         return self.sampler().sample(n, seed)
+
+    def direct(self, n: int, bars: int, seed: int, **direction: Any) -> np.ndarray:
+        """``FrameSampler.direct``: pieces as ``musicflow generate`` directs them."""
+        return self.sampler().direct(n, bars, seed, **direction)

@@ -145,6 +145,18 @@ class FrameVAE(FrameModelBase):
         ``val_recon_loss`` and ``val_kl_loss`` (KL in nats per window)."""
         return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
+    def sampler_arrays(self) -> dict[str, np.ndarray]:
+        """The decoder's arrays and the encoder's (``frame_sampler.encoder_names``): the
+        numpy sampler encodes prompts and the ends of an interpolation itself."""
+        arrays = super().sampler_arrays()
+        convs = [x for x in self.encoder.layers if isinstance(x, layers.Conv1D)]
+        for i, layer in enumerate([*convs, self.encoder.get_layer("z_mean")]):
+            name = "z_mean" if i == len(convs) else f"enc{i}"
+            arrays[f"{name}.kernel"], arrays[f"{name}.bias"] = (
+                np.asarray(w) for w in layer.weights
+            )
+        return arrays
+
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Latent means (n, latent_dim) of windows (n, 96, 96), key-normalised as in training."""
         x = tf.constant(self._as_input(windows))

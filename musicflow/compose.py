@@ -154,3 +154,13 @@ def check_direction(model: str, direction: Direction) -> None:
             raise UsageError(f"a {model} model cannot {verb}; use a {who} model")
     if direction.key is not None and (direction.prompt is not None or direction.ends is not None):
         raise UsageError("--key applies to new pieces: a prompt or --interpolate sets the key")
+
+
+def silent_bars(song: np.ndarray) -> np.ndarray:
+    """bool (bars,): which 4/4 bars of a song (96, T) have no sounding note (the last bar
+    padded with silence). The measure of "drift into silence" (docs/models.md)."""
+    x = np.asarray(song, bool)
+    bars = -(-x.shape[1] // STEPS_PER_BAR)
+    padded = np.zeros((x.shape[0], bars * STEPS_PER_BAR), bool)
+    padded[:, : x.shape[1]] = x
+    return ~padded.reshape(x.shape[0], bars, STEPS_PER_BAR).any(axis=(0, 2))

@@ -470,6 +470,8 @@ def _direction(args: argparse.Namespace, model_dir: Path):
         key=args.key,
         tempo_bpm=args.tempo,
         program=args.program,
+        prompt_name=args.prompt[1] if args.prompt else None,
+        end_names=tuple(name for _, name in args.interpolate) if args.interpolate else None,
     )
     check_direction(model, direction)  # before reading any file
     if args.prompt:
@@ -486,13 +488,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
                 f"--prompt-bars {args.prompt_bars}: {name} has {prompt.bars} bars and the model "
                 f"reads at most {PROMPT_CONTEXT_BARS}; give at most {limit}"
             )
-        direction.prompt, direction.prompt_name = prompt, name
-        direction.prompt_bars = args.prompt_bars or limit
+        direction.prompt, direction.prompt_bars = prompt, args.prompt_bars or limit
     if args.interpolate:
-        ends = tuple(read_prompt(data, name, pitch_low) for data, name in args.interpolate)
-        direction.ends = ends  # type: ignore[assignment]
-        direction.end_names = tuple(name for _, name in args.interpolate)  # type: ignore[assignment]
-    check_direction(model, direction)
+        a, b = (read_prompt(data, name, pitch_low) for data, name in args.interpolate)
+        direction.ends = (a, b)
     return direction
 
 

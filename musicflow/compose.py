@@ -138,13 +138,20 @@ class Direction:
 
 def check_direction(model: str, direction: Direction) -> None:
     """UsageError when ``model`` (a name of ``MODEL_NAMES``) cannot do what ``direction``
-    asks: a prompt, an interpolation, a temperature or a key."""
+    asks: a prompt, an interpolation (their file names suffice: checked before reading them),
+    a temperature or a key."""
     from musicflow.models import DIRECTABLE
 
     can = DIRECTABLE.get(model, frozenset())
     asked = {
-        "prompt": (direction.prompt is not None, "continue a prompt (--prompt)"),
-        "interpolate": (direction.ends is not None, "interpolate (--interpolate)"),
+        "prompt": (
+            direction.prompt is not None or direction.prompt_name is not None,
+            "continue a prompt (--prompt)",
+        ),
+        "interpolate": (
+            direction.ends is not None or direction.end_names is not None,
+            "interpolate (--interpolate)",
+        ),
         "temperature": (direction.temperature is not None, "take a --temperature"),
         "key": (direction.key is not None, "take a --key"),
     }
@@ -152,7 +159,7 @@ def check_direction(model: str, direction: Direction) -> None:
         if wanted and what not in can:
             who = " or ".join(m for m, c in DIRECTABLE.items() if what in c)
             raise UsageError(f"a {model} model cannot {verb}; use a {who} model")
-    if direction.key is not None and (direction.prompt is not None or direction.ends is not None):
+    if direction.key is not None and (asked["prompt"][0] or asked["interpolate"][0]):
         raise UsageError("--key applies to new pieces: a prompt or --interpolate sets the key")
 
 

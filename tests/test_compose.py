@@ -89,6 +89,8 @@ def test_what_a_model_cannot_do_is_a_usage_error() -> None:
         compose.check_direction("rnn", Direction(ends=(_prompt(), _prompt())))
     with pytest.raises(UsageError, match=r"gan model cannot continue a prompt.*rnn or vae"):
         compose.check_direction("gan", Direction(prompt=_prompt()))
+    with pytest.raises(UsageError, match="cannot interpolate"):  # before the files are read
+        compose.check_direction("rnn", Direction(end_names=("a.mid", "b.mid")))
     with pytest.raises(UsageError, match="temperature"):
         compose.check_direction("vae-thesis", Direction(temperature=0.8))
     with pytest.raises(UsageError, match="--key"):

@@ -270,9 +270,11 @@ class FrameSampler:
         ends: tuple[np.ndarray, np.ndarray] | None = None,
         tonic: int | None = None,
         temperature: float | None = None,
+        first: int = 0,
     ) -> np.ndarray:
-        """float32 (n, 96, bars · 48) of 0/1: ``n`` pieces of ``bars`` 4/4 bars, piece i a
-        function of (seed, i) only.
+        """float32 (n, 96, bars · 48) of 0/1: pieces ``first`` … ``first + n − 1`` of
+        ``bars`` 4/4 bars, piece i a function of (seed, i) only (so a caller may ask for
+        many pieces a few at a time).
 
         - ``prompt`` (bool (96, 48·N), the model's pitch window): each piece continues it. The
           LSTM reads the prompt, key-normalised by its own tonic, and samples on from the
@@ -291,7 +293,7 @@ class FrameSampler:
             raise ModelError("need n >= 0 pieces of at least one bar")
         t = float(self.config["temperature"] if temperature is None else temperature)
         g = int(self.config["frame_steps"])
-        rngs = [np.random.default_rng([int(seed), i]) for i in range(n)]
+        rngs = [np.random.default_rng([int(seed), i]) for i in range(first, first + n)]
         head = np.zeros((ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
         n_head = head.shape[1] // g
         n_frames = n_head + bars * self.period

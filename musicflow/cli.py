@@ -38,7 +38,7 @@ from musicflow.defaults import (
     MAX_WORKERS,
 )
 from musicflow.errors import DatasetError, MusicflowError, UsageError
-from musicflow.models import MODEL_NAMES
+from musicflow.models import MODEL_NAMES, PROMPT_CONTEXT_BARS
 from musicflow.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
 
 #: Commands that run a Prefect flow, and write to the workspace.
@@ -460,7 +460,6 @@ def _direction(args: argparse.Namespace, model_dir: Path):
     import json
 
     from musicflow.compose import Direction, check_direction, read_prompt
-    from musicflow.models import PROMPT_CONTEXT_BARS
 
     model = json.loads((model_dir / "config.json").read_text())["name"]
     pitch_low = int(json.loads((model_dir / "sampling.json").read_text())["encoding"]["pitch_low"])
@@ -937,7 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-bars",
         type=POSITIVE,
         metavar="N",
-        help="read the prompt's first N bars (default: all, up to the model's context)",
+        help=f"read the prompt's first N bars (default: all, at most {PROMPT_CONTEXT_BARS})",
     )
     p.add_argument(
         "--temperature",

@@ -31,6 +31,7 @@ def test_pieces_are_any_number_of_bars_and_each_depends_on_seed_and_index_only(v
     three = sampler.direct(3, 5, seed=4)
     assert three.shape == (3, 96, 5 * compose.STEPS_PER_BAR)
     assert np.array_equal(three[1], sampler.direct(2, 5, seed=4)[1])
+    assert np.array_equal(three[1:], sampler.direct(2, 5, seed=4, first=1))  # a chunk
     assert not np.array_equal(three[0], sampler.direct(1, 5, seed=5)[0])
     pieces = sampler.sample_pieces(2, 3, seed=4)  # direct's pieces, cut into windows
     song = sampler.direct(2, 6, seed=4)

@@ -9,8 +9,10 @@ window included). So any registered version loads in a fresh process by URI
 ``mlflow.pyfunc.load_model`` or with ``musicflow generate``, which reads only the JSON and
 weight files (``tracking.fetch_model`` checks them against the digests recorded at
 registration) and never runs code from the artifact store. A piece is what the model's own
-``sample_pieces`` gives, binarised with the calibrated threshold and decoded in the encoding's
-pitch window. :class:`RollSampler` stays in this module: registered models refer to it here.
+sampler gives (``directed_probs``: the frame models' ``direct`` with what the user directs,
+``musicflow/compose.py``), binarised with the calibrated threshold and decoded in the
+encoding's pitch window; each file records how it was made (docs/cli.md, "Directing
+generate"). :class:`RollSampler` stays in this module: registered models refer to it here.
 """
 
 from __future__ import annotations
@@ -160,8 +162,8 @@ def generate_midi(
 
     Numbers continue after the highest already in ``out_dir``: no existing file is replaced.
     Without ``direction`` a piece is ``windows_per_piece`` windows long (8 windows = 16 bars of
-    4/4), sampled as the model's ``sample_pieces`` (sequence models continue each window from
-    the one before; a VAE walks its latent space; a GAN chains independent samples). A
+    4/4): a frame model's ``direct`` (one LSTM run through the piece; a VAE walks its latent
+    space), another model's ``sample_pieces`` (a GAN chains independent samples). A
     ``direction`` (``musicflow/compose.py``) sets the length, a prompt to continue (written
     unchanged before the continuation, a marker at the seam), two pieces to interpolate, the
     temperature, key, tempo and instrument. Each file records the model, version, seed and

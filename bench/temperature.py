@@ -6,8 +6,9 @@ a run (``tasks/evaluate.evaluate_model``: 64 pieces of 16 bars, the dataset's he
         [--dataset bach-chorales] [--temperatures 0.8,1.0,1.2] [--seed 0]
 
 Prints one markdown row per sampler: 1-NN accuracy (0.5 is indistinguishable from the
-held-out music), notes sounding per step (polyphony), pitch classes per bar, share of silent
-bars; and the same for the held-out windows themselves.
+held-out music), the pitch histogram's L1 distance to the held-out one, notes sounding per
+step (polyphony), pitch classes per bar, share of silent bars; and the same for the held-out
+windows themselves (their last windows padded with silence).
 """
 
 from __future__ import annotations
@@ -76,16 +77,20 @@ def main() -> None:
     for t in (float(x) for x in args.temperatures.split(",")):
         variants[f"after: state carried, T {t:g}"] = at(t)
     print(f"{args.model_uri} on {args.dataset}, seed {args.seed}")
-    print("| sampler | 1-NN accuracy | polyphony | pitch classes per bar | silent bars |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| sampler | 1-NN accuracy | pitch histogram L1 | polyphony | pitch classes per bar "
+        "| silent bars |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     heldout = None
     with reading(workspace.home() / "data" / "rolls" / args.dataset) as info:
         for name, pieces in variants.items():
             evaluation, windows = evaluate_model(Variant(pieces), info, seed=args.seed)
             heldout = windows.heldout
             poly, pcs, silent = per_bar(windows.generated, info.pitch_low)
-            onenn = evaluation.scores["onenn_accuracy"]
-            print(f"| {name} | {onenn:.3f} | {poly:.2f} | {pcs:.2f} | {silent:.3f} |", flush=True)
+            onenn, l1 = evaluation.scores["onenn_accuracy"], evaluation.scores["pitch_hist_l1"]
+            row = f"| {name} | {onenn:.3f} | {l1:.3f} | {poly:.2f} | {pcs:.2f} | {silent:.3f} |"
+            print(row, flush=True)
     poly, pcs, silent = per_bar(heldout, info.pitch_low)
     base = evaluation.scores["onenn_accuracy_baseline"]
     print(

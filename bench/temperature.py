@@ -93,8 +93,10 @@ def main() -> None:
             print(row, flush=True)
     poly, pcs, silent = per_bar(heldout, info.pitch_low)
     base = evaluation.scores["onenn_accuracy_baseline"]
+    l1 = evaluation.scores["pitch_hist_l1_baseline"]
     print(
-        f"| held-out real music | {base:.3f} (baseline) | {poly:.2f} | {pcs:.2f} | {silent:.3f} |"
+        f"| held-out real music | {base:.3f} (baseline) | {l1:.3f} (baseline) | {poly:.2f} "
+        f"| {pcs:.2f} | {silent:.3f} |"
     )
 
 

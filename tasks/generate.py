@@ -200,6 +200,8 @@ def generate_midi(
             "seed": seed,
             "piece": i + 1,
             **direction.settings(),
+            # the temperature sampled at: the one asked for, else the model's own
+            "temperature": direction.temperature or sampler.model.config.get("temperature"),
             "tempo_bpm": tempo,
             "key": key,
             "key_chosen_by": "user" if direction.key else "estimated from the notes",

@@ -18,6 +18,7 @@ PITCH_LOW = 30
 
 class FakeModel:
     name = kind = "gan"
+    config: dict = {}  # noqa: RUF012 - a GAN samples without a temperature
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
@@ -173,4 +174,4 @@ def test_length_tempo_and_instrument_land_in_the_file(tmp_path: Path) -> None:
         132.0,
         40,
     )
-    assert beside["key"] == key and beside["seam"] is None
+    assert beside["key"] == key and beside["seam"] is None and beside["temperature"] is None

@@ -447,11 +447,15 @@ def check_out_dir(out: Path) -> Path:
     return out
 
 
-def _read_midi_arg(path: str, option: str) -> tuple[bytes, str]:
+def _read_midi_arg(path: str, option: str) -> tuple[bytes, str, int]:
+    """A prompt file's bytes, name and size; a file over the audit's size cap is not read
+    (``too_large`` later, as the audit judges it)."""
     try:
-        return Path(path).read_bytes(), Path(path).name
+        size = Path(path).stat().st_size
+        data = Path(path).read_bytes() if size <= DEFAULT_MAX_BYTES else b""
     except OSError as exc:
         raise MusicflowError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
+    return data, Path(path).name, size
 
 
 def _direction(args: argparse.Namespace, model_dir: Path):
@@ -470,12 +474,12 @@ def _direction(args: argparse.Namespace, model_dir: Path):
         tempo_bpm=args.tempo,
         program=args.program,
         prompt_name=args.prompt[1] if args.prompt else None,
-        end_names=tuple(name for _, name in args.interpolate) if args.interpolate else None,
+        end_names=tuple(name for _, name, _ in args.interpolate) if args.interpolate else None,
     )
     check_direction(model, direction)  # before reading any file
     if args.prompt:
-        data, name = args.prompt
-        prompt = read_prompt(data, name, pitch_low)
+        data, name, size = args.prompt
+        prompt = read_prompt(data, name, pitch_low, size_bytes=size)
         if prompt.n_out_of_range:
             _say(
                 f"warning: {prompt.n_out_of_range} notes of {name} lie outside the model's "
@@ -489,7 +493,7 @@ def _direction(args: argparse.Namespace, model_dir: Path):
             )
         direction.prompt, direction.prompt_bars = prompt, args.prompt_bars or limit
     if args.interpolate:
-        a, b = (read_prompt(data, name, pitch_low) for data, name in args.interpolate)
+        a, b = (read_prompt(d, name, pitch_low, size_bytes=n) for d, name, n in args.interpolate)
         direction.ends = (a, b)
     return direction
 

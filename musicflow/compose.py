@@ -69,15 +69,20 @@ class Prompt:
 
 
 def read_prompt(
-    data: bytes, name: str, pitch_low: int, max_bytes: int = DEFAULT_MAX_BYTES
+    data: bytes,
+    name: str,
+    pitch_low: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    size_bytes: int | None = None,
 ) -> Prompt:
     """Read a prompt file's bytes as the audit and the encoder read a dataset's files.
 
     Raises MidiFormatError (``code`` the audit's quarantine reason, e.g. ``not_midi``) for a
-    file the audit would quarantine in this pitch window.
+    file the audit would quarantine in this pitch window. ``size_bytes``: the file's size when
+    its bytes were not read (over ``max_bytes``: ``too_large``, as the audit judges it unread).
     """
-    record = {"size_bytes": len(data)}
-    if len(data) <= max_bytes:
+    record = {"size_bytes": len(data) if size_bytes is None else size_bytes}
+    if record["size_bytes"] <= max_bytes:
         record.update(scan.scan_file(data, pitch_low).record)
     reason, warnings = suite.judge(record, {"pitch_low": pitch_low, "max_bytes": max_bytes})
     if reason is not None:

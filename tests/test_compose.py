@@ -103,3 +103,9 @@ def test_key_estimation_matches_the_models_tonic() -> None:
     for i, pitch in enumerate([62, 64, 66, 67, 69, 71, 73, 74]):
         song[roll.DEFAULT_PITCH_LOW + 95 - pitch, 12 * i : 12 * i + 10] = True
     assert compose.key_of_tonic(frames.window_tonics(song[None])[0]) == "D"
+
+
+def test_a_prompt_over_the_size_cap_is_too_large_unread() -> None:
+    with pytest.raises(MidiFormatError) as exc:
+        compose.read_prompt(b"", "huge.mid", pitch_low=21, size_bytes=2**40)
+    assert exc.value.code == "too_large"

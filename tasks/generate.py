@@ -8,9 +8,12 @@ window included). So any registered version loads in a fresh process by URI
 (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
 ``mlflow.pyfunc.load_model`` or with ``musicflow generate``, which reads only the JSON and
 weight files (``tracking.fetch_model`` checks them against the digests recorded at
-registration) and never runs code from the artifact store. A piece is what the model's own
-``sample_pieces`` gives, binarised with the calibrated threshold and decoded in the encoding's
-pitch window. :class:`RollSampler` stays in this module: registered models refer to it here.
+registration) and never runs code from the artifact store. ``rnn`` and ``vae`` load as their
+numpy sampler (``sampler.npz``, ``models/frame_sampler.py``), so ``musicflow generate`` never
+imports TensorFlow, Keras, MLflow or Prefect for them; the other models load with Keras. A
+piece is what the model's own ``sample_pieces`` gives, binarised with the calibrated threshold
+and decoded in the encoding's pitch window. :class:`RollSampler` stays in this module:
+registered models refer to it here (``tasks/sampler_model.py`` wraps it for MLflow's loader).
 """
 
 from __future__ import annotations
@@ -19,29 +22,33 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import mlflow.pyfunc
 import numpy as np
-import pandas as pd
-from prefect import task
-from prefect.cache_policies import NONE
 
 from musicflow import atomic, audio, tracking
 from musicflow.defaults import PIECE_WINDOWS
 from musicflow.errors import ModelError
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-class RollSampler(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96)
-    binary windows, thresholded and cleaned as ``musicflow generate`` does."""
+
+class RollSampler:
+    """A registered model ready to sample: ``model`` (its ``sample_pieces``) and ``sampling``
+    (threshold, encoding). Also MLflow's pyfunc model (``tasks/sampler_model.py``):
+    ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96) binary windows,
+    thresholded and cleaned as ``musicflow generate`` does."""
 
     def load_context(self, context) -> None:
         self.load_dir(Path(context.artifacts["model_dir"]))
 
     def load_dir(self, model_dir: Path) -> RollSampler:
-        """Load the model from its JSON and weight files (``models.load_model``) and the
-        sampling settings from ``sampling.json``; ModelError when they are unreadable."""
-        from musicflow.models import load_model
+        """Load the model from its data files: the numpy sampler (``sampler.json``,
+        ``sampler.npz``) where the folder has one, else the JSON and Keras weight files
+        (``models.load_model``); the sampling settings from ``sampling.json``. ModelError
+        when they are unreadable."""
+        from musicflow.models import frame_sampler
 
         try:
             sampling = json.loads((Path(model_dir) / "sampling.json").read_text())
@@ -49,8 +56,14 @@ class RollSampler(mlflow.pyfunc.PythonModel):
             int(sampling["encoding"]["pitch_low"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"unreadable sampling.json in {model_dir}: {exc}") from exc
+        files = (frame_sampler.META_FILE, frame_sampler.ARRAYS_FILE)
         try:
-            self.model = load_model(Path(model_dir))
+            if any((Path(model_dir) / name).exists() for name in files):
+                self.model = frame_sampler.FrameSampler.load(Path(model_dir))
+            else:
+                from musicflow.models import load_model
+
+                self.model = load_model(Path(model_dir))
         except ModelError:
             raise
         except Exception as exc:  # h5py/Keras on a damaged weights file
@@ -139,4 +152,15 @@ def generate_midi(
     return result
 
 
-generate = task(name="generate", cache_policy=NONE, persist_result=False)(generate_midi)
+def __getattr__(name: str) -> Any:
+    """``generate``, the Prefect task, is built on first use: ``musicflow generate`` calls
+    :func:`generate_midi` directly and so never imports Prefect."""
+    if name != "generate":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from prefect import task
+    from prefect.cache_policies import NONE
+
+    globals()["generate"] = task(name="generate", cache_policy=NONE, persist_result=False)(
+        generate_midi
+    )
+    return globals()["generate"]

@@ -114,6 +114,7 @@ def generate_midi(
     soundfont: str | None = None,
     audio_preview: bool = True,
     sampler: RollSampler | None = None,
+    show_progress: bool = False,
 ) -> GenerationResult:
     """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4), each
     as ``sample-NNN.mid`` with its audio preview ``sample-NNN.ogg`` beside it.
@@ -122,11 +123,12 @@ def generate_midi(
     the one before; a VAE walks its latent space; a GAN chains independent samples). The
     preview uses ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI
     soundfont); when it cannot be rendered the MIDI files are still written and
-    ``audio_note`` says why.
+    ``audio_note`` says why. ``show_progress``: a line per piece on stderr when slow.
     """
-    from musicflow import roll
+    from musicflow import progress, roll
     from musicflow.sampling import binarize
 
+    ticker = progress.PieceTicker(n, enabled=show_progress)
     sampler = sampler or load_sampler(model_uri)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,7 @@ def generate_midi(
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
     result = GenerationResult(midi_files=[])
     pieces = sampler.model.sample_pieces(n, windows_per_piece, seed)
+    ticker.sampled()
     for i, probs in enumerate(pieces):
         windows = binarize(probs, threshold)
         song = np.concatenate(list(windows), axis=1)
@@ -149,6 +152,7 @@ def generate_midi(
             except (audio.AudioError, OSError) as exc:
                 result.audio_note = f"audio previews skipped: {exc}"
                 print(f"  {result.audio_note}", file=sys.stderr)
+        ticker.piece(path)
     return result
 
 

@@ -91,6 +91,9 @@ class RollModel(Protocol):
 def _model_class(name: str) -> type:
     if name not in MODEL_NAMES:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    from musicflow import tflog
+
+    tflog.import_tensorflow()  # its import-time C++ log held back unless --debug
     if name == "rnn":
         from musicflow.models.rnn import FrameRNN
 

@@ -15,16 +15,21 @@ A VAE's piece is a walk along the great circle between two latent codes (:func:`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from musicflow import frames
+from musicflow import atomic, frames
 from musicflow.errors import ModelError
 from musicflow.roll import COLS, ROWS
 
 P = ROWS  # pitches per frame
+ARRAYS_FILE = "sampler.npz"  # the named arrays (numpy's zip of .npy files, no pickle)
+META_FILE = "sampler.json"  # format, model name, config, each array's shape and dtype
+FORMAT_VERSION = 1
 
 
 def lstm_names(i: int) -> tuple[str, str, str]:
@@ -90,6 +95,48 @@ class FrameSampler:
         self.frames = COLS // g
         self.period = 4 * 12 // g  # frames per 4/4 bar: the position input
         self.latent_dim = int(self.config.get("latent_dim", 0))
+
+    # --- data-only files (docs/tracking.md) ------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write ``sampler.npz`` (the arrays) and ``sampler.json`` into ``directory``."""
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.arrays)
+        atomic.write_bytes(Path(directory) / ARRAYS_FILE, buffer.getvalue())
+        meta = {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "config": self.config,
+            "arrays": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                for k, v in sorted(self.arrays.items())
+            },
+        }
+        atomic.write_text(Path(directory) / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> FrameSampler:
+        """The sampler ``save`` wrote: arrays read without pickle, each checked against the
+        shape and dtype ``sampler.json`` records. ModelError (one line) when unreadable."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / META_FILE).read_text())
+            if meta["format"] != FORMAT_VERSION:
+                raise ValueError(
+                    f"format {meta['format']!r}, this musicflow reads {FORMAT_VERSION}"
+                )
+            expected = {k: (tuple(v["shape"]), str(v["dtype"])) for k, v in meta["arrays"].items()}
+            with np.load(directory / ARRAYS_FILE, allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files}
+            name, config = str(meta["name"]), dict(meta["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"unreadable sampler files in {directory}: {exc}") from exc
+        found = {k: (v.shape, str(v.dtype)) for k, v in arrays.items()}
+        if found != expected:
+            odd = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+            raise ModelError(f"sampler files in {directory} disagree on arrays {', '.join(odd)}")
+        return cls(name, config, arrays)
 
     # --- the decoder's weights ------------------------------------------------------------
     def _numpy_weights(self) -> tuple[list[tuple[np.ndarray, ...]], dict[str, list[np.ndarray]]]:

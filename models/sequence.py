@@ -40,6 +40,7 @@ own weights), frame by frame, which is simpler and faster than stepping Keras la
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
@@ -330,6 +331,12 @@ class FrameModelBase(RollModelBase):
                 for w, part in zip(layer.weights, ("kernel", "bias"), strict=False):
                     arrays[f"{layer.name}.{part}"] = np.asarray(w)
         return arrays
+
+    def save(self, directory: Path) -> None:
+        """``RollModelBase.save``, plus the sampler's data-only files (``sampler.npz``,
+        ``sampler.json``): what ``musicflow generate`` loads without TensorFlow."""
+        super().save(directory)
+        self.sampler().save(Path(directory))
 
     def sampler(self) -> FrameSampler:
         """This model's sampler, in numpy: what ``sample_pieces`` runs."""

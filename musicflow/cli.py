@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from musicflow import workspace
+from musicflow import tflog, workspace
 from musicflow.defaults import (
     DEFAULT_CRON,
     DEFAULT_DATASET,
@@ -237,7 +237,10 @@ def _attach_prefect(*preload: str):
     if server is not None and server.started_here:
         _say("starting the workspace's Prefect server on 127.0.0.1 (once; reused later)…")
         for name in preload:  # overlaps with the server's start-up, in this thread
-            importlib.import_module(name)
+            if name == "tensorflow":
+                tflog.import_tensorflow()  # its import-time C++ log held back unless --debug
+            else:
+                importlib.import_module(name)
     if server is not None:
         server.wait()
     prefect_server.mark_crashed_runs()
@@ -512,23 +515,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
         args.interpolate = [_read_midi_arg(p, "--interpolate") for p in args.interpolate]
     tracking.check_reachable()
     with tempfile.TemporaryDirectory() as tmp:
-        # the version's files are fetched and checked before TensorFlow loads
+        # the version's files are fetched and checked before anything heavy loads; rnn and
+        # vae sample in numpy (no TensorFlow), the other models load with Keras
         model_dir = tracking.fetch_model(args.model_uri, Path(tmp))
         direction = _direction(args, model_dir)
         version = tracking.model_version(args.model_uri)
+        from threadpoolctl import threadpool_limits
+
         from musicflow.tasks.generate import RollSampler, generate_midi
 
         sampler = RollSampler().load_dir(model_dir)
-        result = generate_midi(
-            args.model_uri,
-            n=args.n,
-            out_dir=out,
-            seed=args.seed,
-            soundfont=args.soundfont,
-            sampler=sampler,
-            direction=direction,
-            version=version,
-        )
+        # one BLAS thread: the sampler's products are a few rows each, too small to share,
+        # and on a busy machine two threads took 4x the time (docs/models.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            result = generate_midi(
+                args.model_uri,
+                n=args.n,
+                out_dir=out,
+                seed=args.seed,
+                soundfont=args.soundfont,
+                sampler=sampler,
+                direction=direction,
+                version=version,
+                show_progress=True,
+            )
     for path in sorted(result.midi_files + result.audio_files, key=lambda p: (p.stem, p.suffix)):
         print(path)
     if result.audio_note:
@@ -1091,8 +1101,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.debug else "CRITICAL"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
     os.environ["MUSICFLOW_DEBUG"] = "1" if args.debug else ""
-    # TensorFlow's C++ log: with oneDNN, grappler prints harmless "remapper failed" errors
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.debug else "3")
+    tflog.configure(args.debug)  # before anything imports TensorFlow, in every command
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     try:

@@ -8,11 +8,14 @@ window included). So any registered version loads in a fresh process by URI
 (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
 ``mlflow.pyfunc.load_model`` or with ``musicflow generate``, which reads only the JSON and
 weight files (``tracking.fetch_model`` checks them against the digests recorded at
-registration) and never runs code from the artifact store. A piece is what the model's own
-sampler gives (``directed_probs``: the frame models' ``direct`` with what the user directs,
-``musicflow/compose.py``), binarised with the calibrated threshold and decoded in the
-encoding's pitch window; each file records how it was made (docs/cli.md, "Directing
-generate"). :class:`RollSampler` stays in this module: registered models refer to it here.
+registration) and never runs code from the artifact store. ``rnn`` and ``vae`` load as their
+numpy sampler (``sampler.npz``, ``models/frame_sampler.py``), so ``musicflow generate`` never
+imports TensorFlow, Keras, MLflow or Prefect for them; the other models load with Keras. A
+piece is what the model's own sampler gives (``directed_probs``: the frame models' ``direct``
+with what the user directs, ``musicflow/compose.py``), binarised with the calibrated threshold
+and decoded in the encoding's pitch window; each file records how it was made (docs/cli.md,
+"Directing generate"). :class:`RollSampler` stays in this module: registered models refer to it
+here (``tasks/sampler_model.py`` wraps it for MLflow's loader).
 """
 
 from __future__ import annotations
@@ -23,12 +26,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import mlflow.pyfunc
 import numpy as np
-import pandas as pd
-from prefect import task
-from prefect.cache_policies import NONE
 
 from musicflow import __version__, atomic, audio, compose, tracking
 from musicflow.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
@@ -36,18 +36,25 @@ from musicflow.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
 from musicflow.errors import ModelError
 from musicflow.roll import COLS, STEPS_PER_BEAT
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-class RollSampler(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96)
-    binary windows, thresholded and cleaned as ``musicflow generate`` does."""
+
+class RollSampler:
+    """A registered model ready to sample: ``model`` (its ``sample_pieces``) and ``sampling``
+    (threshold, encoding). Also MLflow's pyfunc model (``tasks/sampler_model.py``):
+    ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96) binary windows,
+    thresholded and cleaned as ``musicflow generate`` does."""
 
     def load_context(self, context) -> None:
         self.load_dir(Path(context.artifacts["model_dir"]))
 
     def load_dir(self, model_dir: Path) -> RollSampler:
-        """Load the model from its JSON and weight files (``models.load_model``) and the
-        sampling settings from ``sampling.json``; ModelError when they are unreadable."""
-        from musicflow.models import load_model
+        """Load the model from its data files: the numpy sampler (``sampler.json``,
+        ``sampler.npz``) where the folder has one, else the JSON and Keras weight files
+        (``models.load_model``); the sampling settings from ``sampling.json``. ModelError
+        when they are unreadable."""
+        from musicflow.models import frame_sampler
 
         try:
             sampling = json.loads((Path(model_dir) / "sampling.json").read_text())
@@ -55,8 +62,14 @@ class RollSampler(mlflow.pyfunc.PythonModel):
             int(sampling["encoding"]["pitch_low"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"unreadable sampling.json in {model_dir}: {exc}") from exc
+        files = (frame_sampler.META_FILE, frame_sampler.ARRAYS_FILE)
         try:
-            self.model = load_model(Path(model_dir))
+            if any((Path(model_dir) / name).exists() for name in files):
+                self.model = frame_sampler.FrameSampler.load(Path(model_dir))
+            else:
+                from musicflow.models import load_model
+
+                self.model = load_model(Path(model_dir))
         except ModelError:
             raise
         except Exception as exc:  # h5py/Keras on a damaged weights file
@@ -156,6 +169,7 @@ def generate_midi(
     sampler: RollSampler | None = None,
     direction: Direction | None = None,
     version: str | None = None,
+    show_progress: bool = False,
 ) -> GenerationResult:
     """Write ``n`` new pieces into ``out_dir``, each as ``sample-NNN.mid`` with
     ``sample-NNN.json`` (how it was made) and its audio preview ``sample-NNN.ogg`` beside it.
@@ -170,9 +184,12 @@ def generate_midi(
     settings (track name, a text event, tempo, key signature, program). The preview uses
     ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI soundfont);
     when it cannot be rendered the MIDI files are still written and ``audio_note`` says why.
+    ``show_progress``: a line per piece on stderr when slow.
     """
-    from musicflow import frames, roll
+    from musicflow import frames, progress, roll
     from musicflow.sampling import binarize
+
+    ticker = progress.PieceTicker(n, enabled=show_progress)
 
     direction = direction or Direction(bars=windows_per_piece * COLS // STEPS_PER_BAR)
     sampler = sampler or load_sampler(model_uri)
@@ -234,6 +251,7 @@ def generate_midi(
             except (audio.AudioError, OSError) as exc:
                 result.audio_note = f"audio previews skipped: {exc}"
                 print(f"  {result.audio_note}", file=sys.stderr)
+        ticker.piece(path)
     return result
 
 
@@ -249,4 +267,15 @@ def seam_position(step: int, tempo_bpm: float) -> dict[str, float]:
     }
 
 
-generate = task(name="generate", cache_policy=NONE, persist_result=False)(generate_midi)
+def __getattr__(name: str) -> Any:
+    """``generate``, the Prefect task, is built on first use: ``musicflow generate`` calls
+    :func:`generate_midi` directly and so never imports Prefect."""
+    if name != "generate":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from prefect import task
+    from prefect.cache_policies import NONE
+
+    globals()["generate"] = task(name="generate", cache_policy=NONE, persist_result=False)(
+        generate_midi
+    )
+    return globals()["generate"]

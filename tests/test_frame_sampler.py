@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -54,3 +55,39 @@ def test_a_sampler_missing_an_array_is_a_model_error() -> None:
     del arrays["lstm0.recurrent_kernel"]
     with pytest.raises(ModelError, match=r"lstm0\.recurrent_kernel"):
         FrameSampler("rnn", model.config, arrays)
+
+
+def test_saved_arrays_load_without_pickle_and_are_checked(tmp_path) -> None:
+    from musicflow.models.frame_sampler import META_FILE, FrameSampler, array_names
+
+    config = {"frame_steps": 3, "layers": 1, "key_normalize": True, "temperature": 1.0}
+    rng = np.random.default_rng(0)
+    shapes = {
+        "out.kernel": (8, 3 * 96 + 2 * 97),
+        "out.bias": (3 * 96 + 2 * 97,),
+        "link.kernel": (97, 97),
+        "key_prior.counts": (12,),
+        "lstm0.kernel": (2 * 96 + 16 + 12, 32),
+        "lstm0.recurrent_kernel": (8, 32),
+        "lstm0.bias": (32,),
+        "h0_0.kernel": (12, 8),
+        "h0_0.bias": (8,),
+        "c0_0.kernel": (12, 8),
+        "c0_0.bias": (8,),
+    }
+    assert sorted(shapes) == sorted(array_names(config))
+    arrays = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    arrays["key_prior.counts"] = np.abs(arrays["key_prior.counts"])  # tonics counted
+    sampler = FrameSampler("rnn", config, arrays)
+    sampler.save(tmp_path)
+    loaded = FrameSampler.load(tmp_path)
+    assert np.array_equal(loaded.sample_pieces(2, 2, seed=4), sampler.sample_pieces(2, 2, seed=4))
+
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    meta["arrays"]["lstm0.bias"]["shape"] = [33]
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"disagree on arrays lstm0\.bias"):
+        FrameSampler.load(tmp_path)
+    (tmp_path / META_FILE).write_text("{")
+    with pytest.raises(ModelError, match="unreadable sampler files"):
+        FrameSampler.load(tmp_path)

@@ -32,6 +32,17 @@ if TYPE_CHECKING:
 
 MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
 
+#: What ``musicflow generate`` can direct in each model beyond -n, --seed, --bars, --tempo and
+#: --program (those apply to every model): a prompt to continue, two pieces to interpolate,
+#: the sampling temperature, the key (the frame models condition on the tonic).
+DIRECTABLE: dict[str, frozenset[str]] = {
+    "rnn": frozenset({"prompt", "temperature", "key"}),
+    "vae": frozenset({"prompt", "interpolate", "temperature", "key"}),
+}
+
+#: Most bars of a prompt the frame models read (``--prompt-bars``' default and limit).
+PROMPT_CONTEXT_BARS = 16
+
 
 @runtime_checkable
 class RollModel(Protocol):
@@ -80,6 +91,9 @@ class RollModel(Protocol):
 def _model_class(name: str) -> type:
     if name not in MODEL_NAMES:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    from musicflow import tflog
+
+    tflog.import_tensorflow()  # its import-time C++ log held back unless --debug
     if name == "rnn":
         from musicflow.models.rnn import FrameRNN
 

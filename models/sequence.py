@@ -34,11 +34,13 @@ held-out files, equal CPU budgets; docs/models.md has the numbers):
   horizon it was trained on.
 
 The decoder is a Keras model; sampling runs the same LSTM equations in numpy (the decoder's
-own weights), frame by frame, which is simpler and faster than stepping Keras layers on a CPU.
+own weights), frame by frame, which is simpler and faster than stepping Keras layers on a CPU:
+``models/frame_sampler.py``, which needs neither TensorFlow nor Keras.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
@@ -50,6 +52,7 @@ from musicflow import frames
 from musicflow.errors import ModelError
 from musicflow.models.augment import translate
 from musicflow.models.base import RollModelBase
+from musicflow.models.frame_sampler import FrameSampler, lstm_names
 from musicflow.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 
 P = ROWS  # pitches per frame
@@ -113,10 +116,6 @@ class KeyPrior(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         return x
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class FrameModelBase(RollModelBase):
@@ -316,183 +315,42 @@ class FrameModelBase(RollModelBase):
         out = self._run_epoch(self._eval_step, [x[i : i + 128] for i in range(0, len(x), 128)])
         return float(out["val_nll"])
 
-    # --- sampling (numpy) -----------------------------------------------------------------
-    def _numpy_weights(self) -> tuple[list[tuple[np.ndarray, ...]], dict[str, list[np.ndarray]]]:
-        lstm = [tuple(np.asarray(w) for w in layer.cell.weights) for layer in self.lstms]
-        dense = {
-            layer.name: [np.asarray(w) for w in layer.weights]
-            for layer in self.decoder.layers
-            if isinstance(layer, layers.Dense)
+    # --- sampling (numpy: models/frame_sampler.py) -----------------------------------------
+    def sampler_arrays(self) -> dict[str, np.ndarray]:
+        """The named numpy arrays a ``FrameSampler`` runs from (``frame_sampler.array_names``):
+        what registration stores beside the Keras weights (docs/tracking.md)."""
+        arrays = {
+            "key_prior.counts": np.asarray(self.key_prior.counts, np.float32),
+            "link.kernel": np.asarray(self.count_link.weights[0]),
         }
-        return lstm, dense
+        for i, layer in enumerate(self.lstms):
+            weights = (np.asarray(w) for w in layer.cell.weights)
+            arrays.update(zip(lstm_names(i), weights, strict=True))
+        for layer in self.decoder.layers:
+            if isinstance(layer, layers.Dense):
+                for w, part in zip(layer.weights, ("kernel", "bias"), strict=False):
+                    arrays[f"{layer.name}.{part}"] = np.asarray(w)
+        return arrays
 
-    def _sample_tonics(self, rngs: list[np.random.Generator]) -> np.ndarray:
-        counts = np.asarray(self.key_prior.counts, np.float64) + 1.0
-        return np.array([rng.choice(12, p=counts / counts.sum()) for rng in rngs])
+    def save(self, directory: Path) -> None:
+        """``RollModelBase.save``, plus the sampler's data-only files (``sampler.npz``,
+        ``sampler.json``): what ``musicflow generate`` loads without TensorFlow."""
+        super().save(directory)
+        self.sampler().save(Path(directory))
 
-    def _cond_frames(self, n: int, n_frames: int, latents: np.ndarray | None, tonic) -> np.ndarray:
-        """(n, n_frames, C): each frame's window latent (latents (n, windows, d)) and tonic."""
-        parts = []
-        if latents is not None:
-            parts.append(np.repeat(latents, self.frames, axis=1)[:, :n_frames])
-        if self.config["key_normalize"]:
-            parts.append(np.repeat(np.eye(12, dtype=np.float32)[tonic][:, None], n_frames, 1))
-        if not parts:
-            return np.zeros((n, n_frames, 0), np.float32)
-        return np.concatenate(parts, axis=2).astype(np.float32)
-
-    def _decode_window(
-        self,
-        cond: np.ndarray,
-        noise: np.ndarray,
-        context: np.ndarray | None,
-        temperature: float,
-    ) -> np.ndarray:
-        """Sample one window's states (n, F, 96) from a fresh LSTM state, after reading
-        ``context`` (n, Fc, 96) states; ``cond`` (n, Fc + F, C); ``noise`` (n, F, 1 + 2·96)
-        uniforms in [0, 1)."""
-        lstm, dense = self._numpy_weights()
-        n = len(noise)
-        hsz = lstm[0][1].shape[0]
-        if cond.shape[2]:
-            h = [
-                np.tanh(cond[:, 0] @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1])
-                for i in range(len(lstm))
-            ]
-            c = [cond[:, 0] @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
-        else:
-            h = [np.zeros((n, hsz), np.float32) for _ in lstm]
-            c = [np.zeros((n, hsz), np.float32) for _ in lstm]
-        n_context = 0 if context is None else context.shape[1]
-        position = np.eye(self.period, dtype=np.float32)
-        w_out, b_out = dense["out"]
-        link = np.asarray(self.count_link.weights[0])
-        prev = np.zeros((n, P), np.int8)
-        out = np.zeros((n, self.frames, P), np.int8)
-        for f in range(n_context + self.frames):
-            y = np.concatenate(
-                [
-                    (prev == frames.ONSET).astype(np.float32),
-                    (prev == frames.HOLD).astype(np.float32),
-                    np.broadcast_to(position[f % self.period], (n, self.period)),
-                    cond[:, f],
-                ],
-                axis=1,
-            )
-            for i, (kernel, recurrent, bias) in enumerate(lstm):
-                z = y @ kernel + h[i] @ recurrent + bias
-                gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
-                cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
-                c[i] = gate_f * c[i] + gate_i * cand
-                h[i] = gate_o * np.tanh(c[i])
-                y = h[i]
-            if f < n_context:
-                prev = context[:, f]
-                continue
-            full = (y @ w_out + b_out) / temperature
-            state = _sample_frame(full, link / temperature, prev, noise[:, f - n_context])
-            out[:, f - n_context] = state
-            prev = state
-        return out
-
-    def _piece_latents(self, rngs: list[np.random.Generator], n_windows: int) -> np.ndarray | None:
-        return None
+    def sampler(self) -> FrameSampler:
+        """This model's sampler, in numpy: what ``sample_pieces`` runs."""
+        return FrameSampler(self.name, self.config, self.sampler_arrays())
 
     def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
-        """``n`` pieces of ``n_windows`` consecutive windows, float32 (n, n_windows, 96, 96) of
-        0/1. Window 0 is sampled from a fresh state, window k after reading window k − 1.
-        Piece i depends only on (seed, i), not on ``n``."""
-        return self._pieces(n, n_windows, seed, None)
-
-    def _pieces(self, n: int, n_windows: int, seed: int, latents: np.ndarray | None) -> np.ndarray:
-        """``sample_pieces``, with given window codes (n, n_windows, d) for a VAE."""
-        if n < 0 or n_windows < 1:
-            raise ModelError("need n >= 0 pieces of at least one window")
-        rngs = [np.random.default_rng([int(seed), i]) for i in range(n)]
-        tonic = self._sample_tonics(rngs) if self.config["key_normalize"] else None
-        if latents is None:
-            latents = self._piece_latents(rngs, n_windows)
-        width = 2 + 2 * P
-        noise = (
-            np.stack([rng.random((n_windows * self.frames, width)) for rng in rngs])
-            if n
-            else (np.zeros((0, n_windows * self.frames, width)))
-        )
-        t = float(self.config["temperature"])
-        states: list[np.ndarray] = []
-        for k in range(n_windows):
-            window_noise = noise[:, k * self.frames : (k + 1) * self.frames]
-            lat = None if latents is None else latents[:, max(k - 1, 0) : k + 1]
-            if k == 0:
-                cond = self._cond_frames(n, self.frames, lat, tonic)
-                states.append(self._decode_window(cond, window_noise, None, t))
-            else:
-                cond = self._cond_frames(n, 2 * self.frames, lat, tonic)
-                states.append(self._decode_window(cond, window_noise, states[-1], t))
-        g = int(self.config["frame_steps"])
-        song = frames.states_to_roll(np.concatenate(states, axis=1), g)  # (n, 96, T)
-        if tonic is not None:
-            song = frames.transpose_windows(song, -frames.key_shifts(tonic))
-        pieces = song.reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(pieces).astype(np.float32)
+        """``FrameSampler.sample_pieces``: ``n`` pieces of ``n_windows`` consecutive windows,
+        float32 (n, n_windows, 96, 96) of 0/1; piece i depends only on (seed, i)."""
+        return self.sampler().sample_pieces(n, n_windows, seed)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` independent windows (each the first window of a piece): float32 (n, 96, 96)."""
-        return self.sample_pieces(n, 1, seed)[:, 0]
+        return self.sampler().sample(n, seed)
 
-
-def _sample_set(log_w: np.ndarray, k: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Bool (n, 96): a set of exactly ``k[i]`` pitches from the conditional Bernoulli
-    distribution with odds ``exp(log_w)`` (−inf: never), by the suffix recursion of the
-    elementary symmetric polynomials; ``u`` (n, 96) uniforms."""
-    n = len(log_w)
-    kmax = int(k.max()) if n else 0
-    chosen = np.zeros((n, P), bool)
-    if kmax == 0:
-        return chosen
-    suffix = np.full((n, P + 1, kmax + 1), -np.inf)  # log e_r(w_j, …, w_95)
-    suffix[:, :, 0] = 0.0
-    for j in range(P - 1, -1, -1):
-        suffix[:, j, 1:] = np.logaddexp(
-            suffix[:, j + 1, 1:], log_w[:, j, None] + suffix[:, j + 1, :-1]
-        )
-    rows = np.arange(n)
-    left = k.copy()
-    for j in range(P):
-        r = np.maximum(left, 1)
-        with np.errstate(invalid="ignore"):
-            p = np.exp(log_w[:, j] + suffix[rows, j + 1, r - 1] - suffix[rows, j, r])
-        take = (left > 0) & (u[:, j] < np.nan_to_num(p, nan=1.0))
-        chosen[:, j] = take
-        left -= take
-    return chosen
-
-
-def _categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-    return (u[:, None] > cdf[:, :-1]).sum(axis=1)
-
-
-def _sample_frame(
-    full: np.ndarray, link: np.ndarray, prev: np.ndarray, u: np.ndarray
-) -> np.ndarray:
-    """One frame's states (n, 96) from the decoder's output row ``full`` (n, 96·3 + 2·97): the
-    held count, the held set, the new count given it, the set of onsets. ``link`` (97, 97):
-    the new count's offset per held count; ``u`` (n, 2 + 2·96): this frame's uniforms."""
-    n = len(full)
-    logits = full[:, : P * 3].reshape(n, P, 3).astype(np.float64)
-    classes = np.arange(P + 1)
-    was_on = prev != frames.OFF
-    held_logits = np.where(
-        classes[None] <= was_on.sum(axis=1)[:, None], full[:, P * 3 : P * 3 + P + 1], -np.inf
-    )
-    k_hold = _categorical(held_logits, u[:, 0])
-    log_w_hold = np.where(was_on, logits[:, :, 2] - logits[:, :, 0], -np.inf)
-    held = _sample_set(log_w_hold, k_hold, u[:, 2 : 2 + P])
-    new_logits = full[:, P * 3 + P + 1 :] + link[k_hold]
-    new_logits = np.where(classes[None] <= (P - k_hold)[:, None], new_logits, -np.inf)
-    k_on = _categorical(new_logits, u[:, 1])
-    log_w_new = np.where(held, -np.inf, logits[:, :, 1] - logits[:, :, 0])
-    new = _sample_set(log_w_new, k_on, u[:, 2 + P :])
-    return np.where(held, frames.HOLD, np.where(new, frames.ONSET, frames.OFF)).astype(np.int8)
+    def direct(self, n: int, bars: int, seed: int, **direction: Any) -> np.ndarray:
+        """``FrameSampler.direct``: pieces as ``musicflow generate`` directs them."""
+        return self.sampler().direct(n, bars, seed, **direction)

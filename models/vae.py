@@ -30,21 +30,8 @@ from keras import layers
 
 from musicflow.errors import ModelError
 from musicflow.models.base import kl_nats
+from musicflow.models.frame_sampler import slerp
 from musicflow.models.sequence import FrameModelBase, P, roll_states_tf
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Spherical interpolation between codes a, b (n, d) at fractions t (m,) → (n, m, d)."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    cos = np.sum(a64 * b64, axis=1) / (
-        np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1) + 1e-12
-    )
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))[:, None]
-    sin = np.sin(omega)
-    tt = np.asarray(t, np.float64)[None, :]
-    wa = np.where(sin > 1e-6, np.sin((1 - tt) * omega) / np.maximum(sin, 1e-12), 1 - tt)
-    wb = np.where(sin > 1e-6, np.sin(tt * omega) / np.maximum(sin, 1e-12), tt)
-    return (wa[..., None] * a64[:, None] + wb[..., None] * b64[:, None]).astype(np.float32)
 
 
 class FrameVAE(FrameModelBase):
@@ -158,15 +145,17 @@ class FrameVAE(FrameModelBase):
         ``val_recon_loss`` and ``val_kl_loss`` (KL in nats per window)."""
         return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
-    def _piece_latents(self, rngs: list[np.random.Generator], n_windows: int) -> np.ndarray:
-        d = self._latent_dim()
-        ends = (
-            np.stack([rng.standard_normal((2, d)) for rng in rngs])
-            if rngs
-            else (np.zeros((0, 2, d)))
-        )
-        t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
-        return slerp(ends[:, 0], ends[:, 1], t)
+    def sampler_arrays(self) -> dict[str, np.ndarray]:
+        """The decoder's arrays and the encoder's (``frame_sampler.encoder_names``): the
+        numpy sampler encodes prompts and the ends of an interpolation itself."""
+        arrays = super().sampler_arrays()
+        convs = [x for x in self.encoder.layers if isinstance(x, layers.Conv1D)]
+        for i, layer in enumerate([*convs, self.encoder.get_layer("z_mean")]):
+            name = "z_mean" if i == len(convs) else f"enc{i}"
+            arrays[f"{name}.kernel"], arrays[f"{name}.bias"] = (
+                np.asarray(w) for w in layer.weights
+            )
+        return arrays
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Latent means (n, latent_dim) of windows (n, 96, 96), key-normalised as in training."""
@@ -185,4 +174,4 @@ class FrameVAE(FrameModelBase):
             np.stack([np.asarray(a).reshape(96, 96), np.asarray(b).reshape(96, 96)])
         )
         latents = slerp(za[None], zb[None], np.linspace(0.0, 1.0, steps))
-        return self._pieces(1, steps, 0, latents)[0]
+        return self.sampler()._pieces(1, steps, 0, latents)[0]

@@ -58,6 +58,9 @@ def training_scope(*, distribute: bool, mixed_precision: bool) -> Iterator[Place
     """Build, train and save a model inside this: the strategy's scope (when ``distribute``)
     and the dtype policy (when ``mixed_precision``), restored on exit. Yields where it runs;
     without either flag that is TensorFlow's own default device (the first GPU, if any)."""
+    from musicflow import tflog
+
+    tflog.import_tensorflow()  # its import-time C++ log held back unless --debug
     import keras
     import tensorflow as tf
 

@@ -110,6 +110,29 @@ def write_text(
     )
 
 
+def write_new(path: str | os.PathLike[str], data: bytes) -> bool:
+    """``data`` as a new file ``path``, atomically, never replacing one: False (and nothing
+    written) when ``path`` exists, also when another process creates it at the same moment
+    (the temp file is hard-linked to its name, which fails on an existing name)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create(target)
+    try:
+        tmp.write_bytes(data)
+        crash_point(f"tmp:{target.name}")
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: check, then rename
+            if target.exists():
+                return False
+            os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 def is_stale(path: Path, *, now: float | None = None) -> bool:
     """True for a temp file whose writer is gone: a dead process of this host, or (no owner
     in the name, or another host) older than :data:`STALE_AFTER_S`."""

@@ -299,10 +299,15 @@ def render_preview(
     font = resolve_soundfont(soundfont)
     raw, rate, name = render(midi_path.read_bytes(), font)
     samples, gain_db = normalise(raw.mean(axis=1), rate)
-    atomic.atomic_write(
-        out,
-        lambda tmp: soundfile.write(tmp, samples, rate, format="OGG", subtype="VORBIS"),
-    )
+
+    def write(tmp: Path) -> None:
+        # in blocks: libsndfile's Vorbis encoder crashes the process (SIGSEGV) when handed
+        # more than about a minute of audio in one write (an 80 s piece did, here)
+        with soundfile.SoundFile(tmp, "w", rate, 1, format="OGG", subtype="VORBIS") as fh:
+            for start in range(0, len(samples), rate):
+                fh.write(samples[start : start + rate])
+
+    atomic.atomic_write(out, write)
     return Preview(
         path=out,
         seconds=len(samples) / rate,

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from musicflow import workspace
+from musicflow import tflog, workspace
 from musicflow.defaults import (
     DEFAULT_CRON,
     DEFAULT_DATASET,
@@ -39,7 +39,7 @@ from musicflow.defaults import (
     MAX_WORKERS,
 )
 from musicflow.errors import DatasetError, MusicflowError, UsageError
-from musicflow.models import MODEL_NAMES
+from musicflow.models import MODEL_NAMES, PROMPT_CONTEXT_BARS
 from musicflow.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
 
 #: Commands that run a Prefect flow, and write to the workspace.
@@ -142,6 +142,32 @@ def _model_uri_arg(text: str) -> str:
     return text
 
 
+def _float_in(low: float, high: float, what: str, *, open_low: bool = False):
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value > high or value < low or (open_low and value == low):
+            bound = f"{'>' if open_low else '≥'} {low:g} and ≤ {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: {bound})")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _key_arg(text: str) -> str:
+    from musicflow.compose import parse_key
+
+    try:
+        return parse_key(text)[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 SEED = _int_in(0, 2**32 - 1, "a seed")
 POSITIVE = _int_in(1)
 PORT = _int_in(1, 65535, "a port")
@@ -224,7 +250,10 @@ def _attach_prefect(*preload: str):
     if server is not None and server.started_here:
         _say("starting the workspace's Prefect server on 127.0.0.1 (once; reused later)…")
         for name in preload:  # overlaps with the server's start-up, in this thread
-            importlib.import_module(name)
+            if name == "tensorflow":
+                tflog.import_tensorflow()  # its import-time C++ log held back unless --debug
+            else:
+                importlib.import_module(name)
     if server is not None:
         server.wait().watch(_say)
     else:
@@ -492,28 +521,109 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_out_dir(out: Path) -> Path:
+    """``--out`` before any model loads: a folder (existing or to be made) this user can
+    write in; MusicflowError (exit 1) otherwise, with nothing written."""
+    if out.exists() and not out.is_dir():
+        raise MusicflowError(f"--out {out} is a file, not a folder; give a folder for the pieces")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise MusicflowError(f"cannot write in {existing} (for --out {out}); pick another folder")
+    return out
+
+
+def _read_midi_arg(path: str, option: str) -> tuple[bytes, str, int]:
+    """A prompt file's bytes, name and size; a file over the audit's size cap is not read
+    (``too_large`` later, as the audit judges it)."""
+    try:
+        size = Path(path).stat().st_size
+        data = Path(path).read_bytes() if size <= DEFAULT_MAX_BYTES else b""
+    except OSError as exc:
+        raise MusicflowError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
+    return data, Path(path).name, size
+
+
+def _direction(args: argparse.Namespace, model_dir: Path):
+    """The user's direction, its prompt files read in the model's pitch window (an audit
+    reason, exit 1) and checked against what the model can do (exit 2)."""
+    import json
+
+    from musicflow.compose import Direction, check_direction, read_prompt
+
+    model = json.loads((model_dir / "config.json").read_text())["name"]
+    pitch_low = int(json.loads((model_dir / "sampling.json").read_text())["encoding"]["pitch_low"])
+    direction = Direction(
+        bars=args.bars,
+        temperature=args.temperature,
+        key=args.key,
+        tempo_bpm=args.tempo,
+        program=args.program,
+        prompt_name=args.prompt[1] if args.prompt else None,
+        end_names=tuple(name for _, name, _ in args.interpolate) if args.interpolate else None,
+    )
+    check_direction(model, direction)  # before reading any file
+    if args.prompt:
+        data, name, size = args.prompt
+        prompt = read_prompt(data, name, pitch_low, size_bytes=size)
+        if prompt.n_out_of_range:
+            _say(
+                f"warning: {prompt.n_out_of_range} notes of {name} lie outside the model's "
+                f"pitch window ({pitch_low}…{pitch_low + ROWS - 1}) and were dropped"
+            )
+        limit = min(prompt.bars, PROMPT_CONTEXT_BARS)
+        if args.prompt_bars and args.prompt_bars > limit:
+            raise UsageError(
+                f"--prompt-bars {args.prompt_bars}: {name} has {prompt.bars} bars and the model "
+                f"reads at most {PROMPT_CONTEXT_BARS}; give at most {limit}"
+            )
+        direction.prompt, direction.prompt_bars = prompt, args.prompt_bars or limit
+    if args.interpolate:
+        a, b = (read_prompt(d, name, pitch_low, size_bytes=n) for d, name, n in args.interpolate)
+        direction.ends = (a, b)
+    return direction
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import tempfile
 
     from musicflow import tracking
 
+    out = check_out_dir(Path(args.out) if args.out else Path("generated"))
+    if args.prompt_bars and not args.prompt:
+        raise UsageError("--prompt-bars needs --prompt FILE")
+    if args.prompt:
+        args.prompt = _read_midi_arg(args.prompt, "--prompt")
+    if args.interpolate:
+        args.interpolate = [_read_midi_arg(p, "--interpolate") for p in args.interpolate]
     tracking.check_reachable()
     _check_soundfont(args.soundfont)
-    out = Path(args.out) if args.out else Path("generated")
     with tempfile.TemporaryDirectory() as tmp:
-        # the version's files are fetched and checked before TensorFlow loads
+        # the version's files are fetched and checked before anything heavy loads; rnn and
+        # vae sample in numpy (no TensorFlow), the other models load with Keras
         model_dir = tracking.fetch_model(args.model_uri, Path(tmp))
+        direction = _direction(args, model_dir)
+        version = tracking.model_version(args.model_uri)
+        from threadpoolctl import threadpool_limits
+
         from musicflow.tasks.generate import RollSampler, generate_midi
 
         sampler = RollSampler().load_dir(model_dir)
-        result = generate_midi(
-            args.model_uri,
-            n=args.n,
-            out_dir=out,
-            seed=args.seed,
-            soundfont=args.soundfont,
-            sampler=sampler,
-        )
+        # one BLAS thread: the sampler's products are a few rows each, too small to share,
+        # and on a busy machine two threads took 4x the time (docs/models.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            result = generate_midi(
+                args.model_uri,
+                n=args.n,
+                out_dir=out,
+                seed=args.seed,
+                soundfont=args.soundfont,
+                sampler=sampler,
+                direction=direction,
+                version=version,
+                show_progress=True,
+            )
     for path in sorted(result.midi_files + result.audio_files, key=lambda p: (p.stem, p.suffix)):
         print(path)
     if result.audio_note:
@@ -930,9 +1040,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
         help="sample MIDI pieces, each with an audio preview, from a model",
-        description="Sample pieces of 16 bars from a registered model and write them as MIDI "
-        "files, each with a loudness-normalised OGG/Vorbis preview beside it (rendered with a "
-        "General MIDI soundfont; no system package needed).",
+        description="Sample pieces from a registered model and write them as MIDI files, each "
+        "with a loudness-normalised OGG/Vorbis preview (rendered with a General MIDI "
+        "soundfont; no system package needed) and a JSON record of how it was made beside "
+        "it. Continue your own MIDI (--prompt), morph between two files (--interpolate), set "
+        "length, temperature, key, tempo and instrument; each file records them.",
     )
     p.add_argument(
         "--model-uri",
@@ -943,8 +1055,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-n", type=_int_in(1, 1000), default=4, help="number of pieces, 1…1000 (default: 4)"
     )
-    p.add_argument("--out", help="output folder (default: ./generated)")
+    p.add_argument(
+        "--out",
+        help="output folder (default: ./generated); new pieces take the next free numbers, "
+        "no file in it is ever replaced",
+    )
     p.add_argument("--seed", type=SEED, default=0, help="random seed, ≥ 0 (default: 0)")
+    p.add_argument(
+        "--bars",
+        type=_int_in(1, 1024),
+        default=16,
+        metavar="M",
+        help="bars of 4/4 to generate (after the prompt), 1…1024 (default: 16)",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--prompt",
+        metavar="FILE",
+        help="a MIDI file to continue (rnn, vae): read like the model's dataset; the output "
+        "holds its bars unchanged, a marker, then the continuation",
+    )
+    source.add_argument(
+        "--interpolate",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two MIDI files (vae): the piece morphs from the first to the second",
+    )
+    p.add_argument(
+        "--prompt-bars",
+        type=POSITIVE,
+        metavar="N",
+        help=f"read the prompt's first N bars (default: all, at most {PROMPT_CONTEXT_BARS})",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_float_in(0.0, 5.0, "a temperature", open_low=True),
+        metavar="T",
+        help="sampling temperature (rnn, vae), > 0 and ≤ 5: lower is safer, higher is "
+        "wilder (default: the model's own, 1.0)",
+    )
+    p.add_argument(
+        "--key",
+        type=_key_arg,
+        metavar="K",
+        help="key of new pieces (rnn, vae), as a key signature spells it: C, D, Bb, F#m, … "
+        "(default: drawn from the training data's keys)",
+    )
+    p.add_argument(
+        "--tempo",
+        type=_float_in(20.0, 400.0, "a tempo in BPM"),
+        metavar="BPM",
+        help="tempo in beats per minute, 20…400 (default: the prompt's, else 100)",
+    )
+    p.add_argument(
+        "--program",
+        type=_int_in(0, 127, "a General MIDI program"),
+        default=0,
+        metavar="P",
+        help="General MIDI program (instrument) 0…127 (default: 0, Acoustic Grand Piano)",
+    )
     _add_soundfont_option(p)
     p.set_defaults(func=cmd_generate)
 
@@ -1070,8 +1239,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PREFECT_INTERNAL_LOGGING_LEVEL"] = "ERROR" if args.debug else "CRITICAL"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO" if args.debug else "ERROR"
     os.environ["MUSICFLOW_DEBUG"] = "1" if args.debug else ""
-    # TensorFlow's C++ log: with oneDNN, grappler prints harmless "remapper failed" errors
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.debug else "3")
+    tflog.configure(args.debug)  # before anything imports TensorFlow, in every command
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     try:

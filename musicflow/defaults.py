@@ -39,3 +39,6 @@ DEFAULT_MIN_FREE_MB = 64
 #: Windows per generated piece: 8 windows of two 4/4 bars = 16 bars. ``musicflow generate``
 #: writes pieces of this length, and evaluation scores the windows of such pieces.
 PIECE_WINDOWS = 8
+
+#: Tempo of a generated piece without --tempo (and without a prompt that sets one), in BPM.
+DEFAULT_TEMPO_BPM = 100

@@ -7,7 +7,7 @@ file) every event is one plain line and a running epoch prints a line at most ev
 :data:`PLAIN_INTERVAL_S` seconds, so logs stay readable and short.
 
 Public: :func:`stage`, :func:`skipped`, :func:`note`, :func:`audit_summary`,
-:class:`TrainingProgress`,
+:class:`TrainingProgress`, :class:`PieceTicker` (``generate``'s line per piece when slow),
 :func:`debug_enabled` (libraries' own messages are shown only with ``--debug``, which the CLI
 records in ``$MUSICFLOW_DEBUG``), :func:`interactive`. ``rich`` is imported only when a live
 bar is drawn, so ``musicflow --help`` does not pay for it.
@@ -81,6 +81,32 @@ class timed:
         seconds = time.perf_counter() - self._started
         detail = f"nothing changed, skipped ({self.detail})" if self.skipped else self.detail
         note(f"{self.name}: {detail} ({seconds:.1f} s)")
+
+
+class PieceTicker:
+    """Progress of ``generate``: silent while it is quick; once it has run longer than
+    :data:`QUIET_S`, one line when the sampling ends and one per piece written, so a slow
+    generate (many pieces, audio previews) shows where it is."""
+
+    QUIET_S = 2.0
+
+    def __init__(self, n: int, *, enabled: bool = True) -> None:
+        self.n = n
+        self.enabled = enabled
+        self.done = 0
+        self.started = time.monotonic()
+
+    def _say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.enabled and elapsed > self.QUIET_S:
+            note(f"{text} ({elapsed:.1f} s)")
+
+    def sampled(self) -> None:
+        self._say(f"sampled {self.n} piece(s)")
+
+    def piece(self, path: object) -> None:
+        self.done += 1
+        self._say(f"piece {self.done}/{self.n}: {path}")
 
 
 def audit_summary(summary: Mapping[str, Any]) -> None:

@@ -369,10 +369,16 @@ def notes_to_midi(
     tempo_bpm: float = 100,
     program: int = 0,
     velocity: int = 80,
+    track_name: str | None = None,
+    text: str | None = None,
+    key: str | None = None,
+    markers: tuple[tuple[int, str], ...] = (),
 ) -> bytes:
     """Decoded notes (pitch, start_step, end_step) → type-1 SMF bytes (via mido).
 
-    Track 0: tempo and a 4/4 time signature; track 1: program change and the notes on channel 0.
+    Track 0: tempo, a 4/4 time signature, and when given a key signature (``key`` as mido
+    spells it: ``D``, ``F#m``), a text event (``text``) and markers ``(step, text)``; track 1:
+    its name (``track_name``), program change and the notes on channel 0.
     A step becomes tick ``round_half_up(step * tpb / 12)``, which maps back to the same step for
     every tpb ≥ 12, so encoding the result gives back the same roll (for notes with disjoint runs
     per pitch, as decode_roll returns). Note-offs sort before note-ons at the same tick.
@@ -406,7 +412,18 @@ def notes_to_midi(
     meta = mido.MidiTrack()
     meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
     meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    if key is not None:
+        meta.append(mido.MetaMessage("key_signature", key=key, time=0))
+    if text is not None:
+        meta.append(mido.MetaMessage("text", text=text, time=0))
+    now = 0
+    for step, label in sorted(markers):
+        t = int(tick(np.int64(step)))
+        meta.append(mido.MetaMessage("marker", text=label, time=t - now))
+        now = t
     music = mido.MidiTrack()
+    if track_name is not None:
+        music.append(mido.MetaMessage("track_name", name=track_name, time=0))
     music.append(mido.Message("program_change", program=program, channel=0, time=0))
     now = 0
     for t, kind, p in events:

@@ -7,13 +7,16 @@ reason), and a row quarantined by one code is not judged by later ones, so the s
 :func:`stages`: one per quarantine code in precedence order, then one of all warnings.
 
 Public: :class:`Rule`, :func:`load_suite_config`, :func:`suite_rules`,
-:func:`quarantine_precedence`, :func:`stages`; ``SUITE_NAME``, ``SUITE_FILE`` and the outcome
-names. Pure (JSON only): Great Expectations itself is driven by ``musicflow/gx.py``.
+:func:`quarantine_precedence`, :func:`stages`, :func:`judge`; ``SUITE_NAME``, ``SUITE_FILE`` and
+the outcome names. Pure (JSON only): Great Expectations itself is driven by ``musicflow/gx.py``;
+:func:`judge` reads the same rules for one record without it (a ``generate`` prompt: GX's
+import alone takes seconds).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -101,3 +104,48 @@ def stages(rules: list[Rule]) -> list[tuple[str, list[Rule]]]:
     if warning_rules:
         stages.append((WARNING, warning_rules))
     return stages
+
+
+def _parameter(value: Any, params: dict[str, int]) -> Any:
+    """A bound as GX reads it: a number, or ``{"$PARAMETER": "name"}`` / ``"name ± int"``."""
+    if not isinstance(value, dict):
+        return value
+    match = re.fullmatch(r"\s*(\w+)\s*(?:([+-])\s*(\d+))?\s*", str(value.get("$PARAMETER", "")))
+    if match is None or match[1] not in params:
+        raise ValueError(f"{SUITE_FILE}: cannot evaluate the parameter {value!r}")
+    offset = int(match[3] or 0) * (-1 if match[2] == "-" else 1)
+    return params[match[1]] + offset
+
+
+def _passes(rule: Rule, value: Any, params: dict[str, int]) -> bool:
+    """One record's value against one rule, with GX's semantics: only ``not_be_null`` judges a
+    missing value, every other expectation passes it."""
+    kwargs = rule.config["kwargs"]
+    if rule.type == "expect_column_values_to_not_be_null":
+        return value is not None
+    if value is None:
+        return True
+    if rule.type == "expect_column_values_to_be_in_set":
+        return value in kwargs["value_set"]
+    if rule.type == "expect_column_values_to_not_be_in_set":
+        return value not in kwargs["value_set"]
+    if rule.type == "expect_column_values_to_be_between":
+        low = _parameter(kwargs.get("min_value"), params)
+        high = _parameter(kwargs.get("max_value"), params)
+        return (low is None or value >= low) and (high is None or value <= high)
+    raise ValueError(f"{SUITE_FILE}: judge() cannot evaluate {rule.type}")
+
+
+def judge(record: dict[str, Any], params: dict[str, int]) -> tuple[str | None, list[str]]:
+    """The verdict the suite gives one record (the parser's fields plus ``size_bytes``):
+    the quarantine code (None: accepted) and, when accepted, the sorted warning codes. The
+    same stages and precedence as the audit, without Great Expectations."""
+    rules = suite_rules()
+    warnings: set[str] = set()
+    for code, stage in stages(rules):
+        for rule in stage:
+            if not _passes(rule, record.get(rule.column), params):
+                if rule.outcome == QUARANTINE:
+                    return code, []
+                warnings.add(rule.code)
+    return None, sorted(warnings)

@@ -57,8 +57,13 @@ MODEL_ARTIFACT = "model"  # the logged pyfunc model's name in its run
 MODEL_DIR_KEY = "model_dir"  # the pyfunc artifact holding the model folder
 MODEL_FILES_TAG = "musicflow.model_files"  # {file name: sha256} of MODEL_DIR, at registration
 OWNER_TAG = "musicflow.owner"  # <host>:<pid>:<start time> of the process running the run
-#: The only files musicflow reads from a model: JSON and Keras weights (docs/tracking.md).
-MODEL_FILE_RE = re.compile(r"(config|sampling)\.json|[A-Za-z0-9_]+\.weights\.h5")
+#: The only files musicflow reads from a model: JSON, Keras weights and the frame models'
+#: numpy sampler (docs/tracking.md).
+MODEL_FILE_RE = re.compile(
+    r"(config|sampling|sampler)\.json|sampler\.npz|[A-Za-z0-9_]+\.weights\.h5"
+)
+#: The data-only sampler's files: loaded only when registration recorded their digests.
+SAMPLER_FILES = ("sampler.json", "sampler.npz")
 #: The models-from-code entry point MLflow's own loader runs (musicflow's loader does not).
 SAMPLER_MODULE = "musicflow.tasks.sampler_model"
 REACH_TIMEOUT_S = 5.0
@@ -553,14 +558,14 @@ def parse_model_uri(uri: str) -> dict[str, str] | None:
 def fetch_model(model_uri: str, dst: Path) -> Path:
     """The model folder of a registered version or run, downloaded under ``dst``.
 
-    Only the data files are fetched (``config.json``, ``sampling.json``, ``*.weights.h5``),
-    never the pickles or code MLflow keeps beside them; each is checked against the digests
-    recorded at registration. ModelError (one line) for an unknown or malformed URI, a missing
-    file, an unexpected file or a file that changed since registration.
+    Only the data files are fetched (``config.json``, ``sampling.json``, ``*.weights.h5``,
+    ``sampler.json``, ``sampler.npz``), never the pickles or code MLflow keeps beside them;
+    each is checked against the digests recorded at registration. A version of the embedded
+    store kept in a local artifact folder is read with sqlite and copied without importing
+    MLflow (:func:`_fetch_local`: ``generate`` starts in a second). ModelError (one line) for
+    an unknown or malformed URI, a missing file, an unexpected file or a file that changed
+    since registration.
     """
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
     parts = parse_model_uri(model_uri)
     if parts is None:
         raise ModelError(
@@ -569,6 +574,12 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
         )
     if not store_exists():
         raise ModelError(f"no model {model_uri}: nothing is tracked in this workspace yet")
+    local = _fetch_local(model_uri, parts, Path(dst))
+    if local is not None:
+        return local
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
     c = client()
     try:
         if "run_id" in parts:
@@ -601,25 +612,112 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
     return folder
 
 
+def model_version(model_uri: str) -> str | None:
+    """The version number a ``models:/`` URI names now (an alias resolved); None for a run.
+    The embedded store is read with sqlite (no MLflow import), as :func:`fetch_model` does."""
+    import sqlite3
+
+    parts = parse_model_uri(model_uri) or {}
+    if "version" in parts or "name" not in parts:
+        return parts.get("version")
+    with _store_reader() as con:
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                row = _version_row(con, parts)
+                if row is not None:
+                    return str(row[0])
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client().get_model_version_by_alias(parts["name"], parts["alias"]).version)
+    except MlflowException as exc:
+        raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
+
+
 def _model_dir_path(source: str, dst: Path) -> str:
     """Where the model folder sits inside a logged model: its ``MLmodel`` file (YAML, read as
     data) names it (``artifacts/<folder>``)."""
     import mlflow.artifacts
-    import yaml
 
     path = mlflow.artifacts.download_artifacts(
         artifact_uri=f"{source.rstrip('/')}/MLmodel",
         dst_path=str(dst / "meta"),
         tracking_uri=workspace.tracking_uri(),
     )
+    return _model_subpath(Path(path))
+
+
+def _model_subpath(mlmodel: Path) -> str:
+    """The model folder an ``MLmodel`` file (YAML, read as data) names."""
+    import yaml
+
     try:
-        meta = yaml.safe_load(Path(path).read_text())
+        meta = yaml.safe_load(mlmodel.read_text())
         subpath = meta["flavors"]["python_function"]["artifacts"][MODEL_DIR_KEY]["path"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise OSError(f"unreadable MLmodel file: {exc}") from None
     if not isinstance(subpath, str) or not re.fullmatch(r"artifacts/[\w.-]+", subpath):
         raise OSError(f"unexpected model folder {subpath!r} in the MLmodel file")
     return subpath
+
+
+def _fetch_local(model_uri: str, parts: dict[str, str], dst: Path) -> Path | None:
+    """:func:`fetch_model` for a ``models:/`` URI of the embedded store whose files sit in a
+    local folder: the version, its alias and its digests read with sqlite, the files copied
+    and checked. None where MLflow's client is needed (a tracking server, a ``runs:/`` URI,
+    a remote artifact store, a store this MLflow version has not prepared)."""
+    import shutil
+    import sqlite3
+    from urllib.parse import unquote, urlparse
+
+    if "name" not in parts:
+        return None
+    with _store_reader() as con:
+        if con is None:
+            return None
+        try:
+            row = _version_row(con, parts)
+            if row is None:
+                raise ModelError(f"no model {model_uri}: no such registered version")
+            version, location = row
+            recorded = con.execute(
+                'SELECT value FROM model_version_tags WHERE name = ? AND version = ? AND "key" = ?',
+                (parts["name"], version, MODEL_FILES_TAG),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+    url = urlparse(location or "")
+    if url.scheme != "file" or url.netloc not in ("", "localhost"):
+        return None
+    source = Path(unquote(url.path))
+    try:
+        subpath = _model_subpath(source / "MLmodel")
+        folder = dst / Path(subpath).name
+        shutil.copytree(source / subpath, folder)
+    except OSError as exc:
+        raise ModelError(f"cannot read the files of {model_uri}: {_first_line(exc)}") from None
+    _check_model_files(model_uri, folder, json.loads(recorded[0]) if recorded else None)
+    return folder
+
+
+def _version_row(con: Any, parts: dict[str, str]) -> tuple[int, str] | None:
+    """(version, where its files are) of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``,
+    as MLflow's ``get_model_version_download_uri`` gives it; None when there is none."""
+    version: Any = parts.get("version")
+    if version is None:
+        alias = con.execute(
+            "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+            (parts["name"], parts["alias"]),
+        ).fetchone()
+        if alias is None:
+            return None
+        version = alias[0]
+    row = con.execute(
+        "SELECT storage_location, source FROM model_versions WHERE name = ? AND version = ? "
+        "AND current_stage != 'Deleted_Internal'",
+        (parts["name"], int(version)),
+    ).fetchone()
+    return None if row is None else (int(version), row[0] or row[1])
 
 
 def _run_model_source(c: MlflowClient, run_id: str, name: str) -> str:
@@ -642,10 +740,16 @@ def _check_model_files(uri: str, folder: Path, recorded: dict[str, str] | None) 
     if odd or any(p.is_dir() for p in folder.iterdir()):
         raise ModelError(
             f"model {uri} holds unexpected files ({', '.join(odd) or 'a folder'}); musicflow "
-            "reads only config.json, sampling.json and *.weights.h5: the artifact store was "
-            "changed after registration"
+            "reads only config.json, sampling.json, *.weights.h5, sampler.json and sampler.npz: "
+            "the artifact store was changed after registration"
         )
     if recorded is None:  # registered before digests were recorded: data files only anyway
+        unproven = sorted(n for n in SAMPLER_FILES if n in found)
+        if unproven:  # the sampler came after the digests: no digest means a changed store
+            raise ModelError(
+                f"model {uri} holds {', '.join(unproven)} but no digests were recorded for "
+                "it at registration: the artifact store was changed; retrain or re-register it"
+            )
         return
     changed = sorted(n for n in set(found) | set(recorded) if found.get(n) != recorded.get(n))
     if changed:

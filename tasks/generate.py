@@ -8,40 +8,53 @@ window included). So any registered version loads in a fresh process by URI
 (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
 ``mlflow.pyfunc.load_model`` or with ``musicflow generate``, which reads only the JSON and
 weight files (``tracking.fetch_model`` checks them against the digests recorded at
-registration) and never runs code from the artifact store. A piece is what the model's own
-``sample_pieces`` gives, binarised with the calibrated threshold and decoded in the encoding's
-pitch window. :class:`RollSampler` stays in this module: registered models refer to it here.
+registration) and never runs code from the artifact store. ``rnn`` and ``vae`` load as their
+numpy sampler (``sampler.npz``, ``models/frame_sampler.py``), so ``musicflow generate`` never
+imports TensorFlow, Keras, MLflow or Prefect for them; the other models load with Keras. A
+piece is what the model's own sampler gives (``directed_probs``: the frame models' ``direct``
+with what the user directs, ``musicflow/compose.py``), binarised with the calibrated threshold
+and decoded in the encoding's pitch window; each file records how it was made (docs/cli.md,
+"Directing generate"). :class:`RollSampler` stays in this module: registered models refer to it
+here (``tasks/sampler_model.py`` wraps it for MLflow's loader).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import mlflow.pyfunc
 import numpy as np
-import pandas as pd
-from prefect import task
-from prefect.cache_policies import NONE
 
-from musicflow import atomic, audio, score, tracking
-from musicflow.defaults import PIECE_WINDOWS
+from musicflow import __version__, atomic, audio, compose, score, tracking
+from musicflow.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
+from musicflow.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
 from musicflow.errors import ModelError
+from musicflow.roll import COLS, STEPS_PER_BEAT
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-class RollSampler(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96)
-    binary windows, thresholded and cleaned as ``musicflow generate`` does."""
+class RollSampler:
+    """A registered model ready to sample: ``model`` (its ``sample_pieces``) and ``sampling``
+    (threshold, encoding). Also MLflow's pyfunc model (``tasks/sampler_model.py``):
+    ``predict(pd.DataFrame({"n": [8], "seed": [0]}))`` → uint8 (n, 96·96) binary windows,
+    thresholded and cleaned as ``musicflow generate`` does."""
 
     def load_context(self, context) -> None:
         self.load_dir(Path(context.artifacts["model_dir"]))
 
     def load_dir(self, model_dir: Path) -> RollSampler:
-        """Load the model from its JSON and weight files (``models.load_model``) and the
-        sampling settings from ``sampling.json``; ModelError when they are unreadable."""
-        from musicflow.models import load_model
+        """Load the model from its data files: the numpy sampler (``sampler.json``,
+        ``sampler.npz``) where the folder has one, else the JSON and Keras weight files
+        (``models.load_model``); the sampling settings from ``sampling.json``. ModelError
+        when they are unreadable."""
+        from musicflow.models import frame_sampler
 
         try:
             sampling = json.loads((Path(model_dir) / "sampling.json").read_text())
@@ -49,8 +62,14 @@ class RollSampler(mlflow.pyfunc.PythonModel):
             int(sampling["encoding"]["pitch_low"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"unreadable sampling.json in {model_dir}: {exc}") from exc
+        files = (frame_sampler.META_FILE, frame_sampler.ARRAYS_FILE)
         try:
-            self.model = load_model(Path(model_dir))
+            if any((Path(model_dir) / name).exists() for name in files):
+                self.model = frame_sampler.FrameSampler.load(Path(model_dir))
+            else:
+                from musicflow.models import load_model
+
+                self.model = load_model(Path(model_dir))
         except ModelError:
             raise
         except Exception as exc:  # h5py/Keras on a damaged weights file
@@ -89,6 +108,53 @@ class GenerationResult:
     songs: list[np.ndarray] = field(default_factory=list)  # bool (96, T): what each file holds
     audio_files: list[Path] = field(default_factory=list)  # the previews, one beside each MIDI
     audio_note: str | None = None  # why there are no previews, when there are none
+    info_files: list[Path] = field(default_factory=list)  # sample-NNN.json beside each MIDI
+
+
+_NUMBERED = re.compile(r"sample-(\d{3,})\.")
+
+
+def next_number(out_dir: Path) -> int:
+    """1 + the highest piece number in ``out_dir`` (any ``sample-NNN.*`` file), 1 for none."""
+    numbers = [int(m[1]) for p in Path(out_dir).glob("sample-*") if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+#: Pieces a frame model samples at once: long pieces stay within memory (1,024 bars of 8
+#: pieces: 150 MB), and a batch still shares each frame's matrix products.
+CHUNK = 8
+
+
+def directed_probs(
+    sampler: RollSampler, n: int, seed: int, direction: Direction
+) -> Iterator[np.ndarray]:
+    """float32 (96, bars · 48) for each of the ``n`` pieces in turn: what follows the prompt
+    (or the whole piece). Frame models take the whole direction (``direct``, a few pieces at a
+    time); the others chain ``sample_pieces`` windows, cut to the bars asked for."""
+    model = sampler.model
+    steps = direction.bars * STEPS_PER_BAR
+    if not hasattr(model, "direct"):
+        pieces = model.sample_pieces(n, -(-steps // COLS), seed)  # (n, windows, 96, 96)
+        yield from np.concatenate(list(pieces.transpose(1, 0, 2, 3)), axis=2)[:, :, :steps]
+        return
+    prompt = None
+    if direction.prompt is not None:
+        prompt = direction.prompt.first_bars(direction.prompt_bars or direction.prompt.bars)
+    ends = None
+    if direction.ends is not None:
+        ends = tuple(e.first_bars(e.bars) for e in direction.ends)
+    tonic = None if direction.key is None else parse_key(direction.key)[1]
+    for first in range(0, n, CHUNK):
+        yield from model.direct(
+            min(CHUNK, n - first),
+            direction.bars,
+            seed,
+            prompt=prompt,
+            ends=ends,
+            tonic=tonic,
+            temperature=direction.temperature,
+            first=first,
+        )
 
 
 def generate_midi(
@@ -101,36 +167,93 @@ def generate_midi(
     soundfont: str | None = None,
     audio_preview: bool = True,
     sampler: RollSampler | None = None,
+    direction: Direction | None = None,
+    version: str | None = None,
+    show_progress: bool = False,
 ) -> GenerationResult:
-    """Write ``n`` pieces of ``windows_per_piece`` windows (8 windows = 16 bars of 4/4), each
-    as ``sample-NNN.mid`` with its score ``sample-NNN.musicxml`` (``musicflow/score.py``) and
-    its audio preview ``sample-NNN.ogg`` beside it.
+    """Write ``n`` new pieces into ``out_dir``, each as ``sample-NNN.mid`` with
+    ``sample-NNN.json`` (how it was made), its score ``sample-NNN.musicxml``
+    (``musicflow/score.py``) and its audio preview ``sample-NNN.ogg`` beside it.
 
-    The pieces are the model's ``sample_pieces`` (sequence models continue each window from
-    the one before; a VAE walks its latent space; a GAN chains independent samples). The
-    preview uses ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI
-    soundfont); when it cannot be rendered the MIDI files are still written and
-    ``audio_note`` says why.
+    Numbers continue after the highest already in ``out_dir``: no existing file is replaced.
+    Without ``direction`` a piece is ``windows_per_piece`` windows long (8 windows = 16 bars of
+    4/4): a frame model's ``direct`` (one LSTM run through the piece; a VAE walks its latent
+    space), another model's ``sample_pieces`` (a GAN chains independent samples). A
+    ``direction`` (``musicflow/compose.py``) sets the length, a prompt to continue (written
+    unchanged before the continuation, a marker at the seam), two pieces to interpolate, the
+    temperature, key, tempo and instrument. Each file records the model, version, seed and
+    settings (track name, a text event, tempo, key signature, program). The preview uses
+    ``soundfont`` (else ``$MUSICFLOW_SOUNDFONT``, else the bundled General MIDI soundfont);
+    when it cannot be rendered the MIDI files are still written and ``audio_note`` says why.
+    ``show_progress``: a line per piece on stderr when slow.
     """
-    from musicflow import roll
+    from musicflow import frames, progress, roll
     from musicflow.sampling import binarize
 
+    ticker = progress.PieceTicker(n, enabled=show_progress)
+
+    direction = direction or Direction(bars=windows_per_piece * COLS // STEPS_PER_BAR)
     sampler = sampler or load_sampler(model_uri)
+    check_direction(sampler.model.name, direction)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.sweep(out_dir)  # what a killed generate left
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
+    head = np.zeros((roll.ROWS, 0), bool)
+    if direction.prompt is not None:
+        head = direction.prompt.first_bars(direction.prompt_bars or direction.prompt.bars)
+    tempo = direction.tempo_bpm or (direction.prompt and direction.prompt.tempo_bpm)
+    tempo = float(tempo or DEFAULT_TEMPO_BPM)
     result = GenerationResult(midi_files=[])
-    pieces = sampler.model.sample_pieces(n, windows_per_piece, seed)
-    for i, probs in enumerate(pieces):
-        windows = binarize(probs, threshold)
-        song = np.concatenate(list(windows), axis=1)
+    number = next_number(out_dir)
+    for i, piece in enumerate(directed_probs(sampler, n, seed, direction)):
+        song = np.concatenate([head, binarize(piece, threshold)], axis=1)
+        key = direction.key or compose.key_of_tonic(frames.window_tonics(song[None], pitch_low)[0])
+        seam = head.shape[1]
+        info = {
+            "model_uri": model_uri,
+            "model": sampler.model.name,
+            "version": version,
+            "seed": seed,
+            "piece": i + 1,
+            **direction.settings(),
+            # the temperature sampled at: the one asked for, else the model's own
+            "temperature": direction.temperature or sampler.model.config.get("temperature"),
+            "tempo_bpm": tempo,
+            "key": key,
+            "key_chosen_by": "user" if direction.key else "estimated from the notes",
+            "seam": None if not seam else seam_position(seam, tempo),
+            "musicflow": __version__,
+        }
         notes = roll.decode_roll(song, pitch_low=pitch_low)
-        path = out_dir / f"sample-{i + 1:03d}.mid"
-        atomic.write_bytes(path, roll.notes_to_midi(notes))
-        score.write_musicxml(path.with_suffix(score.SUFFIX), notes, length_steps=song.shape[1])
+        while True:
+            path = out_dir / f"sample-{number:03d}.mid"
+            info["file"] = path.name
+            midi = roll.notes_to_midi(
+                notes,
+                tempo_bpm=tempo,
+                program=direction.program,
+                track_name=f"musicflow {model_uri} {path.stem}",
+                text="musicflow " + json.dumps(info, sort_keys=True),
+                key=key,
+                markers=((seam, "continuation"),) if seam else (),
+            )
+            number += 1
+            if atomic.write_new(path, midi):  # another generate took the number: the next
+                break
+        score.write_musicxml(
+            path.with_suffix(score.SUFFIX),
+            notes,
+            length_steps=song.shape[1],
+            seam_step=seam or None,
+            tempo_bpm=tempo,
+            fifths=compose.fifths_of_key(key),
+        )
+        info_path = path.with_suffix(".json")
+        atomic.write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
         result.midi_files.append(path)
+        result.info_files.append(info_path)
         result.songs.append(song)
         if audio_preview and result.audio_note is None:
             try:
@@ -138,7 +261,31 @@ def generate_midi(
             except (audio.AudioError, OSError) as exc:
                 result.audio_note = f"audio previews skipped: {exc}"
                 print(f"  {result.audio_note}", file=sys.stderr)
+        ticker.piece(path)
     return result
 
 
-generate = task(name="generate", cache_policy=NONE, persist_result=False)(generate_midi)
+def seam_position(step: int, tempo_bpm: float) -> dict[str, float]:
+    """Where a continuation starts: roll step, bar (0-based: the first continued bar), beat
+    and seconds from the start at ``tempo_bpm``."""
+    beats = step / STEPS_PER_BEAT
+    return {
+        "step": step,
+        "bar": step // STEPS_PER_BAR,
+        "beat": beats,
+        "seconds": round(beats * 60.0 / tempo_bpm, 6),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``generate``, the Prefect task, is built on first use: ``musicflow generate`` calls
+    :func:`generate_midi` directly and so never imports Prefect."""
+    if name != "generate":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from prefect import task
+    from prefect.cache_policies import NONE
+
+    globals()["generate"] = task(name="generate", cache_policy=NONE, persist_result=False)(
+        generate_midi
+    )
+    return globals()["generate"]

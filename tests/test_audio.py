@@ -75,3 +75,12 @@ def test_normalise_leaves_silence_alone_and_limits_peaks() -> None:
     # away from the spikes the gain is the same everywhere (no pumping)
     ratio = out[20_000:40_000, 0] / x[20_000:40_000, 0]
     assert np.allclose(ratio[np.abs(x[20_000:40_000, 0]) > 1e-4], ratio.max(), rtol=1e-3)
+
+
+def test_a_long_piece_gets_its_preview(tmp_path: Path) -> None:
+    """80 s of music: libsndfile's Vorbis encoder crashed on it in one write."""
+    notes = np.array([[60 + (i % 12), 24 * i, 24 * i + 20] for i in range(67)])  # 80 s at 100
+    midi = tmp_path / "long.mid"
+    midi.write_bytes(roll.notes_to_midi(notes))
+    preview = audio.render_preview(midi)
+    assert preview.seconds > 79 and preview.path.stat().st_size > 10_000

@@ -17,7 +17,8 @@ PITCH_LOW = 30
 
 
 class FakeModel:
-    kind = "gan"
+    name = kind = "gan"
+    config: dict = {}  # noqa: RUF012 - a GAN samples without a temperature
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
@@ -59,8 +60,10 @@ def test_pieces_come_from_sample_pieces_and_decode_in_the_datasets_window(
         again, _ = roll.song_matrix(scan.notes, scan.ticks_per_beat, pitch_low=PITCH_LOW)
         assert np.array_equal(again, song[:, : again.shape[1]])
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sample-001.json",
         "sample-001.mid",
         "sample-001.musicxml",
+        "sample-002.json",
         "sample-002.mid",
         "sample-002.musicxml",
     ]
@@ -110,3 +113,88 @@ def test_each_piece_gets_its_score_beside_it(
     ]
     notes = roll.decode_roll(result.songs[0], pitch_low=PITCH_LOW)
     assert len(onsets) == len(notes)  # one onset per note; the rest are tied on
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_a_second_generate_changes_no_existing_file(tmp_path: Path) -> None:
+    first = gen.generate_midi(
+        "models:/d-gan/1", n=2, out_dir=tmp_path, seed=3, sampler=_sampler(), audio_preview=False
+    )
+    (tmp_path / "sample-007.ogg").write_bytes(b"a user's file")  # numbers go past any file
+    before = _digests(tmp_path)
+    second = gen.generate_midi(
+        "models:/d-gan/1", n=2, out_dir=tmp_path, seed=3, sampler=_sampler(), audio_preview=False
+    )
+    after = _digests(tmp_path)
+    assert {k: after[k] for k in before} == before
+    assert [p.name for p in first.midi_files] == ["sample-001.mid", "sample-002.mid"]
+    assert [p.name for p in second.midi_files] == ["sample-008.mid", "sample-009.mid"]
+    assert sorted(set(after) - set(before)) == [
+        "sample-008.json",
+        "sample-008.mid",
+        "sample-008.musicxml",
+        "sample-009.json",
+        "sample-009.mid",
+        "sample-009.musicxml",
+    ]
+
+
+def test_a_name_taken_meanwhile_is_skipped_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # another generate writes sample-001.mid between this one's look and its write
+    monkeypatch.setattr(gen, "next_number", lambda folder: 1)
+    (tmp_path / "sample-001.mid").write_bytes(b"theirs")
+    result = gen.generate_midi(
+        "models:/d-gan/1", n=1, out_dir=tmp_path, sampler=_sampler(), audio_preview=False
+    )
+    assert (tmp_path / "sample-001.mid").read_bytes() == b"theirs"
+    assert [p.name for p in result.midi_files] == ["sample-002.mid"]
+
+
+def test_length_tempo_and_instrument_land_in_the_file(tmp_path: Path) -> None:
+    import json
+
+    import mido
+
+    from musicflow.compose import Direction
+
+    direction = Direction(bars=5, tempo_bpm=132.0, program=40)
+    result = gen.generate_midi(
+        "models:/d-gan/4",
+        n=1,
+        out_dir=tmp_path,
+        seed=9,
+        sampler=_sampler(),
+        audio_preview=False,
+        direction=direction,
+        version="4",
+    )
+    path = result.midi_files[0]
+    assert result.songs[0].shape == (96, 5 * 48)
+    mid = mido.MidiFile(path)
+    msgs = [m for t in mid.tracks for m in t]
+    tempo = [m.tempo for m in msgs if m.type == "set_tempo"]
+    assert tempo == [mido.bpm2tempo(132.0)]
+    assert [m.program for m in msgs if m.type == "program_change"] == [40]
+    assert [m.name for m in msgs if m.type == "track_name"] == [
+        "musicflow models:/d-gan/4 sample-001"
+    ]
+    (key,) = [m.key for m in msgs if m.type == "key_signature"]
+    (text,) = [m.text for m in msgs if m.type == "text"]
+    recorded = json.loads(text.removeprefix("musicflow "))
+    beside = json.loads(path.with_suffix(".json").read_text())
+    assert recorded == beside
+    assert beside["model_uri"] == "models:/d-gan/4" and beside["version"] == "4"
+    assert (beside["seed"], beside["bars"], beside["tempo_bpm"], beside["program"]) == (
+        9,
+        5,
+        132.0,
+        40,
+    )
+    assert beside["key"] == key and beside["seam"] is None and beside["temperature"] is None

@@ -53,3 +53,25 @@ def test_interactive_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(progress.DEBUG_ENV, "")
     assert not progress.debug_enabled()
     assert progress.format_duration(3725) == "1:02:05" and progress.format_duration(9) == "0:09"
+
+
+def test_generate_says_nothing_while_quick_and_a_line_per_piece_when_slow(capsys) -> None:
+    quick = progress.PieceTicker(2)
+    quick.sampled()
+    quick.piece("a.mid")
+    assert capsys.readouterr().err == ""
+    slow = progress.PieceTicker(2)
+    slow.started -= progress.PieceTicker.QUIET_S + 1
+    slow.sampled()
+    slow.piece("out/sample-001.mid")
+    slow.piece("out/sample-002.mid")
+    lines = capsys.readouterr().err.splitlines()
+    assert [x.split(" (")[0] for x in lines] == [
+        "    sampled 2 piece(s)",
+        "    piece 1/2: out/sample-001.mid",
+        "    piece 2/2: out/sample-002.mid",
+    ]
+    off = progress.PieceTicker(1, enabled=False)
+    off.started -= progress.PieceTicker.QUIET_S + 1
+    off.piece("b.mid")
+    assert capsys.readouterr().err == ""

@@ -1,5 +1,5 @@
 """models/sequence.py: the frame models' TF twins of musicflow.frames, the count-then-set
-likelihood and its sampler."""
+likelihood and its sampler (models/frame_sampler.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from musicflow import frames
+from musicflow.models import frame_sampler
 from musicflow.models import sequence as seq
 
 P = seq.P
@@ -97,7 +98,7 @@ def test_exact_likelihood_sums_to_one_and_the_sampler_follows_it() -> None:
     prev[:, was_on] = frames.HOLD
     full = np.concatenate([logits.reshape(-1), held, new])[None].repeat(len(prev), 0)
     u = np.random.default_rng(2).random((len(prev), 2 + 2 * P))
-    drawn = seq._sample_frame(full, link, prev, u)
+    drawn = frame_sampler._sample_frame(full, link, prev, u)
     index = {frame.tobytes(): i for i, frame in enumerate(configs)}
     counts = np.bincount([index[f.tobytes()] for f in drawn], minlength=len(configs))
     assert np.abs(counts / len(drawn) - prob).max() < 0.015
@@ -107,7 +108,7 @@ def test_sample_set_draws_exactly_k_from_the_conditional_bernoulli() -> None:
     log_w = np.full((30000, P), -np.inf)
     log_w[:, [3, 10, 20, 30]] = np.log([1.0, 2.0, 3.0, 4.0])
     k = np.full(30000, 2)
-    chosen = seq._sample_set(log_w, k, np.random.default_rng(0).random((30000, P)))
+    chosen = frame_sampler._sample_set(log_w, k, np.random.default_rng(0).random((30000, P)))
     assert (chosen.sum(axis=1) == 2).all()
     pairs = list(itertools.combinations([3, 10, 20, 30], 2))
     weight = np.array([np.exp(log_w[0, a] + log_w[0, b]) for a, b in pairs])

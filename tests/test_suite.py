@@ -53,3 +53,27 @@ def test_stages_follow_precedence_then_warnings() -> None:
     stages = suite.stages(rules)
     assert [code for code, _ in stages] == [*QUARANTINE_ORDER, suite.WARNING]
     assert sum(len(stage) for _, stage in stages) == len(rules)
+
+
+def test_judge_gives_every_hostile_file_the_audits_verdict(hostile_dir) -> None:
+    """``judge`` reads the suite without GX; MANIFEST.csv holds the audit's verdicts."""
+    import csv
+
+    from musicflow import scan
+    from musicflow.suite import judge
+
+    with open(hostile_dir / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows
+    for row in rows:
+        data = (hostile_dir / row["file"]).read_bytes()
+        record = dict(scan.scan_file(data).record, size_bytes=len(data))
+        reason, warnings = judge(record, {"pitch_low": 21, "max_bytes": 2**26})
+        if row["expected"] == "quarantine":
+            assert (reason, warnings) == (row["reason"], []), row["file"]
+        else:
+            assert reason is None, row["file"]
+            expected = [row["reason"]] if row["reason"] in WARNING_CODES else []
+            assert warnings == expected, row["file"]
+    big = {"size_bytes": 100, "error": None}
+    assert judge(big, {"pitch_low": 21, "max_bytes": 99})[0] == "too_large"

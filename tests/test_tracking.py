@@ -226,3 +226,60 @@ def test_runs_a_killed_process_left_running_are_closed(workspace_home: Path) -> 
     assert tracking.mark_crashed_runs() == 1
     assert c.get_run(orphan.info.run_id).info.status == "FAILED"
     assert c.get_run(mine.info.run_id).info.status == "RUNNING"
+
+
+def _log_model_folder(folder: Path, name: str) -> int:
+    """Log a model folder of data files (the numpy sampler's among them) as a version."""
+    folder.mkdir()
+    (folder / "config.json").write_text('{"name": "rnn"}')
+    (folder / "sampling.json").write_text('{"threshold": 0.5}')
+    (folder / "sampler.json").write_text('{"format": 1}')
+    (folder / "sampler.npz").write_bytes(b"PK arrays")
+    with tracking.start_run("d", run_name="rnn"):
+        version = tracking.log_model(folder, name)
+    return version
+
+
+@pytest.mark.integration
+def test_a_version_is_fetched_without_mlflow_as_mlflow_fetches_it(
+    workspace_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast fetch (sqlite and a copy, no MLflow import) gives the files MLflow's client
+    gives, by version and by alias, and checks the digests the same way."""
+    tracking.use_workspace_store()
+    version = _log_model_folder(workspace_home / "model", "d-rnn")
+    tracking.set_champion("d-rnn", version)
+    fetched = {}
+    for how in ("sqlite", "mlflow"):
+        with monkeypatch.context() as patch:
+            if how == "mlflow":
+                patch.setattr(tracking, "_fetch_local", lambda *a: None)
+            for uri in ("models:/d-rnn/1", "models:/d-rnn@champion"):
+                dst = workspace_home / "fetched" / how / uri[-3:]
+                fetched[how, uri] = tracking.file_digests(tracking.fetch_model(uri, dst))
+            with pytest.raises(ModelError, match="no model"):
+                tracking.fetch_model("models:/d-rnn/7", workspace_home / "none" / how)
+    assert len(fetched) == 4 and len({json_of(d) for d in fetched.values()}) == 1
+    assert set(fetched["sqlite", "models:/d-rnn/1"]) == {
+        "config.json",
+        "sampling.json",
+        "sampler.json",
+        "sampler.npz",
+    }
+    stored = Path(tracking.client().get_model_version_download_uri("d-rnn", "1")[7:])
+    arrays = next(stored.rglob("sampler.npz"))
+    arrays.write_bytes(b"PK other arrays")
+    with pytest.raises(ModelError, match=r"does not match what was registered \(sampler\.npz"):
+        tracking.fetch_model("models:/d-rnn/1", workspace_home / "tampered")
+
+
+def json_of(digests: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(digests.items()))
+
+
+def test_sampler_files_without_recorded_digests_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    tracking._check_model_files("models:/d-vae/1", tmp_path, None)  # registered before digests
+    (tmp_path / "sampler.npz").write_bytes(b"PK")
+    with pytest.raises(ModelError, match=r"sampler\.npz but no digests were recorded"):
+        tracking._check_model_files("models:/d-vae/1", tmp_path, None)

@@ -168,3 +168,44 @@ def _samples_in_a_fresh_process(model_uri: str, cpu_only: bool = False) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(3, 9216) uint8" in done.stdout
+
+
+@pytest.mark.parametrize("model", ["rnn", "vae"])
+def test_generate_samples_a_registered_frame_model_without_tensorflow(
+    tiny_dataset, model: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Registration stores the numpy sampler with its digests; ``musicflow generate`` (a real
+    subprocess) writes its pieces without importing TensorFlow, Keras, MLflow or Prefect."""
+    from mlflow import MlflowClient
+
+    from musicflow.flows.pipeline import train_flow
+    from musicflow.tracking import MODEL_FILES_TAG
+
+    home, dataset = tiny_dataset
+    monkeypatch.setenv("MUSICFLOW_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
+    result = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    client = MlflowClient(tracking_uri=workspace.tracking_uri())
+    version = client.get_model_version(f"{dataset}-{model}", "1")
+    assert {"sampler.json", "sampler.npz"} <= set(json.loads(version.tags[MODEL_FILES_TAG]))
+
+    out = tmp_path / "pieces"
+    code = (
+        "import json, sys\n"
+        "from musicflow.cli import main\n"
+        "code = main(['generate', '--model-uri', sys.argv[1], '-n', '2', '--out', sys.argv[2]])\n"
+        "heavy = ('tensorflow', 'keras', 'mlflow', 'prefect')\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, result["model_uri"], str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MUSICFLOW_HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert sorted(p.name for p in out.glob("*.mid")) == ["sample-001.mid", "sample-002.mid"]
+    assert "absl" not in done.stderr and "oneDNN" not in done.stderr

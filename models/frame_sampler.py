@@ -1,0 +1,548 @@
+"""The frame models' sampler (``rnn``, ``vae``) in numpy alone: no TensorFlow, no Keras.
+
+A :class:`FrameSampler` is built from the model's config and a dict of named numpy arrays (the
+decoder's LSTM and dense weights, the count link, the key prior's tonic counts; see
+``ARRAY_NAMES``), so ``musicflow generate`` samples a registered model without importing
+TensorFlow (the arrays are stored beside the Keras weights, docs/tracking.md). The Keras model
+builds the same object from its own weights (``FrameModelBase.sampler``) and delegates its
+``sample_pieces`` here, so the two paths give the same pieces bit for bit.
+
+It runs the decoder's LSTM equations (Keras' gate order i, f, c, o) frame by frame, then samples
+each frame as ``models/sequence.py`` describes: the held count, the held set from the
+conditional Bernoulli distribution of the hold odds, the new count given it, the set of onsets.
+A VAE's piece is a walk along the great circle between two latent codes (:func:`slerp`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicflow import atomic, frames
+from musicflow.errors import ModelError
+from musicflow.roll import COLS, ROWS
+
+P = ROWS  # pitches per frame
+ARRAYS_FILE = "sampler.npz"  # the named arrays (numpy's zip of .npy files, no pickle)
+META_FILE = "sampler.json"  # format, model name, config, each array's shape and dtype
+FORMAT_VERSION = 1
+
+
+def lstm_names(i: int) -> tuple[str, str, str]:
+    """The array names of LSTM layer ``i``: kernel, recurrent kernel, bias."""
+    return f"lstm{i}.kernel", f"lstm{i}.recurrent_kernel", f"lstm{i}.bias"
+
+
+def array_names(config: Mapping[str, Any]) -> list[str]:
+    """The arrays a sampler of this config needs: per LSTM layer its three weights (and, when
+    conditioned, the dense layers ``h0_i``, ``c0_i`` giving its initial state), the output
+    layer, the count link and the key prior's counts."""
+    names = ["out.kernel", "out.bias", "link.kernel", "key_prior.counts"]
+    conditioned = int(config.get("latent_dim", 0)) > 0 or bool(config["key_normalize"])
+    for i in range(int(config["layers"])):
+        names += lstm_names(i)
+        if conditioned:
+            names += [f"h0_{i}.kernel", f"h0_{i}.bias", f"c0_{i}.kernel", f"c0_{i}.bias"]
+    return names + encoder_names(config)
+
+
+def encoder_names(config: Mapping[str, Any]) -> list[str]:
+    """A VAE's encoder arrays (its strided convolutions ``enc0``, ``enc1``, … and ``z_mean``),
+    which encode a prompt or the ends of an interpolation; none for a model without codes."""
+    if not int(config.get("latent_dim", 0)):
+        return []
+    names = []
+    for i in range(len(config["enc_filters"])):
+        names += [f"enc{i}.kernel", f"enc{i}.bias"]
+    return [*names, "z_mean.kernel", "z_mean.bias"]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between codes a, b (n, d) at fractions t (m,) → (n, m, d)."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cos = np.sum(a64 * b64, axis=1) / (
+        np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1) + 1e-12
+    )
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))[:, None]
+    sin = np.sin(omega)
+    tt = np.asarray(t, np.float64)[None, :]
+    wa = np.where(sin > 1e-6, np.sin((1 - tt) * omega) / np.maximum(sin, 1e-12), 1 - tt)
+    wb = np.where(sin > 1e-6, np.sin(tt * omega) / np.maximum(sin, 1e-12), tt)
+    return (wa[..., None] * a64[:, None] + wb[..., None] * b64[:, None]).astype(np.float32)
+
+
+class FrameSampler:
+    """Samples pieces of a frame model from its config and named arrays (module docstring)."""
+
+    def __init__(self, name: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]):
+        self.name = name
+        self.config = dict(config)
+        missing = [k for k in array_names(self.config) if k not in arrays]
+        if missing:
+            raise ModelError(f"{name} sampler: missing arrays {', '.join(missing)}")
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        g = int(self.config["frame_steps"])
+        if g < 1 or COLS % g:
+            raise ModelError(f"{name}: frame_steps must divide {COLS}, got {g}")
+        self.frames = COLS // g
+        self.period = 4 * 12 // g  # frames per 4/4 bar: the position input
+        self.latent_dim = int(self.config.get("latent_dim", 0))
+
+    # --- data-only files (docs/tracking.md) ------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write ``sampler.npz`` (the arrays) and ``sampler.json`` into ``directory``."""
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.arrays)
+        atomic.write_bytes(Path(directory) / ARRAYS_FILE, buffer.getvalue())
+        meta = {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "config": self.config,
+            "arrays": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                for k, v in sorted(self.arrays.items())
+            },
+        }
+        atomic.write_text(Path(directory) / META_FILE, json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> FrameSampler:
+        """The sampler ``save`` wrote: arrays read without pickle, each checked against the
+        shape and dtype ``sampler.json`` records. ModelError (one line) when unreadable."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / META_FILE).read_text())
+            if meta["format"] != FORMAT_VERSION:
+                raise ValueError(
+                    f"format {meta['format']!r}, this musicflow reads {FORMAT_VERSION}"
+                )
+            expected = {k: (tuple(v["shape"]), str(v["dtype"])) for k, v in meta["arrays"].items()}
+            with np.load(directory / ARRAYS_FILE, allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files}
+            name, config = str(meta["name"]), dict(meta["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"unreadable sampler files in {directory}: {exc}") from exc
+        found = {k: (v.shape, str(v.dtype)) for k, v in arrays.items()}
+        if found != expected:
+            odd = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+            raise ModelError(f"sampler files in {directory} disagree on arrays {', '.join(odd)}")
+        return cls(name, config, arrays)
+
+    # --- the decoder's weights ------------------------------------------------------------
+    def _numpy_weights(self) -> tuple[list[tuple[np.ndarray, ...]], dict[str, list[np.ndarray]]]:
+        a = self.arrays
+        n_layers = int(self.config["layers"])
+        lstm = [tuple(a[k] for k in lstm_names(i)) for i in range(n_layers)]
+        dense = {
+            k[: -len(".kernel")]: [a[k], a[k[: -len(".kernel")] + ".bias"]]
+            for k in a
+            if k.endswith(".kernel") and (k.startswith(("h0_", "c0_")) or k == "out.kernel")
+        }
+        return lstm, dense
+
+    # --- sampling -------------------------------------------------------------------------
+    def _sample_tonics(self, rngs: list[np.random.Generator]) -> np.ndarray:
+        counts = np.asarray(self.arrays["key_prior.counts"], np.float64) + 1.0
+        return np.array([rng.choice(12, p=counts / counts.sum()) for rng in rngs])
+
+    def _cond_frames(self, n: int, n_frames: int, latents: np.ndarray | None, tonic) -> np.ndarray:
+        """(n, n_frames, C): each frame's window latent (latents (n, windows, d)) and tonic."""
+        parts = []
+        if latents is not None:
+            parts.append(np.repeat(latents, self.frames, axis=1)[:, :n_frames])
+        if self.config["key_normalize"]:
+            parts.append(np.repeat(np.eye(12, dtype=np.float32)[tonic][:, None], n_frames, 1))
+        if not parts:
+            return np.zeros((n, n_frames, 0), np.float32)
+        return np.concatenate(parts, axis=2).astype(np.float32)
+
+    def _decode_window(
+        self,
+        cond: np.ndarray,
+        noise: np.ndarray,
+        context: np.ndarray | None,
+        temperature: float,
+    ) -> np.ndarray:
+        """Sample one window's states (n, F, 96) from a fresh LSTM state, after reading
+        ``context`` (n, Fc, 96) states; ``cond`` (n, Fc + F, C); ``noise`` (n, F, 1 + 2·96)
+        uniforms in [0, 1)."""
+        lstm, dense = self._numpy_weights()
+        n = len(noise)
+        hsz = lstm[0][1].shape[0]
+        if cond.shape[2]:
+            h = [
+                np.tanh(cond[:, 0] @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1])
+                for i in range(len(lstm))
+            ]
+            c = [cond[:, 0] @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
+        else:
+            h = [np.zeros((n, hsz), np.float32) for _ in lstm]
+            c = [np.zeros((n, hsz), np.float32) for _ in lstm]
+        n_context = 0 if context is None else context.shape[1]
+        position = np.eye(self.period, dtype=np.float32)
+        w_out, b_out = dense["out"]
+        link = self.arrays["link.kernel"]
+        prev = np.zeros((n, P), np.int8)
+        out = np.zeros((n, self.frames, P), np.int8)
+        for f in range(n_context + self.frames):
+            y = np.concatenate(
+                [
+                    (prev == frames.ONSET).astype(np.float32),
+                    (prev == frames.HOLD).astype(np.float32),
+                    np.broadcast_to(position[f % self.period], (n, self.period)),
+                    cond[:, f],
+                ],
+                axis=1,
+            )
+            for i, (kernel, recurrent, bias) in enumerate(lstm):
+                z = y @ kernel + h[i] @ recurrent + bias
+                gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
+                cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
+                c[i] = gate_f * c[i] + gate_i * cand
+                h[i] = gate_o * np.tanh(c[i])
+                y = h[i]
+            if f < n_context:
+                prev = context[:, f]
+                continue
+            full = (y @ w_out + b_out) / temperature
+            state = _sample_frame(full, link / temperature, prev, noise[:, f - n_context])
+            out[:, f - n_context] = state
+            prev = state
+        return out
+
+    def _piece_latents(self, rngs: list[np.random.Generator], n_windows: int) -> np.ndarray | None:
+        """A VAE's window codes (n, n_windows, d): a walk between two normal draws; None for
+        a model without latent codes."""
+        if not self.latent_dim:
+            return None
+        d = self.latent_dim
+        ends = (
+            np.stack([rng.standard_normal((2, d)) for rng in rngs])
+            if rngs
+            else (np.zeros((0, 2, d)))
+        )
+        t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
+        return slerp(ends[:, 0], ends[:, 1], t)
+
+    def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        """``n`` pieces of ``n_windows`` consecutive windows, float32 (n, n_windows, 96, 96) of
+        0/1: the pieces of :meth:`direct` without direction, cut into windows (what
+        ``generate`` writes and evaluation scores). Piece i depends only on (seed, i)."""
+        if n_windows < 1:
+            raise ModelError("need n >= 0 pieces of at least one window")
+        song = self.direct(n, n_windows * self.frames // self.period, seed)
+        pieces = song.reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(pieces)
+
+    def _pieces(self, n: int, n_windows: int, seed: int, latents: np.ndarray | None) -> np.ndarray:
+        """Pieces of window codes (n, n_windows, d) (a VAE's ``interpolate``; None for an
+        rnn), each window from a fresh state after reading the window before it: the sampler
+        before :meth:`direct`, the "before" of bench/silence.py."""
+        if n < 0 or n_windows < 1:
+            raise ModelError("need n >= 0 pieces of at least one window")
+        rngs = [np.random.default_rng([int(seed), i]) for i in range(n)]
+        tonic = self._sample_tonics(rngs) if self.config["key_normalize"] else None
+        width = 2 + 2 * P
+        noise = (
+            np.stack([rng.random((n_windows * self.frames, width)) for rng in rngs])
+            if n
+            else (np.zeros((0, n_windows * self.frames, width)))
+        )
+        t = float(self.config["temperature"])
+        states: list[np.ndarray] = []
+        for k in range(n_windows):
+            window_noise = noise[:, k * self.frames : (k + 1) * self.frames]
+            lat = None if latents is None else latents[:, max(k - 1, 0) : k + 1]
+            if k == 0:
+                cond = self._cond_frames(n, self.frames, lat, tonic)
+                states.append(self._decode_window(cond, window_noise, None, t))
+            else:
+                cond = self._cond_frames(n, 2 * self.frames, lat, tonic)
+                states.append(self._decode_window(cond, window_noise, states[-1], t))
+        g = int(self.config["frame_steps"])
+        song = frames.states_to_roll(np.concatenate(states, axis=1), g)  # (n, 96, T)
+        if tonic is not None:
+            song = frames.transpose_windows(song, -frames.key_shifts(tonic))
+        pieces = song.reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(pieces).astype(np.float32)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` independent windows (each the first window of a piece): float32 (n, 96, 96)."""
+        return self.sample_pieces(n, 1, seed)[:, 0]
+
+    # --- directed sampling (musicflow generate's controls) ---------------------------------
+    def tonics_of(self, songs: np.ndarray) -> np.ndarray:
+        """The tonic the model reads in each song (n, 96, T): its best-fitting major scale."""
+        return frames.window_tonics(songs, int(self.config["pitch_low"]))
+
+    def encode(self, windows: np.ndarray) -> np.ndarray:
+        """A VAE's latent means (n, d) of windows (n, 96, 96), key-normalised as in training:
+        the encoder's strided convolutions ("same" padding, leaky ReLU 0.2) and ``z_mean``."""
+        if not self.latent_dim:
+            raise ModelError(f"a {self.name} model has no encoder")
+        a = self.arrays
+        x = np.asarray(windows, bool)
+        if self.config["key_normalize"]:
+            x = frames.transpose_windows(x, frames.key_shifts(self.tonics_of(x)))
+        states = frames.roll_to_states(x, int(self.config["frame_steps"]))
+        y = np.concatenate([states == frames.ONSET, states == frames.HOLD], axis=2)
+        y = y.astype(np.float32)
+        for i in range(len(self.config["enc_filters"])):
+            kernel, bias = a[f"enc{i}.kernel"], a[f"enc{i}.bias"]
+            width, steps = kernel.shape[0], y.shape[1]
+            out_steps = -(-steps // 2)
+            pad = max((out_steps - 1) * 2 + width - steps, 0)
+            y = np.pad(y, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+            y = sum(y[:, j : j + 2 * out_steps : 2] @ kernel[j] for j in range(width)) + bias
+            y = np.where(y > 0, y, 0.2 * y)
+        return (y.reshape(len(y), -1) @ a["z_mean.kernel"] + a["z_mean.bias"]).astype(np.float32)
+
+    def direct(
+        self,
+        n: int,
+        bars: int,
+        seed: int,
+        *,
+        prompt: np.ndarray | None = None,
+        ends: tuple[np.ndarray, np.ndarray] | None = None,
+        tonic: int | None = None,
+        temperature: float | None = None,
+        first: int = 0,
+    ) -> np.ndarray:
+        """float32 (n, 96, bars · 48) of 0/1: pieces ``first`` … ``first + n − 1`` of
+        ``bars`` 4/4 bars, piece i a function of (seed, i) only (so a caller may ask for
+        many pieces a few at a time).
+
+        - ``prompt`` (bool (96, 48·N), the model's pitch window): each piece continues it. The
+          LSTM reads the prompt, key-normalised by its own tonic, and samples on from the
+          state it reached; a VAE also gives the prompt's windows their codes and walks on
+          from the last one's.
+        - ``ends`` (a VAE's two songs A, B): the walk goes from A's code to B's, in A's key
+          for the first half of the windows and B's for the second.
+        - ``tonic`` (0–11, the major scale's): the key of new pieces, else drawn from the
+          training data's counts. ``temperature`` divides every logit (default: the config's).
+
+        The state is carried through the whole piece (no restart per window), and a rest in
+        every voice ends before it fills a bar (the frame after 15 silent ones gets at least
+        one onset): no bar is wholly silent (docs/models.md, "No drift into silence").
+        """
+        if n < 0 or bars < 1:
+            raise ModelError("need n >= 0 pieces of at least one bar")
+        t = float(self.config["temperature"] if temperature is None else temperature)
+        g = int(self.config["frame_steps"])
+        rngs = [np.random.default_rng([int(seed), i]) for i in range(first, first + n)]
+        head = np.zeros((ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
+        n_head = head.shape[1] // g
+        n_frames = n_head + bars * self.period
+        n_windows = -(-n_frames // self.frames)
+        # the tonic of every frame (key_normalize), and the window codes (VAE)
+        keyed = bool(self.config["key_normalize"])
+        frame_tonic = np.zeros((n, n_frames), int)
+        if keyed:
+            if prompt is not None:
+                frame_tonic[:] = self.tonics_of(head[None])[0]
+            elif ends is not None:
+                ta, tb = self.tonics_of(np.stack([_first_window(e) for e in ends]))
+                half = -(-n_windows // 2) * self.frames
+                frame_tonic[:, :half], frame_tonic[:, half:] = ta, tb
+            elif tonic is not None:
+                frame_tonic[:] = int(tonic) % 12
+            else:
+                frame_tonic[:] = self._sample_tonics(rngs)[:, None]
+        latents = self._direct_latents(rngs, n_windows, head, ends)
+        cond = [] if latents is None else [np.repeat(latents, self.frames, axis=1)[:, :n_frames]]
+        if keyed:
+            cond.append(np.eye(12, dtype=np.float32)[frame_tonic])
+        cond_frames = (
+            np.concatenate(cond, axis=2).astype(np.float32)
+            if cond
+            else np.zeros((n, n_frames, 0), np.float32)
+        )
+        known = np.zeros((n, n_head, P), np.int8)
+        if n_head:
+            normal = head[None]
+            if keyed:
+                normal = frames.transpose_windows(normal, frames.key_shifts(frame_tonic[:1, 0]))
+            known[:] = frames.roll_to_states(normal, g)
+        noise = (
+            np.stack([rng.random((n_frames, 2 + 2 * P)) for rng in rngs])
+            if n
+            else np.zeros((0, n_frames, 2 + 2 * P))
+        )
+        states = self._carry(cond_frames, known, noise, t)
+        song = frames.states_to_roll(states, g)[:, :, head.shape[1] :]  # (n, 96, bars · 48)
+        if keyed:  # back from C, window by window (an interpolation changes key half-way)
+            steps = self.period * g * 2  # the steps of a window
+            for start in range(0, song.shape[2], steps):
+                f = (head.shape[1] + start) // g
+                block = song[:, :, start : start + steps]
+                shift = -frames.key_shifts(frame_tonic[:, f])
+                song[:, :, start : start + steps] = frames.transpose_windows(block, shift)
+        return np.ascontiguousarray(song).astype(np.float32)
+
+    def _direct_latents(
+        self,
+        rngs: list[np.random.Generator],
+        n_windows: int,
+        head: np.ndarray,
+        ends: tuple[np.ndarray, np.ndarray] | None,
+    ) -> np.ndarray | None:
+        """A VAE's window codes (n, n_windows, d) for ``direct``: the prompt's own codes, then
+        a walk from the last whole prompt window's code to a normal draw; or the walk from A's
+        code to B's; or the unconditional walk between two draws."""
+        if not self.latent_dim:
+            return None
+        n = len(rngs)
+        if ends is not None:
+            za, zb = self.encode(np.stack([_first_window(e) for e in ends]))
+            t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
+            return np.repeat(slerp(za[None], zb[None], t), n, axis=0)
+        whole = head.shape[1] // COLS  # prompt windows without the seam
+        if not head.shape[1]:
+            return self._piece_latents(rngs, n_windows)
+        padded = np.zeros((ROWS, -(-head.shape[1] // COLS) * COLS), bool)
+        padded[:, : head.shape[1]] = head
+        codes = self.encode(padded.reshape(ROWS, -1, COLS).transpose(1, 0, 2))
+        start = codes[max(whole - 1, 0)]
+        draws = np.stack([rng.standard_normal(self.latent_dim) for rng in rngs]) if n else None
+        rest = n_windows - whole
+        t = np.linspace(0.0, 1.0, rest + 1)[1:] if rest else np.zeros(0)
+        out = np.zeros((n, n_windows, self.latent_dim), np.float32)
+        out[:, :whole] = codes[:whole]
+        if rest and n:
+            out[:, whole:] = slerp(np.repeat(start[None], n, axis=0), draws, t)
+        return out
+
+    def _carry(
+        self, cond: np.ndarray, known: np.ndarray, noise: np.ndarray, temperature: float
+    ) -> np.ndarray:
+        """States (n, F, 96) of one LSTM run over all F frames of ``cond`` (n, F, C) from the
+        state ``cond``'s first frame gives: the first ``known`` (n, Fk, 96) frames are read,
+        the others sampled with ``noise`` (n, F, 2 + 2·96)."""
+        lstm, dense = self._numpy_weights()
+        n, n_frames = cond.shape[:2]
+        hsz = lstm[0][1].shape[0]
+        if cond.shape[2]:
+            h = [
+                np.tanh(cond[:, 0] @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1])
+                for i in range(len(lstm))
+            ]
+            c = [cond[:, 0] @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
+        else:
+            h = [np.zeros((n, hsz), np.float32) for _ in lstm]
+            c = [np.zeros((n, hsz), np.float32) for _ in lstm]
+        position = np.eye(self.period, dtype=np.float32)
+        w_out, b_out = dense["out"]
+        link = self.arrays["link.kernel"] / temperature
+        n_known = known.shape[1]
+        out = np.zeros((n, n_frames, P), np.int8)
+        out[:, :n_known] = known
+        prev = np.zeros((n, P), np.int8)
+        rest = np.zeros(n, int)  # frames every voice has rested, up to this one
+        for f in range(n_frames):
+            y = np.concatenate(
+                [
+                    (prev == frames.ONSET).astype(np.float32),
+                    (prev == frames.HOLD).astype(np.float32),
+                    np.broadcast_to(position[f % self.period], (n, self.period)),
+                    cond[:, f],
+                ],
+                axis=1,
+            )
+            for i, (kernel, recurrent, bias) in enumerate(lstm):
+                z = y @ kernel + h[i] @ recurrent + bias
+                gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
+                cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
+                c[i] = gate_f * c[i] + gate_i * cand
+                h[i] = gate_o * np.tanh(c[i])
+                y = h[i]
+            if f >= n_known:
+                full = (y @ w_out + b_out) / temperature
+                # a rest in every voice ends before it fills a bar: no bar is wholly silent
+                force = rest >= self.period - 1
+                out[:, f] = _sample_frame(full, link, prev, noise[:, f], force)
+            prev = out[:, f]
+            rest = np.where((prev == frames.OFF).all(axis=1), rest + 1, 0)
+        return out
+
+
+def _first_window(song: np.ndarray) -> np.ndarray:
+    """A song's (96, T) first window, padded with silence: what stands for it in a morph."""
+    out = np.zeros((ROWS, COLS), bool)
+    width = min(COLS, song.shape[1])
+    out[:, :width] = song[:, :width]
+    return out
+
+
+def _sample_set(log_w: np.ndarray, k: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Bool (n, 96): a set of exactly ``k[i]`` pitches from the conditional Bernoulli
+    distribution with odds ``exp(log_w)`` (−inf: never), by the suffix recursion of the
+    elementary symmetric polynomials; ``u`` (n, 96) uniforms."""
+    n = len(log_w)
+    kmax = int(k.max()) if n else 0
+    chosen = np.zeros((n, P), bool)
+    if kmax == 0:
+        return chosen
+    suffix = np.full((n, P + 1, kmax + 1), -np.inf)  # log e_r(w_j, …, w_95)
+    suffix[:, :, 0] = 0.0
+    for j in range(P - 1, -1, -1):
+        suffix[:, j, 1:] = np.logaddexp(
+            suffix[:, j + 1, 1:], log_w[:, j, None] + suffix[:, j + 1, :-1]
+        )
+    rows = np.arange(n)
+    left = k.copy()
+    for j in range(P):
+        r = np.maximum(left, 1)
+        with np.errstate(invalid="ignore"):
+            p = np.exp(log_w[:, j] + suffix[rows, j + 1, r - 1] - suffix[rows, j, r])
+        take = (left > 0) & (u[:, j] < np.nan_to_num(p, nan=1.0))
+        chosen[:, j] = take
+        left -= take
+    return chosen
+
+
+def _categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+    return (u[:, None] > cdf[:, :-1]).sum(axis=1)
+
+
+def _sample_frame(
+    full: np.ndarray,
+    link: np.ndarray,
+    prev: np.ndarray,
+    u: np.ndarray,
+    force_onset: np.ndarray | None = None,
+) -> np.ndarray:
+    """One frame's states (n, 96) from the decoder's output row ``full`` (n, 96·3 + 2·97): the
+    held count, the held set, the new count given it, the set of onsets. ``link`` (97, 97):
+    the new count's offset per held count; ``u`` (n, 2 + 2·96): this frame's uniforms.
+    ``force_onset`` (bool (n,)): pieces whose new count may not be 0 (a rest at its limit)."""
+    n = len(full)
+    logits = full[:, : P * 3].reshape(n, P, 3).astype(np.float64)
+    classes = np.arange(P + 1)
+    was_on = prev != frames.OFF
+    held_logits = np.where(
+        classes[None] <= was_on.sum(axis=1)[:, None], full[:, P * 3 : P * 3 + P + 1], -np.inf
+    )
+    k_hold = _categorical(held_logits, u[:, 0])
+    log_w_hold = np.where(was_on, logits[:, :, 2] - logits[:, :, 0], -np.inf)
+    held = _sample_set(log_w_hold, k_hold, u[:, 2 : 2 + P])
+    new_logits = full[:, P * 3 + P + 1 :] + link[k_hold]
+    new_logits = np.where(classes[None] <= (P - k_hold)[:, None], new_logits, -np.inf)
+    if force_onset is not None:
+        new_logits[force_onset, 0] = -np.inf
+    k_on = _categorical(new_logits, u[:, 1])
+    log_w_new = np.where(held, -np.inf, logits[:, :, 1] - logits[:, :, 0])
+    new = _sample_set(log_w_new, k_on, u[:, 2 + P :])
+    return np.where(held, frames.HOLD, np.where(new, frames.ONSET, frames.OFF)).astype(np.int8)

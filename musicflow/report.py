@@ -7,7 +7,8 @@ offline, unlike GX's Data Docs), :class:`Lineage`, :class:`IndexRow` and :class:
 (what they show), :func:`write_report` (atomic write).
 
 Self-contained means a page opens from a file, offline, years later: images are inlined as
-base64 data URIs, CSS is inline, there is no JavaScript and nothing is loaded from the network.
+base64 data URIs, CSS is inline, the one script (the audit page's table sorting and filtering)
+is inline, and nothing is loaded from the network.
 Links to MIDI and audio files, other reports and the Data Docs must be relative paths; the one
 absolute kind allowed is a link into the MLflow UI that ``musicflow ui`` serves on the loopback
 address (:data:`UI_PREFIXES`), which opens only while that UI runs.
@@ -576,6 +577,146 @@ def write_report(path: str | os.PathLike[str], html_text: str) -> Path:
 
 
 @dataclass
+class AuditFile:
+    """One input file on the audit page."""
+
+    path: str
+    outcome: str  # accepted, quarantined or duplicate
+    reason: str  # the quarantine code, or the first copy's path for a duplicate
+    warnings: Sequence[str]
+    tracks: int | None
+    notes: int | None
+    windows: int
+    role: str  # training, validation, held-out, or "" when the file is not in the dataset
+
+
+#: Rows the audit page lays out at first (and per filter) until "show all" is clicked: the
+#: layout of a 10,000-row table is most of the seconds such a page takes to open.
+FILES_SHOWN = 1000
+
+# Sorting and filtering of the audit page's file table, inline (a page opens offline). Cell
+# texts are read once; a sort re-appends the rows in one fragment. Before the script runs (and
+# without JavaScript, see the noscript style) the CSS shows the first FILES_SHOWN rows.
+_FILES_JS = """
+(function () {
+  var table = document.getElementById("files"), body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var text = rows.map(function (r) { return r.textContent.toLowerCase(); });
+  var q = document.getElementById("f-text"), o = document.getElementById("f-outcome"),
+      r = document.getElementById("f-role"), w = document.getElementById("f-warned"),
+      shown = document.getElementById("f-shown"), more = document.getElementById("f-more");
+  var limit = LIMIT, order = rows.map(function (_, i) { return i; });
+  function filter() {
+    var s = q.value.toLowerCase(), n = 0;
+    order.forEach(function (i) {
+      var row = rows[i], d = row.dataset;
+      var ok = (!s || text[i].indexOf(s) >= 0) && (!o.value || d.o === o.value)
+        && (!r.value || d.r === r.value) && (!w.checked || d.w === "1");
+      if (ok) n++;
+      row.hidden = !ok || n > limit;
+    });
+    shown.textContent = n > limit ? limit + " of " + n : n;
+    more.hidden = n <= limit;
+  }
+  more.addEventListener("click", function () { limit = Infinity; filter(); });
+  [q, o, r, w].forEach(function (el) { el.addEventListener("input", filter); });
+  var col = 0, dir = 1, heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, c) {
+    th.addEventListener("click", function () {
+      dir = c === col ? -dir : 1; col = c;
+      var num = th.className.indexOf("num") >= 0;
+      var key = rows.map(function (row) {
+        var t = row.cells[c].textContent;
+        return num ? (t === "—" ? -1 : +t) : t.toLowerCase();
+      });
+      order.sort(function (a, b) {
+        return (key[a] < key[b] ? -1 : key[a] > key[b] ? 1 : a - b) * dir;
+      });
+      table.removeChild(body);  // one style and layout pass for the whole re-order
+      order.forEach(function (i) { body.appendChild(rows[i]); });
+      filter();
+      table.appendChild(body);
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+    });
+  });
+  filter();
+  table.className += " live";
+})();
+"""
+
+_FILES_CSS = (
+    f"table.files:not(.live) tbody tr:nth-child(n+{FILES_SHOWN + 1}) {{ display: none; }}"
+    + """
+table.files { font-size: 0.85rem; } table.files th { cursor: pointer; position: sticky; top: 0;
+  user-select: none; } table.files th[aria-sort=ascending]::after { content: " ▲"; }
+table.files th[aria-sort=descending]::after { content: " ▼"; }
+table.files td { padding: 0.15rem 0.45rem; } tr.quarantined td:nth-child(2) { color: #b71c1c; }
+tr.duplicate td { color: #777; } .filters { display: flex; gap: 0.8rem; flex-wrap: wrap;
+  align-items: center; margin: 0.6rem 0; } .filters input[type=search] { width: 18rem; }
+"""
+)
+
+
+def _num(value: int | None) -> str:
+    return "—" if value is None else str(int(value))
+
+
+def _files_section(files: Sequence[AuditFile]) -> str:
+    """Every file in one table (sorted by path), with the filters and the inline script."""
+    if not files:
+        return ""
+    rows = []
+    for f in files:
+        rows.append(
+            f'<tr class="{_e(f.outcome)}" data-o="{_e(f.outcome)}" data-r="{_e(f.role)}"'
+            f' data-w="{1 if f.warnings else 0}"><td>{_e(f.path)}</td><td>{_e(f.outcome)}</td>'
+            f"<td>{_e(f.reason)}</td><td>{_e(', '.join(f.warnings))}</td>"
+            f'<td class="num">{_num(f.tracks)}</td><td class="num">{_num(f.notes)}</td>'
+            f'<td class="num">{f.windows}</td><td>{_e(f.role or "—")}</td></tr>'
+        )
+
+    def options(values: set[str]) -> str:
+        return '<option value="">all</option>' + "".join(
+            f'<option value="{_e(v)}">{_e(v)}</option>' for v in sorted(values) if v
+        )
+
+    heads = [
+        ("file", ""),
+        ("outcome", ""),
+        ("reason", ""),
+        ("warnings", ""),
+        ("tracks", "num"),
+        ("notes", "num"),
+        ("windows", "num"),
+        ("role", ""),
+    ]
+    head = "".join(
+        f'<th class="{c}"' + (' aria-sort="ascending"' if i == 0 else "") + f">{h}</th>"
+        for i, (h, c) in enumerate(heads)
+    )
+    return (
+        f"<h2>Every file ({len(files)})</h2>"
+        '<p class="note">Role: the part of the dataset the file\'s windows go to. Held-out '
+        "files are never trained on and score every model; validation files are training "
+        "files set aside to pick the kept epoch; training files are fitted. Click a column "
+        "heading to sort.</p>"
+        '<div class="filters"><label>find <input type="search" id="f-text"></label>'
+        f'<label>outcome <select id="f-outcome">{options({f.outcome for f in files})}'
+        f'</select></label><label>role <select id="f-role">{options({f.role for f in files})}'
+        '</select></label><label><input type="checkbox" id="f-warned"> with warnings</label>'
+        f'<span class="note"><span id="f-shown">{len(files)}</span> shown</span></div>'
+        "<noscript><style>table.files tbody tr { display: table-row !important; }</style>"
+        "</noscript>"
+        f'<table class="files" id="files"><thead><tr>{head}</tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+        + '<p><button type="button" id="f-more" hidden>show every file</button></p>'
+        + f"<script>{_FILES_JS.replace('LIMIT', str(FILES_SHOWN))}</script>"
+    )
+
+
+@dataclass
 class AuditRule:
     """One expectation of the suite on the audit page, with what it found."""
 
@@ -592,15 +733,16 @@ def render_audit(
     dataset: str,
     summary: Mapping[str, Any],
     rules: Sequence[AuditRule],
-    duplicates: Sequence[tuple[str, str]] = (),
+    files: Sequence[AuditFile] = (),
     data_docs: str | None = None,
-    list_limit: int = 200,
 ) -> str:
-    """The dataset's audit page: what the Great Expectations suite decided, offline.
+    """The dataset's audit page: what the Great Expectations suite decided, offline, and every
+    file with its outcome and role in a table sorted and filtered by a small inline script.
 
     Warning-level expectations are warnings (the file is accepted and encoded), not failures;
     only a quarantine expectation keeps a file out. The page status says which of these
-    happened. Self-contained like the reports: inline CSS, no script, nothing from the network.
+    happened. Self-contained like the reports: inline CSS and script, nothing from the network;
+    without JavaScript the table still shows every file, sorted by path.
     """
     status = summary.get("status", {})
     n_files = int(summary.get("n_files", 0))
@@ -636,23 +778,6 @@ def render_audit(
             f'</td><td class="meaning">{_e(rule.notes)}</td>{result}</tr>'
         )
 
-    def listing(title: str, head: tuple[str, str], items: Sequence[tuple[str, str]]) -> str:
-        if not items:
-            return ""
-        shown = items[:list_limit]
-        more = (
-            f'<p class="note">… and {len(items) - list_limit} more (see manifest.parquet)</p>'
-            if len(items) > list_limit
-            else ""
-        )
-        rows = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td></tr>" for a, b in shown)
-        return (
-            f"<h2>{_e(title)} ({len(items)})</h2><table><thead><tr><th>{_e(head[0])}</th>"
-            f"<th>{_e(head[1])}</th></tr></thead><tbody>{rows}</tbody></table>{more}"
-        )
-
-    quarantined_files = [(p, r) for p, r in summary.get("quarantined_files", [])]
-    warned_files = [(p, ", ".join(w)) for p, w in warned]
     docs = (
         '<p class="note">The same results as Great Expectations renders them: '
         + _a("GX Data Docs", data_docs)
@@ -673,9 +798,7 @@ def render_audit(
         "encoded.</p>",
         "<table><thead><tr><th>Code</th><th>Outcome</th><th>Expectation</th><th>Why</th>"
         "<th>Result</th></tr></thead><tbody>" + "".join(rule_rows) + "</tbody></table>",
-        listing("Quarantined files", ("file", "reason"), quarantined_files),
-        listing("Accepted with warnings", ("file", "warnings"), warned_files),
-        listing("Duplicates", ("file", "copy of"), list(duplicates)),
+        _files_section(files),
         docs,
     ]
-    return _page(f"Audit of {dataset}", parts)
+    return _page(f"Audit of {dataset}", parts, _FILES_CSS)

@@ -242,16 +242,30 @@ def test_audit_page_shows_warnings_as_warnings() -> None:
         report.AuditRule("not_midi", "quarantine", "expect_x", "error", "No MThd header.", 0),
         report.AuditRule("drums_ignored", "warning", "expect_y", "n_drum_notes", "Drums.", 1),
     ]
+    files = [
+        report.AuditFile("a.mid", "accepted", "", [], 2, 40, 5, "training"),
+        report.AuditFile("copy.mid", "duplicate", "a.mid", [], 2, 40, 0, ""),
+        report.AuditFile("drums.mid", "accepted", "", ["drums_ignored"], 3, 9, 7, "held-out"),
+    ]
     page = report.render_audit(
         dataset="bach",
         summary=summary,
         rules=rules,
-        duplicates=[("copy.mid", "a.mid")],
+        files=files,
         data_docs="data_docs/index.html",
     )
     assert "Accepted every file; 1 with warnings" in page
     assert "Failed" not in page and "failed" not in page.replace("failed expectations", "")
     assert '<td class="result near">warning: 1 file(s), accepted</td>' in page
     assert '<td class="result good">passed</td>' in page
-    assert "copy.mid" in page and 'href="data_docs/index.html"' in page
-    assert "<script" not in page and not re.search(r'(src|href)="https?://', page)
+    assert 'href="data_docs/index.html"' in page
+    assert "<h2>Every file (3)</h2>" in page
+    assert (
+        '<tr class="accepted" data-o="accepted" data-r="held-out" data-w="1"><td>drums.mid</td>'
+        '<td>accepted</td><td></td><td>drums_ignored</td><td class="num">3</td>'
+        '<td class="num">9</td><td class="num">7</td><td>held-out</td></tr>'
+    ) in page
+    assert "<td>copy.mid</td><td>duplicate</td><td>a.mid</td>" in page
+    # one inline script, nothing loaded
+    assert page.count("<script>") == 1 and "<script src" not in page
+    assert not re.search(r'(src|href)="https?://', page)

@@ -40,6 +40,7 @@ from musicflow.defaults import (
 from musicflow.errors import DatasetError, MusicflowError, UsageError
 from musicflow.models import MODEL_NAMES
 from musicflow.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
+from musicflow.tracking import UI_PORT
 
 #: Commands that run a Prefect flow, and write to the workspace.
 FLOW_COMMANDS = ("audit", "encode", "run", "train")
@@ -459,18 +460,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
     from musicflow import procs, tracking
+    from musicflow.tasks.report import write_ui_link_page
 
     cmd = tracking.ui_command(args.port)
     if cmd is None:  # a tracking server already serves the UI
+        page = write_ui_link_page(tracking.ui_address())
         print(f"MLflow UI: {workspace.tracking_uri()} (the tracking server serves it)")
+        print(f"the reports' MLflow links open it (through {page})")
         return 0
     check_port(args.port)
     tracking.prepare_store()
     log = workspace.home() / "mlruns" / "ui.log"
-    _say(
-        f"MLflow UI for {workspace.tracking_uri()} on http://127.0.0.1:{args.port} "
-        f"(Ctrl-C to stop; log: {log})"
-    )
+    address = tracking.ui_address(args.port)
+    page = write_ui_link_page(address)
+    _say(f"MLflow UI for {workspace.tracking_uri()} on {address} (Ctrl-C to stop; log: {log})")
+    _say(f"the reports' MLflow links now open {address} (through {page})")
     _say_experiment_links(args.port)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -831,7 +835,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(loopback only) until Ctrl-C. Each dataset's experiment opens on its training runs.",
     )
     p.add_argument(
-        "--port", type=PORT, default=5000, help="port on 127.0.0.1, 1…65535 (default: 5000)"
+        "--port",
+        type=PORT,
+        default=UI_PORT,
+        help=f"port on 127.0.0.1, 1…65535 (default: {UI_PORT}); the reports' links follow it",
     )
     p.set_defaults(func=cmd_ui)
 

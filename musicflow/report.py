@@ -9,9 +9,10 @@ offline, unlike GX's Data Docs), :class:`Lineage`, :class:`IndexRow` and :class:
 Self-contained means a page opens from a file, offline, years later: images are inlined as
 base64 data URIs, CSS is inline, the one script (the audit page's table sorting and filtering)
 is inline, and nothing is loaded from the network.
-Links to MIDI and audio files, other reports and the Data Docs must be relative paths; the one
-absolute kind allowed is a link into the MLflow UI that ``musicflow ui`` serves on the loopback
-address (:data:`UI_PREFIXES`), which opens only while that UI runs.
+Links to MIDI and audio files, other reports and the Data Docs must be relative paths. Links into
+the MLflow UI go through one page of the workspace, ``reports/mlflow-ui.html``
+(:func:`render_ui_link_page`), which forwards them to the address ``musicflow ui`` last served on;
+an absolute link to the UI on the loopback address (:data:`UI_PREFIXES`) is allowed too.
 
 Every metric is looked up with ``metrics.metric_info``, so a metric a model provides
 (``metrics.MODEL_METRIC_INFO``) shows with its meaning and direction without changes here, and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 import re
@@ -240,10 +242,33 @@ def _check_local(href: str) -> str:
 
 
 def _check_ui(url: str) -> str:
-    """A link into the local MLflow UI (``musicflow ui``); any other absolute URL is refused."""
-    if not url.startswith(UI_PREFIXES) or any(c in url for c in '"<> '):
+    """A link into the MLflow UI: ``<relative path to the UI link page>#<route>`` (see
+    :func:`render_ui_link_page`), or an absolute link to the local UI; any other absolute URL
+    is refused."""
+    if any(c in url for c in '"<> '):
+        raise ValueError(f"not a link into the MLflow UI: {url!r}")
+    if url.startswith(UI_PREFIXES):
+        return url
+    page, hash_, route = url.partition("#")
+    if not hash_ or not page.endswith(".html"):
         raise ValueError(f"only links to the local MLflow UI may be absolute, got {url!r}")
-    return url
+    return _check_local(page) + "#" + route
+
+
+def render_ui_link_page(address: str) -> str:
+    """The page every "open in the MLflow UI" link goes through: it forwards its ``#route`` to
+    the UI at ``address`` (``musicflow ui`` rewrites it with the port it serves on), so the
+    reports need not know the port. The one page with a script that goes elsewhere."""
+    target = json.dumps(address.rstrip("/") + "/").replace("<", "\\u003c")
+    body = [
+        "<h1>MLflow UI</h1>",
+        f'<p>Opening <a id="ui" href="{_e(address)}">{_e(address)}</a> … If nothing opens, the '
+        "UI is not running: start it with <code>musicflow ui</code> (it rewrites this page "
+        "with the port it serves on), then reload.</p>",
+        f"<script>var ui = {target}; document.getElementById('ui').href = ui + location.hash;"
+        " location.replace(ui + location.hash);</script>",
+    ]
+    return _page("MLflow UI", body)
 
 
 def _a(label: str, href: str | None, *, ui: bool = False, markup: str | None = None) -> str:

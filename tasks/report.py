@@ -58,6 +58,34 @@ def audit_pages(dataset_dir: Path) -> tuple[Path, Path]:
     return Path(dataset_dir) / "audit.html", Path(dataset_dir) / "data_docs" / "index.html"
 
 
+#: The page in ``reports/`` that every link into the MLflow UI goes through.
+UI_LINK_PAGE = "mlflow-ui.html"
+
+
+def ui_link_page() -> Path:
+    return workspace.reports_dir() / UI_LINK_PAGE
+
+
+def write_ui_link_page(address: str | None = None) -> Path:
+    """Point the pages' MLflow links at ``address`` (``musicflow ui`` passes its own); with
+    None, write the default address (the tracking server's, or port 5000) only when the page
+    does not exist yet, so a report never undoes what ``ui`` wrote."""
+    from musicflow.report import render_ui_link_page, write_report
+
+    page = ui_link_page()
+    if address is None:
+        if page.is_file():
+            return page
+        address = tracking.ui_address()
+    return write_report(page, render_ui_link_page(address))
+
+
+def ui_link(folder: Path, route: str) -> str:
+    """A link from a page in ``folder`` to the UI's ``route``, through the UI link page."""
+    page = write_ui_link_page()
+    return f"{Path(os.path.relpath(page, folder)).as_posix()}#{route}"
+
+
 def _rel(target: Path, start: Path) -> str | None:
     """``target`` relative to the folder ``start``, or None when it does not exist."""
     if not target.is_file():
@@ -187,7 +215,9 @@ def _lineage(
         train_seconds=trained.train_seconds or None,
         placement=trained.placement,
         run_id=registered.run_id,
-        run_url=tracking.run_url(experiment, registered.run_id) if experiment else None,
+        run_url=ui_link(out, tracking.run_route(experiment, registered.run_id))
+        if experiment
+        else None,
         model_uri=registered.model_uri,
         data_docs=_rel(docs, out),
         audit_page=_rel(audit, out),
@@ -262,7 +292,9 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
                 digest=r.params.get("dataset_digest", ""),
                 created=_when(r.created_ms),
                 report=_rel(report, folder),
-                run_url=tracking.run_url(r.experiment_id, r.run_id) if r.experiment_id else None,
+                run_url=ui_link(folder, tracking.run_route(r.experiment_id, r.run_id))
+                if r.experiment_id
+                else None,
             )
         )
     links = []
@@ -279,7 +311,7 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
         best_text=best_text(best),
         rule_text=RULE_TEXT,
         links=links,
-        ui_url=tracking.experiment_url(experiment) if experiment else None,
+        ui_url=ui_link(folder, tracking.experiment_route(experiment)) if experiment else None,
     )
     write_report(page, html)
     return page

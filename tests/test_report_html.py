@@ -159,6 +159,21 @@ def test_lineage_says_what_a_user_decides_with(figures: dict[str, bytes]) -> Non
     assert not re.search(r'src="https?://', page) and "<script" not in page
     with pytest.raises(ValueError, match="MLflow UI"):
         _render(figures, lineage=_lineage(run_url="http://example.org/runs/r1"))
+    # the usual link: through the workspace's UI link page, its route kept as it is
+    route = "/experiments/1/runs/r1?workflowType=machine_learning"
+    page = _render(figures, lineage=_lineage(run_url=f"../../mlflow-ui.html#{route}"))
+    assert f'href="../../mlflow-ui.html#{route}"' in page
+    for bad in ("../../elsewhere", '../../x.html#a"b', "javascript:x.html#a"):
+        with pytest.raises(ValueError):
+            _render(figures, lineage=_lineage(run_url=bad))
+
+
+def test_ui_link_page_forwards_its_route_to_the_ui() -> None:
+    page = report.render_ui_link_page("http://127.0.0.1:5123")
+    assert 'var ui = "http://127.0.0.1:5123/";' in page
+    assert "location.replace(ui + location.hash)" in page and "musicflow ui" in page
+    hostile = report.render_ui_link_page('http://h:1/</script><b x="')
+    assert "</script><b" not in hostile.split("<script>")[1].split("</script>")[0]
 
 
 def test_a_model_provided_metric_shows_with_its_meaning(figures: dict[str, bytes]) -> None:

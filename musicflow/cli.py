@@ -455,6 +455,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """Every committed version of the dataset, the drift between them, the models trained on
+    each; writes ``reports/<dataset>/history.html``."""
+    from musicflow import tracking
+    from musicflow.console import format_history
+    from musicflow.tasks.encode import folder_lock, read_dataset, read_manifest
+    from musicflow.tasks.history import (
+        history_rows,
+        read_history,
+        record_version,
+        write_history_page,
+    )
+
+    folder = workspace.rolls_dir(args.dataset)
+    info = read_dataset(folder)  # one clear line when the dataset was never encoded
+    if not read_history(folder):  # encoded before histories were kept: start with this one
+        with folder_lock(folder):
+            record_version(folder, read_dataset(folder), read_manifest(folder))
+    tracking.check_reachable()
+    rows = history_rows(info.name, folder)
+    page = write_history_page(args.dataset, folder, rows)
+    if getattr(args, "json", False):
+        _print_json({"dataset": args.dataset, "page": str(page), "versions": rows})
+        return 0
+    print(format_history(rows))
+    print(f"page: {page}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """The MLflow UI until Ctrl-C or SIGTERM; its processes end with this one."""
     import subprocess
@@ -827,6 +856,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_name_option(p, required=True)
     _add_json_option(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "history",
+        help="every committed version of a dataset, the drift between them, and their models",
+        description="List every committed version of the dataset (digest, time, files added, "
+        "removed and changed, windows, outcomes, statistics of its windows), the drift between "
+        "consecutive versions with a verdict, and the model versions trained on each (MLflow's "
+        "dataset inputs); write reports/<dataset>/history.html.",
+    )
+    _add_dataset_name_option(p, required=True)
+    _add_json_option(p)
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser(
         "ui",

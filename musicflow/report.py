@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import math
 import os
@@ -827,3 +828,138 @@ def render_audit(
         docs,
     ]
     return _page(f"Audit of {dataset}", parts, _FILES_CSS)
+
+
+_LEVEL_CLASS = {"same": "good", "small": "near", "large": "bad", "": ""}
+
+
+def _changes_text(row: Mapping[str, Any]) -> str:
+    changes = row.get("changes", {})
+    parts = [
+        f"{sign}{changes.get(kind, 0)}"
+        for sign, kind in (("+", "added"), ("−", "removed"), ("~", "changed"))
+        if changes.get(kind)
+    ]
+    return " ".join(parts) if parts else "none"
+
+
+def _pitch_svg(hist: Sequence[float], pitch_low: int = 21) -> str:
+    """The pitch histogram as a tiny inline bar chart (lowest pitch on the left)."""
+    if not hist or not max(hist):
+        return ""
+    top = max(hist)
+    bars = "".join(
+        f'<rect x="{i}" y="{20 - 20 * v / top:.2f}" width="1" height="{20 * v / top:.2f}"/>'
+        for i, v in enumerate(reversed(hist))
+    )
+    return (
+        f'<svg class="spark" viewBox="0 0 {len(hist)} 20" preserveAspectRatio="none" '
+        f'role="img" aria-label="pitch histogram from MIDI {pitch_low}">{bars}</svg>'
+    )
+
+
+def render_history(
+    *,
+    dataset: str,
+    rows: Sequence[Mapping[str, Any]],
+    links: Mapping[str, str] | None = None,
+    docs: Mapping[int, str] | None = None,
+) -> str:
+    """The dataset's history page: every committed version (``tasks/history.history_rows``),
+    the drift between consecutive versions with its verdict, and the models trained on each.
+    Self-contained: inline CSS and SVG, no script."""
+    links, docs = links or {}, docs or {}
+    head = [
+        "Version",
+        "Committed",
+        "Digest",
+        "Files (accepted)",
+        "Changes",
+        "Windows",
+        "Quarantined",
+        "Warnings",
+        "Density",
+        "Polyphony",
+        "Pitches",
+        "Models trained on it",
+    ]
+    body = []
+    for row in reversed(rows):
+        stats = row.get("statistics", {})
+        status = row.get("status", {})
+        n_in = int(row.get("n_files_in", 0))
+        quarantined = int(status.get("quarantined", 0))
+        models = row.get("models", [])
+        version = f"v{row['version']}"
+        if row["version"] in docs:
+            version += f"<small>{_a('validation', docs[row['version']])}</small>"
+        body.append(
+            "<tr>"
+            f'<td class="num">{version}</td>'
+            f"<td>{_e((row.get('committed_at') or '').replace('T', ' ')[:16])}</td>"
+            f'<td><code class="digest" title="{_e(row["digest"])}">{_e(row["digest"][:12])}'
+            "</code></td>"
+            f'<td class="num">{n_in} ({int(row.get("n_files", 0))})</td>'
+            f"<td>{_e(_changes_text(row))}</td>"
+            f'<td class="num">{int(row.get("n_windows", 0))}</td>'
+            f'<td class="num">{quarantined} ({100 * quarantined / max(n_in, 1):.1f}%)</td>'
+            f'<td class="num">{sum(row.get("warnings", {}).values())}</td>'
+            f'<td class="num">{_e(_fmt(stats.get("density")))}</td>'
+            f'<td class="num">{_e(_fmt(stats.get("polyphony")))}</td>'
+            f"<td>{_pitch_svg(stats.get('pitch_histogram', []))}</td>"
+            f"<td>{_e(', '.join(models)) if models else '—'}</td>"
+            "</tr>"
+        )
+    drifts = []
+    for prev, row in itertools.pairwise(rows):
+        cells = []
+        for d in row.get("drift", []):
+            before = "" if d.get("before") is None else _fmt(d["before"])
+            after = "" if d.get("after") is None else _fmt(d["after"])
+            cls = _LEVEL_CLASS.get(d.get("level", ""), "")
+            cells.append(
+                f'<tr><td>{_e(d["name"])}</td><td class="num">{_e(before)}</td>'
+                f'<td class="num">{_e(after)}</td><td class="{cls}">{_e(d["verdict"])}</td></tr>'
+            )
+        changed = row.get("changed_files", {})
+        listed = "; ".join(
+            f"{kind}: "
+            + ", ".join(paths)
+            + ("…" if row["changes"].get(kind, 0) > len(paths) else "")
+            for kind, paths in changed.items()
+            if paths
+        )
+        drifts.append(
+            f"<h3>v{prev['version']} → v{row['version']}: files {_e(_changes_text(row))}</h3>"
+            + (f'<p class="note">{_e(listed)}</p>' if listed else "")
+            + "<table><thead><tr><th>Statistic</th><th>Before</th><th>After</th>"
+            "<th>Verdict</th></tr></thead><tbody>" + "".join(cells) + "</tbody></table>"
+        )
+    top = [
+        _a(label, links[key])
+        for key, label in (("audit", "audit page"), ("index", "models"))
+        if key in links
+    ]
+    parts = [
+        f"<h1>History of {_e(dataset)}</h1>",
+        ("<p>" + " · ".join(top) + "</p>") if top else "",
+        f"<p>{len(rows)} committed version(s), newest first. Changes: files added (+), "
+        "removed (−) and changed (~, same path, new content) since the version before. "
+        "Density: notes per beat; polyphony: pitches sounding at once; pitches: the share of "
+        "active cells per pitch, lowest on the left (docs/metrics.md), over every window of "
+        "the version.</p>",
+        '<div class="scroll"><table class="index"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>",
+        "<h2>Drift between consecutive versions</h2>" if drifts else "",
+        '<p class="note">Green: about the same; yellow: a small change; red: a large one '
+        "(thresholds in musicflow/history.py: two halves of one collection differ by about "
+        "0.1 in pitch-histogram L1 and a few percent in density).</p>"
+        if drifts
+        else "",
+        *reversed(drifts),
+    ]
+    css = "svg.spark { width: 10rem; height: 1.4rem; fill: #1565c0; display: block; }"
+    return _page(f"History of {dataset}", parts, css)

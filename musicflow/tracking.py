@@ -411,6 +411,15 @@ def log_dataset_input(dataset_dir: Path, dataset: str, digest: str) -> None:
     mlflow.log_input(MetaDataset(source=source, name=dataset, digest=digest[:32]), "training")
 
 
+def run_dataset_digest(run_id: str) -> str | None:
+    """The dataset digest (its first 32 hex digits) a run logged as its training input
+    (:func:`log_dataset_input`), or None when it logged none."""
+    for entry in client().get_run(run_id).inputs.dataset_inputs:
+        if any(t.key == "mlflow.data.context" and t.value == "training" for t in entry.tags):
+            return entry.dataset.digest
+    return None
+
+
 def log_artifacts(run_id: str, local_dir: Path, artifact_path: str) -> None:
     """Copy ``local_dir`` into the run's artifacts under ``artifact_path``."""
     client().log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)

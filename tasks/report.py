@@ -1,6 +1,7 @@
 """Report: one self-contained HTML page per model version, written under ``reports/`` and
 logged to the model's MLflow run, with the generated pieces as MIDI and audio previews; and the
-dataset's index page, ``reports/<dataset>/index.html``, comparing every version of every model.
+dataset's index page, ``reports/<dataset>/index.html``, comparing every version of every model
+(and, beside it, the dataset's history page, ``tasks/history.write_history_page``).
 
 Everything on the page was computed by an earlier step and is only read here: the scores and
 the threshold from the evaluation, the scored windows from the run's ``evaluation/windows.npz``
@@ -31,6 +32,7 @@ from musicflow.champion import RULE_TEXT, best_of_dataset
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
+from musicflow.tasks.history import read_history, write_history_page
 from musicflow.tasks.registry import RegisteredModel
 from musicflow.tasks.train import TrainedModel
 
@@ -301,8 +303,9 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
     if dataset_dir is None:
         dataset_dir = workspace.rolls_dir(dataset)
     audit, docs = audit_pages(dataset_dir)
-    for label, target in (("audit page", audit), ("GX Data Docs", docs)):
-        href = _rel(target, folder)
+    history = write_history_page(dataset, dataset_dir) if read_history(dataset_dir) else None
+    for label, target in (("audit page", audit), ("GX Data Docs", docs), ("history", history)):
+        href = _rel(target, folder) if target else None
         if href:
             links.append((label, href))
     html = render_index(

@@ -722,7 +722,7 @@ def _files_section(files: Sequence[AuditFile]) -> str:
         for i, (h, c) in enumerate(heads)
     )
     return (
-        f"<h2>Every file ({len(files)})</h2>"
+        f'<h2 id="every-file">Every file ({len(files)})</h2>'
         '<p class="note">Role: the part of the dataset the file\'s windows go to. Held-out '
         "files are never trained on and score every model; validation files are training "
         "files set aside to pick the kept epoch; training files are fitted. Click a column "
@@ -807,8 +807,7 @@ def render_audit(
     docs = (
         '<p class="note">The same results as Great Expectations renders them: '
         + _a("GX Data Docs", data_docs)
-        + " (they load their styling from the internet, and count warnings as failed "
-        "expectations).</p>"
+        + " (every validation of this dataset, one page each; they work offline too).</p>"
         if data_docs
         else ""
     )
@@ -817,7 +816,11 @@ def render_audit(
         f'<table class="lineage"><tbody><tr><th>Status</th><td class="{cls}"><strong>'
         f"{_e(verdict)}</strong></td></tr></tbody></table>",
         f"<p>{_e(counts)}</p>",
-        "<h2>Rules</h2>",
+        '<p><a href="#every-file">every file, with its role</a> · <a href="#rules">the rules</a>'
+        "</p>"
+        if files
+        else "",
+        '<h2 id="rules">Rules</h2>',
         '<p class="note">The Great Expectations suite (expectations/midi_files.json), in '
         "order. A quarantine rule keeps a failing file out of the dataset (the first failing "
         "code is its reason); a warning rule only flags the file, which is accepted and "

@@ -78,7 +78,7 @@ def test_hostile_files_get_exactly_their_manifest_outcome(
     page = result.audit_page.read_text()
     assert result.audit_page == out / "audit.html"
     assert "<script src" not in page and "<link" not in page and 'src="http' not in page
-    assert f"<h2>Every file ({len(expected)})</h2>" in page
+    assert f'<h2 id="every-file">Every file ({len(expected)})</h2>' in page
     for row in expected:
         outcome = status_of[row["expected"]]
         cells = f"<td>{html.escape(row['file'])}</td><td>{outcome}</td>"

@@ -274,7 +274,7 @@ def test_audit_page_shows_warnings_as_warnings() -> None:
     assert '<td class="result near">warning: 1 file(s), accepted</td>' in page
     assert '<td class="result good">passed</td>' in page
     assert 'href="data_docs/index.html"' in page
-    assert "<h2>Every file (3)</h2>" in page
+    assert '<h2 id="every-file">Every file (3)</h2>' in page
     assert (
         '<tr class="accepted" data-o="accepted" data-r="held-out" data-w="1"><td>drums.mid</td>'
         '<td>accepted</td><td></td><td>drums_ignored</td><td class="num">3</td>'

@@ -861,6 +861,19 @@ def _pitch_svg(hist: Sequence[float], pitch_low: int = 21) -> str:
     )
 
 
+def _drift_texts(d: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Before, after and change of one drift (``musicflow.history.Drift.as_dict``) as text:
+    the pitch histogram's change is an L1 distance, a rate's in points, a mean's relative."""
+    before, after, change = d.get("before"), d.get("after"), d.get("change")
+    if change is None:
+        return "", "", ""
+    if d["name"] == "pitch histogram":
+        return "", "", f"L1 {change:.3f}"
+    if d["name"] == "quarantine rate":
+        return f"{before:.1%}", f"{after:.1%}", f"{100 * change:+.1f} points"
+    return _fmt(before), _fmt(after), f"{change:+.1%}"
+
+
 def render_history(
     *,
     dataset: str,
@@ -917,12 +930,12 @@ def render_history(
     for prev, row in itertools.pairwise(rows):
         cells = []
         for d in row.get("drift", []):
-            before = "" if d.get("before") is None else _fmt(d["before"])
-            after = "" if d.get("after") is None else _fmt(d["after"])
+            before, after, change = _drift_texts(d)
             cls = _LEVEL_CLASS.get(d.get("level", ""), "")
             cells.append(
                 f'<tr><td>{_e(d["name"])}</td><td class="num">{_e(before)}</td>'
-                f'<td class="num">{_e(after)}</td><td class="{cls}">{_e(d["verdict"])}</td></tr>'
+                f'<td class="num">{_e(after)}</td><td class="num">{_e(change)}</td>'
+                f'<td class="{cls}">{_e(d["verdict"])}</td></tr>'
             )
         changed = row.get("changed_files", {})
         listed = "; ".join(
@@ -936,7 +949,9 @@ def render_history(
             f"<h3>v{prev['version']} → v{row['version']}: files {_e(_changes_text(row))}</h3>"
             + (f'<p class="note">{_e(listed)}</p>' if listed else "")
             + "<table><thead><tr><th>Statistic</th><th>Before</th><th>After</th>"
-            "<th>Verdict</th></tr></thead><tbody>" + "".join(cells) + "</tbody></table>"
+            "<th>Change</th><th>Verdict</th></tr></thead><tbody>"
+            + "".join(cells)
+            + "</tbody></table>"
         )
     top = [
         _a(label, links[key])
@@ -964,5 +979,8 @@ def render_history(
         else "",
         *reversed(drifts),
     ]
-    css = "svg.spark { width: 10rem; height: 1.4rem; fill: #1565c0; display: block; }"
+    css = (
+        "body { max-width: 1500px; } "
+        "svg.spark { width: 8rem; height: 1.4rem; fill: #1565c0; display: block; }"
+    )
     return _page(f"History of {dataset}", parts, css)

@@ -284,3 +284,36 @@ def test_audit_page_shows_warnings_as_warnings() -> None:
     # one inline script, nothing loaded
     assert page.count("<script>") == 1 and "<script src" not in page
     assert not re.search(r'(src|href)="https?://', page)
+
+
+def test_history_page_shows_versions_drift_verdicts_and_models() -> None:
+    from musicflow.history import drift
+
+    def record(version: int, density: float, quarantined: int) -> dict:
+        return {
+            "version": version,
+            "digest": f"{version}" * 64,
+            "committed_at": f"2026-12-0{version}T10:00:00+00:00",
+            "n_files_in": 100,
+            "n_files": 100 - quarantined,
+            "n_windows": 1000 * version,
+            "changes": {"added": 5, "removed": 1, "changed": 0},
+            "changed_files": {"added": ["new <b>.mid"], "removed": ["old.mid"], "changed": []},
+            "status": {"accepted": 100 - quarantined, "quarantined": quarantined},
+            "warnings": {"drums_ignored": 2},
+            "statistics": {"density": density, "polyphony": 3.0, "pitch_histogram": [1 / 96] * 96},
+        }
+
+    v1, v2 = record(1, 4.0, 0), record(2, 6.0, 10)
+    rows = [v1 | {"drift": [], "models": []}]
+    rows.append(v2 | {"drift": [d.as_dict() for d in drift(v1, v2)], "models": ["d-vae v3"]})
+    page = report.render_history(
+        dataset="d", rows=rows, links={"audit": "../../data/rolls/d/audit.html"}, docs={2: "x.html"}
+    )
+    assert "<h1>History of d</h1>" in page and "2 committed version(s)" in page
+    assert page.index('<td class="num">v2') < page.index('<td class="num">v1')  # newest first
+    assert "<td>d-vae v3</td>" in page and 'href="x.html"' in page
+    assert "v1 → v2: files +5 −1" in page
+    assert '<td class="num">+50.0%</td><td class="bad">much denser (+50%)</td>' in page
+    assert "+10.0 points" in page and "up 10.0 points: look at" in page
+    assert "new &lt;b&gt;.mid" in page and "<script" not in page

@@ -91,7 +91,11 @@ def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
         committed_at = json.loads((folder / "dataset.json").read_text()).get("created_at")
     except (OSError, ValueError):
         committed_at = None
-    docs = sorted((folder / "data_docs" / "validations").glob("**/*.html"), key=os.path.getmtime)
+    # the newest validation: GX names each page's folder by its run time (and rewrites every
+    # page on each build, so file times say nothing)
+    docs = sorted(
+        (folder / "data_docs" / "validations").glob("**/*.html"), key=lambda p: p.parent.name
+    )
     record = {
         "version": number,
         "digest": info.digest,

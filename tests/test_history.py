@@ -143,6 +143,10 @@ def test_three_versions_give_three_records_with_their_deltas(
     html = page.read_text()
     assert "v2 → v3" in html and "v1 → v2" in html and "h-vae v1" in html
     assert "<script" not in html and "http" not in html.replace('xmlns="http', "")
+    # each version links to its own validation in the Data Docs, all three kept
+    pages = [v["validation_page"] for v in versions]
+    assert len(set(pages)) == 3 and all((folder / p).is_file() for p in pages)
+    assert pages == sorted(pages)
 
     # a dataset encoded before histories were kept starts its history with its current version
     shutil.rmtree(folder / "history")

@@ -70,6 +70,7 @@ def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
     from musicflow.tasks.encode import manifest_table
 
     folder = Path(folder)
+    atomic.sweep(history_dir(folder))  # the temp files of a history write that was killed
     records = read_history(folder)
     if records and (records[-1]["digest"], records[-1].get("manifest_sha256")) == (
         info.digest,

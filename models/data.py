@@ -6,6 +6,7 @@ Public functions:
 - ``split_files(shas, heldout_fraction, seed)``: train / held-out split BY SOURCE FILE.
 - ``heldout_split(shards)``: THE split of a dataset (``HELDOUT_FRACTION`` of its files, fixed
   ``SPLIT_SEED``), the one every stage uses.
+- ``heldout_split_of_files(shas)``: the same split from the files' sha256 (no shards read).
 - ``validation_split(train_shas)``: the training files that training itself watches (to keep
   its best epoch), so that the held-out files are never looked at before evaluation.
 - ``window_dataset(shards, shas, batch_size=..., seed=...)``: streaming float32 batches
@@ -107,7 +108,13 @@ def split_files(
 def heldout_split(shards: ShardsLike) -> tuple[set[str], set[str]]:
     """The (train, held-out) source files of a dataset's shards: the split training and
     evaluation both use, ``HELDOUT_FRACTION`` of the files with the fixed ``SPLIT_SEED``."""
-    return split_files(source_shas(shards), HELDOUT_FRACTION, seed=SPLIT_SEED)
+    return heldout_split_of_files(source_shas(shards))
+
+
+def heldout_split_of_files(shas: Iterable[str]) -> tuple[set[str], set[str]]:
+    """:func:`heldout_split` from the source files themselves (the audit page, which knows
+    them from the manifest before any shard exists)."""
+    return split_files(shas, HELDOUT_FRACTION, seed=SPLIT_SEED)
 
 
 def validation_split(train_shas: Iterable[str]) -> tuple[set[str], set[str]]:

@@ -41,6 +41,7 @@ from musicflow.defaults import (
 from musicflow.errors import DatasetError, MusicflowError, UsageError
 from musicflow.models import MODEL_NAMES, PROMPT_CONTEXT_BARS
 from musicflow.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
+from musicflow.tracking import UI_PORT
 
 #: Commands that run a Prefect flow, and write to the workspace.
 FLOW_COMMANDS = ("audit", "encode", "run", "train", "watch")
@@ -663,23 +664,55 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """Every committed version of the dataset, the drift between them, the models trained on
+    each; writes ``reports/<dataset>/history.html``."""
+    from musicflow import tracking
+    from musicflow.console import format_history
+    from musicflow.tasks.encode import folder_lock, read_dataset, read_manifest
+    from musicflow.tasks.history import (
+        history_rows,
+        read_history,
+        record_version,
+        write_history_page,
+    )
+
+    folder = workspace.rolls_dir(args.dataset)
+    info = read_dataset(folder)  # one clear line when the dataset was never encoded
+    if not read_history(folder):  # encoded before histories were kept: start with this one
+        with folder_lock(folder):
+            record_version(folder, read_dataset(folder), read_manifest(folder))
+    tracking.check_reachable()
+    rows = history_rows(info.name, folder)
+    page = write_history_page(args.dataset, folder, rows)
+    if getattr(args, "json", False):
+        _print_json({"dataset": args.dataset, "page": str(page), "versions": rows})
+        return 0
+    print(format_history(rows))
+    print(f"page: {page}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """The MLflow UI until Ctrl-C or SIGTERM; its processes end with this one."""
     import subprocess
 
     from musicflow import procs, tracking
+    from musicflow.tasks.report import write_ui_link_page
 
     cmd = tracking.ui_command(args.port)
     if cmd is None:  # a tracking server already serves the UI
+        page = write_ui_link_page(tracking.ui_address())
         print(f"MLflow UI: {workspace.tracking_uri()} (the tracking server serves it)")
+        print(f"the reports' MLflow links open it (through {page})")
         return 0
     check_port(args.port)
     tracking.prepare_store()
     log = workspace.home() / "mlruns" / "ui.log"
-    _say(
-        f"MLflow UI for {workspace.tracking_uri()} on http://127.0.0.1:{args.port} "
-        f"(Ctrl-C to stop; log: {log})"
-    )
+    address = tracking.ui_address(args.port)
+    page = write_ui_link_page(address)
+    _say(f"MLflow UI for {workspace.tracking_uri()} on {address} (Ctrl-C to stop; log: {log})")
+    _say(f"the reports' MLflow links now open {address} (through {page})")
     _say_experiment_links(args.port)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -1129,13 +1162,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
+        "history",
+        help="every committed version of a dataset, the drift between them, and their models",
+        description="List every committed version of the dataset (digest, time, files added, "
+        "removed and changed, windows, outcomes, statistics of its windows), the drift between "
+        "consecutive versions with a verdict, and the model versions trained on each (MLflow's "
+        "dataset inputs); write reports/<dataset>/history.html.",
+    )
+    _add_dataset_name_option(p, required=True)
+    _add_json_option(p)
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser(
         "ui",
         help="the MLflow UI on 127.0.0.1 for this workspace's store",
         description="Serve the MLflow UI of this workspace's tracking store on 127.0.0.1 "
         "(loopback only) until Ctrl-C. Each dataset's experiment opens on its training runs.",
     )
     p.add_argument(
-        "--port", type=PORT, default=5000, help="port on 127.0.0.1, 1…65535 (default: 5000)"
+        "--port",
+        type=PORT,
+        default=UI_PORT,
+        help=f"port on 127.0.0.1, 1…65535 (default: {UI_PORT}); the reports' links follow it",
     )
     p.set_defaults(func=cmd_ui)
 

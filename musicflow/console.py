@@ -267,3 +267,31 @@ def run_json(result: Any, standing: Mapping[str, Any]) -> dict[str, Any]:
         "index": getattr(result, "index", None),
         "mlflow_ui": standing.get("mlflow_ui"),
     }
+
+
+def format_history(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``musicflow history``: one line per committed version, then each drift that is not
+    "about the same" under the version it leads to."""
+    lines = [
+        f"{'version':<8}{'committed':<18}{'digest':<14}{'files':>7}{'changes':>16}"
+        f"{'windows':>9}{'quarantined':>13}{'density':>9}{'polyph.':>9}  models"
+    ]
+    for row in rows:
+        changes = row.get("changes", {})
+        delta = (
+            f"+{changes.get('added', 0)} -{changes.get('removed', 0)} ~{changes.get('changed', 0)}"
+        )
+        stats = row.get("statistics", {})
+        quarantined = int(row.get("status", {}).get("quarantined", 0))
+        lines.append(
+            f"{'v' + str(row['version']):<8}"
+            f"{(row.get('committed_at') or '').replace('T', ' ')[:16]:<18}"
+            f"{row['digest'][:12]:<14}{row.get('n_files_in', 0):>7}{delta:>16}"
+            f"{row.get('n_windows', 0):>9}{quarantined:>13}"
+            f"{_fmt(stats.get('density')):>9}{_fmt(stats.get('polyphony')):>9}  "
+            + (", ".join(row.get("models", [])) or "-")
+        )
+        for d in row.get("drift", []):
+            if d.get("level") in ("small", "large"):
+                lines.append(f"{'':<8}{d['name']}: {d['verdict']}")
+    return "\n".join(lines)

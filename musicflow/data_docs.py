@@ -3,9 +3,11 @@ HTML site rendered where the run's ``docs_dir`` says (the site's ``base_director
 
 The suite runs in stages (``musicflow/suite.py``), but an auditor wants one page per run with
 every expectation in suite order, so the stage results are merged first; the merged run
-succeeds unless a quarantine expectation failed (warnings flag files that stay accepted).
-Data Docs pages load their CSS and JavaScript from CDNs: offline they render without styling,
-so the audit page that works offline is ``<out>/audit.html`` (``tasks/audit.write_audit_page``).
+succeeds unless a quarantine expectation failed (warnings flag files that stay accepted, and
+the pages show them as warnings). The site then carries its own styles and scripts, so it works
+offline (``musicflow/data_docs_offline.py``), and its validation results are kept in
+``<site>/.results/`` (``musicflow/gx.ephemeral_context``), so its index lists every validation
+of the dataset, one per version and audit.
 
 Public: :func:`merge_results`, then :func:`build_docs`.
 """
@@ -16,6 +18,7 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from musicflow.data_docs_offline import finish_site
 from musicflow.gx import DOCS_SITE
 from musicflow.suite import QUARANTINE, SUITE_NAME, Rule
 
@@ -38,10 +41,12 @@ def merge_results(
     from great_expectations.core import ExpectationSuiteValidationResult
 
     results = [evrs[r.id] for r in rules]
-    n_ok = sum(1 for evr in results if evr.success)
     # A warning-level expectation flags files that are still accepted: the run succeeded
-    # unless a quarantine expectation failed (GX would say "Failed" for any failure).
-    quarantine_ok = all(evrs[r.id].success for r in rules if r.outcome == QUARANTINE)
+    # unless a quarantine expectation failed (GX would say "Failed" for any failure), and only
+    # those count as unsuccessful (the pages show the warnings as warnings: data_docs_offline).
+    n_failed = sum(1 for r in rules if r.outcome == QUARANTINE and not evrs[r.id].success)
+    n_ok = len(results) - n_failed
+    quarantine_ok = n_failed == 0
     meta = dict(stage_results[0].meta) if stage_results else {}
     # The validation page takes its "Data asset" line from the batch spec.
     meta["batch_spec"] = {**meta.get("batch_spec", {}), "data_asset_name": dataset}
@@ -104,4 +109,6 @@ def build_docs(
     index = Path(docs_dir).resolve() / "index.html"
     if not page or not page[0].get("site_url") or not index.is_file():
         raise RuntimeError(f"GX did not render the Data Docs for this run under {docs_dir}")
+    quarantine_columns = {r.column for r in rules if r.outcome == QUARANTINE}
+    finish_site(index.parent, {r.column for r in rules} - quarantine_columns)
     return index

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
 
 DOCS_SITE = "musicflow"
+RESULTS_DIR = ".results"  # in the Data Docs folder: the validation results its index lists
 # The column GX reports for every failing row; it must identify rows uniquely.
 ROW_KEY = "source_path"
 RESULT_FORMAT: dict[str, Any] = {
@@ -90,7 +91,8 @@ def import_gx() -> Any:
 
 
 def ephemeral_context(docs_dir: Path | None) -> AbstractDataContext:
-    """A file-less GX context: in-memory stores, no progress bars, and a docs site if asked."""
+    """A file-less GX context: in-memory stores, no progress bars, and a docs site if asked
+    (with its validation results kept beside it, under ``RESULTS_DIR``)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -99,7 +101,16 @@ def ephemeral_context(docs_dir: Path | None) -> AbstractDataContext:
     )
 
     sites: dict[str, Any] = {}
+    stores = InMemoryStoreBackendDefaults()
     if docs_dir is not None:
+        # the validation results stay with the site, so its index lists every earlier run
+        stores.stores[stores.validation_results_store_name] = {
+            "class_name": "ValidationResultsStore",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(Path(docs_dir).resolve() / RESULTS_DIR),
+            },
+        }
         sites[DOCS_SITE] = {
             "class_name": "SiteBuilder",
             "store_backend": {
@@ -109,7 +120,7 @@ def ephemeral_context(docs_dir: Path | None) -> AbstractDataContext:
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         }
     config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        store_backend_defaults=stores,
         data_docs_sites=sites,
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),

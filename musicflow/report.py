@@ -7,11 +7,13 @@ offline, unlike GX's Data Docs), :class:`Lineage`, :class:`IndexRow` and :class:
 (what they show), :func:`write_report` (atomic write).
 
 Self-contained means a page opens from a file, offline, years later: images are inlined as
-base64 data URIs, CSS is inline, there is no JavaScript and nothing is loaded from the network.
+base64 data URIs, CSS is inline, the one script (the audit page's table sorting and filtering)
+is inline, and nothing is loaded from the network.
 Links to MIDI, audio and score files (the engraved scores are SVG files beside the pieces, shown
-with ``<img>``), other reports and the Data Docs must be relative paths; the one
-absolute kind allowed is a link into the MLflow UI that ``musicflow ui`` serves on the loopback
-address (:data:`UI_PREFIXES`), which opens only while that UI runs.
+with ``<img>``), other reports and the Data Docs must be relative paths. Links into the MLflow UI
+go through one page of the workspace, ``reports/mlflow-ui.html`` (:func:`render_ui_link_page`),
+which forwards them to the address ``musicflow ui`` last served on; an absolute link to the UI
+on the loopback address (:data:`UI_PREFIXES`) is allowed too.
 
 Every metric is looked up with ``metrics.metric_info``, so a metric a model provides
 (``metrics.MODEL_METRIC_INFO``) shows with its meaning and direction without changes here, and
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
+import json
 import math
 import os
 import re
@@ -245,10 +249,33 @@ def _check_local(href: str) -> str:
 
 
 def _check_ui(url: str) -> str:
-    """A link into the local MLflow UI (``musicflow ui``); any other absolute URL is refused."""
-    if not url.startswith(UI_PREFIXES) or any(c in url for c in '"<> '):
+    """A link into the MLflow UI: ``<relative path to the UI link page>#<route>`` (see
+    :func:`render_ui_link_page`), or an absolute link to the local UI; any other absolute URL
+    is refused."""
+    if any(c in url for c in '"<> '):
+        raise ValueError(f"not a link into the MLflow UI: {url!r}")
+    if url.startswith(UI_PREFIXES):
+        return url
+    page, hash_, route = url.partition("#")
+    if not hash_ or not page.endswith(".html"):
         raise ValueError(f"only links to the local MLflow UI may be absolute, got {url!r}")
-    return url
+    return _check_local(page) + "#" + route
+
+
+def render_ui_link_page(address: str) -> str:
+    """The page every "open in the MLflow UI" link goes through: it forwards its ``#route`` to
+    the UI at ``address`` (``musicflow ui`` rewrites it with the port it serves on), so the
+    reports need not know the port. The one page with a script that goes elsewhere."""
+    target = json.dumps(address.rstrip("/") + "/").replace("<", "\\u003c")
+    body = [
+        "<h1>MLflow UI</h1>",
+        f'<p>Opening <a id="ui" href="{_e(address)}">{_e(address)}</a> … If nothing opens, the '
+        "UI is not running: start it with <code>musicflow ui</code> (it rewrites this page "
+        "with the port it serves on), then reload.</p>",
+        f"<script>var ui = {target}; document.getElementById('ui').href = ui + location.hash;"
+        " location.replace(ui + location.hash);</script>",
+    ]
+    return _page("MLflow UI", body)
 
 
 def _a(label: str, href: str | None, *, ui: bool = False, markup: str | None = None) -> str:
@@ -645,6 +672,146 @@ def write_report(path: str | os.PathLike[str], html_text: str) -> Path:
 
 
 @dataclass
+class AuditFile:
+    """One input file on the audit page."""
+
+    path: str
+    outcome: str  # accepted, quarantined or duplicate
+    reason: str  # the quarantine code, or the first copy's path for a duplicate
+    warnings: Sequence[str]
+    tracks: int | None
+    notes: int | None
+    windows: int
+    role: str  # training, validation, held-out, or "" when the file is not in the dataset
+
+
+#: Rows the audit page lays out at first (and per filter) until "show all" is clicked: the
+#: layout of a 10,000-row table is most of the seconds such a page takes to open.
+FILES_SHOWN = 1000
+
+# Sorting and filtering of the audit page's file table, inline (a page opens offline). Cell
+# texts are read once; a sort re-appends the rows in one fragment. Before the script runs (and
+# without JavaScript, see the noscript style) the CSS shows the first FILES_SHOWN rows.
+_FILES_JS = """
+(function () {
+  var table = document.getElementById("files"), body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var text = rows.map(function (r) { return r.textContent.toLowerCase(); });
+  var q = document.getElementById("f-text"), o = document.getElementById("f-outcome"),
+      r = document.getElementById("f-role"), w = document.getElementById("f-warned"),
+      shown = document.getElementById("f-shown"), more = document.getElementById("f-more");
+  var limit = LIMIT, order = rows.map(function (_, i) { return i; });
+  function filter() {
+    var s = q.value.toLowerCase(), n = 0;
+    order.forEach(function (i) {
+      var row = rows[i], d = row.dataset;
+      var ok = (!s || text[i].indexOf(s) >= 0) && (!o.value || d.o === o.value)
+        && (!r.value || d.r === r.value) && (!w.checked || d.w === "1");
+      if (ok) n++;
+      row.hidden = !ok || n > limit;
+    });
+    shown.textContent = n > limit ? limit + " of " + n : n;
+    more.hidden = n <= limit;
+  }
+  more.addEventListener("click", function () { limit = Infinity; filter(); });
+  [q, o, r, w].forEach(function (el) { el.addEventListener("input", filter); });
+  var col = 0, dir = 1, heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, c) {
+    th.addEventListener("click", function () {
+      dir = c === col ? -dir : 1; col = c;
+      var num = th.className.indexOf("num") >= 0;
+      var key = rows.map(function (row) {
+        var t = row.cells[c].textContent;
+        return num ? (t === "—" ? -1 : +t) : t.toLowerCase();
+      });
+      order.sort(function (a, b) {
+        return (key[a] < key[b] ? -1 : key[a] > key[b] ? 1 : a - b) * dir;
+      });
+      table.removeChild(body);  // one style and layout pass for the whole re-order
+      order.forEach(function (i) { body.appendChild(rows[i]); });
+      filter();
+      table.appendChild(body);
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+    });
+  });
+  filter();
+  table.className += " live";
+})();
+"""
+
+_FILES_CSS = (
+    f"table.files:not(.live) tbody tr:nth-child(n+{FILES_SHOWN + 1}) {{ display: none; }}"
+    + """
+table.files { font-size: 0.85rem; } table.files th { cursor: pointer; position: sticky; top: 0;
+  user-select: none; } table.files th[aria-sort=ascending]::after { content: " ▲"; }
+table.files th[aria-sort=descending]::after { content: " ▼"; }
+table.files td { padding: 0.15rem 0.45rem; } tr.quarantined td:nth-child(2) { color: #b71c1c; }
+tr.duplicate td { color: #777; } .filters { display: flex; gap: 0.8rem; flex-wrap: wrap;
+  align-items: center; margin: 0.6rem 0; } .filters input[type=search] { width: 18rem; }
+"""
+)
+
+
+def _num(value: int | None) -> str:
+    return "—" if value is None else str(int(value))
+
+
+def _files_section(files: Sequence[AuditFile]) -> str:
+    """Every file in one table (sorted by path), with the filters and the inline script."""
+    if not files:
+        return ""
+    rows = []
+    for f in files:
+        rows.append(
+            f'<tr class="{_e(f.outcome)}" data-o="{_e(f.outcome)}" data-r="{_e(f.role)}"'
+            f' data-w="{1 if f.warnings else 0}"><td>{_e(f.path)}</td><td>{_e(f.outcome)}</td>'
+            f"<td>{_e(f.reason)}</td><td>{_e(', '.join(f.warnings))}</td>"
+            f'<td class="num">{_num(f.tracks)}</td><td class="num">{_num(f.notes)}</td>'
+            f'<td class="num">{f.windows}</td><td>{_e(f.role or "—")}</td></tr>'
+        )
+
+    def options(values: set[str]) -> str:
+        return '<option value="">all</option>' + "".join(
+            f'<option value="{_e(v)}">{_e(v)}</option>' for v in sorted(values) if v
+        )
+
+    heads = [
+        ("file", ""),
+        ("outcome", ""),
+        ("reason", ""),
+        ("warnings", ""),
+        ("tracks", "num"),
+        ("notes", "num"),
+        ("windows", "num"),
+        ("role", ""),
+    ]
+    head = "".join(
+        f'<th class="{c}"' + (' aria-sort="ascending"' if i == 0 else "") + f">{h}</th>"
+        for i, (h, c) in enumerate(heads)
+    )
+    return (
+        f'<h2 id="every-file">Every file ({len(files)})</h2>'
+        '<p class="note">Role: the part of the dataset the file\'s windows go to. Held-out '
+        "files are never trained on and score every model; validation files are training "
+        "files set aside to pick the kept epoch; training files are fitted. Click a column "
+        "heading to sort.</p>"
+        '<div class="filters"><label>find <input type="search" id="f-text"></label>'
+        f'<label>outcome <select id="f-outcome">{options({f.outcome for f in files})}'
+        f'</select></label><label>role <select id="f-role">{options({f.role for f in files})}'
+        '</select></label><label><input type="checkbox" id="f-warned"> with warnings</label>'
+        f'<span class="note"><span id="f-shown">{len(files)}</span> shown</span></div>'
+        "<noscript><style>table.files tbody tr { display: table-row !important; }</style>"
+        "</noscript>"
+        f'<table class="files" id="files"><thead><tr>{head}</tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+        + '<p><button type="button" id="f-more" hidden>show every file</button></p>'
+        + f"<script>{_FILES_JS.replace('LIMIT', str(FILES_SHOWN))}</script>"
+    )
+
+
+@dataclass
 class AuditRule:
     """One expectation of the suite on the audit page, with what it found."""
 
@@ -661,15 +828,16 @@ def render_audit(
     dataset: str,
     summary: Mapping[str, Any],
     rules: Sequence[AuditRule],
-    duplicates: Sequence[tuple[str, str]] = (),
+    files: Sequence[AuditFile] = (),
     data_docs: str | None = None,
-    list_limit: int = 200,
 ) -> str:
-    """The dataset's audit page: what the Great Expectations suite decided, offline.
+    """The dataset's audit page: what the Great Expectations suite decided, offline, and every
+    file with its outcome and role in a table sorted and filtered by a small inline script.
 
     Warning-level expectations are warnings (the file is accepted and encoded), not failures;
     only a quarantine expectation keeps a file out. The page status says which of these
-    happened. Self-contained like the reports: inline CSS, no script, nothing from the network.
+    happened. Self-contained like the reports: inline CSS and script, nothing from the network;
+    without JavaScript the table still shows every file, sorted by path.
     """
     status = summary.get("status", {})
     n_files = int(summary.get("n_files", 0))
@@ -705,28 +873,10 @@ def render_audit(
             f'</td><td class="meaning">{_e(rule.notes)}</td>{result}</tr>'
         )
 
-    def listing(title: str, head: tuple[str, str], items: Sequence[tuple[str, str]]) -> str:
-        if not items:
-            return ""
-        shown = items[:list_limit]
-        more = (
-            f'<p class="note">… and {len(items) - list_limit} more (see manifest.parquet)</p>'
-            if len(items) > list_limit
-            else ""
-        )
-        rows = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td></tr>" for a, b in shown)
-        return (
-            f"<h2>{_e(title)} ({len(items)})</h2><table><thead><tr><th>{_e(head[0])}</th>"
-            f"<th>{_e(head[1])}</th></tr></thead><tbody>{rows}</tbody></table>{more}"
-        )
-
-    quarantined_files = [(p, r) for p, r in summary.get("quarantined_files", [])]
-    warned_files = [(p, ", ".join(w)) for p, w in warned]
     docs = (
         '<p class="note">The same results as Great Expectations renders them: '
         + _a("GX Data Docs", data_docs)
-        + " (they load their styling from the internet, and count warnings as failed "
-        "expectations).</p>"
+        + " (every validation of this dataset, one page each; they work offline too).</p>"
         if data_docs
         else ""
     )
@@ -735,16 +885,171 @@ def render_audit(
         f'<table class="lineage"><tbody><tr><th>Status</th><td class="{cls}"><strong>'
         f"{_e(verdict)}</strong></td></tr></tbody></table>",
         f"<p>{_e(counts)}</p>",
-        "<h2>Rules</h2>",
+        '<p><a href="#every-file">every file, with its role</a> · <a href="#rules">the rules</a>'
+        "</p>"
+        if files
+        else "",
+        '<h2 id="rules">Rules</h2>',
         '<p class="note">The Great Expectations suite (expectations/midi_files.json), in '
         "order. A quarantine rule keeps a failing file out of the dataset (the first failing "
         "code is its reason); a warning rule only flags the file, which is accepted and "
         "encoded.</p>",
         "<table><thead><tr><th>Code</th><th>Outcome</th><th>Expectation</th><th>Why</th>"
         "<th>Result</th></tr></thead><tbody>" + "".join(rule_rows) + "</tbody></table>",
-        listing("Quarantined files", ("file", "reason"), quarantined_files),
-        listing("Accepted with warnings", ("file", "warnings"), warned_files),
-        listing("Duplicates", ("file", "copy of"), list(duplicates)),
+        _files_section(files),
         docs,
     ]
-    return _page(f"Audit of {dataset}", parts)
+    return _page(f"Audit of {dataset}", parts, _FILES_CSS)
+
+
+_LEVEL_CLASS = {"same": "good", "small": "near", "large": "bad", "": ""}
+
+
+def _changes_text(row: Mapping[str, Any]) -> str:
+    changes = row.get("changes", {})
+    parts = [
+        f"{sign}{changes.get(kind, 0)}"
+        for sign, kind in (("+", "added"), ("−", "removed"), ("~", "changed"))
+        if changes.get(kind)
+    ]
+    return " ".join(parts) if parts else "none"
+
+
+def _pitch_svg(hist: Sequence[float], pitch_low: int = 21) -> str:
+    """The pitch histogram as a tiny inline bar chart (lowest pitch on the left)."""
+    if not hist or not max(hist):
+        return ""
+    top = max(hist)
+    bars = "".join(
+        f'<rect x="{i}" y="{20 - 20 * v / top:.2f}" width="1" height="{20 * v / top:.2f}"/>'
+        for i, v in enumerate(reversed(hist))
+    )
+    return (
+        f'<svg class="spark" viewBox="0 0 {len(hist)} 20" preserveAspectRatio="none" '
+        f'role="img" aria-label="pitch histogram from MIDI {pitch_low}">{bars}</svg>'
+    )
+
+
+def _drift_texts(d: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Before, after and change of one drift (``musicflow.history.Drift.as_dict``) as text:
+    the pitch histogram's change is an L1 distance, a rate's in points, a mean's relative."""
+    before, after, change = d.get("before"), d.get("after"), d.get("change")
+    if change is None:
+        return "", "", ""
+    if d["name"] == "pitch histogram":
+        return "", "", f"L1 {change:.3f}"
+    if d["name"] == "quarantine rate":
+        return f"{before:.1%}", f"{after:.1%}", f"{100 * change:+.1f} points"
+    return _fmt(before), _fmt(after), f"{change:+.1%}"
+
+
+def render_history(
+    *,
+    dataset: str,
+    rows: Sequence[Mapping[str, Any]],
+    links: Mapping[str, str] | None = None,
+    docs: Mapping[int, str] | None = None,
+) -> str:
+    """The dataset's history page: every committed version (``tasks/history.history_rows``),
+    the drift between consecutive versions with its verdict, and the models trained on each.
+    Self-contained: inline CSS and SVG, no script."""
+    links, docs = links or {}, docs or {}
+    head = [
+        "Version",
+        "Committed",
+        "Digest",
+        "Files (accepted)",
+        "Changes",
+        "Windows",
+        "Quarantined",
+        "Warnings",
+        "Density",
+        "Polyphony",
+        "Pitches",
+        "Models trained on it",
+    ]
+    body = []
+    for row in reversed(rows):
+        stats = row.get("statistics", {})
+        status = row.get("status", {})
+        n_in = int(row.get("n_files_in", 0))
+        quarantined = int(status.get("quarantined", 0))
+        models = row.get("models", [])
+        version = f"v{row['version']}"
+        if row["version"] in docs:
+            version += f"<small>{_a('validation', docs[row['version']])}</small>"
+        body.append(
+            "<tr>"
+            f'<td class="num">{version}</td>'
+            f"<td>{_e((row.get('committed_at') or '').replace('T', ' ')[:16])}</td>"
+            f'<td><code class="digest" title="{_e(row["digest"])}">{_e(row["digest"][:12])}'
+            "</code></td>"
+            f'<td class="num">{n_in} ({int(row.get("n_files", 0))})</td>'
+            f"<td>{_e(_changes_text(row))}</td>"
+            f'<td class="num">{int(row.get("n_windows", 0))}</td>'
+            f'<td class="num">{quarantined} ({100 * quarantined / max(n_in, 1):.1f}%)</td>'
+            f'<td class="num">{sum(row.get("warnings", {}).values())}</td>'
+            f'<td class="num">{_e(_fmt(stats.get("density")))}</td>'
+            f'<td class="num">{_e(_fmt(stats.get("polyphony")))}</td>'
+            f"<td>{_pitch_svg(stats.get('pitch_histogram', []))}</td>"
+            f"<td>{_e(', '.join(models)) if models else '—'}</td>"
+            "</tr>"
+        )
+    drifts = []
+    for prev, row in itertools.pairwise(rows):
+        cells = []
+        for d in row.get("drift", []):
+            before, after, change = _drift_texts(d)
+            cls = _LEVEL_CLASS.get(d.get("level", ""), "")
+            cells.append(
+                f'<tr><td>{_e(d["name"])}</td><td class="num">{_e(before)}</td>'
+                f'<td class="num">{_e(after)}</td><td class="num">{_e(change)}</td>'
+                f'<td class="{cls}">{_e(d["verdict"])}</td></tr>'
+            )
+        changed = row.get("changed_files", {})
+        listed = "; ".join(
+            f"{kind}: "
+            + ", ".join(paths)
+            + ("…" if row["changes"].get(kind, 0) > len(paths) else "")
+            for kind, paths in changed.items()
+            if paths
+        )
+        drifts.append(
+            f"<h3>v{prev['version']} → v{row['version']}: files {_e(_changes_text(row))}</h3>"
+            + (f'<p class="note">{_e(listed)}</p>' if listed else "")
+            + "<table><thead><tr><th>Statistic</th><th>Before</th><th>After</th>"
+            "<th>Change</th><th>Verdict</th></tr></thead><tbody>"
+            + "".join(cells)
+            + "</tbody></table>"
+        )
+    top = [
+        _a(label, links[key])
+        for key, label in (("audit", "audit page"), ("index", "models"))
+        if key in links
+    ]
+    parts = [
+        f"<h1>History of {_e(dataset)}</h1>",
+        ("<p>" + " · ".join(top) + "</p>") if top else "",
+        f"<p>{len(rows)} committed version(s), newest first. Changes: files added (+), "
+        "removed (−) and changed (~, same path, new content) since the version before. "
+        "Density: notes per beat; polyphony: pitches sounding at once; pitches: the share of "
+        "active cells per pitch, lowest on the left (docs/metrics.md), over every window of "
+        "the version.</p>",
+        '<div class="scroll"><table class="index"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>",
+        "<h2>Drift between consecutive versions</h2>" if drifts else "",
+        '<p class="note">Green: about the same; yellow: a small change; red: a large one '
+        "(thresholds in musicflow/history.py: two halves of one collection differ by about "
+        "0.1 in pitch-histogram L1 and a few percent in density).</p>"
+        if drifts
+        else "",
+        *reversed(drifts),
+    ]
+    css = (
+        "body { max-width: 1500px; } "
+        "svg.spark { width: 8rem; height: 1.4rem; fill: #1565c0; display: block; }"
+    )
+    return _page(f"History of {dataset}", parts, css)

@@ -24,7 +24,8 @@ Adapters, so no other module talks to MLflow's API directly:
   store), :func:`known_datasets`, :func:`require_dataset`;
 - the UI: :func:`tag_training_experiment` (opens on the training runs, with the metric columns
   a user compares on: the saved view :data:`VIEW_KEY`), :func:`experiment_url`,
-  :func:`run_url`.
+  :func:`run_url`; the in-page routes :func:`run_route`, :func:`experiment_route` and
+  :func:`ui_address` for the pages' links (tasks/report.write_ui_link_page).
 
 MLflow is imported inside the functions: importing this module costs nothing, so ``musicflow
 --help`` stays fast.
@@ -445,6 +446,15 @@ def log_dataset_input(dataset_dir: Path, dataset: str, digest: str) -> None:
     mlflow.log_input(MetaDataset(source=source, name=dataset, digest=digest[:32]), "training")
 
 
+def run_dataset_digest(run_id: str) -> str | None:
+    """The dataset digest (its first 32 hex digits) a run logged as its training input
+    (:func:`log_dataset_input`), or None when it logged none."""
+    for entry in client().get_run(run_id).inputs.dataset_inputs:
+        if any(t.key == "mlflow.data.context" and t.value == "training" for t in entry.tags):
+            return entry.dataset.digest
+    return None
+
+
 def log_artifacts(run_id: str, local_dir: Path, artifact_path: str) -> None:
     """Copy ``local_dir`` into the run's artifacts under ``artifact_path``."""
     client().log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
@@ -822,16 +832,31 @@ def ui_base(port: int = UI_PORT) -> str:
 UI_MODE = "workflowType=machine_learning"
 
 
+def experiment_route(experiment_id: str) -> str:
+    """The UI's in-page route (after ``#``) of the experiment's runs, on the saved view."""
+    return f"/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
+
+
+def run_route(experiment_id: str, run_id: str) -> str:
+    """The UI's in-page route (after ``#``) of a run's page."""
+    return f"/experiments/{experiment_id}/runs/{run_id}?{UI_MODE}"
+
+
 def experiment_url(experiment_id: str, port: int = UI_PORT) -> str:
     """The experiment's run list in ``musicflow ui``, opened on the saved view."""
-    return (
-        f"{ui_base(port)}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{UI_MODE}"
-    )
+    return f"{ui_base(port)}/#{experiment_route(experiment_id)}"
 
 
 def run_url(experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
     """A run's page in ``musicflow ui``."""
-    return f"{ui_base(port)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_MODE}"
+    return f"{ui_base(port)}/#{run_route(experiment_id, run_id)}"
+
+
+def ui_address(port: int = UI_PORT) -> str:
+    """Where the MLflow UI is: the tracking server's address when the store is one (it serves
+    its own UI), else ``musicflow ui`` on 127.0.0.1:port."""
+    uri = workspace.tracking_uri()
+    return uri.rstrip("/") if workspace.is_tracking_server(uri) else ui_base(port)
 
 
 def experiment_links(port: int = UI_PORT) -> list[tuple[str, str]]:

@@ -77,6 +77,56 @@ def summarize(manifest: pd.DataFrame) -> dict:
     }
 
 
+def file_roles(manifest: pd.DataFrame) -> list[str]:
+    """Each file's part in the dataset: "held-out", "validation" or "training" (the splits of
+    ``models/data``, over the accepted files with windows, which are what the shards hold),
+    "" for a file with no windows in the dataset."""
+    from musicflow.models.data import heldout_split_of_files, validation_split
+
+    in_shards = (manifest.status == "accepted") & (manifest.n_segments.fillna(0) > 0)
+    shas = manifest.source_sha256[in_shards]
+    train, heldout = heldout_split_of_files(shas)
+    _, validation = validation_split(train)
+    roles = {sha: "held-out" for sha in heldout} | {sha: "training" for sha in train}
+    roles |= {sha: "validation" for sha in validation}
+    return [
+        roles[sha] if keep else ""
+        for sha, keep in zip(manifest.source_sha256, in_shards, strict=True)
+    ]
+
+
+def audit_files(manifest: pd.DataFrame) -> list:
+    """The manifest as the audit page's rows (``musicflow.report.AuditFile``), by path."""
+    from musicflow.report import AuditFile
+
+    def count(value: object) -> int | None:
+        return None if pd.isna(value) else int(value)
+
+    return [
+        AuditFile(
+            path=path,
+            outcome=status,
+            reason=reason if isinstance(reason, str) else "",
+            warnings=list(warnings),
+            tracks=count(tracks),
+            notes=count(notes),
+            windows=count(windows) or 0,
+            role=role,
+        )
+        for path, status, reason, warnings, tracks, notes, windows, role in zip(
+            manifest.source_path,
+            manifest.status,
+            manifest.reason,
+            manifest.warnings,
+            manifest.n_tracks,
+            manifest.n_notes,
+            manifest.n_segments,
+            file_roles(manifest),
+            strict=True,
+        )
+    ]
+
+
 def write_audit_page(
     manifest: pd.DataFrame,
     expectation_summary: list,
@@ -105,7 +155,6 @@ def write_audit_page(
         )
         for rule, note in zip(rules, notes, strict=True)
     ]
-    dups = manifest[manifest.status == "duplicate"]
     docs = None
     if data_docs is not None and Path(data_docs).is_file():
         docs = Path(os.path.relpath(Path(data_docs).resolve(), Path(path).parent.resolve()))
@@ -113,7 +162,7 @@ def write_audit_page(
         dataset=dataset,
         summary=summarize(manifest),
         rules=shown,
-        duplicates=list(zip(dups.source_path, dups.reason, strict=True)),
+        files=audit_files(manifest),
         data_docs=docs.as_posix() if docs else None,
     )
     return write_report(path, html)

@@ -43,6 +43,7 @@ from prefect.cache_policies import NONE
 
 from musicflow import __version__, atomic, roll
 from musicflow.errors import DatasetError
+from musicflow.tasks.history import record_version
 from musicflow.tasks.parse import cache_root, entry_path, load_windows
 
 ROWS_PER_SHARD = 8192  # ~9.4 MB of packed rolls per shard: few files, bounded memory
@@ -296,6 +297,7 @@ def write_dataset(
         atomic.sweep(out_dir)
         info = _publish(manifest, name, out_dir, cache_dir, pitch_low, previous)
         _sweep(out_dir, info.shards)
+        record_version(out_dir, info, manifest)  # the dataset's history (tasks/history.py)
     return info
 
 

@@ -1,7 +1,8 @@
 """Report: one self-contained HTML page per model version, written under ``reports/`` and
 logged to the model's MLflow run, with the generated pieces as MIDI, audio previews and
 engraved scores; and the dataset's index page, ``reports/<dataset>/index.html``, comparing every
-version of every model, by their metrics and by ear.
+version of every model, by their metrics and by ear (and, beside it, the dataset's history
+page, ``tasks/history.write_history_page``).
 
 Everything on the page was computed by an earlier step and is only read here: the scores and
 the threshold from the evaluation, the scored windows from the run's ``evaluation/windows.npz``
@@ -37,6 +38,7 @@ from musicflow.defaults import PIECE_WINDOWS
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
+from musicflow.tasks.history import read_history, write_history_page
 from musicflow.tasks.registry import RegisteredModel
 from musicflow.tasks.train import TrainedModel
 
@@ -62,6 +64,34 @@ def index_page(dataset: str) -> Path:
 def audit_pages(dataset_dir: Path) -> tuple[Path, Path]:
     """The dataset's audit page and GX Data Docs index (written by the validate stage)."""
     return Path(dataset_dir) / "audit.html", Path(dataset_dir) / "data_docs" / "index.html"
+
+
+#: The page in ``reports/`` that every link into the MLflow UI goes through.
+UI_LINK_PAGE = "mlflow-ui.html"
+
+
+def ui_link_page() -> Path:
+    return workspace.reports_dir() / UI_LINK_PAGE
+
+
+def write_ui_link_page(address: str | None = None) -> Path:
+    """Point the pages' MLflow links at ``address`` (``musicflow ui`` passes its own); with
+    None, write the default address (the tracking server's, or port 5000) only when the page
+    does not exist yet, so a report never undoes what ``ui`` wrote."""
+    from musicflow.report import render_ui_link_page, write_report
+
+    page = ui_link_page()
+    if address is None:
+        if page.is_file():
+            return page
+        address = tracking.ui_address()
+    return write_report(page, render_ui_link_page(address))
+
+
+def ui_link(folder: Path, route: str) -> str:
+    """A link from a page in ``folder`` to the UI's ``route``, through the UI link page."""
+    page = write_ui_link_page()
+    return f"{Path(os.path.relpath(page, folder)).as_posix()}#{route}"
 
 
 def _rel(target: Path, start: Path) -> str | None:
@@ -218,7 +248,9 @@ def _lineage(
         train_seconds=trained.train_seconds or None,
         placement=trained.placement,
         run_id=registered.run_id,
-        run_url=tracking.run_url(experiment, registered.run_id) if experiment else None,
+        run_url=ui_link(out, tracking.run_route(experiment, registered.run_id))
+        if experiment
+        else None,
         model_uri=registered.model_uri,
         data_docs=_rel(docs, out),
         audit_page=_rel(audit, out),
@@ -293,7 +325,9 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
                 digest=r.params.get("dataset_digest", ""),
                 created=_when(r.created_ms),
                 report=_rel(report, folder),
-                run_url=tracking.run_url(r.experiment_id, r.run_id) if r.experiment_id else None,
+                run_url=ui_link(folder, tracking.run_route(r.experiment_id, r.run_id))
+                if r.experiment_id
+                else None,
                 preview=_rel(report.parent / "midi" / f"sample-001{PREVIEW_SUFFIX}", folder),
             )
         )
@@ -302,8 +336,9 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
         dataset_dir = workspace.rolls_dir(dataset)
     reference = reference_excerpt(Path(dataset_dir), folder / "reference")
     audit, docs = audit_pages(dataset_dir)
-    for label, target in (("audit page", audit), ("GX Data Docs", docs)):
-        href = _rel(target, folder)
+    history = write_history_page(dataset, dataset_dir) if read_history(dataset_dir) else None
+    for label, target in (("audit page", audit), ("GX Data Docs", docs), ("history", history)):
+        href = _rel(target, folder) if target else None
         if href:
             links.append((label, href))
     html = render_index(
@@ -315,7 +350,7 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
         reference_links=[] if reference is None else _links(reference[1], folder),
         rule_text=RULE_TEXT,
         links=links,
-        ui_url=tracking.experiment_url(experiment) if experiment else None,
+        ui_url=ui_link(folder, tracking.experiment_route(experiment)) if experiment else None,
     )
     write_report(page, html)
     return page

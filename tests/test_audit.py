@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from musicflow.tasks.audit import build_manifest, summarize
+from musicflow.models.data import heldout_split_of_files, validation_split
+from musicflow.tasks.audit import audit_files, build_manifest, file_roles, summarize
 
 
 def _records() -> pd.DataFrame:
@@ -53,3 +54,35 @@ def test_summary_counts_outcomes_reasons_warnings_and_windows() -> None:
     assert summary["quarantined_files"] == [("a.mid", "no_notes")]
     assert summary["warned_files"] == [("b.mid", ["drums_ignored"])]
     assert summary["n_segments"] == 3
+
+
+def test_every_file_has_the_role_the_training_splits_give_it() -> None:
+    n = 60
+    manifest = pd.DataFrame(
+        {
+            "source_path": [f"f{i:02d}.mid" for i in range(n)] + ["q.mid", "empty.mid", "d.mid"],
+            "source_sha256": [f"{i:064x}" for i in range(n)] + ["q" * 64, "e" * 64, "0" * 64],
+            "status": ["accepted"] * n + ["quarantined", "accepted", "duplicate"],
+            "n_segments": pd.array([3] * n + [0, 0, 0], dtype="Int32"),
+        }
+    )
+    roles = file_roles(manifest)
+    train, heldout = heldout_split_of_files(manifest.source_sha256[:n])
+    fit, validation = validation_split(train)
+    expected = {s: "held-out" for s in heldout} | {s: "training" for s in fit}
+    expected |= {s: "validation" for s in validation}
+    assert roles[:n] == [expected[s] for s in manifest.source_sha256[:n]]
+    assert roles[n:] == ["", "", ""]  # not in the shards: no role
+    assert {"held-out", "validation", "training"} <= set(roles)
+
+
+def test_audit_files_list_every_manifest_row() -> None:
+    files = audit_files(build_manifest(_records(), _outcomes()))
+    assert [(f.path, f.outcome, f.reason, f.windows) for f in files] == [
+        ("a.mid", "quarantined", "no_notes", 0),
+        ("b.mid", "accepted", "", 3),
+        ("c/b-copy.mid", "duplicate", "b.mid", 0),
+    ]
+    assert files[1].warnings == ["drums_ignored"] and files[1].tracks == 2
+    assert files[1].notes == 40 and files[1].role == "training"  # a lone file trains
+    assert files[0].role == files[2].role == ""

@@ -310,6 +310,9 @@ def test_stopping_ui_stops_its_server_and_workers(
     )
     try:
         assert _wait_listening(port, 180), "the MLflow UI never listened"
+        # the reports' MLflow links follow the port ui serves on
+        link_page = (workspace_home / "reports" / "mlflow-ui.html").read_text()
+        assert f'"http://127.0.0.1:{port}/"' in link_page
         children = _descendants(proc.pid)
         assert 2 <= len(children) <= 3  # guard, mlflow server, one uvicorn worker
         proc.send_signal(stop)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import json
 import random
 import shutil
@@ -72,14 +73,18 @@ def test_hostile_files_get_exactly_their_manifest_outcome(
         else:
             assert got.reason == "ok_type0_basic.mid"
     assert result.docs_index is not None and result.docs_index.is_file()
-    # the audit page works offline: nothing loaded from the network, every quarantined file
-    # listed with its reason, warnings shown as warnings
+    # the audit page works offline: nothing loaded from the network, every file listed with
+    # its outcome (quarantined ones with their reason), warnings shown as warnings
     page = result.audit_page.read_text()
     assert result.audit_page == out / "audit.html"
-    assert "<script" not in page and "<link" not in page and 'src="http' not in page
+    assert "<script src" not in page and "<link" not in page and 'src="http' not in page
+    assert f'<h2 id="every-file">Every file ({len(expected)})</h2>' in page
     for row in expected:
-        if row["expected"] == "quarantine":
-            assert f"<td>{row['file']}</td><td>{row['reason']}</td>" in page, row["file"]
+        outcome = status_of[row["expected"]]
+        cells = f"<td>{html.escape(row['file'])}</td><td>{outcome}</td>"
+        if outcome == "quarantined":
+            cells += f"<td>{row['reason']}</td>"
+        assert cells in page, row["file"]
     assert "file(s), accepted</td>" in page and "Failed" not in page
 
 

@@ -17,6 +17,7 @@ from musicflow import roll
 from musicflow.errors import DatasetError
 from musicflow.scan import scan_file
 from musicflow.tasks import encode, parse
+from musicflow.tasks.history import read_history
 
 PITCH_LOW = 30
 
@@ -84,7 +85,7 @@ def test_shards_follow_the_schema_and_record_the_pitch_window(cached, tmp_path: 
         back.manifest_sha256 == hashlib.sha256((out / "manifest.parquet").read_bytes()).hexdigest()
     )
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
-        [info.shards[0], "manifest.parquet", "dataset.json"]
+        [info.shards[0], "manifest.parquet", "dataset.json", "history"]
     )
 
 
@@ -151,7 +152,8 @@ def test_a_kill_before_the_commit_leaves_the_previous_dataset_whole(
     again = _write(manifest, cache, out)  # the next run completes and sweeps
     assert again.written and again.n_files == 2
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([".lock", ".readers", "dataset.json", "manifest.parquet", *again.shards])
+    names_ = [".lock", ".readers", "dataset.json", "history", "manifest.parquet", *again.shards]
+    assert names == sorted(names_)
 
 
 def test_a_kill_after_the_commit_is_completed_by_the_next_run(cached, tmp_path: Path) -> None:
@@ -168,6 +170,10 @@ def test_a_kill_after_the_commit_is_completed_by_the_next_run(cached, tmp_path: 
     assert hashlib.sha256((out / "manifest.parquet").read_bytes()).hexdigest() == (
         again.manifest_sha256
     )
+    # the version the killed run committed is in the history, recorded by the next run
+    records = read_history(out)
+    assert [r["digest"] for r in records] == [first.digest, back.digest]
+    assert records[1]["changes"] == {"added": 1, "removed": 0, "changed": 0}
 
 
 def test_a_failing_write_removes_what_it_wrote(

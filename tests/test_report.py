@@ -91,7 +91,9 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     assert (page.parent / "midi" / "sample-001.svg").read_text().startswith("<svg")
     # the lineage block: digest, code version, epochs against the plan, links, standing
     assert "Lineage" in html and "0123456789abcdef" in html and "3 of 10 epochs" in html
-    assert "http://127.0.0.1:5000/#/experiments/7/runs/run1" in html
+    # the MLflow link goes through reports/mlflow-ui.html, which forwards to where ui serves
+    assert 'href="../../mlflow-ui.html#/experiments/7/runs/run1?' in html
+    assert '"http://127.0.0.1:5000/"' in (workspace_home / "reports" / "mlflow-ui.html").read_text()
     assert "★ best of the dataset" in html and f"champion of d-{kind}" in html
     assert 'href="../index.html"' in html
     assert "champion, best of the dataset" in described["run1"]
@@ -149,3 +151,16 @@ def test_the_reference_excerpt_is_16_bars_of_a_held_out_file(
     mtimes = [p.stat().st_mtime_ns for p in files]
     assert stage.reference_excerpt(out, tmp_path / "ref") == (text, files)
     assert [p.stat().st_mtime_ns for p in files] == mtimes
+
+
+def test_ui_link_page_follows_the_address_ui_serves_on(workspace_home: Path) -> None:
+    folder = workspace_home / "reports" / "d" / "vae-v1"
+    link = stage.ui_link(folder, "/experiments/1/runs/r1")
+    assert link == "../../mlflow-ui.html#/experiments/1/runs/r1"
+    page = stage.ui_link_page()
+    assert '"http://127.0.0.1:5000/"' in page.read_text()  # the default until ui runs
+    stage.write_ui_link_page("http://127.0.0.1:5123")  # what `ui --port 5123` does
+    stage.ui_link(folder, "/x")  # a later report keeps the address ui wrote
+    text = page.read_text()
+    assert '"http://127.0.0.1:5123/"' in text and "5000" not in text
+    assert "location.replace(ui + location.hash)" in text

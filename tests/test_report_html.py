@@ -159,6 +159,21 @@ def test_lineage_says_what_a_user_decides_with(figures: dict[str, bytes]) -> Non
     assert not re.search(r'src="https?://', page) and "<script" not in page
     with pytest.raises(ValueError, match="MLflow UI"):
         _render(figures, lineage=_lineage(run_url="http://example.org/runs/r1"))
+    # the usual link: through the workspace's UI link page, its route kept as it is
+    route = "/experiments/1/runs/r1?workflowType=machine_learning"
+    page = _render(figures, lineage=_lineage(run_url=f"../../mlflow-ui.html#{route}"))
+    assert f'href="../../mlflow-ui.html#{route}"' in page
+    for bad in ("../../elsewhere", '../../x.html#a"b', "javascript:x.html#a"):
+        with pytest.raises(ValueError):
+            _render(figures, lineage=_lineage(run_url=bad))
+
+
+def test_ui_link_page_forwards_its_route_to_the_ui() -> None:
+    page = report.render_ui_link_page("http://127.0.0.1:5123")
+    assert 'var ui = "http://127.0.0.1:5123/";' in page
+    assert "location.replace(ui + location.hash)" in page and "musicflow ui" in page
+    hostile = report.render_ui_link_page('http://h:1/</script><b x="')
+    assert "</script><b" not in hostile.split("<script>")[1].split("</script>")[0]
 
 
 def test_a_model_provided_metric_shows_with_its_meaning(figures: dict[str, bytes]) -> None:
@@ -262,19 +277,33 @@ def test_audit_page_shows_warnings_as_warnings() -> None:
         report.AuditRule("not_midi", "quarantine", "expect_x", "error", "No MThd header.", 0),
         report.AuditRule("drums_ignored", "warning", "expect_y", "n_drum_notes", "Drums.", 1),
     ]
+    files = [
+        report.AuditFile("a.mid", "accepted", "", [], 2, 40, 5, "training"),
+        report.AuditFile("copy.mid", "duplicate", "a.mid", [], 2, 40, 0, ""),
+        report.AuditFile("drums.mid", "accepted", "", ["drums_ignored"], 3, 9, 7, "held-out"),
+    ]
     page = report.render_audit(
         dataset="bach",
         summary=summary,
         rules=rules,
-        duplicates=[("copy.mid", "a.mid")],
+        files=files,
         data_docs="data_docs/index.html",
     )
     assert "Accepted every file; 1 with warnings" in page
     assert "Failed" not in page and "failed" not in page.replace("failed expectations", "")
     assert '<td class="result near">warning: 1 file(s), accepted</td>' in page
     assert '<td class="result good">passed</td>' in page
-    assert "copy.mid" in page and 'href="data_docs/index.html"' in page
-    assert "<script" not in page and not re.search(r'(src|href)="https?://', page)
+    assert 'href="data_docs/index.html"' in page
+    assert '<h2 id="every-file">Every file (3)</h2>' in page
+    assert (
+        '<tr class="accepted" data-o="accepted" data-r="held-out" data-w="1"><td>drums.mid</td>'
+        '<td>accepted</td><td></td><td>drums_ignored</td><td class="num">3</td>'
+        '<td class="num">9</td><td class="num">7</td><td>held-out</td></tr>'
+    ) in page
+    assert "<td>copy.mid</td><td>duplicate</td><td>a.mid</td>" in page
+    # one inline script, nothing loaded
+    assert page.count("<script>") == 1 and "<script src" not in page
+    assert not re.search(r'(src|href)="https?://', page)
 
 
 def test_index_plays_every_version_after_the_held_out_reference() -> None:
@@ -309,3 +338,36 @@ def test_index_plays_every_version_after_the_held_out_reference() -> None:
     assert page.index("Listen side by side") < page.index('<table class="index">')
     plain = report.render_index(dataset="b", rows=[], best_text="x", rule_text="y")
     assert "Listen side by side" not in plain and 'class="reason"' not in plain
+
+
+def test_history_page_shows_versions_drift_verdicts_and_models() -> None:
+    from musicflow.history import drift
+
+    def record(version: int, density: float, quarantined: int) -> dict:
+        return {
+            "version": version,
+            "digest": f"{version}" * 64,
+            "committed_at": f"2026-12-0{version}T10:00:00+00:00",
+            "n_files_in": 100,
+            "n_files": 100 - quarantined,
+            "n_windows": 1000 * version,
+            "changes": {"added": 5, "removed": 1, "changed": 0},
+            "changed_files": {"added": ["new <b>.mid"], "removed": ["old.mid"], "changed": []},
+            "status": {"accepted": 100 - quarantined, "quarantined": quarantined},
+            "warnings": {"drums_ignored": 2},
+            "statistics": {"density": density, "polyphony": 3.0, "pitch_histogram": [1 / 96] * 96},
+        }
+
+    v1, v2 = record(1, 4.0, 0), record(2, 6.0, 10)
+    rows = [v1 | {"drift": [], "models": []}]
+    rows.append(v2 | {"drift": [d.as_dict() for d in drift(v1, v2)], "models": ["d-vae v3"]})
+    page = report.render_history(
+        dataset="d", rows=rows, links={"audit": "../../data/rolls/d/audit.html"}, docs={2: "x.html"}
+    )
+    assert "<h1>History of d</h1>" in page and "2 committed version(s)" in page
+    assert page.index('<td class="num">v2') < page.index('<td class="num">v1')  # newest first
+    assert "<td>d-vae v3</td>" in page and 'href="x.html"' in page
+    assert "v1 → v2: files +5 −1" in page
+    assert '<td class="num">+50.0%</td><td class="bad">much denser (+50%)</td>' in page
+    assert "+10.0 points" in page and "up 10.0 points: look at" in page
+    assert "new &lt;b&gt;.mid" in page and "<script" not in page

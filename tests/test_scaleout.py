@@ -43,6 +43,8 @@ def test_ui_with_a_tracking_server_points_at_it(
     monkeypatch.setattr(subprocess, "call", no_server)
     assert main(["ui"]) == 0
     assert "http://127.0.0.1:5999" in capsys.readouterr().out
+    link_page = workspace_home / "reports" / "mlflow-ui.html"
+    assert '"http://127.0.0.1:5999/"' in link_page.read_text()  # the reports' links open it
 
 
 def test_unreadable_source_on_a_worker_is_one_clear_error(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ holding a good row and one violating row per rule (plus precedence and boundary 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,50 @@ def test_data_docs(shared: tuple[pd.DataFrame, v.ValidationReport]) -> None:
     page = pages[0].read_text("utf-8")
     assert "type2.mid" in page  # failing rows are named by source_path
     assert (index.parent / "expectations" / f"{suite.SUITE_NAME}.html").is_file()
+
+
+_REMOTE = re.compile(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="(https?:|//)')
+
+
+def test_data_docs_work_offline_and_read_warnings_as_warnings(
+    shared: tuple[pd.DataFrame, v.ValidationReport],
+) -> None:
+    _, report = shared
+    site = report.docs_index.parent
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 3  # index, suite, validation
+    for page in pages:
+        text = page.read_text("utf-8")
+        assert not _REMOTE.search(text), page  # nothing loaded from the network
+        for ref in re.findall(r'(?:src|href)="([^"#?]*static/vendor/[^"]+)"', text):
+            assert (page.parent / ref).is_file(), ref  # every vendored file is there
+    assert "integrity=" not in site.joinpath("index.html").read_text("utf-8")
+    assert (site / "static" / "vendor" / "licenses" / "jquery.txt").is_file()
+    page = next((site / "validations").rglob("*.html")).read_text("utf-8")
+    # quarantines fail; the warning expectations (which flagged files here) show as warnings
+    assert "fa-exclamation-triangle text-warning" in page
+    n_warned = page.count("fa-exclamation-triangle text-warning")
+    n_warning_rules = sum(
+        1 for s in report.expectation_summary if s.n_failed and _outcome(s.code) != suite.QUARANTINE
+    )
+    assert n_warned == n_warning_rules
+    assert "Failed" in page  # quarantine expectations failed in this run of every case
+
+
+def _outcome(code: str) -> str:
+    return next(r.outcome for r in suite.suite_rules() if r.code == code)
+
+
+def test_data_docs_list_every_validation_of_the_dataset(tmp_path: Path) -> None:
+    records = pd.DataFrame([good("a.mid"), good("b.mid")])
+    for _ in range(2):
+        report = v.validate_records(records, dataset="d", docs_dir=tmp_path)
+    pages = list((tmp_path / "validations").rglob("*.html"))
+    assert len(pages) == 2  # one per validation run, both kept
+    index = report.docs_index.read_text("utf-8")
+    assert all(p.relative_to(tmp_path).as_posix() in index for p in pages)
+    page = pages[0].read_text("utf-8")
+    assert "Succeeded" in page and "text-warning" not in page
 
 
 def test_configured_pitch_window_and_size_limit() -> None:

@@ -436,6 +436,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 out_dir=out,
                 seed=args.seed,
                 soundfont=args.soundfont,
+                audio_preview=not args.no_audio,
                 sampler=sampler,
                 show_progress=True,
             )
@@ -821,6 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: ./generated)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed, ≥ 0 (default: 0)")
     _add_soundfont_option(p)
+    p.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="write the MIDI files only, without audio previews (about 1 CPU-second less "
+        "per piece)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(

@@ -125,7 +125,7 @@ def measure_generate(env: dict[str, str], home: Path, repeat: int) -> dict[str, 
             continue
         walls, cpus = [], []
         for i in range(repeat):
-            out = home / f"gen-{label.split()[-1]}-{i}"
+            out = home / f"gen-{'midi' if extra else 'audio'}-{i}"
             argv = ["generate", "--model-uri", "models:/bench-rnn/1", "-n", "4", "--out", str(out)]
             cpu = _children_cpu()
             walls.append(timed([*argv, *extra], env, home, (0,)))

@@ -620,6 +620,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 out_dir=out,
                 seed=args.seed,
                 soundfont=args.soundfont,
+                audio_preview=not args.no_audio,
                 sampler=sampler,
                 direction=direction,
                 version=version,
@@ -1148,6 +1149,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="General MIDI program (instrument) 0…127 (default: 0, Acoustic Grand Piano)",
     )
     _add_soundfont_option(p)
+    p.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="write the MIDI files only, without audio previews (about 1 CPU-second less "
+        "per piece)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 from musicflow.progress import debug_enabled
@@ -32,6 +33,7 @@ _LOG_LINE = re.compile(
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "
     r"|To enable the following instructions: .* rebuild TensorFlow"
 )
+_LOCK = threading.Lock()
 
 
 def configure(debug: bool) -> None:
@@ -51,7 +53,11 @@ def _filtered_stderr() -> Iterator[None]:
     """Capture descriptor 2 (C++ and Python writers alike) and write back what is not a log
     line; everything, when the block raises."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a daemon): nothing to hold back
+        yield
+        return
     failed = True
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
@@ -71,10 +77,12 @@ def _filtered_stderr() -> Iterator[None]:
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow (and Keras) once, its import-time log held back unless ``--debug``."""
-    if "tensorflow" in sys.modules and "keras" in sys.modules:
-        return
-    configure(debug_enabled())
-    with contextlib.nullcontext() if debug_enabled() else _filtered_stderr():
-        import keras  # noqa: F401  (imports tensorflow, its backend)
-        import tensorflow  # noqa: F401
+    """Import TensorFlow (and Keras) once, its import-time log held back unless ``--debug``.
+    One thread at a time: two captures of descriptor 2 must not interleave."""
+    with _LOCK:
+        if "tensorflow" in sys.modules and "keras" in sys.modules:
+            return
+        configure(debug_enabled())
+        with contextlib.nullcontext() if debug_enabled() else _filtered_stderr():
+            import keras  # noqa: F401  (imports tensorflow, its backend)
+            import tensorflow  # noqa: F401

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import tensorflow as tf
 
 from musicflow.models.sequence import FrameModelBase, roll_states_tf
@@ -29,6 +30,7 @@ class FrameRNN(FrameModelBase):
         self.optimizer = self._optimizer_for(self._optimizer(), self._weights)
         self._train_step = self._train_function(self._train_step_impl)
         self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
+        self._sequence_nll = tf.function(self._eval_nll, reduce_retracing=True)
 
     def networks(self):
         return {"decoder": self.decoder, "count_link": self.count_link, "key_prior": self.key_model}
@@ -47,12 +49,23 @@ class FrameRNN(FrameModelBase):
         return {"loss": loss}
 
     def _eval_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        n_frames = tf.shape(x)[2] // int(self.config["frame_steps"])
+        return {"val_nll": tf.reduce_mean(self._eval_nll(x)) / tf.cast(n_frames, tf.float32)}
+
+    def sequence_nll(self, songs: np.ndarray) -> np.ndarray:
+        """Exact NLL in nats of each whole song (n, 96, T) of one length T (a multiple of
+        ``frame_steps``), read from a fresh state, the tonic's price included: float64 (n,).
+        ``heldout_nll`` is the same per frame over 2-bar windows; this scores pieces of any
+        length (``bench/jsb_benchmark.py``)."""
+        x = tf.constant(np.asarray(songs, np.float32)[..., None])
+        return np.asarray(self._sequence_nll(x), np.float64)
+
+    def _eval_nll(self, x: tf.Tensor) -> tf.Tensor:
         x, tonic = self._prepare(x, training=False)
         onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
         n_frames = tf.shape(onset)[1]
         heads = self._heads(onset, hold, self._key_frames(tonic, n_frames), False)
-        nll = self._exact_nll(onset, hold, heads) + self._tonic_nll(tonic)
-        return {"val_nll": tf.reduce_mean(nll) / tf.cast(n_frames, tf.float32)}
+        return self._exact_nll(onset, hold, heads) + self._tonic_nll(tonic)
 
     def encode(self, windows):
         raise NotImplementedError("an autoregressive model has no encoder")

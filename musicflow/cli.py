@@ -968,8 +968,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musicflow",
         description="Train music generators on your own MIDI collection: audit the files, encode "
-        "piano-roll windows into Parquet shards, train VAE/GAN models tracked in MLflow, generate "
-        "MIDI and compare versions. State lives in the current directory or $MUSICFLOW_HOME.",
+        "piano-roll windows into Parquet shards, train generators (rnn, vae, gan) tracked in "
+        "MLflow, generate MIDI and compare versions. State lives in the current directory or "
+        "$MUSICFLOW_HOME.",
     )
     parser.add_argument(
         "--debug",
@@ -1006,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run",
-        help="the whole DAG: audit → encode → train → generate → evaluate → report",
+        help="the whole DAG: audit → encode → train → evaluate → register → generate → report",
         description="Run the whole pipeline on SOURCE, or without SOURCE on the embedded "
         "default dataset (Bach chorales of music21's corpus, exported to MIDI on first use). "
         "Every stage is cached: a re-run with nothing new trains nothing.",
@@ -1073,7 +1074,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "generate",
-        help="sample MIDI pieces, each with an audio preview, from a model",
+        help="sample MIDI pieces from a model (or continue your MIDI, interpolate, set key, "
+        "tempo, temperature), each with its score and an audio preview",
         description="Sample pieces from a registered model and write them as MIDI files, each "
         "with a loudness-normalised OGG/Vorbis preview (rendered with a General MIDI "
         "soundfont; no system package needed) and a JSON record of how it was made beside "

@@ -10,15 +10,16 @@ Adapters, so no other module talks to MLflow's API directly:
   created and migrated once, under a file lock, and a half-migrated one is repaired or
   reported in one line), :func:`client`, :func:`use_workspace_store`,
   :func:`ensure_experiment`, :func:`ui_command`;
-- runs: :func:`start_run` (a new run) and :func:`resume_run` (log more to a finished one),
-  both tagged with their owner process so that :func:`mark_crashed_runs` can close runs a
-  killed command left ``RUNNING``; :func:`set_tags`, :func:`log_params`, :func:`log_metrics`,
-  :func:`log_dataset_input`, :func:`log_artifacts`, :func:`download_artifacts`,
-  :func:`run_metrics`, :func:`set_run_description`;
+- runs: :func:`start_run` (a new run), :func:`leave_running` (a run a later step finishes)
+  and :func:`resume_run` (log more to a run), all tagged with their owner process so that
+  :func:`mark_crashed_runs` can close runs a killed command left ``RUNNING``;
+  :func:`set_tags`, :func:`log_params`, :func:`log_metrics`, :func:`log_dataset_input`,
+  :func:`log_artifacts`, :func:`download_artifacts`, :func:`run_metrics`,
+  :func:`set_run_description`;
 - models: :func:`log_model` (log the model folder as a models-from-code pyfunc model, no
   pickle, register a version and record its files' digests), :func:`fetch_model` (the data
-  files of a version, checked against those digests: musicflow never unpickles or imports
-  anything from the artifact store), :func:`describe_version`;
+  files of a version, checked against those digests, refused when none are recorded:
+  musicflow never unpickles or imports anything from the artifact store), :func:`describe_version`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
   :func:`latest_version`, :func:`dataset_versions` (read from sqlite directly for the embedded
   store), :func:`known_datasets`, :func:`require_dataset`;
@@ -152,9 +153,11 @@ def prepare_store() -> None:
     Two processes creating a fresh store at once race in MLflow's schema migration and can
     leave it broken for good (docs/tracking.md), so creation and migration run under an
     exclusive lock on ``mlflow.db.lock``; a stamp file (``mlflow.db.ready``) lets later
-    commands skip even the lock. Leftover ``_alembic_tmp_*`` tables of an interrupted
-    migration are repaired first; a store that still cannot be migrated is a TrackingError
-    saying how to move it aside. Nothing to do for a tracking server.
+    commands skip even the lock. A new store is migrated under a temp name and renamed into
+    place (:func:`_create_fresh`), so a kill during the first migration leaves nothing to
+    repair. For an existing store (a newer MLflow), leftover ``_alembic_tmp_*`` tables of an
+    interrupted migration are repaired first; a store that still cannot be migrated is a
+    TrackingError saying how to move it aside. Nothing to do for a tracking server.
     """
     path = _sqlite_path(workspace.tracking_uri())
     if path is None:
@@ -171,8 +174,10 @@ def prepare_store() -> None:
         if path.is_file() and _read(stamp) == _store_stamp():
             return
         stamp.unlink(missing_ok=True)
-        repaired = _repair_leftovers(path) if path.is_file() else []
-        _create_or_migrate(path, repaired)
+        if path.is_file():
+            _create_or_migrate(path, _repair_leftovers(path))
+        else:
+            _create_fresh(path)
         atomic.write_text(stamp, _store_stamp())
     finally:
         os.close(fd)
@@ -208,6 +213,17 @@ def _repair_leftovers(path: Path) -> list[str]:
         return repaired
     finally:
         con.close()
+
+
+def _create_fresh(path: Path) -> None:
+    """A new store, created and migrated under a temp name and renamed into place once
+    complete: a command killed meanwhile leaves no store (its temp file is swept), never a
+    half-migrated one. Readable by its owner only (0600), as the journal files sqlite derives
+    from it."""
+    atomic.sweep(path.parent)
+    for journal in path.parent.glob(f".{path.name}.*.tmp-journal"):
+        journal.unlink(missing_ok=True)  # its store is gone: sweep ran, or this lock held
+    atomic.atomic_write(path, lambda tmp: _create_or_migrate(tmp, []), fsync=True, mode=0o600)
 
 
 def _create_or_migrate(path: Path, repaired: list[str]) -> None:
@@ -343,6 +359,16 @@ def resume_run(run_id: str) -> Iterator[Run]:
     with mlflow.start_run(run_id=run_id) as run:
         mlflow.set_tag(OWNER_TAG, procs.owner())
         yield run
+
+
+def leave_running() -> None:
+    """End the active run's block with the run still RUNNING (its owner this process): the
+    step that completes it resumes and finishes it (evaluation, for a training run). A run
+    whose process dies first is closed as FAILED by the next command's
+    :func:`mark_crashed_runs`, never left FINISHED with a step missing."""
+    import mlflow
+
+    mlflow.end_run("RUNNING")
 
 
 def mark_crashed_runs() -> int:
@@ -525,8 +551,9 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
 
     Only the data files are fetched (``config.json``, ``sampling.json``, ``*.weights.h5``),
     never the pickles or code MLflow keeps beside them; each is checked against the digests
-    recorded at registration. ModelError (one line) for an unknown or malformed URI, a missing
-    file, an unexpected file or a file that changed since registration.
+    recorded at registration (on the version and on its run, which must agree). ModelError
+    (one line) for an unknown or malformed URI, a missing file, an unexpected file, a file
+    that changed since registration, or no recorded digests at all.
     """
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
@@ -543,7 +570,7 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
     try:
         if "run_id" in parts:
             run = c.get_run(parts["run_id"])
-            recorded = run.data.tags.get(MODEL_FILES_TAG)
+            recorded = [run.data.tags.get(MODEL_FILES_TAG)]
             source = _run_model_source(c, parts["run_id"], parts["path"])
         else:
             name = parts["name"]
@@ -552,10 +579,13 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
                 if "version" in parts
                 else c.get_model_version_by_alias(name, parts["alias"])
             )
-            recorded = mv.tags.get(MODEL_FILES_TAG)
+            # recorded twice at registration: on the version and on the run that logged it
+            run_tags = c.get_run(mv.run_id).data.tags if mv.run_id else {}
+            recorded = [mv.tags.get(MODEL_FILES_TAG), run_tags.get(MODEL_FILES_TAG)]
             source = c.get_model_version_download_uri(name, mv.version)
     except MlflowException as exc:
         raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
+    digests = _recorded_digests(model_uri, recorded)
     try:
         subpath = _model_dir_path(source, Path(dst))
         folder = Path(
@@ -567,8 +597,33 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
         )
     except (MlflowException, OSError) as exc:
         raise ModelError(f"cannot read the files of {model_uri}: {_first_line(exc)}") from None
-    _check_model_files(model_uri, folder, json.loads(recorded) if recorded else None)
+    _check_model_files(model_uri, folder, digests)
     return folder
+
+
+def _recorded_digests(uri: str, recorded: list[str | None]) -> dict[str, str]:
+    """The file digests recorded for a model (on its version and its run); ModelError when
+    none is left or the records disagree: a model that cannot be verified is not loaded."""
+    found = []
+    for text in filter(None, recorded):
+        try:
+            digests = json.loads(text)
+        except ValueError:
+            digests = None
+        if not isinstance(digests, dict) or not digests:
+            raise ModelError(f"model {uri} has an unreadable {MODEL_FILES_TAG} tag; re-register it")
+        found.append(digests)
+    if not found:
+        raise ModelError(
+            f"model {uri} has no recorded file digests (tag {MODEL_FILES_TAG} missing on the "
+            "version and its run), so its files cannot be verified; retrain or re-register it"
+        )
+    if any(d != found[0] for d in found[1:]):
+        raise ModelError(
+            f"model {uri}: the file digests recorded on the version and on its run differ; "
+            "the tracking store was modified; retrain or re-register it"
+        )
+    return found[0]
 
 
 def _model_dir_path(source: str, dst: Path) -> str:
@@ -606,7 +661,7 @@ def _run_model_source(c: MlflowClient, run_id: str, name: str) -> str:
     return models[0].artifact_location
 
 
-def _check_model_files(uri: str, folder: Path, recorded: dict[str, str] | None) -> None:
+def _check_model_files(uri: str, folder: Path, recorded: dict[str, str]) -> None:
     found = file_digests(folder)
     odd = sorted(n for n in found if not MODEL_FILE_RE.fullmatch(n))
     if odd or any(p.is_dir() for p in folder.iterdir()):
@@ -615,8 +670,6 @@ def _check_model_files(uri: str, folder: Path, recorded: dict[str, str] | None) 
             "reads only config.json, sampling.json and *.weights.h5: the artifact store was "
             "changed after registration"
         )
-    if recorded is None:  # registered before digests were recorded: data files only anyway
-        return
     changed = sorted(n for n in set(found) | set(recorded) if found.get(n) != recorded.get(n))
     if changed:
         raise ModelError(

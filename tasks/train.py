@@ -171,6 +171,7 @@ def train_model(
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp))
                 tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
+            tracking.leave_running()  # FINISHED once evaluated (tasks/evaluate.py)
     return TrainedModel(
         run_id=run.info.run_id,
         dataset=dataset,

@@ -119,3 +119,143 @@ def test_an_encode_during_train_changes_nothing_the_run_uses(ws: Workspace) -> N
 def _version_dir(ws: Workspace, name: str, version: str) -> Path:
     uri = _client(ws).get_model_version_download_uri(name, version)
     return next(Path(uri.removeprefix("file://")).rglob("sampling.json")).parent
+
+
+def _generate(ws: Workspace, uri: str) -> subprocess.CompletedProcess:
+    out = ws.root / "generated"
+    done, _ = ws.run("generate", "--model-uri", uri, "-n", "1", "--out", str(out))
+    return done
+
+
+def test_a_model_without_recorded_digests_is_refused(ws: Workspace) -> None:
+    """Item 11: with the version's digest tag removed, the run's (recorded beside it) still
+    catches changed weights; with both removed, the model is refused."""
+    from musicflow.tracking import MODEL_FILES_TAG
+
+    client = _client(ws)
+    version = client.get_model_version("s12-vae", "1")
+    client.delete_model_version_tag("s12-vae", "1", MODEL_FILES_TAG)
+    weights = next(_version_dir(ws, "s12-vae", "1").glob("*.weights.h5"))
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-1000] + bytes(1000))  # 1,000 bytes overwritten
+    done = _generate(ws, "models:/s12-vae/1")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert "does not match what was registered" in done.stderr and weights.name in done.stderr
+
+    weights.write_bytes(original)
+    client.delete_tag(version.run_id, MODEL_FILES_TAG)
+    done = _generate(ws, "models:/s12-vae/1")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert "no recorded file digests" in done.stderr
+
+
+def test_a_run_killed_before_its_evaluation_is_not_left_finished(ws: Workspace) -> None:
+    """Item 12: a train killed after training, before evaluation, leaves its run RUNNING (then
+    FAILED), never FINISHED unevaluated; the next identical train evaluates and finishes it."""
+    flag = ws.root / "paused-kill"
+    env = dict(ws.env, MUSICFLOW_PAUSE_AT=f"pipeline:trained={flag}")
+    args = ("train", "--dataset", "s12", "--model", "vae", "--epochs", "1", "--seed", "3")
+    proc = _start(ws, *args, env=env)
+    try:
+        _wait_for(flag, proc)
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        flag.unlink(missing_ok=True)
+    client = _client(ws)
+    experiment = client.get_experiment_by_name("musicflow/s12")
+    (run,) = client.search_runs([experiment.experiment_id], "params.seed = '3'")
+    assert run.info.status == "RUNNING" and "onenn_accuracy" not in run.data.metrics
+
+    done, _ = ws.run(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "train vae: nothing changed, skipped" in done.stderr  # the trained run is reused
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED" and "onenn_accuracy" in run.data.metrics
+
+
+def test_two_identical_runs_at_once_train_and_register_once(ws: Workspace) -> None:
+    """Item 12: the second identical ``run`` waits for the first, then finds its results."""
+    flag = ws.root / "paused-twin"
+    args = ("run", str(ws.source), "--dataset", "twins", "--models", "vae", "--epochs", "1")
+    first = _start(ws, *args, env=dict(ws.env, MUSICFLOW_PAUSE_AT=f"pipeline:trained={flag}"))
+    try:
+        _wait_for(flag, first)
+        second = _start(ws, *args, env=ws.env)
+        waiting = ""
+        for line in second.stderr:  # the second says it waits, while the first is held
+            waiting += line
+            if "waiting for it to finish" in line or second.poll() is not None:
+                break
+        assert "another musicflow command is training vae" in waiting, waiting[-3000:]
+    finally:
+        flag.unlink(missing_ok=True)
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    assert "train vae: nothing changed, skipped" in err
+    versions = _client(ws).search_model_versions("name = 'twins-vae'")
+    assert [v.version for v in versions] == ["1"]
+
+
+def test_the_workspace_state_is_private(ws: Workspace) -> None:
+    """Item 12: the stores and the result cache are the user's only (the commands ran with
+    umask 022, as the output files' 0644 shows)."""
+    state = ws.home / ".prefect"
+    assert state.stat().st_mode & 0o777 == 0o700
+    for db in (state / "prefect.db", ws.home / "mlruns" / "mlflow.db"):
+        assert db.stat().st_mode & 0o777 == 0o600, db
+    storage = state / "storage"
+    assert storage.stat().st_mode & 0o777 == 0o700
+    records = [p for p in storage.iterdir() if p.is_file()]
+    assert records and all(p.stat().st_mode & 0o777 == 0o600 for p in records)
+    assert (ws.home / "data" / "rolls" / "s12" / "dataset.json").stat().st_mode & 0o777 == 0o644
+
+
+KILL_DURING_MIGRATION = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+@event.listens_for(Engine, "after_cursor_execute")
+def _kill(conn, cursor, statement, *args):
+    if sys.argv[1] in statement:  # that step's DDL ran, its alembic version is not recorded
+        os.kill(os.getpid(), signal.SIGKILL)
+
+from musicflow import tracking
+tracking.prepare_store()
+"""
+
+
+@pytest.mark.parametrize("statement", ["CREATE TABLE secrets", "ADD COLUMN routing_strategy"])
+def test_a_kill_during_the_first_store_migration_leaves_nothing_half_done(
+    tmp_path: Path, statement: str
+) -> None:
+    """Item 10: SIGKILL in the middle of a migration step of a fresh store (the issue's
+    ``table secrets already exists``, ``duplicate column name: routing_strategy``): the next
+    command creates the store from scratch."""
+    env = clean_env(MUSICFLOW_HOME=str(tmp_path), HOME=str(tmp_path))
+    code = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_MIGRATION, statement],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert code.returncode == -9, code.stderr[-3000:]
+    store = tmp_path / "mlruns" / "mlflow.db"
+    assert not store.exists()  # the half-migrated copy never took the store's name
+    check = "from musicflow import tracking; tracking.prepare_store(); print(tracking.client()"
+    check += ".create_experiment('musicflow/after-kill'))"
+    done = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in store.parent.iterdir()) == [
+        "mlflow.db",
+        "mlflow.db.lock",
+        "mlflow.db.ready",
+    ]

@@ -26,7 +26,7 @@ from musicflow.tasks.encode import DatasetInfo, reading
 from musicflow.tasks.evaluate import Evaluation, evaluate
 from musicflow.tasks.generate import generate
 from musicflow.tasks.ingest import export_default_dataset
-from musicflow.tasks.registry import RegisteredModel, promote, register
+from musicflow.tasks.registry import RegisteredModel, champion_once_complete, register
 from musicflow.tasks.report import N_MIDI, index, report, report_page
 from musicflow.tasks.train import TrainedModel, one_at_a_time, train
 
@@ -121,34 +121,35 @@ def _steps(
     else:
         progress.note("evaluate: " + _scores(evaluation.scores))
     registered, cached = cached_step(register, trained, evaluation)
-    promoted = promote(registered)
-    flag = " (new champion)" if promoted else ""
-    if cached:
-        progress.skipped("register", f"nothing changed, skipped ({registered.model_uri})")
-    else:
-        progress.note(f"register: {registered.model_uri}{flag}")
-    page = report_page(trained, registered)
-    if not page.exists():  # a cached run finds its report already there
-        pieces = generate(
-            registered.model_uri,
-            n=N_MIDI,
-            out_dir=page.parent / "midi",
-            seed=seed,
-            soundfont=soundfont,
-        )
-        previews = " with audio previews" if pieces.audio_files else ""
-        progress.note(f"generate: {len(pieces.midi_files)} pieces{previews}")
-        report(
-            trained,
-            evaluation,
-            registered,
-            pieces,
-            dataset_dir=dataset_dir,
-            audit_summary=audit_summary,
-        )
-        progress.note(f"report: {page}")
-    else:
-        progress.skipped("generate, report", f"nothing changed, skipped ({page})")
+    # a run that does not finish (its pieces, its report) leaves no new champion
+    with champion_once_complete(registered) as promoted:
+        flag = " (new champion)" if promoted else ""
+        if cached:
+            progress.skipped("register", f"nothing changed, skipped ({registered.model_uri})")
+        else:
+            progress.note(f"register: {registered.model_uri}{flag}")
+        page = report_page(trained, registered)
+        if not page.exists():  # a cached run finds its report already there
+            pieces = generate(
+                registered.model_uri,
+                n=N_MIDI,
+                out_dir=page.parent / "midi",
+                seed=seed,
+                soundfont=soundfont,
+            )
+            previews = " with audio previews" if pieces.audio_files else ""
+            progress.note(f"generate: {len(pieces.midi_files)} pieces{previews}")
+            report(
+                trained,
+                evaluation,
+                registered,
+                pieces,
+                dataset_dir=dataset_dir,
+                audit_summary=audit_summary,
+            )
+            progress.note(f"report: {page}")
+        else:
+            progress.skipped("generate, report", f"nothing changed, skipped ({page})")
     return ModelResult(trained, evaluation, registered, promoted, str(page))
 
 

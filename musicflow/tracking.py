@@ -21,8 +21,8 @@ Adapters, so no other module talks to MLflow's API directly:
   files of a version, checked against those digests, refused when none are recorded:
   musicflow never unpickles or imports anything from the artifact store), :func:`describe_version`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
-  :func:`latest_version`, :func:`dataset_versions` (read from sqlite directly for the embedded
-  store), :func:`known_datasets`, :func:`require_dataset`;
+  :func:`restore_champion`, :func:`latest_version`, :func:`dataset_versions` (read from
+  sqlite directly for the embedded store), :func:`known_datasets`, :func:`require_dataset`;
 - the UI: :func:`tag_training_experiment` (opens on the training runs, with the metric columns
   a user compares on: the saved view :data:`VIEW_KEY`), :func:`experiment_url`,
   :func:`run_url`.
@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -437,8 +438,17 @@ def log_dataset_input(dataset_dir: Path, dataset: str, digest: str) -> None:
 
 
 def log_artifacts(run_id: str, local_dir: Path, artifact_path: str) -> None:
-    """Copy ``local_dir`` into the run's artifacts under ``artifact_path``."""
-    client().log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
+    """Copy ``local_dir`` into the run's artifacts under ``artifact_path``. A copy that fails
+    (a full disk) leaves nothing of it in a local artifact store: what was copied is removed,
+    which also frees the space the run's status update then needs."""
+    c = client()
+    try:
+        c.log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
+    except OSError:
+        uri = c.get_run(run_id).info.artifact_uri
+        if uri.startswith("file://"):
+            shutil.rmtree(Path(uri.removeprefix("file://")) / artifact_path, ignore_errors=True)
+        raise
 
 
 def download_artifacts(run_id: str, artifact_path: str, dst: Path) -> Path:
@@ -795,6 +805,14 @@ def champion_version(name: str) -> str | None:
 
 def set_champion(name: str, version: int | str) -> None:
     client().set_registered_model_alias(name, CHAMPION, str(version))
+
+
+def restore_champion(name: str, version: str | None) -> None:
+    """Give the champion alias back to ``version``, or remove it when there was none."""
+    if version is None:
+        client().delete_registered_model_alias(name, CHAMPION)
+    else:
+        set_champion(name, version)
 
 
 def latest_version(name: str) -> ModelVersion | None:

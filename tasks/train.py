@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicflow import accelerate, lineage, progress, results, tracking, workspace
+from musicflow import accelerate, atomic, lineage, progress, results, tracking, workspace
 from musicflow.errors import DatasetError
 from musicflow.roll import COLS
 from musicflow.tasks.encode import DatasetInfo, holding
@@ -168,6 +168,7 @@ def train_model(
                 {"epochs": epochs_done, "stopped_by": fit.stopped_by, "kept_epoch": fit.kept_epoch}
             )
 
+            atomic.pause_point("train:checkpoint")
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp))
                 tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)

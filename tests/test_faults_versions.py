@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_faults import Workspace, clean_env, midi_folder
+from test_faults import Workspace, _can_mount_tmpfs, clean_env, midi_folder
 
 from musicflow import prefect_server
 
@@ -198,7 +198,7 @@ def test_two_identical_runs_at_once_train_and_register_once(ws: Workspace) -> No
     assert second.returncode == 0, err[-3000:]
     assert "train vae: nothing changed, skipped" in err
     versions = _client(ws).search_model_versions("name = 'twins-vae'")
-    assert [v.version for v in versions] == ["1"]
+    assert [int(v.version) for v in versions] == [1]
 
 
 def test_the_workspace_state_is_private(ws: Workspace) -> None:
@@ -212,7 +212,7 @@ def test_the_workspace_state_is_private(ws: Workspace) -> None:
     assert storage.stat().st_mode & 0o777 == 0o700
     records = [p for p in storage.iterdir() if p.is_file()]
     assert records and all(p.stat().st_mode & 0o777 == 0o600 for p in records)
-    assert (ws.home / "data" / "rolls" / "s12" / "dataset.json").stat().st_mode & 0o777 == 0o644
+    assert (ws.home / "data" / "rolls" / "twins" / "dataset.json").stat().st_mode & 0o777 == 0o644
 
 
 KILL_DURING_MIGRATION = """
@@ -259,3 +259,57 @@ def test_a_kill_during_the_first_store_migration_leaves_nothing_half_done(
         "mlflow.db.lock",
         "mlflow.db.ready",
     ]
+
+
+TRAIN_DISK_FULL_SCRIPT = r"""
+set -u
+mount -t tmpfs -o size=150m tmpfs "$WS"
+cd "$WS"
+"$PY" -m musicflow.cli encode "$SRC" --dataset d > /dev/null 2> "$KEEP"/encode.err
+MUSICFLOW_PAUSE_AT="train:checkpoint=$KEEP/paused" \
+  "$PY" -m musicflow.cli train --dataset d --model vae --epochs 1 > /dev/null 2> "$KEEP"/train.err &
+pid=$!
+while [ ! -e "$KEEP"/paused ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
+avail=$(df -k --output=avail "$WS" | tail -1)
+dd if=/dev/zero of=filler bs=1k count=$((avail - 200)) 2>/dev/null
+rm -f "$KEEP"/paused
+wait $pid; echo $? > "$KEEP"/train.rc
+rm -f filler
+cp mlruns/mlflow.db "$KEEP"/
+find mlruns/artifacts -path '*checkpoint*' > "$KEEP"/checkpoints
+"$PY" -m musicflow.cli server stop > /dev/null 2>&1
+"""
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="cannot mount a small tmpfs here")
+def test_a_disk_full_while_logging_the_checkpoint_leaves_nothing_half_done(tmp_path: Path) -> None:
+    """Item 9: the disk fills just before training logs its checkpoint (the workspace on a
+    tmpfs, filled to 200 KB while ``train`` waits at that point; Prefect's own database lives
+    outside it): one line, the run FAILED, no partial checkpoint, no version."""
+    import sqlite3
+
+    ws_dir, keep = tmp_path / "ws", tmp_path / "keep"
+    ws_dir.mkdir()
+    keep.mkdir()
+    env = clean_env(
+        WS=str(ws_dir),
+        KEEP=str(keep),
+        SRC=str(midi_folder(tmp_path / "src", 6)),
+        PY=sys.executable,
+        MUSICFLOW_HOME=str(ws_dir),
+        PREFECT_HOME=str(keep / ".prefect"),
+        MUSICFLOW_MIN_FREE_MB="1",
+        MUSICFLOW_SERVER_IDLE_MINUTES="1",
+    )
+    subprocess.run(
+        ["unshare", "-rm", "bash", "-c", TRAIN_DISK_FULL_SCRIPT], env=env, timeout=900, check=True
+    )
+    err = (keep / "train.err").read_text().strip()
+    assert (keep / "train.rc").read_text().strip() == "1", err
+    *steps, last = err.splitlines()
+    assert last.startswith("musicflow: error: no space left on device"), err
+    assert all(line.startswith(("==> ", "    ")) for line in steps), err  # progress only
+    con = sqlite3.connect(keep / "mlflow.db")
+    assert [s for (s,) in con.execute("SELECT status FROM runs")] == ["FAILED"]
+    assert con.execute("SELECT count(*) FROM model_versions").fetchone() == (0,)
+    assert (keep / "checkpoints").read_text().strip() == ""

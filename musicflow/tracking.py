@@ -441,13 +441,19 @@ def log_artifacts(run_id: str, local_dir: Path, artifact_path: str) -> None:
     """Copy ``local_dir`` into the run's artifacts under ``artifact_path``. A copy that fails
     (a full disk) leaves nothing of it in a local artifact store: what was copied is removed,
     which also frees the space the run's status update then needs."""
+    import errno
+
     c = client()
     try:
         c.log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
-    except OSError:
+    except OSError as exc:
         uri = c.get_run(run_id).info.artifact_uri
+        dest = f"{uri}/{artifact_path}"
         if uri.startswith("file://"):
-            shutil.rmtree(Path(uri.removeprefix("file://")) / artifact_path, ignore_errors=True)
+            dest = str(Path(uri.removeprefix("file://")) / artifact_path)
+            shutil.rmtree(dest, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # name where it was going, not the source
+            raise OSError(exc.errno, os.strerror(exc.errno), dest) from exc
         raise
 
 

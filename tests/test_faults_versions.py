@@ -177,10 +177,12 @@ def test_a_run_killed_before_its_evaluation_is_not_left_finished(ws: Workspace) 
 
 
 def test_two_identical_runs_at_once_train_and_register_once(ws: Workspace) -> None:
-    """Item 12: the second identical ``run`` waits for the first, then finds its results."""
+    """Item 12: the second identical ``run`` waits for the first, then finds its results.
+    The first is held before its training result is cached: without the wait, the second
+    would train and register a twin."""
     flag = ws.root / "paused-twin"
     args = ("run", str(ws.source), "--dataset", "twins", "--models", "vae", "--epochs", "1")
-    first = _start(ws, *args, env=dict(ws.env, MUSICFLOW_PAUSE_AT=f"pipeline:trained={flag}"))
+    first = _start(ws, *args, env=dict(ws.env, MUSICFLOW_PAUSE_AT=f"train:checkpoint={flag}"))
     try:
         _wait_for(flag, first)
         second = _start(ws, *args, env=ws.env)
@@ -301,13 +303,15 @@ def test_a_disk_full_while_logging_the_checkpoint_leaves_nothing_half_done(tmp_p
         MUSICFLOW_MIN_FREE_MB="1",
         MUSICFLOW_SERVER_IDLE_MINUTES="1",
     )
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI's own default (TensorFlow's C++ log off)
     subprocess.run(
         ["unshare", "-rm", "bash", "-c", TRAIN_DISK_FULL_SCRIPT], env=env, timeout=900, check=True
     )
     err = (keep / "train.err").read_text().strip()
     assert (keep / "train.rc").read_text().strip() == "1", err
     *steps, last = err.splitlines()
-    assert last.startswith("musicflow: error: no space left on device"), err
+    assert last.startswith("musicflow: error: no space left on device writing "), err
+    assert "/mlruns/artifacts/" in last and "/checkpoint;" in last, err
     assert all(line.startswith(("==> ", "    ")) for line in steps), err  # progress only
     con = sqlite3.connect(keep / "mlflow.db")
     assert [s for (s,) in con.execute("SELECT status FROM runs")] == ["FAILED"]

@@ -596,8 +596,7 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
                 else c.get_model_version_by_alias(name, parts["alias"])
             )
             # recorded twice at registration: on the version and on the run that logged it
-            run_tags = c.get_run(mv.run_id).data.tags if mv.run_id else {}
-            recorded = [mv.tags.get(MODEL_FILES_TAG), run_tags.get(MODEL_FILES_TAG)]
+            recorded = [mv.tags.get(MODEL_FILES_TAG), _run_tag(c, mv.run_id, MODEL_FILES_TAG)]
             source = c.get_model_version_download_uri(name, mv.version)
     except MlflowException as exc:
         raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
@@ -615,6 +614,16 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
         raise ModelError(f"cannot read the files of {model_uri}: {_first_line(exc)}") from None
     _check_model_files(model_uri, folder, digests)
     return folder
+
+
+def _run_tag(c: MlflowClient, run_id: str | None, key: str) -> str | None:
+    """A tag of a run, or None when the run (or the tag) is gone."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_run(run_id).data.tags.get(key) if run_id else None
+    except MlflowException:
+        return None
 
 
 def _recorded_digests(uri: str, recorded: list[str | None]) -> dict[str, str]:

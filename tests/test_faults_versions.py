@@ -35,6 +35,10 @@ def ws(tmp_path_factory: pytest.TempPathFactory):
     )
     workspace = Workspace(root, home, midi_folder(root / "src", 6), env, root / "no-trace")
     yield workspace
+    for proc in _STARTED:  # a failed test's commands, still held or waiting
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
     prefect_server.stop_workspace_server(home / ".prefect")
 
 
@@ -44,15 +48,21 @@ def _client(ws: Workspace):
     return MlflowClient(tracking_uri=f"sqlite:///{ws.home / 'mlruns' / 'mlflow.db'}")
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
 def _start(ws: Workspace, *args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "musicflow.cli", *args],
-        cwd=ws.home,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    _STARTED.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "musicflow.cli", *args],
+            cwd=ws.home,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     )
+    return _STARTED[-1]
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:

@@ -18,16 +18,17 @@ from pathlib import Path
 
 from prefect import flow
 
-from musicflow import progress, workspace
+from musicflow import atomic, progress, workspace
 from musicflow.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
 from musicflow.roll import DEFAULT_PITCH_LOW
+from musicflow.tasks.encode import DatasetInfo, reading
 from musicflow.tasks.evaluate import Evaluation, evaluate
 from musicflow.tasks.generate import generate
 from musicflow.tasks.ingest import export_default_dataset
-from musicflow.tasks.registry import RegisteredModel, promote, register
+from musicflow.tasks.registry import RegisteredModel, champion_once_complete, register
 from musicflow.tasks.report import N_MIDI, index, report, report_page
-from musicflow.tasks.train import TrainedModel, train
+from musicflow.tasks.train import TrainedModel, one_at_a_time, train
 
 
 def _progress(done: int, total: int) -> None:
@@ -89,47 +90,66 @@ def _model_steps(
 ) -> ModelResult:
     """train → evaluate → register → promote → generate → report for one model (in a flow).
 
+    Every step works on one dataset version, read once, its shards kept while the steps run
+    whatever an encode commits meanwhile (docs/dataset.md); one such command per model and
+    dataset runs at a time, so an identical second one finds the first's results.
+
     ``settings``: the training task's keyword arguments (epochs, batch_size, seed,
     time_budget_s, distribute, mixed_precision)."""
-    trained, cached = cached_step(train, dataset_dir, dataset, model, **settings)
+    with reading(dataset_dir) as version, one_at_a_time(dataset_dir, model):
+        return _steps(version, dataset, model, audit_summary, soundfont, **settings)
+
+
+def _steps(
+    version: DatasetInfo,
+    dataset: str,
+    model: str,
+    audit_summary: dict | None,
+    soundfont: str | None,
+    **settings,
+) -> ModelResult:
+    dataset_dir = version.folder
+    trained, cached = cached_step(train, version, dataset, model, **settings)
     if cached:
         progress.stage(f"train {model}", "nothing changed, skipped")
         progress.note(f"run {trained.run_id}, {trained_epochs(trained)}")
     seed = trained.seed
-    evaluation, cached = cached_step(evaluate, trained, dataset_dir)
+    atomic.pause_point("pipeline:trained")
+    evaluation, cached = cached_step(evaluate, trained, version)
     if cached:
         progress.skipped("evaluate")
     else:
         progress.note("evaluate: " + _scores(evaluation.scores))
     registered, cached = cached_step(register, trained, evaluation)
-    promoted = promote(registered)
-    flag = " (new champion)" if promoted else ""
-    if cached:
-        progress.skipped("register", f"nothing changed, skipped ({registered.model_uri})")
-    else:
-        progress.note(f"register: {registered.model_uri}{flag}")
-    page = report_page(trained, registered)
-    if not page.exists():  # a cached run finds its report already there
-        pieces = generate(
-            registered.model_uri,
-            n=N_MIDI,
-            out_dir=page.parent / "midi",
-            seed=seed,
-            soundfont=soundfont,
-        )
-        previews = " with audio previews" if pieces.audio_files else ""
-        progress.note(f"generate: {len(pieces.midi_files)} pieces{previews}")
-        report(
-            trained,
-            evaluation,
-            registered,
-            pieces,
-            dataset_dir=dataset_dir,
-            audit_summary=audit_summary,
-        )
-        progress.note(f"report: {page}")
-    else:
-        progress.skipped("generate, report", f"nothing changed, skipped ({page})")
+    # a run that does not finish (its pieces, its report) leaves no new champion
+    with champion_once_complete(registered) as promoted:
+        flag = " (new champion)" if promoted else ""
+        if cached:
+            progress.skipped("register", f"nothing changed, skipped ({registered.model_uri})")
+        else:
+            progress.note(f"register: {registered.model_uri}{flag}")
+        page = report_page(trained, registered)
+        if not page.exists():  # a cached run finds its report already there
+            pieces = generate(
+                registered.model_uri,
+                n=N_MIDI,
+                out_dir=page.parent / "midi",
+                seed=seed,
+                soundfont=soundfont,
+            )
+            previews = " with audio previews" if pieces.audio_files else ""
+            progress.note(f"generate: {len(pieces.midi_files)} pieces{previews}")
+            report(
+                trained,
+                evaluation,
+                registered,
+                pieces,
+                dataset_dir=dataset_dir,
+                audit_summary=audit_summary,
+            )
+            progress.note(f"report: {page}")
+        else:
+            progress.skipped("generate, report", f"nothing changed, skipped ({page})")
     return ModelResult(trained, evaluation, registered, promoted, str(page))
 
 

@@ -11,7 +11,8 @@ Files are created with the permissions the user's umask gives (``0o666 & ~umask`
 ``open()`` does), not the 0600 of ``tempfile.mkstemp``.
 
 Public functions: :func:`atomic_write` (any writer that takes a path), :func:`write_bytes`,
-:func:`write_text`, :func:`sweep`, :func:`crash_point` (fault injection for the tests).
+:func:`write_text`, :func:`sweep`, :func:`crash_point` and :func:`pause_point` (fault injection
+for the tests).
 """
 
 from __future__ import annotations
@@ -173,3 +174,16 @@ def crash_point(name: str) -> None:
     wanted = os.environ.get("MUSICFLOW_CRASH_AT")
     if wanted and (wanted == name or (wanted.endswith("*") and name.startswith(wanted[:-1]))):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(name: str) -> None:
+    """Fault injection for the tests: when ``MUSICFLOW_PAUSE_AT`` is ``<name>=<file>``, write
+    ``<file>`` (this process's id) and wait until the test removes it, so a concurrent command
+    runs at exactly this point (at most ten minutes)."""
+    point, _, flag = os.environ.get("MUSICFLOW_PAUSE_AT", "").partition("=")
+    if point != name or not flag:
+        return
+    write_text(flag, str(os.getpid()))
+    deadline = time.monotonic() + 600
+    while Path(flag).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -277,8 +277,15 @@ def _launch(
 ) -> subprocess.Popen:
     """Start a server process in its own session (Ctrl-C in the terminal stops the command,
     not the server), its output appended to ``log_path`` under a dated header line; with
-    ``with_parent`` it dies with this process (Linux)."""
+    ``with_parent`` it dies with this process (Linux). Files it creates are private (umask
+    077)."""
     linked = with_parent and sys.platform.startswith("linux")
+
+    def child() -> None:
+        os.umask(0o077)  # its database (prefect.db) and logs are the user's only
+        if linked:
+            die_with_parent()
+
     with open(log_path, "ab") as log:
         log.write(f"\n--- {datetime.now(UTC).isoformat()} {header}\n".encode())
         log.flush()
@@ -290,7 +297,7 @@ def _launch(
             env=env,
             cwd=home,
             start_new_session=True,
-            preexec_fn=die_with_parent if linked else None,
+            preexec_fn=child,
         )
 
 
@@ -455,7 +462,7 @@ def attach(
     if os.environ.get("PREFECT_API_URL"):
         return None
     home = Path(home or workspace.prefect_home()).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database, results, password
     _take_lease(home)
     proc = None
     state = _read_state(home)

@@ -187,7 +187,9 @@ class ResultStorage(LocalFileSystem):
 
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> str:  # type: ignore[override]
         target = self._resolve_path(path)
-        atomic.write_bytes(target, content)
+        # the user's only, as the Prefect server's database beside it
+        Path(target).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic.write_bytes(target, content, mode=0o600)
         return str(target)
 
     async def awrite_path(self, path: str, content: bytes) -> str:  # type: ignore[override]

@@ -10,18 +10,19 @@ Adapters, so no other module talks to MLflow's API directly:
   created and migrated once, under a file lock, and a half-migrated one is repaired or
   reported in one line), :func:`client`, :func:`use_workspace_store`,
   :func:`ensure_experiment`, :func:`ui_command`;
-- runs: :func:`start_run` (a new run) and :func:`resume_run` (log more to a finished one),
-  both tagged with their owner process so that :func:`mark_crashed_runs` can close runs a
-  killed command left ``RUNNING``; :func:`set_tags`, :func:`log_params`, :func:`log_metrics`,
-  :func:`log_dataset_input`, :func:`log_artifacts`, :func:`download_artifacts`,
-  :func:`run_metrics`, :func:`set_run_description`;
+- runs: :func:`start_run` (a new run), :func:`leave_running` (a run a later step finishes)
+  and :func:`resume_run` (log more to a run), all tagged with their owner process so that
+  :func:`mark_crashed_runs` can close runs a killed command left ``RUNNING``;
+  :func:`set_tags`, :func:`log_params`, :func:`log_metrics`, :func:`log_dataset_input`,
+  :func:`log_artifacts`, :func:`download_artifacts`, :func:`run_metrics`,
+  :func:`set_run_description`;
 - models: :func:`log_model` (log the model folder as a models-from-code pyfunc model, no
   pickle, register a version and record its files' digests), :func:`fetch_model` (the data
-  files of a version, checked against those digests: musicflow never unpickles or imports
-  anything from the artifact store), :func:`describe_version`;
+  files of a version, checked against those digests, refused when none are recorded:
+  musicflow never unpickles or imports anything from the artifact store), :func:`describe_version`;
 - the registry: :func:`version_metrics`, :func:`champion_version`, :func:`set_champion`,
-  :func:`latest_version`, :func:`dataset_versions` (read from sqlite directly for the embedded
-  store), :func:`known_datasets`, :func:`require_dataset`;
+  :func:`restore_champion`, :func:`latest_version`, :func:`dataset_versions` (read from
+  sqlite directly for the embedded store), :func:`known_datasets`, :func:`require_dataset`;
 - the UI: :func:`tag_training_experiment` (opens on the training runs, with the metric columns
   a user compares on: the saved view :data:`VIEW_KEY`), :func:`experiment_url`,
   :func:`run_url`; the in-page routes :func:`run_route`, :func:`experiment_route` and
@@ -38,6 +39,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,8 +65,6 @@ OWNER_TAG = "musicflow.owner"  # <host>:<pid>:<start time> of the process runnin
 MODEL_FILE_RE = re.compile(
     r"(config|sampling|sampler)\.json|sampler\.npz|[A-Za-z0-9_]+\.weights\.h5"
 )
-#: The data-only sampler's files: loaded only when registration recorded their digests.
-SAMPLER_FILES = ("sampler.json", "sampler.npz")
 #: The models-from-code entry point MLflow's own loader runs (musicflow's loader does not).
 SAMPLER_MODULE = "musicflow.tasks.sampler_model"
 REACH_TIMEOUT_S = 5.0
@@ -188,9 +188,11 @@ def prepare_store() -> None:
     Two processes creating a fresh store at once race in MLflow's schema migration and can
     leave it broken for good (docs/tracking.md), so creation and migration run under an
     exclusive lock on ``mlflow.db.lock``; a stamp file (``mlflow.db.ready``) lets later
-    commands skip even the lock. Leftover ``_alembic_tmp_*`` tables of an interrupted
-    migration are repaired first; a store that still cannot be migrated is a TrackingError
-    saying how to move it aside. Nothing to do for a tracking server.
+    commands skip even the lock. A new store is migrated under a temp name and renamed into
+    place (:func:`_create_fresh`), so a kill during the first migration leaves nothing to
+    repair. For an existing store (a newer MLflow), leftover ``_alembic_tmp_*`` tables of an
+    interrupted migration are repaired first; a store that still cannot be migrated is a
+    TrackingError saying how to move it aside. Nothing to do for a tracking server.
     """
     path = _sqlite_path(workspace.tracking_uri())
     if path is None:
@@ -207,8 +209,10 @@ def prepare_store() -> None:
         if path.is_file() and _read(stamp) == _store_stamp():
             return
         stamp.unlink(missing_ok=True)
-        repaired = _repair_leftovers(path) if path.is_file() else []
-        _create_or_migrate(path, repaired)
+        if path.is_file():
+            _create_or_migrate(path, _repair_leftovers(path))
+        else:
+            _create_fresh(path)
         atomic.write_text(stamp, _store_stamp())
     finally:
         os.close(fd)
@@ -244,6 +248,17 @@ def _repair_leftovers(path: Path) -> list[str]:
         return repaired
     finally:
         con.close()
+
+
+def _create_fresh(path: Path) -> None:
+    """A new store, created and migrated under a temp name and renamed into place once
+    complete: a command killed meanwhile leaves no store (its temp file is swept), never a
+    half-migrated one. Readable by its owner only (0600), as the journal files sqlite derives
+    from it."""
+    atomic.sweep(path.parent)
+    for journal in path.parent.glob(f".{path.name}.*.tmp-journal"):
+        journal.unlink(missing_ok=True)  # its store is gone: sweep ran, or this lock held
+    atomic.atomic_write(path, lambda tmp: _create_or_migrate(tmp, []), fsync=True, mode=0o600)
 
 
 def _create_or_migrate(path: Path, repaired: list[str]) -> None:
@@ -381,6 +396,16 @@ def resume_run(run_id: str) -> Iterator[Run]:
         yield run
 
 
+def leave_running() -> None:
+    """End the active run's block with the run still RUNNING (its owner this process): the
+    step that completes it resumes and finishes it (evaluation, for a training run). A run
+    whose process dies first is closed as FAILED by the next command's
+    :func:`mark_crashed_runs`, never left FINISHED with a step missing."""
+    import mlflow
+
+    mlflow.end_run("RUNNING")
+
+
 def mark_crashed_runs() -> int:
     """Close as FAILED the musicflow runs still RUNNING whose owner process (on this host) is
     gone: a killed ``train`` or ``run`` leaves its run RUNNING for ever otherwise. Returns how
@@ -456,8 +481,23 @@ def run_dataset_digest(run_id: str) -> str | None:
 
 
 def log_artifacts(run_id: str, local_dir: Path, artifact_path: str) -> None:
-    """Copy ``local_dir`` into the run's artifacts under ``artifact_path``."""
-    client().log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
+    """Copy ``local_dir`` into the run's artifacts under ``artifact_path``. A copy that fails
+    (a full disk) leaves nothing of it in a local artifact store: what was copied is removed,
+    which also frees the space the run's status update then needs."""
+    import errno
+
+    c = client()
+    try:
+        c.log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
+    except OSError as exc:
+        uri = c.get_run(run_id).info.artifact_uri
+        dest = f"{uri}/{artifact_path}"
+        if uri.startswith("file://"):
+            dest = str(Path(uri.removeprefix("file://")) / artifact_path)
+            shutil.rmtree(dest, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # name where it was going, not the source
+            raise OSError(exc.errno, os.strerror(exc.errno), dest) from exc
+        raise
 
 
 def download_artifacts(run_id: str, artifact_path: str, dst: Path) -> Path:
@@ -570,11 +610,11 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
 
     Only the data files are fetched (``config.json``, ``sampling.json``, ``*.weights.h5``,
     ``sampler.json``, ``sampler.npz``), never the pickles or code MLflow keeps beside them;
-    each is checked against the digests recorded at registration. A version of the embedded
-    store kept in a local artifact folder is read with sqlite and copied without importing
-    MLflow (:func:`_fetch_local`: ``generate`` starts in a second). ModelError (one line) for
-    an unknown or malformed URI, a missing file, an unexpected file or a file that changed
-    since registration.
+    each is checked against the digests recorded at registration (on the version and on its
+    run, which must agree). A version of the embedded store kept in a local artifact folder is
+    read with sqlite and copied without importing MLflow (:func:`_fetch_local`: ``generate``
+    starts in a second). ModelError (one line) for an unknown or malformed URI, a missing file,
+    an unexpected file, a file that changed since registration, or no recorded digests at all.
     """
     parts = parse_model_uri(model_uri)
     if parts is None:
@@ -594,7 +634,7 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
     try:
         if "run_id" in parts:
             run = c.get_run(parts["run_id"])
-            recorded = run.data.tags.get(MODEL_FILES_TAG)
+            recorded = [run.data.tags.get(MODEL_FILES_TAG)]
             source = _run_model_source(c, parts["run_id"], parts["path"])
         else:
             name = parts["name"]
@@ -603,10 +643,12 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
                 if "version" in parts
                 else c.get_model_version_by_alias(name, parts["alias"])
             )
-            recorded = mv.tags.get(MODEL_FILES_TAG)
+            # recorded twice at registration: on the version and on the run that logged it
+            recorded = [mv.tags.get(MODEL_FILES_TAG), _run_tag(c, mv.run_id, MODEL_FILES_TAG)]
             source = c.get_model_version_download_uri(name, mv.version)
     except MlflowException as exc:
         raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
+    digests = _recorded_digests(model_uri, recorded)
     try:
         subpath = _model_dir_path(source, Path(dst))
         folder = Path(
@@ -618,7 +660,7 @@ def fetch_model(model_uri: str, dst: Path) -> Path:
         )
     except (MlflowException, OSError) as exc:
         raise ModelError(f"cannot read the files of {model_uri}: {_first_line(exc)}") from None
-    _check_model_files(model_uri, folder, json.loads(recorded) if recorded else None)
+    _check_model_files(model_uri, folder, digests)
     return folder
 
 
@@ -642,6 +684,41 @@ def model_version(model_uri: str) -> str | None:
         return str(client().get_model_version_by_alias(parts["name"], parts["alias"]).version)
     except MlflowException as exc:
         raise ModelError(f"no model {model_uri}: {_first_line(exc)}") from None
+
+
+def _run_tag(c: MlflowClient, run_id: str | None, key: str) -> str | None:
+    """A tag of a run, or None when the run (or the tag) is gone."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_run(run_id).data.tags.get(key) if run_id else None
+    except MlflowException:
+        return None
+
+
+def _recorded_digests(uri: str, recorded: list[str | None]) -> dict[str, str]:
+    """The file digests recorded for a model (on its version and its run); ModelError when
+    none is left or the records disagree: a model that cannot be verified is not loaded."""
+    found = []
+    for text in filter(None, recorded):
+        try:
+            digests = json.loads(text)
+        except ValueError:
+            digests = None
+        if not isinstance(digests, dict) or not digests:
+            raise ModelError(f"model {uri} has an unreadable {MODEL_FILES_TAG} tag; re-register it")
+        found.append(digests)
+    if not found:
+        raise ModelError(
+            f"model {uri} has no recorded file digests (tag {MODEL_FILES_TAG} missing on the "
+            "version and its run), so its files cannot be verified; retrain or re-register it"
+        )
+    if any(d != found[0] for d in found[1:]):
+        raise ModelError(
+            f"model {uri}: the file digests recorded on the version and on its run differ; "
+            "the tracking store was modified; retrain or re-register it"
+        )
+    return found[0]
 
 
 def _model_dir_path(source: str, dst: Path) -> str:
@@ -690,12 +767,19 @@ def _fetch_local(model_uri: str, parts: dict[str, str], dst: Path) -> Path | Non
             if row is None:
                 raise ModelError(f"no model {model_uri}: no such registered version")
             version, location = row
-            recorded = con.execute(
+            tag = con.execute(
                 'SELECT value FROM model_version_tags WHERE name = ? AND version = ? AND "key" = ?',
+                (parts["name"], version, MODEL_FILES_TAG),
+            ).fetchone()
+            # recorded twice at registration: on the version and on the run that logged it
+            run_tag = con.execute(
+                "SELECT t.value FROM tags t JOIN model_versions v ON t.run_uuid = v.run_id "
+                'WHERE v.name = ? AND v.version = ? AND t."key" = ?',
                 (parts["name"], version, MODEL_FILES_TAG),
             ).fetchone()
         except sqlite3.Error:
             return None
+    digests = _recorded_digests(model_uri, [tag and tag[0], run_tag and run_tag[0]])
     url = urlparse(location or "")
     if url.scheme != "file" or url.netloc not in ("", "localhost"):
         return None
@@ -706,7 +790,7 @@ def _fetch_local(model_uri: str, parts: dict[str, str], dst: Path) -> Path | Non
         shutil.copytree(source / subpath, folder)
     except OSError as exc:
         raise ModelError(f"cannot read the files of {model_uri}: {_first_line(exc)}") from None
-    _check_model_files(model_uri, folder, json.loads(recorded[0]) if recorded else None)
+    _check_model_files(model_uri, folder, digests)
     return folder
 
 
@@ -744,7 +828,7 @@ def _run_model_source(c: MlflowClient, run_id: str, name: str) -> str:
     return models[0].artifact_location
 
 
-def _check_model_files(uri: str, folder: Path, recorded: dict[str, str] | None) -> None:
+def _check_model_files(uri: str, folder: Path, recorded: dict[str, str]) -> None:
     found = file_digests(folder)
     odd = sorted(n for n in found if not MODEL_FILE_RE.fullmatch(n))
     if odd or any(p.is_dir() for p in folder.iterdir()):
@@ -753,14 +837,6 @@ def _check_model_files(uri: str, folder: Path, recorded: dict[str, str] | None) 
             "reads only config.json, sampling.json, *.weights.h5, sampler.json and sampler.npz: "
             "the artifact store was changed after registration"
         )
-    if recorded is None:  # registered before digests were recorded: data files only anyway
-        unproven = sorted(n for n in SAMPLER_FILES if n in found)
-        if unproven:  # the sampler came after the digests: no digest means a changed store
-            raise ModelError(
-                f"model {uri} holds {', '.join(unproven)} but no digests were recorded for "
-                "it at registration: the artifact store was changed; retrain or re-register it"
-            )
-        return
     changed = sorted(n for n in set(found) | set(recorded) if found.get(n) != recorded.get(n))
     if changed:
         raise ModelError(
@@ -901,6 +977,14 @@ def champion_version(name: str) -> str | None:
 
 def set_champion(name: str, version: int | str) -> None:
     client().set_registered_model_alias(name, CHAMPION, str(version))
+
+
+def restore_champion(name: str, version: str | None) -> None:
+    """Give the champion alias back to ``version``, or remove it when there was none."""
+    if version is None:
+        client().delete_registered_model_alias(name, CHAMPION)
+    else:
+        set_champion(name, version)
 
 
 def latest_version(name: str) -> ModelVersion | None:

@@ -231,18 +231,39 @@ def _shard_table(parts: list[tuple[str, str, np.ndarray, np.ndarray]]) -> pa.Tab
 
 
 @contextlib.contextmanager
-def reading(folder: Path) -> Iterator[DatasetInfo]:
-    """The committed dataset of ``folder``, its shards kept on disk while the block runs
-    (a shared lock on ``.readers``: a concurrent encode then leaves the old set's shards for
-    a later run to remove)."""
-    info = read_dataset(folder)
+def _reader_lease(folder: Path) -> Iterator[None]:
+    """A shared lock on ``.readers`` while the block runs: a concurrent encode then leaves
+    the shards of the set it replaces for a later run to remove (see :func:`_sweep`)."""
+    read_dataset(folder)  # one clear line for a folder that holds no dataset
     fd = os.open(Path(folder) / READERS_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        info = read_dataset(folder)  # what is committed now that no sweep can run
-        yield info
+        yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def reading(folder: Path) -> Iterator[DatasetInfo]:
+    """The committed dataset of ``folder``, read once, its shards kept on disk while the
+    block runs. The DatasetInfo is the version the block works on, whatever is committed
+    meanwhile: a training run passes it on to evaluation and registration."""
+    with _reader_lease(folder):
+        yield read_dataset(folder)  # what is committed now that no sweep can run
+
+
+@contextlib.contextmanager
+def holding(version: DatasetInfo) -> Iterator[DatasetInfo]:
+    """``version`` (a DatasetInfo read earlier), its shards kept on disk while the block
+    runs; DatasetError when a concurrent encode already removed them."""
+    with _reader_lease(version.folder):
+        missing = [p.name for p in version.shard_paths if not p.is_file()]
+        if missing:
+            raise DatasetError(
+                f"the version {version.digest[:16]} of dataset '{version.name}' was replaced "
+                f"and its shards removed ({missing[0]} is gone); run the command again"
+            )
+        yield version
 
 
 def _roll_forward(out_dir: Path) -> None:

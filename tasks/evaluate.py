@@ -21,7 +21,8 @@ import numpy as np
 
 from musicflow import results, roll, tracking
 from musicflow.defaults import PIECE_WINDOWS
-from musicflow.tasks.encode import DatasetInfo, reading
+from musicflow.errors import DatasetError
+from musicflow.tasks.encode import DatasetInfo, holding
 from musicflow.tasks.train import TrainedModel, load_trained, run_cache_key
 
 EVAL_WINDOWS = 512
@@ -142,14 +143,21 @@ def evaluate_model(
     return evaluation, EvaluationWindows(generated, heldout, latents)
 
 
-def evaluate_run(trained: TrainedModel, dataset_dir: Path) -> Evaluation:
-    """Evaluate a training run's model and log the result to that run."""
+def evaluate_run(trained: TrainedModel, version: DatasetInfo) -> Evaluation:
+    """Evaluate a training run's model on the dataset version it trained on (``version``,
+    not what the folder holds now) and log the result to that run."""
     import dataclasses
+
+    if version.digest != trained.digest:
+        raise DatasetError(
+            f"run {trained.run_id} trained on dataset version {trained.digest[:16]}, "
+            f"not {version.digest[:16]}: it is evaluated on the version it trained on only"
+        )
 
     folder, name = WINDOWS_ARTIFACT.split("/")
     with tempfile.TemporaryDirectory() as tmp:
         model = load_trained(trained, Path(tmp) / "checkpoint")
-        with reading(Path(dataset_dir)) as info:
+        with holding(version) as info:
             evaluation, windows = evaluate_model(model, info, seed=trained.seed)
         evaluation = dataclasses.replace(evaluation, run_id=trained.run_id)
         (Path(tmp) / folder).mkdir()

@@ -15,8 +15,10 @@ long, its main scores beside their baselines), which the MLflow UI shows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +108,22 @@ def promote_if_better(registered: RegisteredModel) -> bool:
         tracking.set_champion(registered.name, registered.version)
         return True
     return False
+
+
+@contextlib.contextmanager
+def champion_once_complete(registered: RegisteredModel) -> Iterator[bool]:
+    """Promote ``registered`` (:func:`promote`) for the block that completes its run (its
+    pieces and report); if the block fails, the alias goes back to the previous champion (or
+    is removed), so a run that did not finish never leaves a new champion. The version stays
+    registered: the next run finds it, writes its report and applies the rule again."""
+    previous = tracking.champion_version(registered.name)
+    promoted = promote(registered)
+    try:
+        yield promoted
+    except BaseException:
+        if promoted:
+            tracking.restore_champion(registered.name, previous)
+        raise
 
 
 register = results.cached_task(

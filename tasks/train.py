@@ -13,19 +13,22 @@ store): repeating an identical call trains nothing and creates no run. Its resul
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicflow import accelerate, lineage, progress, results, tracking, workspace
+from musicflow import accelerate, atomic, lineage, progress, results, tracking, workspace
 from musicflow.errors import DatasetError
 from musicflow.roll import COLS
-from musicflow.tasks.encode import read_dataset_info, reading
+from musicflow.tasks.encode import DatasetInfo, holding
 
 CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
 # Settings logged once as top-level params, so not again as model.<key>.
@@ -59,7 +62,7 @@ class TrainedModel:
 
 
 def train_model(
-    dataset_dir: Path,
+    version: DatasetInfo,
     dataset: str,
     model_name: str,
     *,
@@ -71,7 +74,8 @@ def train_model(
     distribute: bool = False,
     mixed_precision: bool = False,
 ) -> TrainedModel:
-    """Train one model in a new MLflow run; log params, losses and the checkpoint.
+    """Train one model in a new MLflow run on ``version`` (the dataset version read once by
+    the caller, :func:`musicflow.tasks.encode.reading`); log params, losses and the checkpoint.
 
     ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
     (``musicflow/accelerate.py``); what is saved loads on a CPU either way."""
@@ -85,8 +89,8 @@ def train_model(
     )
 
     scope = accelerate.training_scope(distribute=distribute, mixed_precision=mixed_precision)
-    # its shards stay while training reads them
-    with reading(Path(dataset_dir)) as info, scope as placement:
+    # its shards stay while training reads them, whatever an encode commits meanwhile
+    with holding(version) as info, scope as placement:
         shards = info.shard_paths
         train_shas, heldout_shas = heldout_split(shards)
         if not train_shas or not heldout_shas:
@@ -150,7 +154,7 @@ def train_model(
                 **placement.params(),
             }
             tracking.log_params(params)
-            tracking.log_dataset_input(Path(dataset_dir), dataset, info.digest)
+            tracking.log_dataset_input(info.folder, dataset, info.digest)
 
             train_ds, val_ds = training_data(config, shards, fit_shas, val_shas, seed=seed)
             started = time.monotonic()
@@ -164,9 +168,11 @@ def train_model(
                 {"epochs": epochs_done, "stopped_by": fit.stopped_by, "kept_epoch": fit.kept_epoch}
             )
 
+            atomic.pause_point("train:checkpoint")
             with tempfile.TemporaryDirectory() as tmp:
                 model.save(Path(tmp))
                 tracking.log_artifacts(run.info.run_id, Path(tmp), CHECKPOINT)
+            tracking.leave_running()  # FINISHED once evaluated (tasks/evaluate.py)
     return TrainedModel(
         run_id=run.info.run_id,
         dataset=dataset,
@@ -323,6 +329,27 @@ def _until(
             on_batch()
 
 
+@contextlib.contextmanager
+def one_at_a_time(dataset_dir: Path, model_name: str) -> Iterator[None]:
+    """An exclusive lock on training ``model_name`` on the dataset in ``dataset_dir`` (the
+    file ``.train-<model>.lock`` there), held from training to the report: a second identical
+    command waits for the first, then finds its cached run and version instead of training
+    and registering a twin. Says so when it has to wait."""
+    fd = os.open(Path(dataset_dir) / f".train-{model_name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.note(
+                f"another musicflow command is training {model_name} on this dataset; "
+                "waiting for it to finish"
+            )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -331,9 +358,8 @@ def _flow_run_id() -> str | None:
 
 def train_cache_key(_context, parameters: dict) -> str:
     """Identical dataset digest, model, settings, seed and code give the same key."""
-    info = read_dataset_info(Path(parameters["dataset_dir"]))
     payload = {
-        "digest": info.digest if info else None,
+        "digest": parameters["version"].digest,
         "dataset": parameters["dataset"],
         "model": parameters["model_name"],
         "epochs": parameters.get("epochs"),

@@ -40,3 +40,35 @@ def test_a_registered_version_is_plain_data_with_its_uri() -> None:
     registered = RegisteredModel(name="bach-gan", version=3, run_id="abc")
     assert registered.model_uri == "models:/bach-gan/3"
     assert json.loads(json.dumps(dataclasses.asdict(registered)))["version"] == 3
+
+
+def test_a_run_that_fails_after_promotion_gives_the_champion_back(
+    workspace_home, monkeypatch
+) -> None:
+    """Issue 23 item 9: a version promoted before its pieces and report, which then fail (a
+    full disk), does not stay champion; the real alias in a real store goes back to the
+    previous champion, or away when there was none."""
+    import pytest
+
+    from musicflow import tracking
+    from musicflow.tasks import registry
+
+    client = tracking.client()
+    client.create_registered_model("d-vae")
+    for _ in range(2):
+        client.create_model_version("d-vae", source="file:///nowhere")
+
+    def promote(registered: registry.RegisteredModel) -> bool:  # the rule says: better
+        tracking.set_champion(registered.name, registered.version)
+        return True
+
+    monkeypatch.setattr(registry, "promote", promote)
+    for version, before in ((1, None), (2, "1")):
+        new = registry.RegisteredModel("d-vae", version, run_id="")
+        with pytest.raises(OSError), registry.champion_once_complete(new) as promoted:
+            assert promoted and tracking.champion_version("d-vae") == str(version)
+            raise OSError(28, "No space left on device")
+        assert tracking.champion_version("d-vae") == before
+        with registry.champion_once_complete(new):
+            pass  # completed: it stays champion
+        assert tracking.champion_version("d-vae") == str(version)

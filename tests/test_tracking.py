@@ -277,9 +277,9 @@ def json_of(digests: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(digests.items()))
 
 
-def test_sampler_files_without_recorded_digests_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{}")
-    tracking._check_model_files("models:/d-vae/1", tmp_path, None)  # registered before digests
-    (tmp_path / "sampler.npz").write_bytes(b"PK")
-    with pytest.raises(ModelError, match=r"sampler\.npz but no digests were recorded"):
-        tracking._check_model_files("models:/d-vae/1", tmp_path, None)
+def test_model_files_without_recorded_digests_are_refused() -> None:
+    with pytest.raises(ModelError, match="no recorded file digests"):
+        tracking._recorded_digests("models:/d-vae/1", [None, None])
+    with pytest.raises(ModelError, match="differ"):
+        tracking._recorded_digests("models:/d-vae/1", ['{"a": "1"}', '{"a": "2"}'])
+    assert tracking._recorded_digests("models:/d-vae/1", [None, '{"a": "1"}']) == {"a": "1"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.tasks import train as t
+from musicflow.tasks.encode import DatasetInfo
 
 
 def test_time_budget_cuts_an_epoch_between_batches() -> None:
@@ -22,23 +23,22 @@ def test_time_budget_cuts_an_epoch_between_batches() -> None:
     assert len(list(t._until(past, batches, seen))) == 1 and seen.windows == 4  # never empty
 
 
-def _key(dataset_dir: Path, **over) -> str:
-    params = {"dataset_dir": dataset_dir, "dataset": "d", "model_name": "vae", "seed": 0} | over
+def _version(digest: str) -> DatasetInfo:
+    return DatasetInfo("d", Path("rolls/d"), digest, {"pitch_low": 21}, [], 0, 0)
+
+
+def _key(version: DatasetInfo, **over) -> str:
+    params = {"version": version, "dataset": "d", "model_name": "vae", "seed": 0} | over
     return t.train_cache_key(None, params)
 
 
-def test_train_key_follows_the_dataset_digest_and_settings(tmp_path: Path) -> None:
-    (tmp_path / "dataset.json").write_text(
-        json.dumps({"name": "d", "digest": "1" * 64, "encoding": {"pitch_low": 21},
-                    "shards": [], "n_windows": 0, "n_files": 0})
-    )  # fmt: skip
-    key = _key(tmp_path)
-    assert key == _key(tmp_path) and key.startswith("train-")
-    assert key != _key(tmp_path, seed=1) and key != _key(tmp_path, model_name="gan")
-    assert key != _key(tmp_path, epochs=3)
-    info = json.loads((tmp_path / "dataset.json").read_text()) | {"digest": "2" * 64}
-    (tmp_path / "dataset.json").write_text(json.dumps(info))
-    assert _key(tmp_path) != key  # new data: train again
+def test_train_key_follows_the_dataset_digest_and_settings() -> None:
+    version = _version("1" * 64)
+    key = _key(version)
+    assert key == _key(version) and key.startswith("train-")
+    assert key != _key(version, seed=1) and key != _key(version, model_name="gan")
+    assert key != _key(version, epochs=3)
+    assert _key(_version("2" * 64)) != key  # new data: train again
 
 
 def test_later_steps_are_keyed_per_training_run() -> None:

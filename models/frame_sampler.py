@@ -178,16 +178,7 @@ class FrameSampler:
         uniforms in [0, 1)."""
         lstm, dense = self._numpy_weights()
         n = len(noise)
-        hsz = lstm[0][1].shape[0]
-        if cond.shape[2]:
-            h = [
-                np.tanh(cond[:, 0] @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1])
-                for i in range(len(lstm))
-            ]
-            c = [cond[:, 0] @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
-        else:
-            h = [np.zeros((n, hsz), np.float32) for _ in lstm]
-            c = [np.zeros((n, hsz), np.float32) for _ in lstm]
+        h, c = _initial_state(cond[:, 0], lstm, dense)
         n_context = 0 if context is None else context.shape[1]
         position = np.eye(self.period, dtype=np.float32)
         w_out, b_out = dense["out"]
@@ -195,22 +186,7 @@ class FrameSampler:
         prev = np.zeros((n, P), np.int8)
         out = np.zeros((n, self.frames, P), np.int8)
         for f in range(n_context + self.frames):
-            y = np.concatenate(
-                [
-                    (prev == frames.ONSET).astype(np.float32),
-                    (prev == frames.HOLD).astype(np.float32),
-                    np.broadcast_to(position[f % self.period], (n, self.period)),
-                    cond[:, f],
-                ],
-                axis=1,
-            )
-            for i, (kernel, recurrent, bias) in enumerate(lstm):
-                z = y @ kernel + h[i] @ recurrent + bias
-                gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
-                cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
-                c[i] = gate_f * c[i] + gate_i * cand
-                h[i] = gate_o * np.tanh(c[i])
-                y = h[i]
+            y = _lstm_step(_frame_input(prev, position[f % self.period], cond[:, f]), h, c, lstm)
             if f < n_context:
                 prev = context[:, f]
                 continue
@@ -431,16 +407,7 @@ class FrameSampler:
         the others sampled with ``noise`` (n, F, 2 + 2·96)."""
         lstm, dense = self._numpy_weights()
         n, n_frames = cond.shape[:2]
-        hsz = lstm[0][1].shape[0]
-        if cond.shape[2]:
-            h = [
-                np.tanh(cond[:, 0] @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1])
-                for i in range(len(lstm))
-            ]
-            c = [cond[:, 0] @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
-        else:
-            h = [np.zeros((n, hsz), np.float32) for _ in lstm]
-            c = [np.zeros((n, hsz), np.float32) for _ in lstm]
+        h, c = _initial_state(cond[:, 0], lstm, dense)
         position = np.eye(self.period, dtype=np.float32)
         w_out, b_out = dense["out"]
         link = self.arrays["link.kernel"] / temperature
@@ -450,22 +417,7 @@ class FrameSampler:
         prev = np.zeros((n, P), np.int8)
         rest = np.zeros(n, int)  # frames every voice has rested, up to this one
         for f in range(n_frames):
-            y = np.concatenate(
-                [
-                    (prev == frames.ONSET).astype(np.float32),
-                    (prev == frames.HOLD).astype(np.float32),
-                    np.broadcast_to(position[f % self.period], (n, self.period)),
-                    cond[:, f],
-                ],
-                axis=1,
-            )
-            for i, (kernel, recurrent, bias) in enumerate(lstm):
-                z = y @ kernel + h[i] @ recurrent + bias
-                gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
-                cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
-                c[i] = gate_f * c[i] + gate_i * cand
-                h[i] = gate_o * np.tanh(c[i])
-                y = h[i]
+            y = _lstm_step(_frame_input(prev, position[f % self.period], cond[:, f]), h, c, lstm)
             if f >= n_known:
                 full = (y @ w_out + b_out) / temperature
                 # a rest in every voice ends before it fills a bar: no bar is wholly silent
@@ -474,6 +426,51 @@ class FrameSampler:
             prev = out[:, f]
             rest = np.where((prev == frames.OFF).all(axis=1), rest + 1, 0)
         return out
+
+
+def _initial_state(
+    cond0: np.ndarray, lstm: list[tuple[np.ndarray, ...]], dense: dict[str, list[np.ndarray]]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each LSTM layer's first (h, c): from the first frame's condition (n, C) through the
+    ``h0_i``/``c0_i`` layers, or zeros for a model without one."""
+    if cond0.shape[1]:
+        h = [np.tanh(cond0 @ dense[f"h0_{i}"][0] + dense[f"h0_{i}"][1]) for i in range(len(lstm))]
+        c = [cond0 @ dense[f"c0_{i}"][0] + dense[f"c0_{i}"][1] for i in range(len(lstm))]
+        return h, c
+    zeros = [np.zeros((len(cond0), layer[1].shape[0]), np.float32) for layer in lstm]
+    return zeros, [z.copy() for z in zeros]
+
+
+def _frame_input(prev: np.ndarray, position: np.ndarray, cond: np.ndarray) -> np.ndarray:
+    """The decoder's input for one frame (n, ·): the previous frame's onset and hold bits, the
+    position in the bar (one-hot) and the frame's condition, as ``models/sequence.py`` feeds
+    the Keras LSTM."""
+    n = len(prev)
+    return np.concatenate(
+        [
+            (prev == frames.ONSET).astype(np.float32),
+            (prev == frames.HOLD).astype(np.float32),
+            np.broadcast_to(position, (n, len(position))),
+            cond,
+        ],
+        axis=1,
+    )
+
+
+def _lstm_step(
+    y: np.ndarray, h: list[np.ndarray], c: list[np.ndarray], lstm: list[tuple[np.ndarray, ...]]
+) -> np.ndarray:
+    """One frame through the stacked LSTM cells (Keras's gate order: input, forget, cell,
+    output); updates the states ``h`` and ``c`` in place and returns the top layer's output."""
+    for i, (kernel, recurrent, bias) in enumerate(lstm):
+        hsz = recurrent.shape[0]
+        z = y @ kernel + h[i] @ recurrent + bias
+        gate_i, gate_f = _sigmoid(z[:, :hsz]), _sigmoid(z[:, hsz : 2 * hsz])
+        cand, gate_o = np.tanh(z[:, 2 * hsz : 3 * hsz]), _sigmoid(z[:, 3 * hsz :])
+        c[i] = gate_f * c[i] + gate_i * cand
+        h[i] = gate_o * np.tanh(c[i])
+        y = h[i]
+    return y
 
 
 def _first_window(song: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ run: install
 
 ## All tests, integration ones included (real Prefect, GX, MLflow and TensorFlow).
 test: install
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 ## Unit tests only (no integration test, no corpus, no server started).
 test-fast: install

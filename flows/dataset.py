@@ -138,12 +138,12 @@ def _audit(
     max_bytes: int,
     workers: int,
 ) -> tuple[AuditResult, object]:
+    progress.stage(f"audit {dataset}", str(source))  # before its steps, ingest included
     with progress.timed("ingest") as step:
         files = ingest(source, max_bytes)
-        step.detail = f"{len(files)} files found and hashed"
+        step.detail = f"{len(files)} MIDI files found and hashed"
     if files.empty:
         raise DatasetError(f"no .mid or .midi files under {source}")
-    progress.stage(f"audit {dataset}", f"{len(files)} MIDI files under {source}")
     with progress.timed("parse") as step:
         parsed = parse_files(
             files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers

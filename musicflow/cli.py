@@ -581,7 +581,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
             )
         direction.prompt, direction.prompt_bars = prompt, args.prompt_bars or limit
     if args.interpolate:
-        a, b = (read_prompt(d, name, pitch_low, size_bytes=n) for d, name, n in args.interpolate)
+        a, b = (
+            read_prompt(d, name, pitch_low, size_bytes=n, role="--interpolate")
+            for d, name, n in args.interpolate
+        )
         direction.ends = (a, b)
     return direction
 

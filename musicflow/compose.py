@@ -82,12 +82,14 @@ def read_prompt(
     pitch_low: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
     size_bytes: int | None = None,
+    role: str = "prompt",
 ) -> Prompt:
     """Read a prompt file's bytes as the audit and the encoder read a dataset's files.
 
     Raises MidiFormatError (``code`` the audit's quarantine reason, e.g. ``not_midi``) for a
     file the audit would quarantine in this pitch window. ``size_bytes``: the file's size when
     its bytes were not read (over ``max_bytes``: ``too_large``, as the audit judges it unread).
+    ``role`` names the file in the error (``prompt``, ``--interpolate``).
     """
     record = {"size_bytes": len(data) if size_bytes is None else size_bytes}
     if record["size_bytes"] <= max_bytes:
@@ -95,7 +97,7 @@ def read_prompt(
     reason, warnings = suite.judge(record, {"pitch_low": pitch_low, "max_bytes": max_bytes})
     if reason is not None:
         detail = record.get("error_detail") or f"the audit would quarantine it ({reason})"
-        raise MidiFormatError(reason, f"prompt {name}: {detail}")
+        raise MidiFormatError(reason, f"{role} {name}: {detail}")
     from musicflow.midi import scan_midi
 
     midi = scan_midi(data)

@@ -46,7 +46,7 @@ def format_summary(summary: dict, *, worst: int = 10) -> str:
             lines.append(f"  {title}:")
             lines += [f"    {path}  ({why})" for path, why in files[:worst]]
             if len(files) > worst:
-                lines.append(f"    … and {len(files) - worst} more (see the manifest)")
+                lines.append(f"    … and {len(files) - worst} more (see the audit page)")
     return "\n".join(lines)
 
 

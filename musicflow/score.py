@@ -336,12 +336,14 @@ def to_musicxml(
     tempo_bpm: float | None = None,
     fifths: int | None = None,
     snap: bool = True,
+    program: int = 0,
 ) -> str:
     """Notes (pitch, start_step, end_step), as ``roll.decode_roll`` gives them, as a MusicXML
     3.1 score-partwise document: one keyboard part on two staves, ``length_steps`` long
     (default: to the end of the last note), in whole bars of 4/4. ``seam_step`` marks a
     continuation's seam; ``fifths`` sets the key signature (default: :func:`key_fifths`);
-    ``snap`` writes one-step articulation gaps legato (:func:`snap_ends`)."""
+    ``snap`` writes one-step articulation gaps legato (:func:`snap_ends`); ``program`` is the
+    General MIDI instrument (0…127) the MIDI file plays, so a notation program plays it too."""
     arr = np.asarray(notes, dtype=np.int64).reshape(-1, 3)
     if len(arr) and (arr[:, 1].min() < 0 or np.any(arr[:, 2] <= arr[:, 1])):
         raise ValueError("notes need start >= 0 and end > start")
@@ -387,6 +389,8 @@ def to_musicxml(
             parts.append('<barline location="right"><bar-style>light-heavy</bar-style></barline>')
         parts.append("</measure>")
         measures.append("".join(parts))
+    # GM programs 0-7 are the pianos; other instruments are named by their number
+    part_name = "Piano" if program < 8 else f"GM program {program}"
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
         '<!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 3.1 Partwise//EN" '
@@ -394,7 +398,11 @@ def to_musicxml(
         '<score-partwise version="3.1">'
         + (f"<work><work-title>{escape(title)}</work-title></work>" if title else "")
         + "<identification><encoding><software>musicflow</software></encoding></identification>"
-        '<part-list><score-part id="P1"><part-name>Piano</part-name></score-part></part-list>'
+        f'<part-list><score-part id="P1"><part-name>{part_name}</part-name>'
+        '<score-instrument id="P1-I1"><instrument-name>General MIDI</instrument-name>'
+        '</score-instrument><midi-instrument id="P1-I1"><midi-channel>1</midi-channel>'
+        f"<midi-program>{program + 1}</midi-program></midi-instrument>"  # 1-based in MusicXML
+        "</score-part></part-list>"
         '<part id="P1">' + "\n".join(measures) + "</part></score-partwise>\n"
     )
 

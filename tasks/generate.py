@@ -249,6 +249,7 @@ def generate_midi(
             seam_step=seam or None,
             tempo_bpm=tempo,
             fifths=compose.fifths_of_key(key),
+            program=direction.program,
         )
         info_path = path.with_suffix(".json")
         atomic.write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -155,8 +155,11 @@ def history_page(dataset: str) -> Path:
     return workspace.reports_dir() / dataset / "history.html"
 
 
-def write_history_page(dataset: str, folder: Path, rows: list[dict] | None = None) -> Path:
-    """``reports/<dataset>/history.html`` from :func:`history_rows`."""
+def write_history_page(
+    dataset: str, folder: Path, rows: list[dict] | None = None, *, index: bool = False
+) -> Path:
+    """``reports/<dataset>/history.html`` from :func:`history_rows`; ``index``: the dataset's
+    index page is being written too (link it even before it exists)."""
     from musicflow.report import render_history, write_report
 
     rows = history_rows(dataset, folder) if rows is None else rows
@@ -167,7 +170,11 @@ def write_history_page(dataset: str, folder: Path, rows: list[dict] | None = Non
         return Path(os.path.relpath(target, page.parent)).as_posix()
 
     targets = {"audit": folder / "audit.html", "index": page.parent / "index.html"}
-    links = {name: rel(target) for name, target in targets.items() if target.is_file()}
+    links = {
+        name: rel(target)
+        for name, target in targets.items()
+        if target.is_file() or (index and name == "index")
+    }
     docs = {
         r["version"]: rel(folder / r["validation_page"])
         for r in rows

@@ -165,8 +165,10 @@ def export_default_dataset(dest: Path, progress=None, workers: int = 2) -> Path:
     scores = sorted(
         str(p) for p in corpus.getComposer("bach") if Path(p).suffix in (".mxl", ".xml", ".krn")
     )
-    todo = [(p, str(dest / (Path(p).stem.replace(".", "_") + ".mid"))) for p in scores]
-    todo = [(p, t) for p, t in todo if not Path(t).exists()]
+    # a few works ship twice (bwv277.krn and bwv277.mxl): one export per file name, the last
+    # in sorted order, so two workers never write the same file and the count is the files'
+    targets = {str(dest / (Path(p).stem.replace(".", "_") + ".mid")): p for p in scores}
+    todo = [(p, t) for t, p in targets.items() if not Path(t).exists()]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for i, _ in enumerate(pool.map(_export_score, *zip(*todo, strict=True)) if todo else []):
             if progress:

@@ -336,7 +336,9 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
         dataset_dir = workspace.rolls_dir(dataset)
     reference = reference_excerpt(Path(dataset_dir), folder / "reference")
     audit, docs = audit_pages(dataset_dir)
-    history = write_history_page(dataset, dataset_dir) if read_history(dataset_dir) else None
+    history = None
+    if read_history(dataset_dir):  # it links this index, written below
+        history = write_history_page(dataset, dataset_dir, index=True)
     for label, target in (("audit page", audit), ("GX Data Docs", docs), ("history", history)):
         href = _rel(target, folder) if target else None
         if href:

@@ -69,6 +69,8 @@ def test_a_prompt_the_audit_would_quarantine_gets_its_reason(data: bytes, code: 
     with pytest.raises(MidiFormatError) as exc:
         compose.read_prompt(data, "p.mid", pitch_low=21)
     assert exc.value.code == code and str(exc.value).startswith(f"{code}: prompt p.mid")
+    with pytest.raises(MidiFormatError, match=f"^{code}: --interpolate p.mid"):
+        compose.read_prompt(data, "p.mid", pitch_low=21, role="--interpolate")
 
 
 def test_a_prompt_without_notes_in_the_window_is_no_notes() -> None:

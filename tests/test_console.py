@@ -118,7 +118,7 @@ def test_summary_counts_first_then_the_worst_files() -> None:
     assert lines[0].startswith("14 MIDI files: 2 accepted, 12 quarantined, 0 duplicate; 30 windows")
     assert "  quarantined: not_midi 12" in lines and "  warnings: drums_ignored 1" in lines
     assert "    bad09.mid  (not_midi)" in lines and "    bad10.mid  (not_midi)" not in lines
-    assert "    … and 2 more (see the manifest)" in lines
+    assert "    … and 2 more (see the audit page)" in lines
     assert "    drums.mid  (drums_ignored)" in lines
 
 

@@ -153,3 +153,12 @@ def test_three_versions_give_three_records_with_their_deltas(
     assert main(["history", "--dataset", "h"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("v1 ") and "page:" in out
+
+
+def test_the_page_links_the_index_written_with_it(workspace_home: Path, tmp_path: Path) -> None:
+    from musicflow.tasks.history import write_history_page
+
+    # musicflow run writes the history page just before the index: link it all the same
+    assert 'href="index.html"' in write_history_page("h", tmp_path, [], index=True).read_text()
+    # musicflow history on a dataset that has no index yet: no link to a missing page
+    assert "index.html" not in write_history_page("h", tmp_path, []).read_text()

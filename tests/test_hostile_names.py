@@ -82,6 +82,12 @@ def test_the_audit_goes_through(audit: Audit) -> None:
     assert "Traceback" not in audit.done.stderr
 
 
+def test_the_audit_header_comes_before_its_steps(audit: Audit) -> None:
+    lines = audit.done.stderr.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("==> audit src"))
+    assert header < next(i for i, line in enumerate(lines) if "ingest: " in line), lines
+
+
 def test_a_terabyte_file_is_quarantined_by_its_size_unread(audit: Audit) -> None:
     row = audit.manifest["huge.mid"]
     assert (row["status"], row["reason"], row["source_sha256"]) == (

@@ -178,3 +178,11 @@ def test_beat_values(unit: int, length: int, expected: list) -> None:
     values = score.beat_values(length, unit)
     assert [(v.type, v.dots, v.tuplet) for v in values] == expected
     assert sum(v.steps for v in values) == length
+
+
+def test_the_score_plays_the_instrument_the_midi_file_plays() -> None:
+    music21 = pytest.importorskip("music21")
+    xml = score.to_musicxml(KNOWN, program=19)  # Church Organ, as generate --program 19
+    instrument = music21.converter.parseData(xml, format="musicxml").parts[0].getInstrument()
+    assert (instrument.midiProgram, instrument.partName) == (19, "GM program 19")
+    assert "<part-name>Piano</part-name>" in score.to_musicxml(KNOWN)

@@ -1033,7 +1033,7 @@ def render_history(
         f"<p>{len(rows)} committed version(s), newest first. Changes: files added (+), "
         "removed (−) and changed (~, same path, new content) since the version before. "
         "Density: notes per beat; polyphony: pitches sounding at once; pitches: the share of "
-        "active cells per pitch, lowest on the left (docs/metrics.md), over every window of "
+        "active cells per pitch, lowest on the left, over every window of "
         "the version.</p>",
         '<div class="scroll"><table class="index"><thead><tr>'
         + "".join(f"<th>{_e(h)}</th>" for h in head)

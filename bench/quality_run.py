@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,8 +72,8 @@ def midi_files(folder: Path) -> list[Path]:
 
 
 def split_corpus(corpus: Path, first: int, every: int, dest: Path) -> tuple[Path, Path]:
-    """Symlink the corpus's files into dest/train and dest/heldout: every ``every``-th file
-    (sorted by path) held out."""
+    """Copy the corpus's files into dest/train and dest/heldout, every ``every``-th file (sorted
+    by path) held out; copies, since musicflow follows no symbolic link (docs/dataset.md)."""
     files = midi_files(corpus)
     if first:
         files = files[:first]
@@ -81,7 +82,7 @@ def split_corpus(corpus: Path, first: int, every: int, dest: Path) -> tuple[Path
     held.mkdir()
     for i, f in enumerate(files):
         target = held if i % every == 0 else train
-        (target / f"{i:05d}-{f.name}").symlink_to(f.resolve())
+        shutil.copyfile(f, target / f"{i:05d}-{f.name}")
     return train, held
 
 

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast lint bench clean
 
-$(STAMP): pyproject.toml requirements.lock musicflow/_smf.c
+$(STAMP): pyproject.toml requirements.lock musicflow/core/_smf.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip==26.3 setuptools==84.2.1 wheel==0.48.0
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
@@ -37,4 +37,4 @@ bench: install
 	$(BIN)/python bench/bench_models.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info musicflow/*.so
+	rm -rf $(VENV) build *.egg-info musicflow/core/*.so

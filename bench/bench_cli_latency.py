@@ -57,13 +57,15 @@ def export(ref: str, into: Path) -> Path:
         if not link.exists():
             link.symlink_to(src / folder, target_is_directory=True)
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    smf = next(src.glob("musicflow/**/_smf.c")).relative_to(src)  # moved into core/ (issue 18)
+    module = ".".join(smf.with_suffix("").parts)
     build = (
         "from setuptools import setup, Extension\n"
-        "setup(name='smf', ext_modules=[Extension('musicflow._smf', ['musicflow/_smf.c'])],"
+        f"setup(name='smf', ext_modules=[Extension({module!r}, [{str(smf)!r}])],"
         " script_args=['build_ext', '--inplace', '-q'])\n"
     )
     subprocess.run([sys.executable, "-c", build], cwd=src, check=True, capture_output=True)
-    assert (src / "musicflow" / f"_smf{suffix}").exists()
+    assert (src / smf.parent / f"_smf{suffix}").exists()
     return site
 
 
@@ -93,7 +95,11 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path, ok: tuple[int, ...]) 
 REGISTER = """
 import json, sys, tempfile
 from pathlib import Path
-from musicflow import roll, tracking, workspace
+try:
+    from musicflow.core import roll
+    from musicflow.adapters import tracking, workspace
+except ImportError:  # a checkout from before the layers (issue 18)
+    from musicflow import roll, tracking, workspace
 from musicflow.models import build_model
 workspace.configure_environment()
 with tempfile.TemporaryDirectory() as tmp:
@@ -163,7 +169,10 @@ def measure(
     if has_version:
         results["--version"] = best(["--version"])
     setup = (
-        "from musicflow import workspace, tracking\n"
+        "try:\n"
+        "    from musicflow.adapters import workspace, tracking\n"
+        "except ImportError:\n"  # a checkout from before the layers (issue 18)
+        "    from musicflow import workspace, tracking\n"
         "workspace.configure_environment()\n"
         "tracking.ensure_experiment('bench')\n"
     )

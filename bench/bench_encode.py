@@ -6,7 +6,8 @@ CORPUS defaults to ../shared/data/piano-midi-de (relative to the repository root
 gets the file bytes already in memory (no disk I/O is timed) and produces the same thing: the
 packed roll-v1 windows of every file (docs/encoding.md).
 
-- musicflow: ``musicflow.scan.scan_file`` (C parser + numpy encoder), best of ``--repeat`` runs,
+- musicflow: ``musicflow.core.scan.scan_file`` (C parser + numpy encoder), best of ``--repeat``
+runs,
   single-threaded and on a thread pool of each ``--threads`` size.
 - pretty_midi: ``PrettyMIDI`` parses the file; its non-drum notes' times go back to ticks with
   ``pm.time_to_tick`` (``get_piano_roll(fs=...)`` samples seconds, not the 12-per-beat grid),
@@ -32,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicflow import roll
-from musicflow.scan import scan_file
+from musicflow.core import roll
+from musicflow.core.scan import scan_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "piano-midi-de"

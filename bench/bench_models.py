@@ -61,7 +61,7 @@ def bench(
 ) -> dict:
     """Windows per second and trainable parameters of one model, in this process; with
     ``save``, the trained model and the density of what it samples go to that folder."""
-    from musicflow.accelerate import training_scope
+    from musicflow.adapters.accelerate import training_scope
     from musicflow.models import build_model
 
     with training_scope(distribute=distribute, mixed_precision=mixed) as placement:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_scale.py [--sizes 5000,10000,50000] [--workdir DIR] [--keep]
                                           [--json OUT.json]
 
-For each size N: N small valid MIDI files (``musicflow.synth``: deterministic, seeded; 3 tracks
+For each size N: N small valid MIDI files (``musicflow.core.synth``: deterministic, seeded; 3 tracks
 of 150–300 notes, ~6 KB, ~18 windows each; a smaller corpus is the prefix of a larger one, as
 hard links) are encoded by ``musicflow encode`` as a subprocess in a fresh workspace, then
 encoded again with nothing changed (the no-op re-run a nightly schedule does). Measured:
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import psutil
 
-from musicflow.synth import write_corpus
+from musicflow.core.synth import write_corpus
 
 STAGES = ("ingest", "parse", "validate", "manifest", "shards")
 _STAGE_LINE = re.compile(r"^    (\w+): .*\((\d+(?:\.\d+)?) s\)$")

@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from musicflow import roll, score
+from musicflow.core import roll
+from musicflow.pages import score
 
 
 def piece(seed: int, notes: int) -> np.ndarray:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from musicflow import compose, roll, workspace
-from musicflow.midi import scan_midi
+from musicflow.adapters import workspace
+from musicflow.core import compose, roll
+from musicflow.core.midi import scan_midi
 
 
 def song_of(path: Path) -> np.ndarray:

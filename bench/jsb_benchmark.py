@@ -48,7 +48,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "jsb-chorales" / "jsb-chorales-quarter.json"
-STEPS_PER_QUARTER = 12  # the project's grid (musicflow/roll.py STEPS_PER_BEAT)
+STEPS_PER_QUARTER = 12  # the project's grid (musicflow/core/roll.py STEPS_PER_BEAT)
 
 
 def chorale_roll(time_steps: list[list[int]], pitch_low: int, rows: int) -> np.ndarray:
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jsb_benchmark: {args.data} not found", file=sys.stderr)
         return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from musicflow.core.roll import COLS, DEFAULT_PITCH_LOW, ROWS
     from musicflow.models import build_model
-    from musicflow.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 
     split = json.loads(args.data.read_text())
     songs = {

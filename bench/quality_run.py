@@ -88,8 +88,8 @@ def split_corpus(corpus: Path, first: int, every: int, dest: Path) -> tuple[Path
 
 def folder_windows(folder: Path, pitch_low: int) -> np.ndarray:
     """Every window of every MIDI file in a folder, through the project's encoder."""
-    from musicflow import roll
-    from musicflow.scan import scan_file
+    from musicflow.core import roll
+    from musicflow.core.scan import scan_file
 
     packed = [scan_file(p.read_bytes(), pitch_low=pitch_low).packed for p in midi_files(folder)]
     packed = [p for p in packed if len(p)]
@@ -99,7 +99,7 @@ def folder_windows(folder: Path, pitch_low: int) -> np.ndarray:
 
 
 def score(generated: np.ndarray, heldout: np.ndarray, train: np.ndarray, seed: int) -> dict:
-    from musicflow import metrics
+    from musicflow.core import metrics
 
     out = metrics.evaluate(generated, heldout, train, seed=seed)
     gen = metrics.window_features(generated)
@@ -123,8 +123,9 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=32, help="16-bar pieces generated per model")
     args = parser.parse_args()
 
-    from musicflow import plots, tracking, workspace
+    from musicflow.adapters import tracking, workspace
     from musicflow.models.data import load_windows
+    from musicflow.pages import plots
 
     workspace.configure_environment()
     home = workspace.home()
@@ -132,7 +133,7 @@ def main() -> None:
         train_dir, held_dir = split_corpus(args.corpus, args.first, args.holdout_every, Path(tmp))
         musicflow("encode", str(train_dir), "--dataset", args.dataset)
         info_dir = workspace.rolls_dir(args.dataset)
-        from musicflow.tasks.encode import read_dataset
+        from musicflow.adapters.store import read_dataset
 
         dataset = read_dataset(info_dir)
         heldout = folder_windows(held_dir, dataset.pitch_low)

@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from musicflow import compose, metrics, roll, workspace
+from musicflow.adapters import workspace
+from musicflow.core import compose, metrics, roll
 
 
 class Variant:
@@ -56,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     workspace.configure_environment()
-    from musicflow.tasks.encode import reading
+    from musicflow.adapters.store import reading
     from musicflow.tasks.evaluate import evaluate_model
     from musicflow.tasks.generate import load_sampler
 

@@ -2,7 +2,8 @@
 
 Flows only wire tasks. Parsing fans out over the task runner: threads by default, Dask when
 asked (``task_runner="dask"``, optionally at an existing scheduler address). Each step says on
-stderr what it did, or that nothing changed, and how long it took (``musicflow/progress.py``).
+stderr what it did, or that nothing changed, and how long it took
+(``musicflow/terminal/progress.py``).
 
 On Dask, each parse chunk runs as a Prefect task in a worker process. What crosses the wire: the
 chunk's jobs (absolute source paths and cache-entry paths, never file contents) out, the
@@ -26,15 +27,16 @@ from urllib.parse import urlsplit
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from musicflow import progress
-from musicflow.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
-from musicflow.errors import DatasetError, MusicflowError
-from musicflow.roll import DEFAULT_PITCH_LOW
+from musicflow.adapters.store import DatasetInfo, write_manifest
+from musicflow.core.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
+from musicflow.core.errors import DatasetError, MusicflowError
+from musicflow.core.roll import DEFAULT_PITCH_LOW
 from musicflow.tasks.audit import build_manifest, summarize, write_audit_page
-from musicflow.tasks.encode import DatasetInfo, write_manifest, write_shards
+from musicflow.tasks.encode import write_shards
 from musicflow.tasks.ingest import ingest
 from musicflow.tasks.parse import parse_files
 from musicflow.tasks.validate import validate_step
+from musicflow.terminal import progress
 
 
 @dataclass

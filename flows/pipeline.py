@@ -6,7 +6,8 @@ their inputs (encode), training runs by (dataset digest, model, settings, seed, 
 (train), evaluations and versions by training run (evaluate, register), reports by version. A
 run with nothing new does no expensive work and creates no MLflow run or model version, which
 is what makes scheduled retraining cheap. Each step says on stderr what it did, or that nothing
-changed and it was skipped (``musicflow/progress.py``); the audit summary is shown as soon as
+changed and it was skipped (``musicflow/terminal/progress.py``); the audit summary is shown as soon
+as
 the audit ends, before any training.
 """
 
@@ -18,17 +19,18 @@ from pathlib import Path
 
 from prefect import flow
 
-from musicflow import atomic, progress, workspace
-from musicflow.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
+from musicflow.adapters import atomic, workspace
+from musicflow.adapters.store import DatasetInfo, reading
+from musicflow.core.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
+from musicflow.core.roll import DEFAULT_PITCH_LOW
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
-from musicflow.roll import DEFAULT_PITCH_LOW
-from musicflow.tasks.encode import DatasetInfo, reading
 from musicflow.tasks.evaluate import Evaluation, evaluate
 from musicflow.tasks.generate import generate
 from musicflow.tasks.ingest import export_default_dataset
 from musicflow.tasks.registry import RegisteredModel, champion_once_complete, register
 from musicflow.tasks.report import N_MIDI, index, report, report_page
 from musicflow.tasks.train import TrainedModel, one_at_a_time, train
+from musicflow.terminal import progress
 
 
 def _progress(done: int, total: int) -> None:

@@ -7,7 +7,7 @@ with no new or changed MIDI file does no expensive work.
 
 Cron schedules need a real Prefect server (the ephemeral API that ``musicflow run`` uses runs no
 scheduler): ``serve`` uses ``PREFECT_API_URL`` when it is set, and otherwise starts a local one
-and stops it on exit (``musicflow/prefect_server.py``).
+and stops it on exit (``musicflow/adapters/prefect_server.py``).
 
 What happens when serve stops: the runner that executes the scheduled runs lives in the serve
 process, so without it nothing runs. On Ctrl-C (or SIGTERM) the deployment is paused (Prefect's
@@ -42,10 +42,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicflow import workspace
-from musicflow.errors import DatasetError, MusicflowError
+from musicflow.adapters import workspace
+from musicflow.adapters.prefect_server import (
+    ensure_local_server,
+    healthy,
+    prefect_api,
+    stop_process,
+    ui_url,
+)
+from musicflow.core.errors import DatasetError, MusicflowError
 from musicflow.flows.pipeline import pipeline_flow
-from musicflow.prefect_server import ensure_local_server, healthy, prefect_api, stop_process, ui_url
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from musicflow import atomic, progress, workspace
-from musicflow.defaults import DEFAULT_SETTLE_S
+from musicflow.adapters import atomic, workspace
+from musicflow.core.defaults import DEFAULT_SETTLE_S
 from musicflow.tasks.ingest import MIDI_SUFFIXES, find_midi_files, sha256_file
+from musicflow.terminal import progress
 
 #: The Prefect event a change of MIDI contents is sent as, and its resource's id prefix.
-MIDI_CHANGED = "musicflow.midi.changed"
+MIDI_CHANGED = "musicflow.core.midi.changed"
 DATASET_RESOURCE = "musicflow.dataset."
 
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})  # reads, not writes

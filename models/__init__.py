@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from musicflow.errors import ModelError
+from musicflow.core.errors import ModelError
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -91,7 +91,7 @@ class RollModel(Protocol):
 def _model_class(name: str) -> type:
     if name not in MODEL_NAMES:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    from musicflow import tflog
+    from musicflow.adapters import tflog
 
     tflog.import_tensorflow()  # its import-time C++ log held back unless --debug
     if name == "rnn":

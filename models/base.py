@@ -10,7 +10,8 @@ dropout seeds); every random draw inside a training step is a stateless op keyed
 ``(seed, step)``, and ``sample`` draws its latent codes with numpy from its own ``seed``, so
 results never depend on what else ran in the process.
 
-Accelerators (``musicflow/accelerate.py``): a model built inside a ``tf.distribute`` strategy's
+Accelerators (``musicflow/adapters/accelerate.py``): a model built inside a ``tf.distribute``
+strategy's
 scope runs its training step on every replica, each on an equal slice of the batch, and the
 optimisers sum the replicas' gradients (so each replica's loss is divided by their number); a
 model built under a mixed dtype policy keeps its outputs and losses in float32 and, for
@@ -29,9 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from musicflow import atomic
-from musicflow.errors import ModelError
-from musicflow.roll import COLS, ROWS
+from musicflow.adapters import atomic
+from musicflow.core.errors import ModelError
+from musicflow.core.roll import COLS, ROWS
 
 FORMAT_VERSION = 1
 _SAMPLE_CHUNK = 128

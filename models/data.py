@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from musicflow.errors import DatasetError
-from musicflow.roll import COLS, PACKED_BYTES, ROWS, unpack_windows
+from musicflow.core.errors import DatasetError
+from musicflow.core.roll import COLS, PACKED_BYTES, ROWS, unpack_windows
 
 if TYPE_CHECKING:
     import tensorflow as tf

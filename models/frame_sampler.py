@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from musicflow import atomic, frames
-from musicflow.errors import ModelError
-from musicflow.roll import COLS, ROWS
+from musicflow.adapters import atomic
+from musicflow.core import frames
+from musicflow.core.errors import ModelError
+from musicflow.core.roll import COLS, ROWS
 
 P = ROWS  # pitches per frame
 ARRAYS_FILE = "sampler.npz"  # the named arrays (numpy's zip of .npy files, no pickle)

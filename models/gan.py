@@ -1,6 +1,6 @@
 """This project's GAN (``gan``): 1-D temporal convolutions over frames, pitches as channels.
 
-The generator writes a window as 32 sixteenth-note frames (``musicflow.frames``), each frame's
+The generator writes a window as 32 sixteenth-note frames (``musicflow.core.frames``), each frame's
 96 pitches at once as channels (an active and an onset bit per pitch); the discriminator reads
 frames the same way. Why each choice (the thesis DCGAN and this project's earlier 2-D
 convolutional GAN treated a window as an image: small kernels over pitch × time make
@@ -17,7 +17,7 @@ accuracy ≈ 1.0 on held-out music):
   ``match_binary`` the density matching below sees the rounded bits too. On the chorales at 6
   CPU-minutes, threshold + match_binary gave 7.0 notes per beat against 11.4 stochastic (real
   4.3) and the closer pitch-class histogram; 1-NN accuracy stayed 1.0 with every mode.
-- **Key normalisation and the tonic as a condition** (``musicflow.frames``, as the sequence
+- **Key normalisation and the tonic as a condition** (``musicflow.core.frames``, as the sequence
   models): windows transposed to C, the tonic one-hot given to both networks, samples moved
   back to a tonic drawn from the training counts.
 - **Chroma for the discriminator**: the frame's pitch classes (active and onset bits summed over
@@ -40,13 +40,13 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from musicflow import frames
-from musicflow.errors import ModelError
+from musicflow.core import frames
+from musicflow.core.errors import ModelError
+from musicflow.core.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 from musicflow.models.augment import translate
 from musicflow.models.base import GanMixin, RollModelBase
 from musicflow.models.layers import MinibatchStd, PixelNorm
 from musicflow.models.sequence import KeyPrior, P, roll_states_tf, tonics_tf
-from musicflow.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 
 
 def _shift(x: tf.Tensor, shift: tf.Tensor, axis: int) -> tf.Tensor:

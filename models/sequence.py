@@ -1,7 +1,7 @@
 """What the sequence models (``rnn``, ``vae``) share: an LSTM that reads a window frame by frame
 and says, for the next frame, how many pitches sound and which (docs/models.md).
 
-The representation is ``musicflow.frames``: four frames per beat, and per (frame, pitch) one of
+The representation is ``musicflow.core.frames``: four frames per beat, and per (frame, pitch) one of
 OFF, ONSET, HOLD. Why each part of the model is there (each was measured on the Bach chorales,
 held-out files, equal CPU budgets; docs/models.md has the numbers):
 
@@ -10,7 +10,7 @@ held-out files, equal CPU budgets; docs/models.md has the numbers):
   (Hochreiter & Schmidhuber 1997) carries the piece so far. Convolutions over the pitch × time
   image (the thesis models) see a few neighbouring rows at a time and paint clusters of
   neighbouring pitches; harmony lives in intervals 3 to 12 rows apart.
-- **Onset and hold are separate decisions** (``musicflow.frames``): held notes stay held,
+- **Onset and hold are separate decisions** (``musicflow.core.frames``): held notes stay held,
   re-struck notes are explicit. Sampling every 12-step cell on its own flickers.
 - **Counts first, then which pitches** (the output head). Independent per-pitch outputs let
   the number of sounding pitches drift from frame to frame: four-voice chorales came out with
@@ -23,7 +23,7 @@ held-out files, equal CPU budgets; docs/models.md has the numbers):
   a dynamic programme over the 96 pitches), so the held-out NLL is that of the sampler.
   Training uses a cheaper surrogate (per-pitch cross-entropy plus the counts'); validation
   reports the exact NLL.
-- **Key normalisation with the tonic as a condition** (``musicflow.frames``): windows are
+- **Key normalisation with the tonic as a condition** (``musicflow.core.frames``): windows are
   transposed to C for the model, which also sees the original tonic (so register and key stay
   related), and samples are moved back to a tonic drawn from the training data's counts. The
   model learns each harmony once instead of in twelve keys.
@@ -48,12 +48,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from musicflow import frames
-from musicflow.errors import ModelError
+from musicflow.core import frames
+from musicflow.core.errors import ModelError
+from musicflow.core.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 from musicflow.models.augment import translate
 from musicflow.models.base import RollModelBase
 from musicflow.models.frame_sampler import FrameSampler, lstm_names
-from musicflow.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 
 P = ROWS  # pitches per frame
 _NEG = -1e30  # a finite "log 0": keeps the dynamic programme free of inf - inf

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from musicflow.core.roll import COLS
 from musicflow.models.base import GanMixin, RollModelBase, VaeMixin, kl_nats
-from musicflow.roll import COLS
 
 
 class ThesisVAE(VaeMixin, RollModelBase):

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from musicflow.errors import ModelError
+from musicflow.core.errors import ModelError
 from musicflow.models.base import kl_nats
 from musicflow.models.frame_sampler import slerp
 from musicflow.models.sequence import FrameModelBase, P, roll_states_tf

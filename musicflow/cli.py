@@ -11,7 +11,8 @@ problem in one clear line (traceback only with ``--debug``), 2 usage, 130/143 in
 (Ctrl-C / SIGTERM; the run is marked failed in MLflow and crashed in Prefect).
 
 Commands that run a flow attach to the workspace's Prefect server
-(``musicflow/prefect_server.py``), starting it when none runs; while a new server boots, the
+(``musicflow/adapters/prefect_server.py``), starting it when none runs; while a new server boots,
+the
 command imports what it needs meanwhile, in this thread (no background import threads).
 """
 
@@ -27,8 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from musicflow import tflog, workspace
-from musicflow.defaults import (
+from musicflow.adapters import tflog, workspace
+from musicflow.adapters.tracking import UI_PORT
+from musicflow.core.defaults import (
     DEFAULT_CRON,
     DEFAULT_DATASET,
     DEFAULT_MAX_BYTES,
@@ -38,10 +40,9 @@ from musicflow.defaults import (
     DEFAULT_WORKERS,
     MAX_WORKERS,
 )
-from musicflow.errors import DatasetError, MusicflowError, UsageError
+from musicflow.core.errors import DatasetError, MusicflowError, UsageError
+from musicflow.core.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
 from musicflow.models import MODEL_NAMES, PROMPT_CONTEXT_BARS
-from musicflow.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
-from musicflow.tracking import UI_PORT
 
 #: Commands that run a Prefect flow, and write to the workspace.
 FLOW_COMMANDS = ("audit", "encode", "run", "train", "watch")
@@ -133,7 +134,7 @@ def _pool_arg(text: str) -> str:
 
 
 def _model_uri_arg(text: str) -> str:
-    from musicflow.tracking import parse_model_uri
+    from musicflow.adapters.tracking import parse_model_uri
 
     if parse_model_uri(text) is None:
         raise argparse.ArgumentTypeError(
@@ -161,7 +162,7 @@ def _float_in(low: float, high: float, what: str, *, open_low: bool = False):
 
 
 def _key_arg(text: str) -> str:
-    from musicflow.compose import parse_key
+    from musicflow.core.compose import parse_key
 
     try:
         return parse_key(text)[0]
@@ -244,7 +245,7 @@ def _attach_prefect(*preload: str):
     killed command left Running as Crashed. Returns the tags for this command's flow runs."""
     import importlib
 
-    from musicflow import atomic, prefect_server
+    from musicflow.adapters import atomic, prefect_server
 
     atomic.sweep(workspace.reports_dir(), recursive=True)  # what a killed report step left
     server = prefect_server.attach()
@@ -266,7 +267,7 @@ def _attach_prefect(*preload: str):
 def _prepare_tracking() -> None:
     """The tracking store is reachable, created and migrated; runs a killed command left
     RUNNING are closed as FAILED."""
-    from musicflow import tracking
+    from musicflow.adapters import tracking
 
     tracking.check_reachable()
     tracking.prepare_store()
@@ -305,7 +306,7 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
 
 
 def _print_audit(result) -> None:
-    from musicflow.console import format_summary
+    from musicflow.terminal.console import format_summary
 
     print(format_summary(result.summary))
     print(f"parsed {result.n_parsed} file(s), {result.n_cached} from cache")
@@ -326,7 +327,7 @@ def _print_json(data: dict) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     result = _dataset_flow(args, encode=False)
     if getattr(args, "json", False):
-        from musicflow.console import audit_json
+        from musicflow.terminal.console import audit_json
 
         _print_json(audit_json(result))
     else:
@@ -362,7 +363,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"running the pipeline on {source} as dataset '{name}' with models {', '.join(models)}")
     with prefect_tags(*tags):
         result = pipeline_flow(source=source, dataset=name, models=models, **_run_settings(args))
-    from musicflow.console import run_json
+    from musicflow.terminal.console import run_json
 
     summary = run_json(result, _dataset_standing(name))
     if args.json:
@@ -434,7 +435,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def _watch_emit(source: Path, dataset: str, settle_s: float) -> int:
     """``watch --emit``: each change becomes a Prefect event on the server at PREFECT_API_URL,
     which runs the deployments that ``deploy --on-midi-change`` made."""
-    from musicflow.prefect_server import healthy
+    from musicflow.adapters.prefect_server import healthy
 
     url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
     if not url:
@@ -459,9 +460,9 @@ def _watch_emit(source: Path, dataset: str, settle_s: float) -> int:
 
 def _dataset_standing(dataset: str) -> dict:
     """The best version of the dataset and the MLflow UI address of its runs."""
-    from musicflow import tracking
-    from musicflow.champion import best_of_dataset
-    from musicflow.console import best_json
+    from musicflow.adapters import tracking
+    from musicflow.core.champion import best_of_dataset
+    from musicflow.terminal.console import best_json
 
     rows = tracking.dataset_versions(dataset)
     best = best_of_dataset([r for r in rows if r.champion])
@@ -485,7 +486,7 @@ def _print_next_steps(summary: dict) -> None:
 
 
 def _print_model(result) -> None:
-    from musicflow.console import format_model
+    from musicflow.terminal.console import format_model
 
     print(
         format_model(
@@ -551,7 +552,7 @@ def _direction(args: argparse.Namespace, model_dir: Path):
     reason, exit 1) and checked against what the model can do (exit 2)."""
     import json
 
-    from musicflow.compose import Direction, check_direction, read_prompt
+    from musicflow.core.compose import Direction, check_direction, read_prompt
 
     model = json.loads((model_dir / "config.json").read_text())["name"]
     pitch_low = int(json.loads((model_dir / "sampling.json").read_text())["encoding"]["pitch_low"])
@@ -592,7 +593,7 @@ def _direction(args: argparse.Namespace, model_dir: Path):
 def cmd_generate(args: argparse.Namespace) -> int:
     import tempfile
 
-    from musicflow import tracking
+    from musicflow.adapters import tracking
 
     out = check_out_dir(Path(args.out) if args.out else Path("generated"))
     if args.prompt_bars and not args.prompt:
@@ -639,7 +640,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _check_soundfont(given: str | None) -> None:
     """A soundfont that cannot render a chord stops ``generate`` in one line before any model
     loads; with none at all (no renderer, no soundfont) the pieces come without previews."""
-    from musicflow import audio
+    from musicflow.adapters import audio
 
     try:
         font = audio.resolve_soundfont(given)
@@ -651,9 +652,9 @@ def _check_soundfont(given: str | None) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from musicflow import tracking
-    from musicflow.champion import best_of_dataset
-    from musicflow.console import compare_json, format_best, format_table
+    from musicflow.adapters import tracking
+    from musicflow.core.champion import best_of_dataset
+    from musicflow.terminal.console import compare_json, format_best, format_table
 
     tracking.check_reachable()
     tracking.require_dataset(args.dataset)
@@ -671,15 +672,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     """Every committed version of the dataset, the drift between them, the models trained on
     each; writes ``reports/<dataset>/history.html``."""
-    from musicflow import tracking
-    from musicflow.console import format_history
-    from musicflow.tasks.encode import folder_lock, read_dataset, read_manifest
-    from musicflow.tasks.history import (
-        history_rows,
+    from musicflow.adapters import tracking
+    from musicflow.adapters.store import (
+        folder_lock,
+        read_dataset,
         read_history,
+        read_manifest,
         record_version,
-        write_history_page,
     )
+    from musicflow.tasks.history import history_rows, write_history_page
+    from musicflow.terminal.console import format_history
 
     folder = workspace.rolls_dir(args.dataset)
     info = read_dataset(folder)  # one clear line when the dataset was never encoded
@@ -701,7 +703,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """The MLflow UI until Ctrl-C or SIGTERM; its processes end with this one."""
     import subprocess
 
-    from musicflow import procs, tracking
+    from musicflow.adapters import procs, tracking
     from musicflow.tasks.report import write_ui_link_page
 
     cmd = tracking.ui_command(args.port)
@@ -743,7 +745,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def _say_experiment_links(port: int) -> None:
     """Each dataset's runs, opened where a user compares versions (docs/tracking.md)."""
-    from musicflow import tracking
+    from musicflow.adapters import tracking
 
     try:
         links = tracking.experiment_links(port)
@@ -754,7 +756,7 @@ def _say_experiment_links(port: int) -> None:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from musicflow import prefect_server
+    from musicflow.adapters import prefect_server
 
     if args.action == "stop":
         stopped = prefect_server.stop_workspace_server()
@@ -790,7 +792,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     source = check_source(Path(args.source))
-    from musicflow import tracking
+    from musicflow.adapters import tracking
     from musicflow.flows.retrain import deploy_retraining
 
     tracking.check_reachable()  # the runs will track there: fail now, not at 03:00

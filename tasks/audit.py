@@ -96,8 +96,8 @@ def file_roles(manifest: pd.DataFrame) -> list[str]:
 
 
 def audit_files(manifest: pd.DataFrame) -> list:
-    """The manifest as the audit page's rows (``musicflow.report.AuditFile``), by path."""
-    from musicflow.report import AuditFile
+    """The manifest as the audit page's rows (``musicflow.pages.report.AuditFile``), by path."""
+    from musicflow.pages.report import AuditFile
 
     def count(value: object) -> int | None:
         return None if pd.isna(value) else int(value)
@@ -138,8 +138,8 @@ def write_audit_page(
     the suite's per-expectation tally (``tasks/validate.ExpectationSummary``)."""
     import os
 
-    from musicflow.report import AuditRule, render_audit, write_report
-    from musicflow.suite import load_suite_config, suite_rules
+    from musicflow.core.suite import load_suite_config, suite_rules
+    from musicflow.pages.report import AuditRule, render_audit, write_report
 
     notes = [str(e.get("notes", "")) for e in load_suite_config()["expectations"]]
     rules = suite_rules()

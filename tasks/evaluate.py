@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from musicflow import results, roll, tracking
-from musicflow.defaults import PIECE_WINDOWS
-from musicflow.errors import DatasetError
-from musicflow.tasks.encode import DatasetInfo, holding
+from musicflow.adapters import results, tracking
+from musicflow.adapters.store import DatasetInfo, holding
+from musicflow.core import roll
+from musicflow.core.defaults import PIECE_WINDOWS
+from musicflow.core.errors import DatasetError
 from musicflow.tasks.train import TrainedModel, load_trained, run_cache_key
 
 EVAL_WINDOWS = 512
@@ -102,9 +103,9 @@ def evaluate_model(
 ) -> tuple[Evaluation, EvaluationWindows]:
     """Sample, calibrate, binarise and score ``model`` against the dataset's held-out files,
     in the dataset's pitch window. Pure computation: nothing is logged (``run_id`` is empty)."""
-    from musicflow import metrics
+    from musicflow.core import metrics
+    from musicflow.core.sampling import binarize, calibrate_threshold
     from musicflow.models.data import heldout_split, load_window_sources, load_windows
-    from musicflow.sampling import binarize, calibrate_threshold
 
     shards = dataset.shard_paths
     train_shas, heldout_shas = heldout_split(shards)
@@ -180,7 +181,7 @@ def evaluate_run(trained: TrainedModel, version: DatasetInfo) -> Evaluation:
 def _evaluation_names(evaluation: Evaluation) -> str:
     """The run's evaluation metrics (without baselines), so readers of the run (``compare``,
     the index page) tell them from training losses whatever their names."""
-    from musicflow.metrics import evaluation_names
+    from musicflow.core.metrics import evaluation_names
 
     return ",".join(evaluation_names(evaluation.scores, MODEL_METRICS))
 

@@ -1,5 +1,5 @@
 """Generate: sample pieces from a registered model and write them as MIDI, each with an audio
-preview beside it (OGG/Vorbis, ``musicflow/audio.py``).
+preview beside it (OGG/Vorbis, ``musicflow/adapters/audio.py``).
 
 Models are logged (``tasks/registry.py``) as MLflow pyfunc models from code
 (``tasks/sampler_model.py``, no pickle) wrapping the model folder that ``RollModel.save``
@@ -12,7 +12,7 @@ registration) and never runs code from the artifact store. ``rnn`` and ``vae`` l
 numpy sampler (``sampler.npz``, ``models/frame_sampler.py``), so ``musicflow generate`` never
 imports TensorFlow, Keras, MLflow or Prefect for them; the other models load with Keras. A
 piece is what the model's own sampler gives (``directed_probs``: the frame models' ``direct``
-with what the user directs, ``musicflow/compose.py``), binarised with the calibrated threshold
+with what the user directs, ``musicflow/core/compose.py``), binarised with the calibrated threshold
 and decoded in the encoding's pitch window; each file records how it was made (docs/cli.md,
 "Directing generate"). :class:`RollSampler` stays in this module: registered models refer to it
 here (``tasks/sampler_model.py`` wraps it for MLflow's loader).
@@ -30,11 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from musicflow import __version__, atomic, audio, compose, score, tracking
-from musicflow.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
-from musicflow.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
-from musicflow.errors import ModelError
-from musicflow.roll import COLS, STEPS_PER_BEAT
+from musicflow import __version__
+from musicflow.adapters import atomic, audio, tracking
+from musicflow.core import compose
+from musicflow.core.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
+from musicflow.core.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
+from musicflow.core.errors import ModelError
+from musicflow.core.roll import COLS, STEPS_PER_BEAT
+from musicflow.pages import score
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +85,7 @@ class RollSampler:
         return self.model.sample(n, seed=seed)
 
     def sample_windows(self, n: int, seed: int) -> np.ndarray:
-        from musicflow.sampling import binarize
+        from musicflow.core.sampling import binarize
 
         return binarize(self.sample_probs(n, seed), self.sampling["threshold"])
 
@@ -173,13 +176,13 @@ def generate_midi(
 ) -> GenerationResult:
     """Write ``n`` new pieces into ``out_dir``, each as ``sample-NNN.mid`` with
     ``sample-NNN.json`` (how it was made), its score ``sample-NNN.musicxml``
-    (``musicflow/score.py``) and its audio preview ``sample-NNN.ogg`` beside it.
+    (``musicflow/pages/score.py``) and its audio preview ``sample-NNN.ogg`` beside it.
 
     Numbers continue after the highest already in ``out_dir``: no existing file is replaced.
     Without ``direction`` a piece is ``windows_per_piece`` windows long (8 windows = 16 bars of
     4/4): a frame model's ``direct`` (one LSTM run through the piece; a VAE walks its latent
     space), another model's ``sample_pieces`` (a GAN chains independent samples). A
-    ``direction`` (``musicflow/compose.py``) sets the length, a prompt to continue (written
+    ``direction`` (``musicflow/core/compose.py``) sets the length, a prompt to continue (written
     unchanged before the continuation, a marker at the seam), two pieces to interpolate, the
     temperature, key, tempo and instrument. Each file records the model, version, seed and
     settings (track name, a text event, tempo, key signature, program). The preview uses
@@ -187,8 +190,9 @@ def generate_midi(
     when it cannot be rendered the MIDI files are still written and ``audio_note`` says why.
     ``show_progress``: a line per piece on stderr when slow.
     """
-    from musicflow import frames, progress, roll
-    from musicflow.sampling import binarize
+    from musicflow.core import frames, roll
+    from musicflow.core.sampling import binarize
+    from musicflow.terminal import progress
 
     ticker = progress.PieceTicker(n, enabled=show_progress)
 

@@ -7,7 +7,7 @@ path in sorted order. A file that cannot be read (permission denied, an I/O erro
 its ``read_error``, to be quarantined ``unreadable`` (docs/dataset.md), and the audit goes on;
 a subfolder that cannot be listed is reported on stderr and skipped. Symbolic links, to files
 or folders, are not followed: nothing outside the source folder is read, and each skipped link
-is named on stderr. A file's ``source_path`` is its name as :func:`musicflow.names.escape`
+is named on stderr. A file's ``source_path`` is its name as :func:`musicflow.core.names.escape`
 writes it (any bytes, one line of UTF-8); ``path`` keeps the name the OS needs to open it.
 """
 
@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from musicflow import atomic, names
-from musicflow.errors import DatasetError
+from musicflow.adapters import atomic
+from musicflow.core import names
+from musicflow.core.errors import DatasetError
 
 MIDI_SUFFIXES = (".mid", ".midi")
 _BLOCK = 1 << 20

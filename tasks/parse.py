@@ -9,62 +9,23 @@ task per file would cost more in orchestration than the parse itself (~45 ms vs 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import atomic, names, roll
-from musicflow.errors import DatasetError
-from musicflow.scan import RECORD_KEYS, FileScan, scan_file
+from musicflow.adapters import atomic
+from musicflow.adapters.parse_cache import cache_root, entry_path, load_record, store_entry
+from musicflow.core import names
+from musicflow.core.errors import DatasetError
+from musicflow.core.scan import RECORD_KEYS, scan_file
 
 MAX_CHUNK_FILES = 5000  # ~5 s of parsing per task here: 200 Prefect task runs for 1M files
-
-
-def cache_root(cache_dir: Path, pitch_low: int) -> Path:
-    """One folder per encoding: changing pitch_low or the encoder never reuses stale entries."""
-    return Path(cache_dir) / f"{roll.ENCODING_NAME}-v{roll.ENCODER_VERSION}-p{pitch_low}"
-
-
-def entry_path(root: Path, sha: str) -> Path:
-    return root / sha[:2] / f"{sha}.npz"
-
-
-def store_entry(path: Path, scan: FileScan) -> None:
-    """Atomic write (temp file + rename): a killed run never leaves a half-written entry."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
-            np.savez(
-                fh,
-                record=np.array(json.dumps(scan.record)),
-                packed=scan.packed,
-                segments=scan.segments.astype(np.int32),
-            )
-
-    atomic.atomic_write(path, write)
-
-
-def load_record(path: Path) -> dict | None:
-    """The cached metadata record, or None when absent or unreadable (then it is re-parsed)."""
-    try:
-        with np.load(path, allow_pickle=False) as entry:
-            return json.loads(str(entry["record"]))
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Packed windows (n, 1152) and their segment numbers from a cache entry."""
-    with np.load(path, allow_pickle=False) as entry:
-        return entry["packed"], entry["segments"]
 
 
 @dataclass(frozen=True)

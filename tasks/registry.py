@@ -7,7 +7,7 @@ samples in a fresh process, registered as a new version of ``<dataset>-<model>``
 version again and registers nothing.
 
 The champion rule itself (``is_better``, and the best version of a dataset across its models)
-lives in ``musicflow/champion.py``, pure, so ``musicflow compare`` applies it without importing
+lives in ``musicflow/core/champion.py``, pure, so ``musicflow compare`` applies it without importing
 Prefect; ``promote`` gives a new version the alias ``champion`` only when it beats the current
 one by that rule. ``register`` also writes the version's description (what was trained, for how
 long, its main scores beside their baselines), which the MLflow UI shows.
@@ -25,8 +25,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import results, tracking
-from musicflow.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
+from musicflow.adapters import results, tracking
+from musicflow.core.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
 from musicflow.tasks.evaluate import Evaluation
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 

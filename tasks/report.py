@@ -31,20 +31,21 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
-from musicflow import lineage, tracking, workspace
-from musicflow.audio import PREVIEW_SUFFIX
-from musicflow.champion import RULE_TEXT, best_of_dataset, best_reason
-from musicflow.defaults import PIECE_WINDOWS
+from musicflow.adapters import lineage, tracking, workspace
+from musicflow.adapters.audio import PREVIEW_SUFFIX
+from musicflow.adapters.store import read_history
+from musicflow.core.champion import RULE_TEXT, best_of_dataset, best_reason
+from musicflow.core.defaults import PIECE_WINDOWS
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
-from musicflow.tasks.history import read_history, write_history_page
+from musicflow.tasks.history import write_history_page
 from musicflow.tasks.registry import RegisteredModel
 from musicflow.tasks.train import TrainedModel
 
 if TYPE_CHECKING:
-    from musicflow.report import Lineage
-    from musicflow.tracking import VersionRow
+    from musicflow.adapters.tracking import VersionRow
+    from musicflow.pages.report import Lineage
 
 N_MIDI = 4
 AUDIT_LIST_LIMIT = 20
@@ -78,7 +79,7 @@ def write_ui_link_page(address: str | None = None) -> Path:
     """Point the pages' MLflow links at ``address`` (``musicflow ui`` passes its own); with
     None, write the default address (the tracking server's, or port 5000) only when the page
     does not exist yet, so a report never undoes what ``ui`` wrote."""
-    from musicflow.report import render_ui_link_page, write_report
+    from musicflow.pages.report import render_ui_link_page, write_report
 
     page = ui_link_page()
     if address is None:
@@ -129,8 +130,8 @@ def build_report(
     audit_summary: dict | None,
 ) -> str:
     """Draw the figures and write the report of one registered version; log it to its run."""
-    from musicflow import plots
-    from musicflow.report import render_report, write_report
+    from musicflow.pages import plots
+    from musicflow.pages.report import render_report, write_report
 
     page = report_page(trained, registered)
     out = page.parent
@@ -192,7 +193,8 @@ def build_report(
 def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:
     """The score files of the pieces: each MusicXML that generate wrote beside a MIDI file, and
     its engraving as SVG (``score.render_svg``) beside it; and why some are missing, if so."""
-    from musicflow import atomic, score
+    from musicflow.adapters import atomic
+    from musicflow.pages import score
 
     found: list[Path] = []
     note = None
@@ -231,7 +233,7 @@ def _lineage(
     out: Path,
     standing: tuple[bool, bool],
 ) -> Lineage:
-    from musicflow.report import Lineage
+    from musicflow.pages.report import Lineage
 
     audit, docs = audit_pages(dataset_dir)
     experiment = tracking.experiment_id_of(trained.dataset)
@@ -270,7 +272,7 @@ def run_description(
 ) -> str:
     """The run's description in the MLflow UI (Markdown): what ran, how it scored, where the
     report is."""
-    from musicflow.metrics import BASELINE_SUFFIX
+    from musicflow.core.metrics import BASELINE_SUFFIX
 
     budget = f" (time budget {trained.time_budget_s / 60:g} min)" if trained.time_budget_s else ""
     lines = [
@@ -299,7 +301,7 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
     """Write ``reports/<dataset>/index.html``: every registered version of every model of the
     dataset, its metrics beside their baselines, each model's champion and the best of the
     dataset marked. Returns its path."""
-    from musicflow.report import IndexRow, render_index, write_report
+    from musicflow.pages.report import IndexRow, render_index, write_report
 
     page = index_page(dataset)
     folder = page.parent
@@ -395,10 +397,12 @@ def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]
 
     import numpy as np
 
-    from musicflow import atomic, audio, roll, score
-    from musicflow.errors import DatasetError
+    from musicflow.adapters import atomic, audio
+    from musicflow.adapters.store import reading
+    from musicflow.core import roll
+    from musicflow.core.errors import DatasetError
     from musicflow.models.data import heldout_split
-    from musicflow.tasks.encode import reading
+    from musicflow.pages import score
 
     midi = out_dir / "heldout-excerpt.mid"
     meta = out_dir / "excerpt.json"
@@ -476,7 +480,7 @@ def _when(ms: int) -> str:
 
 def _write_figures(folder: Path, figures: dict[str, bytes]) -> None:
     """Each figure also as its own PNG, so the MLflow UI shows it in the run's artifacts."""
-    from musicflow import atomic
+    from musicflow.adapters import atomic
 
     for title, data in figures.items():
         slug = "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())

@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicflow import accelerate, atomic, lineage, progress, results, tracking, workspace
-from musicflow.errors import DatasetError
-from musicflow.roll import COLS
-from musicflow.tasks.encode import DatasetInfo, holding
+from musicflow.adapters import accelerate, atomic, lineage, results, tracking, workspace
+from musicflow.adapters.store import DatasetInfo, holding
+from musicflow.core.errors import DatasetError
+from musicflow.core.roll import COLS
+from musicflow.terminal import progress
 
 CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
 # Settings logged once as top-level params, so not again as model.<key>.
@@ -75,10 +76,10 @@ def train_model(
     mixed_precision: bool = False,
 ) -> TrainedModel:
     """Train one model in a new MLflow run on ``version`` (the dataset version read once by
-    the caller, :func:`musicflow.tasks.encode.reading`); log params, losses and the checkpoint.
+    the caller, :func:`musicflow.adapters.store.reading`); log params, losses and the checkpoint.
 
     ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
-    (``musicflow/accelerate.py``); what is saved loads on a CPU either way."""
+    (``musicflow/adapters/accelerate.py``); what is saved loads on a CPU either way."""
     from musicflow.models import build_model, model_defaults
     from musicflow.models.data import (
         HELDOUT_FRACTION,

@@ -1,8 +1,10 @@
 """The validate stage: Great Expectations decides what is accepted, warned about or quarantined.
 
 The policy is the suite in ``expectations/midi_files.json``, read as rules by
-``musicflow/suite.py``; GX is driven by ``musicflow/gx.py`` and its Data Docs written by
-``musicflow/data_docs.py``. This module runs the suite's stages over the parser's records, each
+``musicflow/core/suite.py``; GX is driven by ``musicflow/adapters/gx.py`` and its Data Docs written
+by
+``musicflow/adapters/data_docs.py``. This module runs the suite's stages over the parser's records,
+each
 quarantine code over the rows still in play in precedence order, then the warnings over the rows
 that end accepted, and turns GX's failures into one verdict per row.
 
@@ -20,13 +22,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from musicflow import results
-from musicflow.data_docs import build_docs, merge_results
-from musicflow.defaults import DEFAULT_MAX_BYTES
-from musicflow.gx import ROW_KEY, GxSession, failed_rows, html_keys
-from musicflow.lineage import code_version
-from musicflow.roll import DEFAULT_PITCH_LOW
-from musicflow.suite import (
+from musicflow.adapters import results
+from musicflow.adapters.data_docs import build_docs, merge_results
+from musicflow.adapters.gx import ROW_KEY, GxSession, failed_rows, html_keys
+from musicflow.adapters.lineage import code_version
+from musicflow.adapters.store import folder_lock
+from musicflow.core.defaults import DEFAULT_MAX_BYTES
+from musicflow.core.roll import DEFAULT_PITCH_LOW
+from musicflow.core.suite import (
     ACCEPTED,
     QUARANTINE,
     QUARANTINED,
@@ -36,7 +39,6 @@ from musicflow.suite import (
     suite_bytes,
     suite_rules,
 )
-from musicflow.tasks.encode import folder_lock
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult

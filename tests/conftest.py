@@ -2,7 +2,8 @@
 
 The environment is set at import time, before any test module imports prefect, GX or MLflow:
 they read PREFECT_HOME and friends when imported. The session's workspace Prefect server
-(``musicflow/prefect_server.py``) starts in the background here; the tests' flows and the CLI
+(``musicflow/adapters/prefect_server.py``) starts in the background here; the tests' flows and the
+CLI
 subprocesses they start use it (``PREFECT_API_URL``), and it is stopped when the session ends
 (and would stop by itself two minutes after a killed session).
 """
@@ -25,7 +26,7 @@ os.environ["PREFECT_HOME"] = str(_SESSION_HOME / ".prefect")
 
 os.environ["MUSICFLOW_SERVER_IDLE_MINUTES"] = "2"
 
-from musicflow import prefect_server, workspace  # noqa: E402
+from musicflow.adapters import prefect_server, workspace  # noqa: E402
 
 workspace.configure_environment()
 _SERVER = prefect_server.attach()  # boots while the test modules are collected
@@ -109,7 +110,7 @@ def random_windows(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="session")
 def figures() -> dict[str, bytes]:
     """One of each report figure, drawn from random windows."""
-    from musicflow import plots
+    from musicflow.pages import plots
 
     real, gen = random_windows(20, 0), random_windows(20, 1)
     history = {"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]}

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicflow.procs import stop_group
+from musicflow.adapters.procs import stop_group
 
 VENV_BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
@@ -233,7 +233,7 @@ def mlflow_server(backend_uri: str, root: Path, timeout: float = 120) -> Iterato
 def prefect_env(api_url: str, home: Path, **extra: str) -> dict[str, str]:
     """The test's environment for a Prefect process: this server, its own PREFECT_HOME (not the
     session's workspace server, its login or its workspace), telemetry off as musicflow has it."""
-    from musicflow.workspace import NO_TELEMETRY
+    from musicflow.adapters.workspace import NO_TELEMETRY
 
     env = {
         k: v

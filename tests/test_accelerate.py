@@ -1,4 +1,5 @@
-"""Training under tf.distribute and mixed precision (musicflow/accelerate.py, models/base.py).
+"""Training under tf.distribute and mixed precision (musicflow/adapters/accelerate.py,
+models/base.py).
 
 CI has no GPU, so the replicas are two logical CPU devices (TensorFlow's way of testing
 MirroredStrategy without GPUs); that needs a fresh process, as devices are fixed when
@@ -16,7 +17,7 @@ import textwrap
 
 import pytest
 
-from musicflow.accelerate import Placement, precision_policy
+from musicflow.adapters.accelerate import Placement, precision_policy
 
 pytestmark = pytest.mark.integration
 

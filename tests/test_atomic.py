@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from musicflow import atomic, procs
+from musicflow.adapters import atomic, procs
 
 
 def test_write_creates_folders_and_replaces(tmp_path: Path) -> None:
@@ -78,7 +78,9 @@ def test_sweep_removes_only_dead_writers_temp_files(tmp_path: Path) -> None:
 
 
 def test_a_crash_point_is_a_real_sigkill(tmp_path: Path) -> None:
-    code = "import sys; from musicflow import atomic\natomic.write_text(sys.argv[1], 'new')\n"
+    code = (
+        "import sys; from musicflow.adapters import atomic\natomic.write_text(sys.argv[1], 'new')\n"
+    )
     target = tmp_path / "part-00000.parquet"
     target.write_text("old")
     done = subprocess.run(

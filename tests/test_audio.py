@@ -1,4 +1,4 @@
-"""musicflow/audio.py: audio previews from PyPI wheels alone (no FluidSynth, no system
+"""musicflow/adapters/audio.py: audio previews from PyPI wheels alone (no FluidSynth, no system
 soundfont): a non-silent, loudness-normalised OGG/Vorbis file beside a generated MIDI file."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from musicflow import audio, roll
+from musicflow.adapters import audio
+from musicflow.core import roll
 
 
 def _piece(path: Path) -> Path:

@@ -1,10 +1,17 @@
-"""musicflow/champion.py: the champion rule and the best version of a dataset across models."""
+"""musicflow/core/champion.py: the champion rule and the best version of a dataset across models."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from musicflow.champion import RULE_TEXT, best_of_dataset, best_reason, eligible, is_better, silent
+from musicflow.core.champion import (
+    RULE_TEXT,
+    best_of_dataset,
+    best_reason,
+    eligible,
+    is_better,
+    silent,
+)
 
 
 def v(

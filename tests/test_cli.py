@@ -163,7 +163,7 @@ def test_the_dataset_name_rule_is_shown_once_in_the_error(capsys) -> None:
 
 
 def test_slugs_of_folders_are_valid_dataset_names() -> None:
-    from musicflow import workspace
+    from musicflow.adapters import workspace
 
     for folder in ("Piano MIDI.de", "../..", "日本語", "x" * 200, "-a-", "%_%"):
         workspace.check_dataset_name(dataset_name(Path("/music") / folder, None))
@@ -225,7 +225,7 @@ def test_errors_come_fast_in_one_line_before_any_server(
 
 def test_the_source_folder_messages(tmp_path: Path) -> None:
     from musicflow.cli import check_source
-    from musicflow.errors import DatasetError
+    from musicflow.core.errors import DatasetError
 
     (tmp_path / "f.mid").write_bytes(b"")
     with pytest.raises(DatasetError, match="source folder not found"):
@@ -299,7 +299,7 @@ def test_ui_on_a_busy_port_fails_in_one_line(workspace_home: Path) -> None:
 def test_stopping_ui_stops_its_server_and_workers(
     workspace_home: Path, stop: signal.Signals
 ) -> None:
-    from musicflow.prefect_server import free_port
+    from musicflow.adapters.prefect_server import free_port
 
     port = free_port()
     proc = subprocess.Popen(

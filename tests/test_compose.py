@@ -1,4 +1,4 @@
-"""musicflow/compose.py: prompts read as the audit reads files, key names, the direction's
+"""musicflow/core/compose.py: prompts read as the audit reads files, key names, the direction's
 checks. Real MIDI files written with mido; no model."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import mido
 import numpy as np
 import pytest
 
-from musicflow import compose, frames, roll
-from musicflow.compose import Direction, Prompt
-from musicflow.errors import MidiFormatError, UsageError
+from musicflow.core import compose, frames, roll
+from musicflow.core.compose import Direction, Prompt
+from musicflow.core.errors import MidiFormatError, UsageError
 
 
 def _midi(notes: list[tuple[int, int, int]], tempo_bpm: float = 72, tpb: int = 480) -> bytes:

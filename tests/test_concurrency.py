@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import write_midi
 
-from musicflow import prefect_server
+from musicflow.adapters import prefect_server
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_two_uis_on_a_fresh_workspace(tmp_path: Path, attempt: int) -> None:
     """Both create the MLflow store (the race that broke it 3 times in 3), then serve it."""
     from mlflow.store.db.utils import _get_latest_schema_revision
 
-    from musicflow.prefect_server import free_port
+    from musicflow.adapters.prefect_server import free_port
 
     ports = [free_port(), free_port()]
     procs = [
@@ -118,7 +118,8 @@ def test_three_encodes_on_a_fresh_workspace_share_one_server(tmp_path: Path) -> 
         servers = [
             p
             for p in Path("/proc").glob("[0-9]*/cmdline")
-            if b"musicflow.prefect_server" in _read(p) and str(tmp_path).encode() in _read(p)
+            if b"musicflow.adapters.prefect_server" in _read(p)
+            and str(tmp_path).encode() in _read(p)
         ]
         assert len(servers) == 1
         state = prefect_server.server_status(tmp_path / ".prefect")

@@ -1,8 +1,9 @@
-"""musicflow/console.py: what the CLI prints (tables and summaries, pure text)."""
+"""musicflow/terminal/console.py: what the CLI prints (tables and summaries, pure text)."""
 
 from __future__ import annotations
 
-from musicflow.console import (
+from musicflow.adapters.tracking import VersionRow
+from musicflow.terminal.console import (
     compare_json,
     format_best,
     format_model,
@@ -10,7 +11,6 @@ from musicflow.console import (
     format_table,
     summary_json,
 )
-from musicflow.tracking import VersionRow
 
 
 def m(onenn: float, l1: float = 0.5, blank: float = 0.0) -> dict[str, float]:
@@ -135,7 +135,7 @@ def test_model_lines_show_metrics_beside_baselines() -> None:
 def test_run_json_shape() -> None:
     from types import SimpleNamespace as NS
 
-    from musicflow.console import run_json
+    from musicflow.terminal.console import run_json
 
     summary = {
         "n_files": 1,

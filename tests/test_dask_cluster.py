@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import servers
 
-from musicflow.procs import stop_group
+from musicflow.adapters.procs import stop_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.server]
 
@@ -30,7 +30,7 @@ N_FILES = 2000  # ~1 s of parsing per chunk of 500: long enough to kill a worker
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from musicflow.synth import write_corpus
+    from musicflow.core.synth import write_corpus
 
     folder = tmp_path_factory.mktemp("dask-src")
     write_corpus(folder, N_FILES, seed=7)

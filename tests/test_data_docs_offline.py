@@ -1,11 +1,12 @@
-"""musicflow/data_docs_offline.py: GX's pages pointed at vendored files, warnings as warnings."""
+"""musicflow/adapters/data_docs_offline.py: GX's pages pointed at vendored files, warnings as
+warnings."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from musicflow import data_docs_offline as offline
+from musicflow.adapters import data_docs_offline as offline
 
 _GX_HEAD = """<head>
 <link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"/>

@@ -23,9 +23,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from musicflow import roll
+from musicflow.core import roll
+from musicflow.core.midi import scan_midi
 from musicflow.flows.dataset import audit_flow, encode_flow, make_task_runner
-from musicflow.midi import scan_midi
 
 pytestmark = pytest.mark.integration
 

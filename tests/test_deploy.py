@@ -27,9 +27,9 @@ import pytest
 import servers
 
 from musicflow import cli
-from musicflow.defaults import DEFAULT_CRON
+from musicflow.adapters.prefect_server import prefect_api
+from musicflow.core.defaults import DEFAULT_CRON
 from musicflow.flows import retrain
-from musicflow.prefect_server import prefect_api
 
 POOL = "musicflow"
 DATASET = "lab"
@@ -95,7 +95,7 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
     import psycopg2
     from mlflow import MlflowClient
 
-    from musicflow.synth import write_corpus
+    from musicflow.core.synth import write_corpus
 
     server = lab.prefect
     source = tmp_path / "src"

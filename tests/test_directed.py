@@ -13,9 +13,9 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicflow import compose, frames, roll
 from musicflow.cli import main
-from musicflow.midi import scan_midi
+from musicflow.core import compose, frames, roll
+from musicflow.core.midi import scan_midi
 
 pytestmark = [pytest.mark.integration, pytest.mark.corpus]
 
@@ -50,7 +50,7 @@ def registered(piano_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A workspace with ``models:/t-rnn/1`` and ``models:/t-vae/1``, each a few epochs."""
     import mlflow
 
-    from musicflow import tracking, workspace
+    from musicflow.adapters import tracking, workspace
     from musicflow.models import build_model
 
     home = tmp_path_factory.mktemp("directed")

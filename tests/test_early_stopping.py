@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from musicflow import progress
 from musicflow.models import data as mdata
 from musicflow.tasks import train
+from musicflow.terminal import progress
 
 
 def sha(i: int) -> str:

@@ -1,4 +1,5 @@
-"""tasks/encode.py: cached windows → shards, manifest and dataset.json (docs/dataset.md)."""
+"""musicflow/adapters/store.py: cached windows → shards, manifest and dataset.json
+(docs/dataset.md)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_midi
 
-from musicflow import roll
-from musicflow.errors import DatasetError
-from musicflow.scan import scan_file
-from musicflow.tasks import encode, parse
-from musicflow.tasks.history import read_history
+from musicflow.adapters import parse_cache
+from musicflow.adapters import store as encode
+from musicflow.adapters.store import read_history
+from musicflow.core import roll
+from musicflow.core.errors import DatasetError
+from musicflow.core.scan import scan_file
 
 PITCH_LOW = 30
 
@@ -36,7 +38,9 @@ def cached(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
         write_midi(path, pitches)
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         scan = scan_file(path.read_bytes(), pitch_low=PITCH_LOW)
-        parse.store_entry(parse.entry_path(parse.cache_root(cache, PITCH_LOW), sha), scan)
+        parse_cache.store_entry(
+            parse_cache.entry_path(parse_cache.cache_root(cache, PITCH_LOW), sha), scan
+        )
         rows.append(
             {
                 "source_path": name,
@@ -119,8 +123,9 @@ def _write_in_a_process(crash_at: str, manifest: pd.DataFrame, cache: Path, out:
     manifest_path = out.parent / "input-manifest.parquet"
     manifest.to_parquet(manifest_path)
     code = (
-        "import sys, pandas as pd; from pathlib import Path; from musicflow.tasks import encode\n"
-        "encode.write_dataset(pd.read_parquet(sys.argv[1]), name='d', out_dir=Path(sys.argv[2]),"
+        "import sys, pandas as pd; from pathlib import Path\n"
+        "from musicflow.adapters import store\n"
+        "store.write_dataset(pd.read_parquet(sys.argv[1]), name='d', out_dir=Path(sys.argv[2]),"
         " cache_dir=Path(sys.argv[3]), pitch_low=int(sys.argv[4]))\n"
     )
     done = subprocess.run(

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import write_midi
 
-from musicflow import metrics
+from musicflow.adapters.store import read_dataset
+from musicflow.core import metrics
 from musicflow.tasks import evaluate as ev
-from musicflow.tasks.encode import read_dataset
 
 PITCH_LOW = 30
 C_PITCHES = (48, 60, 72)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_midi
 
-from musicflow import prefect_server
+from musicflow.adapters import prefect_server
 
 pytestmark = pytest.mark.integration
 

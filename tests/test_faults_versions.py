@@ -1,7 +1,7 @@
 """Faults around one training run's data and results (issue #23), whole commands with the real
 Prefect, MLflow and processes: an encode committing a new dataset version while a train runs,
 two identical runs at once. Interleavings are made exact with ``MUSICFLOW_PAUSE_AT``
-(``musicflow/atomic.py``): the command waits at a named point until the test lets it go.
+(``musicflow/adapters/atomic.py``): the command waits at a named point until the test lets it go.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_faults import Workspace, _can_mount_tmpfs, clean_env, midi_folder
 
-from musicflow import prefect_server
+from musicflow.adapters import prefect_server
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_an_encode_during_train_changes_nothing_the_run_uses(ws: Workspace) -> N
     assert run.data.params["encoding.pitch_low"] == "21"
     tmp = ws.root / "artifacts"
     windows = np.load(client.download_artifacts(run.info.run_id, "evaluation/windows.npz", tmp))
-    from musicflow.roll import unpack_windows
+    from musicflow.core.roll import unpack_windows
 
     assert np.array_equal(unpack_windows(windows["heldout"]), expected)
     model_dir = _version_dir(ws, "s12-vae", "1")
@@ -141,7 +141,7 @@ def _generate(ws: Workspace, uri: str) -> subprocess.CompletedProcess:
 def test_a_model_without_recorded_digests_is_refused(ws: Workspace) -> None:
     """Item 11: with the version's digest tag removed, the run's (recorded beside it) still
     catches changed weights; with both removed, the model is refused."""
-    from musicflow.tracking import MODEL_FILES_TAG
+    from musicflow.adapters.tracking import MODEL_FILES_TAG
 
     client = _client(ws)
     version = client.get_model_version("s12-vae", "1")
@@ -238,7 +238,7 @@ def _kill(conn, cursor, statement, *args):
     if sys.argv[1] in statement:  # that step's DDL ran, its alembic version is not recorded
         os.kill(os.getpid(), signal.SIGKILL)
 
-from musicflow import tracking
+from musicflow.adapters import tracking
 tracking.prepare_store()
 """
 
@@ -260,7 +260,9 @@ def test_a_kill_during_the_first_store_migration_leaves_nothing_half_done(
     assert code.returncode == -9, code.stderr[-3000:]
     store = tmp_path / "mlruns" / "mlflow.db"
     assert not store.exists()  # the half-migrated copy never took the store's name
-    check = "from musicflow import tracking; tracking.prepare_store(); print(tracking.client()"
+    check = (
+        "from musicflow.adapters import tracking; tracking.prepare_store(); print(tracking.client()"
+    )
     check += ".create_experiment('musicflow/after-kill'))"
     done = subprocess.run(
         [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300

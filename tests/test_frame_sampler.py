@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from musicflow.errors import ModelError
+from musicflow.core.errors import ModelError
 
 SMALL = {
     "rnn": {"hidden": 16},

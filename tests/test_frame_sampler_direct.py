@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import random_windows
 
-from musicflow import compose
+from musicflow.core import compose
 
 pytestmark = pytest.mark.integration  # builds Keras models
 
@@ -64,7 +64,7 @@ def test_prompt_key_and_interpolation_condition_the_sampler(vae) -> None:
     morph = sampler.direct(2, 6, seed=1, ends=(a, b))
     assert morph.shape == (2, 96, 6 * compose.STEPS_PER_BAR) and morph.any()
     # a VAE without its encoder's arrays cannot encode
-    from musicflow.errors import ModelError
+    from musicflow.core.errors import ModelError
     from musicflow.models.frame_sampler import FrameSampler
 
     rnn_like = FrameSampler("rnn", {**vae.config, "latent_dim": 0}, sampler.arrays)

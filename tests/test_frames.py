@@ -1,11 +1,12 @@
-"""musicflow/frames.py: the onset/hold frame representation and key normalisation (pure numpy)."""
+"""musicflow/core/frames.py: the onset/hold frame representation and key normalisation (pure
+numpy)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from musicflow import frames, metrics, roll
+from musicflow.core import frames, metrics, roll
 
 
 def window(*notes: tuple[int, int, int]) -> np.ndarray:

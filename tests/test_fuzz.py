@@ -16,7 +16,7 @@ import mido
 import pyarrow.parquet as pq
 from conftest import QUARANTINE_ORDER, write_midi
 
-from musicflow.scan import scan_file
+from musicflow.core.scan import scan_file
 
 N_MUTANTS = 300
 SEED = 12

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicflow import roll
-from musicflow.midi import scan_midi
+from musicflow.core import roll
+from musicflow.core.midi import scan_midi
 from musicflow.tasks import generate as gen
 
 PITCH_LOW = 30
@@ -162,7 +162,7 @@ def test_length_tempo_and_instrument_land_in_the_file(tmp_path: Path) -> None:
 
     import mido
 
-    from musicflow.compose import Direction
+    from musicflow.core.compose import Direction
 
     direction = Direction(bars=5, tempo_bpm=132.0, program=40)
     result = gen.generate_midi(

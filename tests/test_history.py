@@ -1,4 +1,4 @@
-"""Dataset versions over time: musicflow/history.py (pure) and tasks/history.py with the encode
+"""Dataset versions over time: musicflow/core/history.py (pure) and tasks/history.py with the encode
 flow's commit point, ``musicflow history --json`` and the history page."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import random_windows
 
-from musicflow import history, metrics
-from musicflow.synth import synth_midi
+from musicflow.core import history, metrics
+from musicflow.core.synth import synth_midi
 
 
 def test_file_changes_name_added_removed_and_changed_paths() -> None:
@@ -72,10 +72,10 @@ def _write(folder: Path, name: str, seed: int) -> None:
 def test_three_versions_give_three_records_with_their_deltas(
     workspace_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from musicflow import tracking, workspace
+    from musicflow.adapters import tracking, workspace
+    from musicflow.adapters.store import read_dataset
     from musicflow.cli import main
     from musicflow.models.data import load_windows
-    from musicflow.tasks.encode import read_dataset
 
     src = tmp_path / "src"
     for i in range(6):

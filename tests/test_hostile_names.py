@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_midi
 
-from musicflow import names
+from musicflow.core import names
 from musicflow.tasks.ingest import ingest_files
 
 pytestmark = pytest.mark.integration

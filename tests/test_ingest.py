@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from musicflow.errors import DatasetError
+from musicflow.core.errors import DatasetError
 from musicflow.tasks.ingest import find_midi_files, ingest_files
 
 

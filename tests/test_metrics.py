@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from musicflow import metrics as m
+from musicflow.core import metrics as m
 
 PITCH_LOW = 21
 

@@ -1,4 +1,5 @@
-"""musicflow.midi.scan_midi: the C reader against hand-built bytes, the hostile corpus and mido.
+"""musicflow.core.midi.scan_midi: the C reader against hand-built bytes, the hostile corpus and
+mido.
 
 Files are built in the test (raw bytes, or mido); no .mid file is committed.
 """
@@ -15,9 +16,9 @@ import mido
 import numpy as np
 import pytest
 
-from musicflow.errors import MidiFormatError
-from musicflow.midi import MidiScan, scan_midi
-from musicflow.synth import vlq
+from musicflow.core.errors import MidiFormatError
+from musicflow.core.midi import MidiScan, scan_midi
+from musicflow.core.synth import vlq
 
 # ---------------------------------------------------------------------------------------------
 # raw SMF builders
@@ -402,7 +403,7 @@ def test_a_note_bomb_is_stopped_at_the_note_limit_fast_and_small() -> None:
     import resource
     import time
 
-    from musicflow import midi, scan
+    from musicflow.core import midi, scan
 
     data = _bomb(20_000_000)  # 57 MiB: under the 64 MiB byte cap
     assert len(data) < 64 * 2**20
@@ -417,7 +418,7 @@ def test_a_note_bomb_is_stopped_at_the_note_limit_fast_and_small() -> None:
 
 
 def test_an_event_bomb_is_stopped_at_the_event_limit() -> None:
-    from musicflow import midi
+    from musicflow.core import midi
 
     controllers = ev(0, 0xB0, 7, 100) + b"\x00\x07\x64" * (midi.MAX_EVENTS + 10)
     raw = midi._parse(smf(track(controllers)))
@@ -425,7 +426,7 @@ def test_an_event_bomb_is_stopped_at_the_event_limit() -> None:
 
 
 def test_files_under_the_limits_are_read_whole() -> None:
-    from musicflow import midi
+    from musicflow.core import midi
 
     raw = midi._parse(_bomb(1000), max_notes=1000, max_events=10_000)
     assert raw.error is None and len(raw.notes) == 1000

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from musicflow.errors import DatasetError, ModelError
+from musicflow.core.errors import DatasetError, ModelError
 from musicflow.models import MODEL_NAMES, build_model, load_model
 from musicflow.models import data as mdata
 

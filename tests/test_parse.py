@@ -9,18 +9,19 @@ import pytest
 from conftest import write_midi
 from prefect import flow
 
-from musicflow import roll
-from musicflow.errors import DatasetError
-from musicflow.scan import scan_file
+from musicflow.adapters import parse_cache
+from musicflow.core import roll
+from musicflow.core.errors import DatasetError
+from musicflow.core.scan import scan_file
 from musicflow.tasks import parse
 from musicflow.tasks.ingest import ingest_files
 
 
 def test_cache_folder_is_per_encoding(tmp_path: Path) -> None:
-    a = parse.cache_root(tmp_path, roll.DEFAULT_PITCH_LOW)
+    a = parse_cache.cache_root(tmp_path, roll.DEFAULT_PITCH_LOW)
     assert a.name == f"roll-v1-v{roll.ENCODER_VERSION}-p21"
-    assert parse.cache_root(tmp_path, 30) != a  # another window never reuses stale windows
-    assert parse.entry_path(a, "ab" * 32) == a / "ab" / f"{'ab' * 32}.npz"
+    assert parse_cache.cache_root(tmp_path, 30) != a  # another window never reuses stale windows
+    assert parse_cache.entry_path(a, "ab" * 32) == a / "ab" / f"{'ab' * 32}.npz"
 
 
 def test_entry_round_trip_and_unreadable_entries(tmp_path: Path) -> None:
@@ -28,14 +29,14 @@ def test_entry_round_trip_and_unreadable_entries(tmp_path: Path) -> None:
     write_midi(midi, [60, 62, 64] * 20)
     scan = scan_file(midi.read_bytes())
     entry = tmp_path / "cache" / "ab" / "entry.npz"
-    parse.store_entry(entry, scan)
-    assert parse.load_record(entry) == scan.record
-    packed, segments = parse.load_windows(entry)
+    parse_cache.store_entry(entry, scan)
+    assert parse_cache.load_record(entry) == scan.record
+    packed, segments = parse_cache.load_windows(entry)
     assert np.array_equal(packed, scan.packed) and np.array_equal(segments, scan.segments)
     assert [p.name for p in entry.parent.iterdir()] == ["entry.npz"]  # no temp file left
     entry.write_bytes(b"half an entry")
-    assert parse.load_record(entry) is None  # re-parsed, never trusted
-    assert parse.load_record(tmp_path / "missing.npz") is None
+    assert parse_cache.load_record(entry) is None  # re-parsed, never trusted
+    assert parse_cache.load_record(tmp_path / "missing.npz") is None
 
 
 def test_chunks_cover_every_job_once() -> None:

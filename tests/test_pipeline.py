@@ -14,9 +14,10 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicflow import roll, workspace
+from musicflow.adapters import workspace
 from musicflow.cli import main
-from musicflow.midi import scan_midi
+from musicflow.core import roll
+from musicflow.core.midi import scan_midi
 
 pytestmark = pytest.mark.integration
 

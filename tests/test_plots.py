@@ -1,4 +1,4 @@
-"""musicflow/plots.py: every figure is a valid, deterministic PNG."""
+"""musicflow/pages/plots.py: every figure is a valid, deterministic PNG."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import random_windows as _windows
 
-from musicflow import plots
+from musicflow.pages import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

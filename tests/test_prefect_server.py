@@ -1,4 +1,4 @@
-"""The workspace's Prefect server (musicflow/prefect_server.py): started once, reused, on
+"""The workspace's Prefect server (musicflow/adapters/prefect_server.py): started once, reused, on
 loopback with a password, stopped on demand or when idle; runs a killed command left Running
 are marked Crashed. Real processes and a real Prefect server."""
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from musicflow import prefect_server
+from musicflow.adapters import prefect_server
 
 pytestmark = pytest.mark.integration
 
 ATTACH = (
-    "import sys, json; from musicflow import prefect_server as p\n"
+    "import sys, json; from musicflow.adapters import prefect_server as p\n"
     "s = p.attach(); s.wait(); print(json.dumps([s.pid, s.url, s.started_here]))\n"
 )
 
@@ -95,7 +95,7 @@ def test_a_dead_owners_flow_run_is_marked_crashed() -> None:
     from prefect.client.schemas.objects import StateType
     from prefect.states import Running
 
-    from musicflow import procs
+    from musicflow.adapters import procs
 
     @flow(name="musicflow-test-owner")
     def noop() -> None:

@@ -1,4 +1,5 @@
-"""musicflow/procs.py: owners of runs and temp files; children that end with their parent."""
+"""musicflow/adapters/procs.py: owners of runs and temp files; children that end with their
+parent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from musicflow import procs
+from musicflow.adapters import procs
 
 
 def test_owner_names_this_process_and_tells_a_dead_one() -> None:
@@ -45,7 +46,7 @@ def test_a_guarded_group_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
     marker = f"MUSICFLOW_TEST_GUARD={tmp_path.name}"
     parent = (
         "import subprocess, sys, time\n"
-        "from musicflow import procs\n"
+        "from musicflow.adapters import procs\n"
         f"subprocess.Popen(procs.guarded_command([sys.executable, '-c', {SLEEPER!r}]))\n"
         "time.sleep(300)\n"
     )

@@ -1,11 +1,12 @@
-"""musicflow/progress.py: stage headers, skipped steps and training progress on stderr, plain
+"""musicflow/terminal/progress.py: stage headers, skipped steps and training progress on stderr,
+plain
 lines when stderr is not a terminal."""
 
 from __future__ import annotations
 
 import pytest
 
-from musicflow import progress
+from musicflow.terminal import progress
 
 
 def test_headers_and_skips_go_to_stderr(capsys) -> None:

@@ -50,7 +50,7 @@ def test_a_run_that_fails_after_promotion_gives_the_champion_back(
     previous champion, or away when there was none."""
     import pytest
 
-    from musicflow import tracking
+    from musicflow.adapters import tracking
     from musicflow.tasks import registry
 
     client = tracking.client()

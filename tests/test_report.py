@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from conftest import random_windows
 
-from musicflow import roll, score, tracking
+from musicflow.adapters import tracking
+from musicflow.core import roll
+from musicflow.pages import score
 from musicflow.tasks import report as stage
 from musicflow.tasks.evaluate import Evaluation, EvaluationWindows
 from musicflow.tasks.generate import GenerationResult
@@ -119,10 +121,10 @@ def test_the_reference_excerpt_is_16_bars_of_a_held_out_file(
 ) -> None:
     from conftest import write_midi
 
+    from musicflow.adapters.store import read_dataset
+    from musicflow.core.midi import scan_midi
     from musicflow.flows.dataset import encode_flow
-    from musicflow.midi import scan_midi
     from musicflow.models.data import heldout_split
-    from musicflow.tasks.encode import read_dataset
 
     src = tmp_path / "src"
     src.mkdir()

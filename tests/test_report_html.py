@@ -1,4 +1,4 @@
-"""musicflow/report.py, the HTML report: complete, self-contained, honest about baselines."""
+"""musicflow/pages/report.py, the HTML report: complete, self-contained, honest about baselines."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import random_windows as _windows
 
-from musicflow import metrics as m
-from musicflow import report
+from musicflow.core import metrics as m
+from musicflow.pages import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -341,7 +341,7 @@ def test_index_plays_every_version_after_the_held_out_reference() -> None:
 
 
 def test_history_page_shows_versions_drift_verdicts_and_models() -> None:
-    from musicflow.history import drift
+    from musicflow.core.history import drift
 
     def record(version: int, density: float, quarantined: int) -> dict:
         return {

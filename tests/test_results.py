@@ -1,4 +1,4 @@
-"""musicflow/results.py: cached task results are data (JSON), read back only as registered
+"""musicflow/adapters/results.py: cached task results are data (JSON), read back only as registered
 types, and a record that names another serializer (a planted pickle) is never acted upon."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from musicflow import results
+from musicflow.adapters import results
 
 
 @results.result_type

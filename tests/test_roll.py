@@ -1,4 +1,4 @@
-"""musicflow.roll: every rule of docs/encoding.md on hand-written notes, exact integers.
+"""musicflow.core.roll: every rule of docs/encoding.md on hand-written notes, exact integers.
 
 Notes are (track, channel, pitch, on_tick, off_tick) as scan_midi returns them. Most tests use
 ticks_per_beat 12, where one tick is one step, so the expected cells read off directly.
@@ -12,9 +12,9 @@ import mido
 import numpy as np
 import pytest
 
-from musicflow import roll
-from musicflow.midi import scan_midi
-from musicflow.scan import scan_file
+from musicflow.core import roll
+from musicflow.core.midi import scan_midi
+from musicflow.core.scan import scan_file
 
 LOW = roll.DEFAULT_PITCH_LOW
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicflow import sampling as s
+from musicflow.core import sampling as s
 
 
 def test_calibrated_threshold_hits_the_target_density() -> None:

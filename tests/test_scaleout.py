@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from musicflow import workspace
+from musicflow.adapters import workspace
 from musicflow.cli import main
-from musicflow.errors import DatasetError, MusicflowError
+from musicflow.core.errors import DatasetError, MusicflowError
+from musicflow.core.scan import scan_file
+from musicflow.core.synth import synth_midi, write_corpus
 from musicflow.flows.dataset import is_loopback_address, prefect_api_for_workers
-from musicflow.scan import scan_file
-from musicflow.synth import synth_midi, write_corpus
 from musicflow.tasks.parse import ParseJob, parse_chunk_files
 
 

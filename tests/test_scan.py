@@ -1,4 +1,5 @@
-"""musicflow.scan.scan_file: records for the hostile corpus, fuzzing, and the corpus round trip."""
+"""musicflow.core.scan.scan_file: records for the hostile corpus, fuzzing, and the corpus round
+trip."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import HOSTILE, PIANO
 
-from musicflow import roll
-from musicflow.errors import MidiFormatError
-from musicflow.midi import scan_midi
-from musicflow.scan import RECORD_KEYS, FileScan, scan_file
-from musicflow.synth import vlq
+from musicflow.core import roll
+from musicflow.core.errors import MidiFormatError
+from musicflow.core.midi import scan_midi
+from musicflow.core.scan import RECORD_KEYS, FileScan, scan_file
+from musicflow.core.synth import vlq
 
 WARNING_COUNTS = {
     "notes_out_of_range": "n_out_of_range",

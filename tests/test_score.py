@@ -1,4 +1,5 @@
-"""musicflow/score.py: MusicXML on the encoding's grid, on two staves, read back by music21 and
+"""musicflow/pages/score.py: MusicXML on the encoding's grid, on two staves, read back by music21
+and
 by the engraver (verovio) as the same notes."""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import mido
 import numpy as np
 import pytest
 
-from musicflow import roll, score
+from musicflow.core import roll
+from musicflow.pages import score
 
 # pitch, start step, end step (12 steps per beat): a bar of a C major chord and a melody over a
 # held bass, then eighth triplets, sixteenths and a note tied over the bar line.

@@ -1,4 +1,4 @@
-"""models/sequence.py: the frame models' TF twins of musicflow.frames, the count-then-set
+"""models/sequence.py: the frame models' TF twins of musicflow.core.frames, the count-then-set
 likelihood and its sampler (models/frame_sampler.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from musicflow import frames
+from musicflow.core import frames
 from musicflow.models import frame_sampler
 from musicflow.models import sequence as seq
 

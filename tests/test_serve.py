@@ -25,8 +25,8 @@ import pytest
 from conftest import write_midi
 
 from musicflow import cli
-from musicflow import prefect_server as local_server
-from musicflow.errors import MusicflowError
+from musicflow.adapters import prefect_server as local_server
+from musicflow.core.errors import MusicflowError
 from musicflow.flows import retrain
 
 CRON = "0 3 * * *"

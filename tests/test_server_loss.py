@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import write_midi
 
-from musicflow import prefect_server
+from musicflow.adapters import prefect_server
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import write_midi
 
-from musicflow import audio
+from musicflow.adapters import audio
 
 pytestmark = pytest.mark.integration
 

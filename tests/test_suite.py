@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import QUARANTINE_ORDER, WARNING_CODES
 
-from musicflow import suite
+from musicflow.core import suite
 
 pytestmark = pytest.mark.integration  # loads the suite into the real GX
 
@@ -59,8 +59,8 @@ def test_judge_gives_every_hostile_file_the_audits_verdict(hostile_dir) -> None:
     """``judge`` reads the suite without GX; MANIFEST.csv holds the audit's verdicts."""
     import csv
 
-    from musicflow import scan
-    from musicflow.suite import judge
+    from musicflow.core import scan
+    from musicflow.core.suite import judge
 
     with open(hostile_dir / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

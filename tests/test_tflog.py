@@ -1,4 +1,4 @@
-"""musicflow/tflog.py: TensorFlow's C++ log stays off the terminal unless --debug."""
+"""musicflow/adapters/tflog.py: TensorFlow's C++ log stays off the terminal unless --debug."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from musicflow import tflog
+from musicflow.adapters import tflog
 
 ABSL = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 ONEDNN = (

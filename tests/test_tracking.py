@@ -1,4 +1,5 @@
-"""musicflow/tracking.py: the MLflow names, and the store they live in (docs/tracking.md)."""
+"""musicflow/adapters/tracking.py: the MLflow names, and the store they live in
+(docs/tracking.md)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from musicflow import procs, tracking
-from musicflow.errors import ModelError, TrackingError
+from musicflow.adapters import procs, tracking
+from musicflow.core.errors import ModelError, TrackingError
 
 
 def test_names() -> None:
@@ -52,7 +53,7 @@ def test_experiment_created_once_with_artifacts_beside_the_store(workspace_home:
 # --- the store: created once under concurrency, repaired or reported (issue #12 item 1) -------
 
 PREPARE = (
-    "import sys; from musicflow import tracking\n"
+    "import sys; from musicflow.adapters import tracking\n"
     "tracking.prepare_store(); tracking.ensure_experiment(sys.argv[1])\n"
 )
 

@@ -68,8 +68,8 @@ def test_run_compare_generate_on_mlflow_server_with_postgres(
     import psycopg2
     from mlflow import MlflowClient
 
-    from musicflow.midi import scan_midi
-    from musicflow.synth import write_corpus
+    from musicflow.core.midi import scan_midi
+    from musicflow.core.synth import write_corpus
 
     pg, server = tracking
     # Six small synthetic files (~110 windows): one epoch of each model takes seconds.

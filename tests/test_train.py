@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicflow.adapters.store import DatasetInfo
 from musicflow.tasks import train as t
-from musicflow.tasks.encode import DatasetInfo
 
 
 def test_time_budget_cuts_an_epoch_between_batches() -> None:

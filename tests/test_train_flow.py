@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from musicflow import workspace
+from musicflow.adapters import workspace
 from musicflow.flows.dataset import encode_flow
 from musicflow.models import MODEL_NAMES
 
@@ -123,7 +123,7 @@ def test_distributed_mixed_precision_training_loads_and_samples_on_a_cpu(
     import tensorflow as tf
     from mlflow import MlflowClient
 
-    from musicflow.accelerate import precision_policy
+    from musicflow.adapters.accelerate import precision_policy
     from musicflow.flows.pipeline import train_flow
 
     home, dataset = tiny_dataset
@@ -178,8 +178,8 @@ def test_generate_samples_a_registered_frame_model_without_tensorflow(
     subprocess) writes its pieces without importing TensorFlow, Keras, MLflow or Prefect."""
     from mlflow import MlflowClient
 
+    from musicflow.adapters.tracking import MODEL_FILES_TAG
     from musicflow.flows.pipeline import train_flow
-    from musicflow.tracking import MODEL_FILES_TAG
 
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))

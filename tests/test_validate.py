@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import QUARANTINE_ORDER, WARNING_CODES
 
-from musicflow import suite
+from musicflow.core import suite
 from musicflow.tasks import validate as v
 
 pytestmark = pytest.mark.integration
@@ -370,7 +370,7 @@ def test_warnings_alone_do_not_fail_the_run_in_data_docs() -> None:
         ExpectationValidationResult,
     )
 
-    from musicflow.data_docs import merge_results
+    from musicflow.adapters.data_docs import merge_results
 
     rules = suite.suite_rules()
 

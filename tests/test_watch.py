@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import servers
 
-from musicflow import procs
+from musicflow.adapters import procs
+from musicflow.core.synth import synth_midi
 from musicflow.flows.watch import describe, is_relevant, smf_declared_size
-from musicflow.synth import synth_midi
 
 DATASET = "landing"
 MODEL = "vae"  # the fastest to train: one epoch of a few files takes seconds
@@ -204,8 +204,8 @@ def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path
     from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
 
+    from musicflow.adapters.prefect_server import prefect_api
     from musicflow.flows import retrain
-    from musicflow.prefect_server import prefect_api
 
     pool = "landing"
     source = tmp_path / "src"
@@ -227,7 +227,7 @@ def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path
         with prefect_api(server.url), get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(retrain.full_deployment_name(DATASET))
             [automation] = client.read_automations_by_name(f"retrain-{DATASET} when MIDI lands")
-            assert automation.trigger.expect == {"musicflow.midi.changed"}
+            assert automation.trigger.expect == {"musicflow.core.midi.changed"}
         store = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
 
         def versions() -> list[int]:

@@ -1,4 +1,5 @@
-"""musicflow/workspace.py: dataset names, where state lives, the environment (no telemetry)."""
+"""musicflow/adapters/workspace.py: dataset names, where state lives, the environment (no
+telemetry)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 import pytest
 
-from musicflow import workspace
+from musicflow.adapters import workspace
 
 
 @pytest.mark.parametrize("name", ["bach-chorales", "k", "piano_midi_de", "a1", "x" * 64])

@@ -1,0 +1,101 @@
+"""One MIDI file's bytes → manifest numbers and packed roll-v1 windows, in one pass.
+
+The encode stage calls :func:`scan_file` once per new file (it is the unit that is cached), and
+the validation stage turns the record's numbers into quarantine codes and warnings
+(docs/dataset.md): this module never decides, it only measures, and never raises for bad MIDI.
+
+Windows are computed only when the file is encodable by encoding rule 1 and has a kept note:
+no parser error, a metrical division with 1 ≤ tpb ≤ 32767, and n_notes > 0 (format 2 is still
+encoded: refusing it is validation's call, which also keeps the record complete). A file whose
+notes would need more than :data:`musicflow.core.roll.MAX_SEGMENTS` windows gets its true
+``n_segments`` but no windows (``windows_complete`` False): validation should quarantine it
+``too_large``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from musicflow.core import roll
+from musicflow.core.midi import _parse, ticks_per_beat_of
+
+MAX_TICKS_PER_BEAT = 32767
+
+RECORD_KEYS = (
+    "error",
+    "error_detail",
+    "midi_type",
+    "ticks_per_beat",
+    "smpte",
+    "n_tracks",
+    "n_notes",
+    "n_notes_total",
+    "pitch_min",
+    "pitch_max",
+    "n_out_of_range",
+    "n_unterminated",
+    "n_orphan_note_off",
+    "n_drum_notes",
+    "n_segments",
+    "windows_complete",
+)
+
+
+class FileScan(NamedTuple):
+    """The record of one file and its windows (empty when not encodable)."""
+
+    record: dict[str, Any]
+    packed: np.ndarray  # uint8 (n, 1152)
+    segments: np.ndarray  # int32 (n,)
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, roll.PACKED_BYTES), dtype=np.uint8), np.zeros(0, dtype=np.int32)
+
+
+def scan_file(data: bytes, pitch_low: int = roll.DEFAULT_PITCH_LOW) -> FileScan:
+    """Parse and encode one file. Values are plain Python ints/bools/str, None where unknown.
+
+    ``windows_complete`` is False only when the windows were due but over the size cap; it is
+    None when no windows were due.
+    """
+    roll.encoding_params(pitch_low)  # validates pitch_low before any work
+    raw = _parse(data)
+    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    packed, segments = _empty()
+    record["error"] = raw.error
+    record["error_detail"] = raw.detail
+    record["midi_type"] = raw.midi_type
+    if raw.division is not None:
+        tpb = ticks_per_beat_of(raw.division)
+        record["ticks_per_beat"] = tpb
+        record["smpte"] = tpb is None
+    if raw.error is not None:
+        return FileScan(record, packed, segments)
+
+    notes = raw.notes
+    pitch = notes[:, 2]
+    window = (pitch >= pitch_low) & (pitch <= pitch_low + roll.ROWS - 1)
+    n_total = len(notes)
+    n_kept = int(np.count_nonzero(window))
+    record.update(
+        n_tracks=raw.n_tracks,
+        n_notes=n_kept,
+        n_notes_total=n_total,
+        pitch_min=int(pitch.min()) if n_total else None,
+        pitch_max=int(pitch.max()) if n_total else None,
+        n_out_of_range=n_total - n_kept,
+        n_unterminated=int(raw.n_unterminated),
+        n_orphan_note_off=int(raw.n_orphan_note_off),
+        n_drum_notes=int(raw.n_drum_notes),
+        n_segments=0 if n_kept == 0 else None,  # None: not encodable, so unknown
+    )
+    tpb = record["ticks_per_beat"]
+    if tpb is None or not 1 <= tpb <= MAX_TICKS_PER_BEAT or n_kept == 0:
+        return FileScan(record, packed, segments)
+    enc = roll.encode_notes(notes, tpb, pitch_low)
+    record["n_segments"] = enc.n_segments
+    record["windows_complete"] = enc.complete
+    return FileScan(record, enc.packed, enc.segments)

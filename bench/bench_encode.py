@@ -6,9 +6,8 @@ CORPUS defaults to ../shared/data/piano-midi-de (relative to the repository root
 gets the file bytes already in memory (no disk I/O is timed) and produces the same thing: the
 packed roll-v1 windows of every file (docs/encoding.md).
 
-- musicflow: ``musicflow.core.scan.scan_file`` (C parser + numpy encoder), best of ``--repeat``
-runs,
-  single-threaded and on a thread pool of each ``--threads`` size.
+- musicflow: ``musicflow.core.scan.scan_file`` (C parser + numpy encoder), best of
+  ``--repeat`` runs, single-threaded and on a thread pool of each ``--threads`` size.
 - pretty_midi: ``PrettyMIDI`` parses the file; its non-drum notes' times go back to ticks with
   ``pm.time_to_tick`` (``get_piano_roll(fs=...)`` samples seconds, not the 12-per-beat grid),
   then the same numpy encoder (``roll.song_matrix`` + ``song_windows`` + ``pack_windows``).

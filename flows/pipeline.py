@@ -6,9 +6,8 @@ their inputs (encode), training runs by (dataset digest, model, settings, seed, 
 (train), evaluations and versions by training run (evaluate, register), reports by version. A
 run with nothing new does no expensive work and creates no MLflow run or model version, which
 is what makes scheduled retraining cheap. Each step says on stderr what it did, or that nothing
-changed and it was skipped (``musicflow/terminal/progress.py``); the audit summary is shown as soon
-as
-the audit ends, before any training.
+changed and it was skipped (``musicflow/terminal/progress.py``); the audit summary is shown as
+soon as the audit ends, before any training.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from musicflow.tasks.ingest import MIDI_SUFFIXES, find_midi_files, sha256_file
 from musicflow.terminal import progress
 
 #: The Prefect event a change of MIDI contents is sent as, and its resource's id prefix.
-MIDI_CHANGED = "musicflow.core.midi.changed"
+MIDI_CHANGED = "musicflow.midi.changed"
 DATASET_RESOURCE = "musicflow.dataset."
 
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})  # reads, not writes

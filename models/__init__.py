@@ -2,9 +2,8 @@
 
 Public API (TensorFlow is imported only when a model is built or loaded, so importing this
 package stays cheap for the CLI):
-- ``MODEL_NAMES``: ``rnn``, ``vae``, ``gan`` (this project's sequence-aware models: an
-  autoregressive LSTM over frames, a VAE over its decoder, a temporal-convolution GAN) and
-  ``vae-thesis``, ``gan-thesis`` (faithful reproductions of the seed thesis, for comparison).
+- The model names and what ``generate`` can direct in each are not here but in
+  ``musicflow/core/catalog.py``, so the layers below the models can name them.
 - ``build_model(name, seed=..., **overrides)`` → ``RollModel``; unknown names or
   hyperparameters raise ``ModelError``.
 - ``load_model(directory)`` → ``RollModel`` from what ``RollModel.save`` wrote.
@@ -25,23 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from musicflow.core.catalog import MODEL_NAMES
 from musicflow.core.errors import ModelError
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
-
-#: What ``musicflow generate`` can direct in each model beyond -n, --seed, --bars, --tempo and
-#: --program (those apply to every model): a prompt to continue, two pieces to interpolate,
-#: the sampling temperature, the key (the frame models condition on the tonic).
-DIRECTABLE: dict[str, frozenset[str]] = {
-    "rnn": frozenset({"prompt", "temperature", "key"}),
-    "vae": frozenset({"prompt", "interpolate", "temperature", "key"}),
-}
-
-#: Most bars of a prompt the frame models read (``--prompt-bars``' default and limit).
-PROMPT_CONTEXT_BARS = 16
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The ``musicflow`` command line (docs/cli.md).
 
 Only argparse and musicflow's own light modules (``defaults``, ``workspace``, ``roll``,
-``models.MODEL_NAMES``, with numpy) are imported up front, so ``--help`` answers at once; each
+``core.catalog.MODEL_NAMES``, with numpy) are imported up front, so ``--help`` answers at once; each
 command imports Prefect, GX, MLflow or TensorFlow when it runs.
 
 Fail fast: arguments are checked by argparse (exit 2: names, numbers, ports, URIs), then the
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from musicflow.adapters import tflog, workspace
 from musicflow.adapters.tracking import UI_PORT
+from musicflow.core.catalog import MODEL_NAMES, PROMPT_CONTEXT_BARS
 from musicflow.core.defaults import (
     DEFAULT_CRON,
     DEFAULT_DATASET,
@@ -42,7 +43,6 @@ from musicflow.core.defaults import (
 )
 from musicflow.core.errors import DatasetError, MusicflowError, UsageError
 from musicflow.core.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
-from musicflow.models import MODEL_NAMES, PROMPT_CONTEXT_BARS
 
 #: Commands that run a Prefect flow, and write to the workspace.
 FLOW_COMMANDS = ("audit", "encode", "run", "train", "watch")

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from musicflow.core.catalog import MODEL_NAMES
 from musicflow.core.errors import DatasetError, ModelError
-from musicflow.models import MODEL_NAMES, build_model, load_model
+from musicflow.models import build_model, load_model
 from musicflow.models import data as mdata
 
 SMALL = {

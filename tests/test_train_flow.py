@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from musicflow.adapters import workspace
+from musicflow.core.catalog import MODEL_NAMES
 from musicflow.flows.dataset import encode_flow
-from musicflow.models import MODEL_NAMES
 
 pytestmark = pytest.mark.integration
 

@@ -227,7 +227,7 @@ def test_watch_emit_runs_the_deployment_through_a_prefect_trigger(tmp_path: Path
         with prefect_api(server.url), get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(retrain.full_deployment_name(DATASET))
             [automation] = client.read_automations_by_name(f"retrain-{DATASET} when MIDI lands")
-            assert automation.trigger.expect == {"musicflow.core.midi.changed"}
+            assert automation.trigger.expect == {"musicflow.midi.changed"}
         store = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
 
         def versions() -> list[int]:

@@ -7,8 +7,7 @@ succeeds unless a quarantine expectation failed (warnings flag files that stay a
 the pages show them as warnings). The site then carries its own styles and scripts, so it works
 offline (``musicflow/adapters/data_docs_offline.py``), and its validation results are kept in
 ``<site>/.results/`` (``musicflow/adapters/gx.ephemeral_context``), so its index lists every
-validation
-of the dataset, one per version and audit.
+validation of the dataset, one per version and audit.
 
 Public: :func:`merge_results`, then :func:`build_docs`.
 """

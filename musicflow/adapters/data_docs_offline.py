@@ -3,10 +3,9 @@
 GX's pages load bootstrap, jQuery, bootstrap-table, Font Awesome … from CDNs and its logo from
 S3: offline, the index is unstyled and its list of validation results (built by a script) is
 empty. :func:`make_offline` copies the files of ``musicflow/adapters/vendor/datadocs/`` (the npm
-packages
-the templates ask for, with their licenses: see its README) into the site's ``static/vendor/``
-and points every page at them, relative to the page, so the site opens from a file with no
-network; the chart libraries (vega), which musicflow's pages never use, are dropped.
+packages the templates ask for, with their licenses: see its README) into the site's
+``static/vendor/`` and points every page at them, relative to the page, so the site opens from
+a file with no network; the chart libraries (vega), which musicflow's pages never use, are dropped.
 
 GX knows only success and failure: a warning-level expectation that flags files shows a red ✗,
 though those files are accepted. :func:`mark_warnings` gives those expectations a warning sign

@@ -1185,7 +1185,7 @@ def _versions_from_client(dataset: str) -> list[VersionRow]:
 
 def _same_dataset(registered: str, dataset: str) -> bool:
     """``registered`` is ``<dataset>-<model>`` for one of the models musicflow knows."""
-    from musicflow.models import MODEL_NAMES
+    from musicflow.core.catalog import MODEL_NAMES
 
     return any(registered == registered_name(dataset, m) for m in MODEL_NAMES)
 

@@ -155,7 +155,7 @@ def check_direction(model: str, direction: Direction) -> None:
     """UsageError when ``model`` (a name of ``MODEL_NAMES``) cannot do what ``direction``
     asks: a prompt, an interpolation (their file names suffice: checked before reading them),
     a temperature or a key."""
-    from musicflow.models import DIRECTABLE
+    from musicflow.core.catalog import DIRECTABLE
 
     can = DIRECTABLE.get(model, frozenset())
     asked = {

@@ -1,9 +1,8 @@
 """The defaults a user can override on the command line, each stated once.
 
 Light on purpose (no imports): the CLI reads them while building ``--help``. The encoding's own
-defaults (the grid and the pitch window) belong to the encoding, :mod:`musicflow.core.roll`; the
-model
-names to :mod:`musicflow.models` (``MODEL_NAMES``).
+defaults (the grid and the pitch window) belong to the encoding, :mod:`musicflow.core.roll`;
+the model names to :mod:`musicflow.core.catalog` (``MODEL_NAMES``).
 """
 
 #: The embedded dataset ``musicflow run`` uses without a SOURCE: the Bach chorales bundled with

@@ -14,7 +14,8 @@ Accelerators (``musicflow/adapters/accelerate.py``): a model built inside a
 ``tf.distribute`` strategy's scope runs its training step on every replica, each on an equal
 slice of the batch, and the optimisers sum the replicas' gradients (so each replica's loss is
 divided by their number); a model built under a mixed dtype policy keeps its outputs and losses
-in float32 and, for float16, scales its losses (``_gradient_loss``). Built outside both, the step is the plain one.
+in float32 and, for float16, scales its losses (``_gradient_loss``). Built outside both, the
+step is the plain one.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ from conftest import write_midi
 from prefect import flow
 
 from musicflow.adapters import parse_cache
-from musicflow.core import roll
+from musicflow.core import roll, scan
 from musicflow.core.errors import DatasetError
-from musicflow.core import scan
 from musicflow.core.scan import scan_file
 from musicflow.tasks import parse
 from musicflow.tasks.ingest import ingest_files

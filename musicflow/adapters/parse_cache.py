@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.adapters import atomic
-from musicflow.core import roll
-from musicflow.core import scan
+from musicflow.core import roll, scan
 
 
 def cache_root(cache_dir: Path, pitch_low: int) -> Path:

@@ -189,10 +189,11 @@ def read_dataset(folder: Path) -> DatasetInfo:
 def read_manifest(folder: Path) -> pd.DataFrame:
     """The manifest published with the folder's committed dataset (or, for a folder only
     audited, its ``manifest.parquet``); DatasetError when there is none."""
+    files = DatasetFolder(folder)
     info = read_dataset_info(folder)
-    path = DatasetFolder(folder).manifest
+    path = files.manifest
     if info is not None and info.manifest_sha256:
-        pending = DatasetFolder(folder).staged_manifest(info.manifest_sha256)
+        pending = files.staged_manifest(info.manifest_sha256)
         if pending.is_file():  # committed, not yet renamed
             path = pending
     if not path.is_file():

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import psutil
 
+from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core.synth import write_corpus
 
 STAGES = ("ingest", "parse", "validate", "manifest", "shards")
@@ -145,20 +146,20 @@ def encode_size(n: int, source: Path, work: Path) -> Result:
     warm = measured(cmd, cwd=home, env=env)
     if "parsed 0 file(s)" not in warm.stdout or "nothing written" not in warm.stdout:
         sys.exit(f"the re-run was not a no-op:\n{warm.stdout}")
-    out = home / "data" / "rolls" / "scale"
-    info = json.loads((out / "dataset.json").read_text())
-    shard_sizes = [(out / s).stat().st_size / MiB for s in info["shards"]]
+    out = DatasetFolder(home / "data" / "rolls" / "scale")  # the workspace of the subprocesses
+    info = json.loads(out.info.read_text())
+    shard_sizes = [(out.root / s).stat().st_size / MiB for s in info["shards"]]
     return Result(
         n=n,
         cold=cold,
         warm=warm,
         windows=info["n_windows"],
-        manifest_mib=folder_mib(out / "manifest.parquet"),
+        manifest_mib=folder_mib(out.manifest),
         shards_mib=sum(shard_sizes),
         largest_shard_mib=max(shard_sizes),
         n_shards=len(shard_sizes),
         cache_mib=folder_mib(home / "data" / "cache"),
-        docs_mib=folder_mib(out / "data_docs"),
+        docs_mib=folder_mib(out.data_docs),
         prefect_mib=folder_mib(home / ".prefect"),
     )
 

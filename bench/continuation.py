@@ -40,18 +40,16 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, default=Path("continuation.png"))
     args = ap.parse_args()
     workspace.configure_environment()
-    import pyarrow.parquet as pq
-
+    from musicflow.adapters.store import read_dataset, read_manifest
     from musicflow.models.data import heldout_split
 
-    folder = workspace.home() / "data" / "rolls" / args.dataset
-    shards = sorted(folder.glob("part-*.parquet"))
-    _, heldout = heldout_split(shards)
-    manifest = pq.read_table(folder / "manifest.parquet").to_pylist()
+    folder = workspace.rolls_dir(args.dataset)
+    _, heldout = heldout_split(read_dataset(folder).shard_paths)
+    manifest = read_manifest(folder).to_dict("records")
     paths = sorted(r["source_path"] for r in manifest if r["source_sha256"] in heldout)
     source = Path(paths[args.pick])
     if not source.is_absolute():
-        source = workspace.home() / "data" / "sources" / args.dataset / source
+        source = workspace.exported_source(args.dataset) / source
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "musicflow.cli", "generate", "--model-uri", args.model_uri]
         cmd += ["--prompt", str(source), "--prompt-bars", str(args.prompt_bars)]

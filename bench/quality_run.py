@@ -128,7 +128,7 @@ def main() -> None:
     from musicflow.pages import plots
 
     workspace.configure_environment()
-    home = workspace.home()
+    reports = workspace.DatasetFolder.named(args.dataset).reports
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, held_dir = split_corpus(args.corpus, args.first, args.holdout_every, Path(tmp))
         musicflow("encode", str(train_dir), "--dataset", args.dataset)
@@ -151,7 +151,7 @@ def main() -> None:
             "--epochs", "100000", "--time-budget", str(args.minutes),
         )  # fmt: skip
         version = tracking.latest_version(tracking.registered_name(args.dataset, model))
-        out = home / "reports" / args.dataset / "quality" / f"{model}-v{version.version}"
+        out = reports / "quality" / f"{model}-v{version.version}"
         uri = tracking.version_uri(version.name, version.version)
         musicflow("generate", "--model-uri", uri, "-n", str(args.pieces), "--seed", "1",
                   "--out", str(out))  # fmt: skip
@@ -167,7 +167,7 @@ def main() -> None:
     for label, w in samples.items():  # each piece's first window, blank where fewer than 8
         first = w[::8][:8]
         rows[label] = np.concatenate([first, np.zeros((8 - len(first), *w.shape[1:]), bool)])
-    figure = workspace.reports_dir() / args.dataset / "quality-samples.png"
+    figure = reports / "quality-samples.png"
     os.makedirs(figure.parent, exist_ok=True)
     plots.sample_grid_figure(
         np.concatenate(list(rows.values())),

@@ -25,6 +25,7 @@ import numpy as np
 
 from musicflow.adapters import workspace
 from musicflow.core import compose, roll
+from musicflow.core.defaults import DEFAULT_DATASET
 from musicflow.core.midi import scan_midi
 
 
@@ -99,7 +100,7 @@ def main() -> None:
     before = sampler._pieces(args.pieces, windows, args.seed, sampler._piece_latents(rngs, windows))
     before = np.concatenate(list(before.transpose(1, 0, 2, 3)), axis=2) > 0.5
     after = model.direct(args.pieces, args.bars, args.seed) > 0.5
-    folder = args.data or workspace.home() / "data" / "sources" / "bach-chorales"
+    folder = args.data or workspace.exported_source(DEFAULT_DATASET)
     share, bars = data_share(folder)
     print(f"model {args.model_uri}: {args.pieces} pieces of {args.bars} bars, seed {args.seed}")
     print(f"data ({folder.name}, {bars} bars): silent_bar_share {share:.4f}")

@@ -84,7 +84,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- |")
     heldout = None
-    with reading(workspace.home() / "data" / "rolls" / args.dataset) as info:
+    with reading(workspace.rolls_dir(args.dataset)) as info:
         for name, pieces in variants.items():
             evaluation, windows = evaluate_model(Variant(pieces), info, seed=args.seed)
             heldout = windows.heldout

@@ -28,6 +28,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from musicflow.adapters.store import DatasetInfo, write_manifest
+from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.core.errors import DatasetError, MusicflowError
 from musicflow.core.roll import DEFAULT_PITCH_LOW
@@ -49,6 +50,10 @@ class AuditResult:
     n_cached: int
     dataset_info: DatasetInfo | None = None
     audit_page: Path | None = None  # <out>/audit.html: the audit, readable offline
+
+    @property
+    def manifest(self) -> Path:
+        return DatasetFolder(self.out_dir).manifest
 
 
 def cached_step(task_fn, *args, **kwargs) -> tuple[object, bool]:
@@ -153,8 +158,9 @@ def _audit(
         step.skipped = not parsed.n_parsed
         step.detail = f"{parsed.n_parsed} files read, {parsed.n_cached} from the cache"
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
+    folder = DatasetFolder(out_dir)
     with progress.timed("validate") as step:
-        docs_dir = out_dir / "data_docs"
+        docs_dir = folder.data_docs
         report, step.skipped = cached_step(
             validate_step(docs_dir),
             judged,
@@ -167,7 +173,7 @@ def _audit(
     with progress.timed("manifest") as step:
         manifest = build_manifest(parsed.records, report.outcomes)
         page = write_audit_page(
-            manifest, report.expectation_summary, dataset, out_dir / "audit.html", report.docs_index
+            manifest, report.expectation_summary, dataset, folder.audit_page, report.docs_index
         )
         step.detail = f"{len(manifest)} rows, audit page written"
     result = AuditResult(
@@ -196,7 +202,7 @@ def audit_flow(
     result, manifest = _audit(
         Path(source), dataset, Path(out_dir), Path(cache_dir), pitch_low, max_bytes, workers
     )
-    write_manifest(manifest, Path(out_dir) / "manifest.parquet")
+    write_manifest(manifest, result.manifest)
     return result
 
 
@@ -215,10 +221,8 @@ def encode_flow(
         Path(source), dataset, Path(out_dir), Path(cache_dir), pitch_low, max_bytes, workers
     )
     if result.summary["status"].get("accepted", 0) == 0:
-        write_manifest(manifest, Path(out_dir) / "manifest.parquet")
-        raise DatasetError(
-            f"no accepted MIDI file under {source}; see {Path(out_dir) / 'manifest.parquet'}"
-        )
+        write_manifest(manifest, result.manifest)
+        raise DatasetError(f"no accepted MIDI file under {source}; see {result.manifest}")
     with progress.timed("shards") as step:
         result.dataset_info = info = write_shards(
             manifest,

@@ -39,7 +39,7 @@ def _progress(done: int, total: int) -> None:
 
 def default_source() -> Path:
     """The Bach chorales from music21's corpus, exported into the workspace on first use."""
-    dest = workspace.home() / "data" / "sources" / DEFAULT_DATASET
+    dest = workspace.exported_source(DEFAULT_DATASET)
     if not (dest / ".complete").exists():
         print(
             f"first use: exporting music21's Bach chorales to {dest} (once, ~1 min)",

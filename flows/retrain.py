@@ -50,7 +50,7 @@ from musicflow.adapters.prefect_server import (
     stop_process,
     ui_url,
 )
-from musicflow.core.errors import DatasetError, MusicflowError
+from musicflow.core.errors import MusicflowError
 from musicflow.flows.pipeline import pipeline_flow
 
 if TYPE_CHECKING:
@@ -130,11 +130,9 @@ def serve_retraining(
     a server started here is stopped. Returns 0.
     """
     validate_cron(cron)
-    source = Path(source).resolve()
-    if not source.is_dir():
-        raise DatasetError(f"source folder not found: {source}")
+    source = workspace.check_source(Path(source).resolve())
     params = retrain_parameters(source, dataset, models=models, training=training)
-    prefect_home = Path(os.environ.get("PREFECT_HOME") or workspace.home() / ".prefect")
+    prefect_home = workspace.prefect_home()
     if not os.environ.get("PREFECT_API_URL"):
         print(
             f"starting a local Prefect server (state in {prefect_home}, ~30 s)…",
@@ -194,9 +192,7 @@ def deploy_retraining(
     Re-running it updates the deployment and unpauses it. Returns 0.
     """
     validate_cron(cron)
-    source = Path(source).resolve()
-    if not source.is_dir():
-        raise DatasetError(f"source folder not found: {source}")
+    source = workspace.check_source(Path(source).resolve())
     url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
     if not url:
         raise MusicflowError(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from musicflow.adapters import tflog, workspace
 from musicflow.adapters.tracking import UI_PORT
+from musicflow.adapters.workspace import DatasetFolder, check_source
 from musicflow.core.catalog import MODEL_NAMES, PROMPT_CONTEXT_BARS
 from musicflow.core.defaults import (
     DEFAULT_CRON,
@@ -178,33 +179,15 @@ PORT = _int_in(1, 65535, "a port")
 # --- checks before any server starts --------------------------------------------------------
 
 
-def check_source(source: Path) -> Path:
-    """The source folder, or DatasetError saying in one line what is wrong with it."""
-    source = Path(source)
-    if not source.exists():
-        raise DatasetError(f"source folder not found: {source}")
-    if not source.is_dir():
-        raise DatasetError(
-            f"{source} is a file, not a folder: give the folder that holds the MIDI files"
-        )
-    try:
-        next(os.scandir(source), None)
-    except PermissionError:
-        raise DatasetError(f"cannot read the source folder {source}: permission denied") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read the source folder {source}: {exc.strerror}") from None
-    return source
-
-
 def check_encoded(dataset: str) -> Path:
     """The dataset's folder when it holds an encoded dataset, else DatasetError."""
-    folder = workspace.rolls_dir(dataset)
-    if not (folder / "dataset.json").is_file():
+    folder = DatasetFolder.named(dataset)
+    if not folder.info.is_file():
         raise DatasetError(
-            f"no encoded dataset '{dataset}' in {folder}; run 'musicflow encode SOURCE "
+            f"no encoded dataset '{dataset}' in {folder.root}; run 'musicflow encode SOURCE "
             f"--dataset {dataset}' first"
         )
-    return folder
+    return folder.root
 
 
 def check_disk() -> None:
@@ -310,7 +293,7 @@ def _print_audit(result) -> None:
 
     print(format_summary(result.summary))
     print(f"parsed {result.n_parsed} file(s), {result.n_cached} from cache")
-    print(f"manifest: {result.out_dir / 'manifest.parquet'}")
+    print(f"manifest: {result.manifest}")
     if getattr(result, "audit_page", None):
         print(f"audit page: {result.audit_page}")
     if result.docs_index:
@@ -714,7 +697,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
     check_port(args.port)
     tracking.prepare_store()
-    log = workspace.home() / "mlruns" / "ui.log"
+    log = workspace.ui_log()
     address = tracking.ui_address(args.port)
     page = write_ui_link_page(address)
     _say(f"MLflow UI for {workspace.tracking_uri()} on {address} (Ctrl-C to stop; log: {log})")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from musicflow.adapters import workspace
 from musicflow.adapters.store import read_history
+from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core.history import drift
 
 
@@ -54,10 +54,6 @@ def _models_by_digest(dataset: str) -> dict[str, list[str]]:
     return found
 
 
-def history_page(dataset: str) -> Path:
-    return workspace.reports_dir() / dataset / "history.html"
-
-
 def write_history_page(
     dataset: str, folder: Path, rows: list[dict] | None = None, *, index: bool = False
 ) -> Path:
@@ -66,13 +62,14 @@ def write_history_page(
     from musicflow.pages.report import render_history, write_report
 
     rows = history_rows(dataset, folder) if rows is None else rows
-    page = history_page(dataset)
-    folder = Path(folder)
+    files = DatasetFolder(folder, dataset)
+    page = files.history_page
+    folder = files.root
 
     def rel(target: Path) -> str:
         return Path(os.path.relpath(target, page.parent)).as_posix()
 
-    targets = {"audit": folder / "audit.html", "index": page.parent / "index.html"}
+    targets = {"audit": files.audit_page, "index": files.index_page}
     links = {
         name: rel(target)
         for name, target in targets.items()

@@ -23,8 +23,8 @@ import pandas as pd
 from prefect import task
 
 from musicflow.adapters import atomic
+from musicflow.adapters.workspace import check_source
 from musicflow.core import names
-from musicflow.core.errors import DatasetError
 
 MIDI_SUFFIXES = (".mid", ".midi")
 _BLOCK = 1 << 20
@@ -39,19 +39,7 @@ class SourceFile:
 
 def find_midi_files(source: Path) -> list[SourceFile]:
     """Every ``.mid``/``.midi`` file (any case) below ``source``, sorted by relative path."""
-    source = Path(source)
-    if not source.exists():
-        raise DatasetError(f"source folder not found: {source}")
-    if not source.is_dir():
-        raise DatasetError(
-            f"{source} is a file, not a folder: give the folder that holds the MIDI files"
-        )
-    try:
-        os.listdir(source)
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot read the source folder {source}: {exc.strerror or exc}"
-        ) from None
+    source = check_source(source)
     found = []
     links: list[str] = []
 

@@ -2,7 +2,9 @@
 
 A cache entry holds what one read of a file gives: its metadata record (for validation) and its
 roll-v1 windows (for the shards). Entries are keyed by (sha256 of the bytes, encoding parameters,
-encoder version), so a warm run parses nothing and a new or changed file is the only one parsed.
+encoder version), and an entry whose record lacks a field of ``scan.RECORD_KEYS`` is parsed again
+(``musicflow/adapters/parse_cache.load_record``), so a warm run parses nothing and a new or
+changed file is the only one parsed.
 Parsing fans out in chunks over the flow's task runner (threads, or Dask processes); one Prefect
 task per file would cost more in orchestration than the parse itself (~45 ms vs ~2 ms).
 """

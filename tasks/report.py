@@ -33,9 +33,11 @@ from prefect.cache_policies import NONE
 
 from musicflow.adapters import lineage, tracking, workspace
 from musicflow.adapters.audio import PREVIEW_SUFFIX
-from musicflow.adapters.store import read_history
+from musicflow.adapters.store import read_history, read_manifest
+from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core.champion import RULE_TEXT, best_of_dataset, best_reason
 from musicflow.core.defaults import PIECE_WINDOWS
+from musicflow.core.errors import DatasetError
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows
 from musicflow.tasks.generate import GenerationResult
@@ -53,18 +55,7 @@ AUDIT_LIST_LIMIT = 20
 
 def report_page(trained: TrainedModel, registered: RegisteredModel) -> Path:
     """Where the version's report lives: ``reports/<dataset>/<model>-v<version>/report.html``."""
-    folder = workspace.reports_dir() / trained.dataset / f"{trained.model}-v{registered.version}"
-    return folder / "report.html"
-
-
-def index_page(dataset: str) -> Path:
-    """The dataset's index page: ``reports/<dataset>/index.html``."""
-    return workspace.reports_dir() / dataset / "index.html"
-
-
-def audit_pages(dataset_dir: Path) -> tuple[Path, Path]:
-    """The dataset's audit page and GX Data Docs index (written by the validate stage)."""
-    return Path(dataset_dir) / "audit.html", Path(dataset_dir) / "data_docs" / "index.html"
+    return DatasetFolder.named(trained.dataset).report_page(trained.model, registered.version)
 
 
 #: The page in ``reports/`` that every link into the MLflow UI goes through.
@@ -77,8 +68,8 @@ def ui_link_page() -> Path:
 
 def write_ui_link_page(address: str | None = None) -> Path:
     """Point the pages' MLflow links at ``address`` (``musicflow ui`` passes its own); with
-    None, write the default address (the tracking server's, or port 5000) only when the page
-    does not exist yet, so a report never undoes what ``ui`` wrote."""
+    None, write the default address (the tracking server's, or ``tracking.UI_PORT``) only when
+    the page does not exist yet, so a report never undoes what ``ui`` wrote."""
     from musicflow.pages.report import render_ui_link_page, write_report
 
     page = ui_link_page()
@@ -111,10 +102,10 @@ def thesis_counterpart_metrics(dataset: str, model: str) -> dict[str, float] | N
 
 
 def _audit_summary(dataset_dir: Path) -> dict:
-    manifest_path = Path(dataset_dir) / "manifest.parquet"
-    if not manifest_path.exists():
+    try:
+        summary = summarize(read_manifest(dataset_dir))
+    except DatasetError:  # never audited
         return {}
-    summary = summarize(pq.read_table(manifest_path).to_pandas())
     for key in ("quarantined_files", "warned_files"):
         summary[key] = summary[key][:AUDIT_LIST_LIMIT]
     return summary
@@ -235,7 +226,7 @@ def _lineage(
 ) -> Lineage:
     from musicflow.pages.report import Lineage
 
-    audit, docs = audit_pages(dataset_dir)
+    files = DatasetFolder(dataset_dir, trained.dataset)
     experiment = tracking.experiment_id_of(trained.dataset)
     return Lineage(
         dataset=trained.dataset,
@@ -254,9 +245,9 @@ def _lineage(
         if experiment
         else None,
         model_uri=registered.model_uri,
-        data_docs=_rel(docs, out),
-        audit_page=_rel(audit, out),
-        index_page=os.path.relpath(index_page(trained.dataset), out).replace(os.sep, "/"),
+        data_docs=_rel(files.data_docs_index, out),
+        audit_page=_rel(files.audit_page, out),
+        index_page=os.path.relpath(files.index_page, out).replace(os.sep, "/"),
         champion=standing[0],
         best_of_dataset=standing[1],
         registered_model=registered.name,
@@ -303,14 +294,15 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
     dataset marked. Returns its path."""
     from musicflow.pages.report import IndexRow, render_index, write_report
 
-    page = index_page(dataset)
-    folder = page.parent
+    files = DatasetFolder(dataset_dir, dataset) if dataset_dir else DatasetFolder.named(dataset)
+    page = files.index_page
+    folder = files.reports
     rows = tracking.dataset_versions(dataset)
     best = best_of_dataset([r for r in rows if r.champion])
     experiment = next((r.experiment_id for r in rows if r.experiment_id), None)
     index_rows = []
     for r in sorted(rows, key=lambda r: (r.model_kind, -r.version)):
-        report = folder / f"{r.model_kind}-v{r.version}" / "report.html"
+        report = files.report_page(r.model_kind, r.version)
         done = r.metrics.get("epochs_completed")
         planned = r.params.get("max_epochs") or r.params.get("epochs")
         index_rows.append(
@@ -334,13 +326,11 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
             )
         )
     links = []
-    if dataset_dir is None:
-        dataset_dir = workspace.rolls_dir(dataset)
-    reference = reference_excerpt(Path(dataset_dir), folder / "reference")
-    audit, docs = audit_pages(dataset_dir)
+    reference = reference_excerpt(files.root, folder / "reference")
+    audit, docs = files.audit_page, files.data_docs_index
     history = None
-    if read_history(dataset_dir):  # it links this index, written below
-        history = write_history_page(dataset, dataset_dir, index=True)
+    if read_history(files.root):  # it links this index, written below
+        history = write_history_page(dataset, files.root, index=True)
     for label, target in (("audit page", audit), ("GX Data Docs", docs), ("history", history)):
         href = _rel(target, folder) if target else None
         if href:

@@ -336,7 +336,8 @@ def one_at_a_time(dataset_dir: Path, model_name: str) -> Iterator[None]:
     file ``.train-<model>.lock`` there), held from training to the report: a second identical
     command waits for the first, then finds its cached run and version instead of training
     and registering a twin. Says so when it has to wait."""
-    fd = os.open(Path(dataset_dir) / f".train-{model_name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    lock = workspace.DatasetFolder(dataset_dir).train_lock(model_name)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

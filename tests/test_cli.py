@@ -412,6 +412,7 @@ def test_audit_json_is_one_document_on_stdout(
         n_cached=0,
         out_dir=workspace_home / "data" / "rolls" / "src",
         audit_page=workspace_home / "data" / "rolls" / "src" / "audit.html",
+        manifest=workspace_home / "data" / "rolls" / "src" / "manifest.parquet",
         docs_index=None,
     )
     monkeypatch.setattr(cli, "_dataset_flow", lambda args, encode: fake)

@@ -10,7 +10,7 @@ from conftest import write_midi
 from prefect import flow
 
 from musicflow.adapters import parse_cache
-from musicflow.core import roll
+from musicflow.core import roll, scan
 from musicflow.core.errors import DatasetError
 from musicflow.core.scan import scan_file
 from musicflow.tasks import parse
@@ -37,6 +37,25 @@ def test_entry_round_trip_and_unreadable_entries(tmp_path: Path) -> None:
     entry.write_bytes(b"half an entry")
     assert parse_cache.load_record(entry) is None  # re-parsed, never trusted
     assert parse_cache.load_record(tmp_path / "missing.npz") is None
+
+
+def test_an_entry_of_other_record_fields_is_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    midi = tmp_path / "x.mid"
+    write_midi(midi, [60, 62, 64] * 20)
+    entry = tmp_path / "entry.npz"
+    parse_cache.store_entry(entry, scan_file(midi.read_bytes()))
+    assert parse_cache.load_record(entry) is not None
+    # a validation field added to the record: the entry written before it is stale
+    monkeypatch.setattr(scan, "RECORD_KEYS", (*scan.RECORD_KEYS, "n_new_field"))
+    assert parse_cache.load_record(entry) is None
+    monkeypatch.undo()
+    # and a field removed or renamed
+    old = scan_file(midi.read_bytes())
+    del old.record["windows_complete"]
+    parse_cache.store_entry(entry, old)
+    assert parse_cache.load_record(entry) is None
 
 
 def test_chunks_cover_every_job_once() -> None:
@@ -70,6 +89,14 @@ def test_only_new_files_are_parsed(tmp_path: Path) -> None:
     again = run()
     assert (again.n_parsed, again.n_cached) == (1, 2)
     assert again.records.set_index("source_path").loc["c.mid", "n_notes"] == 8
+    sha = again.records.set_index("source_path").loc["c.mid", "source_sha256"]
+    entry = parse_cache.entry_path(parse_cache.cache_root(cache, 21), sha)
+    stale = scan_file((src / "c.mid").read_bytes())
+    del stale.record["windows_complete"]  # an entry of the code before that field
+    parse_cache.store_entry(entry, stale)
+    third = run()
+    assert (third.n_parsed, third.n_cached) == (1, 2)  # read again, not served stale
+    assert parse_cache.load_record(entry) is not None
 
 
 def test_a_file_that_cannot_be_read_gets_an_unreadable_record(tmp_path: Path) -> None:

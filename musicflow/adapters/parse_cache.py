@@ -3,7 +3,9 @@
 An entry holds a file's metadata record (for validation) and its roll-v1 windows (for the
 shards), under ``data/cache/<encoding>-v<encoder version>-p<pitch_low>/<sha256[:2]>/<sha256>.npz``.
 Entries are written atomically, so a killed run never leaves a half-written one; an unreadable
-entry is parsed again (``tasks/parse.py``).
+entry is parsed again (``tasks/parse.py``), and so is one whose record holds other fields than
+``scan.RECORD_KEYS`` (written before a field was added or renamed): the folder is keyed on the
+encoding, the record on its own fields, so a new validation field never reads stale records.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.adapters import atomic
-from musicflow.core import roll
-from musicflow.core.scan import FileScan
+from musicflow.core import roll, scan
 
 
 def cache_root(cache_dir: Path, pitch_low: int) -> Path:
@@ -27,28 +28,32 @@ def entry_path(root: Path, sha: str) -> Path:
     return root / sha[:2] / f"{sha}.npz"
 
 
-def store_entry(path: Path, scan: FileScan) -> None:
+def store_entry(path: Path, parsed: scan.FileScan) -> None:
     """Atomic write (temp file + rename): a killed run never leaves a half-written entry."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
             np.savez(
                 fh,
-                record=np.array(json.dumps(scan.record)),
-                packed=scan.packed,
-                segments=scan.segments.astype(np.int32),
+                record=np.array(json.dumps(parsed.record)),
+                packed=parsed.packed,
+                segments=parsed.segments.astype(np.int32),
             )
 
     atomic.atomic_write(path, write)
 
 
 def load_record(path: Path) -> dict | None:
-    """The cached metadata record, or None when absent or unreadable (then it is re-parsed)."""
+    """The cached metadata record, or None when absent, unreadable or of other fields than
+    ``scan.RECORD_KEYS`` (then it is re-parsed)."""
     try:
         with np.load(path, allow_pickle=False) as entry:
-            return json.loads(str(entry["record"]))
+            record = json.loads(str(entry["record"]))
     except (OSError, ValueError, KeyError):
         return None
+    if not isinstance(record, dict) or tuple(record) != scan.RECORD_KEYS:
+        return None
+    return record
 
 
 def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray]:

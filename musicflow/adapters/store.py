@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from musicflow import __version__
 from musicflow.adapters import atomic
 from musicflow.adapters.parse_cache import cache_root, entry_path, load_windows
+from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core import roll
 from musicflow.core.errors import DatasetError
 from musicflow.core.history import file_changes, window_statistics
@@ -81,11 +82,6 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-LOCK_NAME = ".lock"
-READERS_NAME = ".readers"
-PENDING_MANIFEST = ".manifest.parquet.{sha}.pending"
-
-
 def manifest_table(manifest: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(
         manifest[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA, preserve_index=False
@@ -102,9 +98,9 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Exclusive lock of a dataset folder for one writer (``flock`` on ``.lock``)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    folder = DatasetFolder(folder)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -164,7 +160,7 @@ class DatasetInfo:
 def read_dataset_info(folder: Path) -> DatasetInfo | None:
     """``folder``'s ``dataset.json``, or None when it is missing or unreadable."""
     try:
-        record = json.loads((Path(folder) / "dataset.json").read_text())
+        record = json.loads(DatasetFolder(folder).info.read_text())
         return DatasetInfo(
             name=record["name"],
             folder=Path(folder),
@@ -193,11 +189,11 @@ def read_dataset(folder: Path) -> DatasetInfo:
 def read_manifest(folder: Path) -> pd.DataFrame:
     """The manifest published with the folder's committed dataset (or, for a folder only
     audited, its ``manifest.parquet``); DatasetError when there is none."""
-    folder = Path(folder)
+    files = DatasetFolder(folder)
     info = read_dataset_info(folder)
-    path = folder / "manifest.parquet"
+    path = files.manifest
     if info is not None and info.manifest_sha256:
-        pending = folder / PENDING_MANIFEST.format(sha=info.manifest_sha256[:16])
+        pending = files.staged_manifest(info.manifest_sha256)
         if pending.is_file():  # committed, not yet renamed
             path = pending
     if not path.is_file():
@@ -241,7 +237,7 @@ def _reader_lease(folder: Path) -> Iterator[None]:
     """A shared lock on ``.readers`` while the block runs: a concurrent encode then leaves
     the shards of the set it replaces for a later run to remove (see :func:`_sweep`)."""
     read_dataset(folder)  # one clear line for a folder that holds no dataset
-    fd = os.open(Path(folder) / READERS_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(DatasetFolder(folder).readers, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
@@ -278,16 +274,17 @@ def _roll_forward(out_dir: Path) -> None:
     info = read_dataset_info(out_dir)
     if info is None or not info.manifest_sha256:
         return
-    pending = out_dir / PENDING_MANIFEST.format(sha=info.manifest_sha256[:16])
+    files = DatasetFolder(out_dir)
+    pending = files.staged_manifest(info.manifest_sha256)
     if pending.is_file():
-        os.replace(pending, out_dir / "manifest.parquet")
+        os.replace(pending, files.manifest)
 
 
 def _sweep(out_dir: Path, keep: list[str]) -> None:
     """Remove what no committed dataset uses: shards not in ``keep`` (unless a reader still
     holds the previous set, see :func:`reading`), staged manifests and the temp files of
     writers that are gone."""
-    fd = os.open(out_dir / READERS_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(DatasetFolder(out_dir).readers, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -299,7 +296,7 @@ def _sweep(out_dir: Path, keep: list[str]) -> None:
                     stale.unlink(missing_ok=True)
     finally:
         os.close(fd)
-    for pending in out_dir.glob(".manifest.parquet.*.pending"):
+    for pending in DatasetFolder(out_dir).staged_manifests():
         pending.unlink(missing_ok=True)
     atomic.sweep(out_dir)
 
@@ -343,7 +340,8 @@ def _publish(
     pq.write_table(manifest_table(manifest), sink)
     manifest_bytes = sink.getvalue().to_pybytes()
     manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-    pending = out_dir / PENDING_MANIFEST.format(sha=manifest_sha[:16])
+    files = DatasetFolder(out_dir)
+    pending = files.staged_manifest(manifest_sha)
     written: list[Path] = []  # shard files this call created
     try:
         atomic.write_bytes(pending, manifest_bytes)
@@ -366,9 +364,9 @@ def _publish(
             "musicflow_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        atomic.write_text(out_dir / "dataset.json", json.dumps(record, indent=2), fsync=True)
+        atomic.write_text(files.info, json.dumps(record, indent=2), fsync=True)
         atomic.crash_point("encode:committed")
-    os.replace(pending, out_dir / "manifest.parquet")
+    os.replace(pending, files.manifest)
     return info
 
 
@@ -477,19 +475,13 @@ def _complete_shard(path: Path, n_rows: int) -> bool:
 
 # The dataset's history: one record per committed version.
 
-HISTORY_DIR = "history"
-VERSIONS_FILE = "versions.json"
 CHANGED_SHOWN = 20  # paths listed per kind of change in a record; the counts are exact
 BATCH_ROWS = 2048  # windows unpacked at a time for the statistics (~19 MB as bool)
 
 
-def history_dir(folder: Path) -> Path:
-    return Path(folder) / HISTORY_DIR
-
-
 def read_history(folder: Path) -> list[dict]:
     """The dataset's version records, oldest first ([] before its first commit)."""
-    path = history_dir(folder) / VERSIONS_FILE
+    path = DatasetFolder(folder).versions
     if not path.is_file():
         return []
     try:
@@ -515,8 +507,8 @@ def _files(manifest: pd.DataFrame) -> dict[str, str]:
 def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
     """Record the committed version ``info`` (a :class:`DatasetInfo`, its manifest
     ``manifest``) unless it is the last one recorded; returns the new record, or None."""
-    folder = Path(folder)
-    atomic.sweep(history_dir(folder))  # the temp files of a history write that was killed
+    files = DatasetFolder(folder)
+    atomic.sweep(files.history)  # the temp files of a history write that was killed
     records = read_history(folder)
     if records and (records[-1]["digest"], records[-1].get("manifest_sha256")) == (
         info.digest,
@@ -526,7 +518,7 @@ def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
     number = records[-1]["version"] + 1 if records else 1
     before: dict[str, str] = {}
     if records:
-        previous = history_dir(folder) / f"v{records[-1]['version']}.manifest.parquet"
+        previous = files.version_manifest(records[-1]["version"])
         if previous.is_file():
             before = _files(
                 pq.read_table(previous, columns=["source_path", "source_sha256"]).to_pandas()
@@ -535,14 +527,12 @@ def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
     quarantined = manifest[manifest.status == "quarantined"]
     accepted = manifest[manifest.status == "accepted"]
     try:
-        committed_at = json.loads((folder / "dataset.json").read_text()).get("created_at")
+        committed_at = json.loads(files.info.read_text()).get("created_at")
     except (OSError, ValueError):
         committed_at = None
     # the newest validation: GX names each page's folder by its run time (and rewrites every
     # page on each build, so file times say nothing)
-    docs = sorted(
-        (folder / "data_docs" / "validations").glob("**/*.html"), key=lambda p: p.parent.name
-    )
+    docs = sorted((files.data_docs / "validations").glob("**/*.html"), key=lambda p: p.parent.name)
     record = {
         "version": number,
         "digest": info.digest,
@@ -557,10 +547,9 @@ def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
         "quarantine_reasons": dict(Counter(quarantined.reason)),
         "warnings": dict(Counter(w for ws in accepted.warnings for w in ws)),
         "statistics": window_statistics(_windows(info.shard_paths), pitch_low=info.pitch_low),
-        "validation_page": docs[-1].relative_to(folder).as_posix() if docs else None,
+        "validation_page": docs[-1].relative_to(files.root).as_posix() if docs else None,
     }
-    out = history_dir(folder)
     table = manifest_table(manifest)
-    atomic.atomic_write(out / f"v{number}.manifest.parquet", lambda tmp: pq.write_table(table, tmp))
-    atomic.write_text(out / VERSIONS_FILE, json.dumps([*records, record], indent=1), fsync=True)
+    atomic.atomic_write(files.version_manifest(number), lambda tmp: pq.write_table(table, tmp))
+    atomic.write_text(files.versions, json.dumps([*records, record], indent=1), fsync=True)
     return record

@@ -1,14 +1,19 @@
 """Where a run keeps its state, and the environment every library must see before import.
 
 All state lives under the current directory, or ``MUSICFLOW_HOME`` when set (docs/cli.md):
-``data/``, ``reports/``, ``mlruns/`` and the Prefect home ``.prefect/``.
+``data/``, ``reports/``, ``mlruns/`` and the Prefect home ``.prefect/``. Every path of one
+dataset comes from its :class:`DatasetFolder`; a source folder is checked by
+:func:`check_source`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+
+from musicflow.core.errors import DatasetError
 
 #: Dataset names: lowercase letters, digits, ``-`` and ``_``, starting with a letter or digit,
 #: at most 64 characters. A name becomes a folder (``data/rolls/<name>/``), an MLflow
@@ -53,6 +58,144 @@ def reports_dir() -> Path:
     return home() / "reports"
 
 
+def exported_source(name: str) -> Path:
+    """``data/sources/<name>/``: a source folder musicflow exports itself (music21's chorales)."""
+    return home() / "data" / "sources" / name
+
+
+def mlruns_dir() -> Path:
+    """``mlruns/``: the embedded tracking store, its artifacts and the UI's log."""
+    return home() / "mlruns"
+
+
+def ui_log() -> Path:
+    """Where ``musicflow ui`` appends its server's output."""
+    return mlruns_dir() / "ui.log"
+
+
+@dataclass(frozen=True)
+class DatasetFolder:
+    """Every path of one dataset (docs/dataset.md): its folder (``data/rolls/<name>/``, or
+    what ``--out`` chose), what the store, the audit and GX write there, and its reports
+    folder ``reports/<name>/``.
+
+    ``name`` defaults to the folder's own name, which is the dataset's for every folder the
+    workspace makes (:meth:`named`); only the reports' paths use it.
+    """
+
+    root: Path
+    name: str = ""
+
+    MANIFEST = "manifest.parquet"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        if not self.name:
+            object.__setattr__(self, "name", self.root.name)
+
+    @classmethod
+    def named(cls, name: str) -> DatasetFolder:
+        """The workspace's folder of dataset ``name`` (the name is checked)."""
+        return cls(rolls_dir(name), name)
+
+    # In the dataset folder: the store's files (musicflow/adapters/store.py) …
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    def staged_manifest(self, sha256: str) -> Path:
+        """The manifest of a publication between staging and commit (hidden, by its hash)."""
+        return self.root / f".{self.MANIFEST}.{sha256[:16]}.pending"
+
+    def staged_manifests(self) -> list[Path]:
+        return list(self.root.glob(f".{self.MANIFEST}.*.pending"))
+
+    @property
+    def info(self) -> Path:
+        """``dataset.json``: the commit point (digest, encoding, shards)."""
+        return self.root / "dataset.json"
+
+    @property
+    def lock(self) -> Path:
+        """The writers' lock (``flock``)."""
+        return self.root / ".lock"
+
+    @property
+    def readers(self) -> Path:
+        """The readers' shared lock, which keeps a replaced set's shards while they read."""
+        return self.root / ".readers"
+
+    def train_lock(self, model: str) -> Path:
+        """One training of ``model`` on this dataset at a time."""
+        return self.root / f".train-{model}.lock"
+
+    @property
+    def history(self) -> Path:
+        """``history/``: one record per committed version (``versions.json``)."""
+        return self.root / "history"
+
+    @property
+    def versions(self) -> Path:
+        return self.history / "versions.json"
+
+    def version_manifest(self, number: int) -> Path:
+        """The manifest of committed version ``number``."""
+        return self.history / f"v{number}.{self.MANIFEST}"
+
+    # … the audit's pages …
+    @property
+    def audit_page(self) -> Path:
+        return self.root / "audit.html"
+
+    @property
+    def data_docs(self) -> Path:
+        """The GX Data Docs site of the dataset's validations."""
+        return self.root / "data_docs"
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.data_docs / "index.html"
+
+    # … and its reports.
+    @property
+    def reports(self) -> Path:
+        """``reports/<name>/``: the dataset's index, history page and version reports."""
+        return reports_dir() / self.name
+
+    @property
+    def index_page(self) -> Path:
+        return self.reports / "index.html"
+
+    @property
+    def history_page(self) -> Path:
+        return self.reports / "history.html"
+
+    def report_page(self, model: str, version: int) -> Path:
+        """The report of registered version ``version`` of ``model``."""
+        return self.reports / f"{model}-v{version}" / "report.html"
+
+
+def check_source(source: Path) -> Path:
+    """The source folder, or DatasetError saying in one line what is wrong with it."""
+    source = Path(source)
+    if not source.exists():
+        raise DatasetError(f"source folder not found: {source}")
+    if not source.is_dir():
+        raise DatasetError(
+            f"{source} is a file, not a folder: give the folder that holds the MIDI files"
+        )
+    try:
+        with os.scandir(source) as entries:
+            next(entries, None)
+    except PermissionError:
+        raise DatasetError(f"cannot read the source folder {source}: permission denied") from None
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot read the source folder {source}: {exc.strerror or exc}"
+        ) from None
+    return source
+
+
 def watch_state(dataset: str) -> Path:
     """What ``musicflow watch`` last trained for a dataset: ``data/watch/<dataset>.json``."""
     return home() / "data" / "watch" / f"{check_dataset_name(dataset)}.json"
@@ -66,7 +209,7 @@ def prefect_home() -> Path:
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded sqlite store under ``mlruns/``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlruns' / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
 #: Every usage-telemetry switch of the libraries musicflow runs (their documented opt-outs):
@@ -97,7 +240,7 @@ def artifact_root(uri: str) -> Path | None:
         return None
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
-    return home() / "mlruns" / "artifacts"
+    return mlruns_dir() / "artifacts"
 
 
 def _defaults(root: Path) -> dict[str, str]:
@@ -136,7 +279,7 @@ def configure_environment() -> None:
     switches, which are always off (docs/cli.md: no command phones home).
     """
     root = home()
-    (root / "mlruns").mkdir(parents=True, exist_ok=True)
+    mlruns_dir().mkdir(parents=True, exist_ok=True)
     for key, value in _defaults(root).items():
         os.environ.setdefault(key, value)
     os.environ.update(NO_TELEMETRY)

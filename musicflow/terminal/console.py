@@ -178,7 +178,7 @@ def audit_json(result: Any) -> dict[str, Any]:
         "summary": summary_json(result.summary),
         "n_parsed": int(result.n_parsed),
         "n_cached": int(result.n_cached),
-        "manifest": str(result.out_dir / "manifest.parquet"),
+        "manifest": str(result.manifest),
         "audit_page": str(result.audit_page) if getattr(result, "audit_page", None) else None,
         "data_docs": str(result.docs_index) if result.docs_index else None,
     }

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.integration, pytest.mark.perf]  # CLI processes, time bounds
+
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:

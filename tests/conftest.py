@@ -76,7 +76,7 @@ def _needs_server(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if any(_needs_server(item) for item in items):
+    if not config.option.collectonly and any(_needs_server(item) for item in items):
         _start_server()  # boots in the background until the first such test waits for it
 
 

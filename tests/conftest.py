@@ -4,7 +4,8 @@ The environment is set at import time, before any test module imports prefect, G
 they read PREFECT_HOME and friends when imported. The session's workspace Prefect server
 (``musicflow/adapters/prefect_server.py``) gets its address here too (Prefect reads
 ``PREFECT_API_URL`` once, at import), but starts only when a selected test is marked
-``integration`` or ``server``: a unit run (``make test-fast``) starts none. The tests' flows
+``integration`` or ``server`` (the whole suite, ``make test``: while the modules are collected);
+a unit run (``make test-fast``) starts none. The tests' flows
 and the CLI subprocesses they start use it, and it is stopped when the session ends (and would
 stop by itself two minutes after a killed session).
 
@@ -72,6 +73,17 @@ def _start_server() -> prefect_server.WorkspaceServer:
 
 def _needs_server(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(name) for name in NEEDS_SERVER)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    whole_suite = (
+        config.args_source is pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.markexpr
+        and not config.option.keyword
+        and not config.option.collectonly
+    )
+    if whole_suite:  # make test: it boots while the test modules are collected
+        _start_server()
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected

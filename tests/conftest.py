@@ -4,10 +4,10 @@ The environment is set at import time, before any test module imports prefect, G
 they read PREFECT_HOME and friends when imported. The session's workspace Prefect server
 (``musicflow/adapters/prefect_server.py``) gets its address here too (Prefect reads
 ``PREFECT_API_URL`` once, at import), but starts only when a selected test is marked
-``integration`` or ``server`` (the whole suite, ``make test``: while the modules are collected);
-a unit run (``make test-fast``) starts none. The tests' flows
-and the CLI subprocesses they start use it, and it is stopped when the session ends (and would
-stop by itself two minutes after a killed session).
+``integration`` or ``server`` (for the whole suite, ``make test``, while the modules are
+collected); a unit run (``make test-fast``) starts none. The tests' flows and the CLI
+subprocesses they start use it, and it is stopped when the session ends (and would stop by
+itself two minutes after a killed session).
 
 A unit test (no ``integration``/``server`` marker) fails when it starts a Prefect server or a
 CLI subprocess, or imports TensorFlow, MLflow or Great Expectations: mark it (pyproject.toml,
@@ -23,7 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import mido
 import numpy as np
@@ -98,14 +100,24 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _start_server().wait()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A unit test that reached the session's Prefect API (not started for it) says why."""
+    report = yield
+    if report.failed and not _needs_server(item) and f"127.0.0.1:{_PORT}" in report.longreprtext:
+        hint = "a unit test called the Prefect API (a flow?): mark it integration"
+        report.sections.append(("musicflow", hint))
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _SERVER is not None:
         prefect_server.stop_workspace_server(_SERVER.home)
     _PORT_HOLD.close()
 
 
-def _refuse(what: str):
-    def refuse(*args, **kwargs):
+def _refuse(what: str) -> Callable[..., NoReturn]:
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
         pytest.fail(f"a unit test {what}: mark it integration (or server)", pytrace=False)
 
     return refuse

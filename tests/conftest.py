@@ -2,17 +2,30 @@
 
 The environment is set at import time, before any test module imports prefect, GX or MLflow:
 they read PREFECT_HOME and friends when imported. The session's workspace Prefect server
-(``musicflow/adapters/prefect_server.py``) starts in the background here; the tests' flows and the
-CLI
-subprocesses they start use it (``PREFECT_API_URL``), and it is stopped when the session ends
-(and would stop by itself two minutes after a killed session).
+(``musicflow/adapters/prefect_server.py``) gets its address here too (Prefect reads
+``PREFECT_API_URL`` once, at import), but starts only when a selected test is marked
+``integration`` or ``server`` (for the whole suite, ``make test``, while the modules are
+collected); a unit run (``make test-fast``) starts none. The tests' flows and the CLI
+subprocesses they start use it, and it is stopped when the session ends (and would stop by
+itself two minutes after a killed session).
+
+A unit test (no ``integration``/``server`` marker) fails when it starts a Prefect server or a
+CLI subprocess, or imports TensorFlow, MLflow or Great Expectations: mark it (pyproject.toml,
+docs/architecture.md "Tests").
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import secrets
+import socket
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import mido
 import numpy as np
@@ -29,19 +42,117 @@ os.environ["MUSICFLOW_SERVER_IDLE_MINUTES"] = "2"
 from musicflow.adapters import prefect_server, workspace  # noqa: E402
 
 workspace.configure_environment()
-_SERVER = prefect_server.attach()  # boots while the test modules are collected
+
+# The server's port is bound (not listened on) until the server starts, so nothing else takes
+# it meanwhile and a unit test that calls the API is refused at once.
+_PORT_HOLD = socket.socket()
+_PORT_HOLD.bind(("127.0.0.1", 0))
+_PORT = _PORT_HOLD.getsockname()[1]
+_AUTH = f"musicflow:{secrets.token_urlsafe(24)}"
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PORT}/api"
+os.environ["PREFECT_API_AUTH_STRING"] = _AUTH
+_SERVER: prefect_server.WorkspaceServer | None = None
+
+NEEDS_SERVER = ("integration", "server")  # the markers whose tests get the Prefect server
+HEAVY = ("tensorflow", "mlflow", "great_expectations")  # what a unit test must not import
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _prefect_server_ready() -> None:
-    """Every test (and fixture) sees a ready Prefect API: session fixtures come first."""
-    if _SERVER is not None:
-        _SERVER.wait()
+def _start_server() -> prefect_server.WorkspaceServer:
+    """Start the session's server at its address (once; returns at once, ``wait()`` blocks)."""
+    global _SERVER
+    if _SERVER is None:
+        home = workspace.prefect_home().resolve()
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        prefect_server._take_lease(home)
+        _PORT_HOLD.close()
+        with prefect_server._locked(home / prefect_server.LOCK_NAME):
+            state, proc = prefect_server._spawn(home, _PORT, _AUTH)
+        _SERVER = prefect_server.WorkspaceServer(
+            home, state["url"], state["auth"], state["pid"], proc
+        )
+    return _SERVER
+
+
+def _needs_server(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in NEEDS_SERVER)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    whole_suite = (
+        config.args_source is pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.markexpr
+        and not config.option.keyword
+        and not config.option.collectonly
+    )
+    if whole_suite:  # make test: it boots while the test modules are collected
+        _start_server()
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.option.collectonly and any(_needs_server(item) for item in items):
+        _start_server()  # boots in the background until the first such test waits for it
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures, of whatever scope
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _needs_server(item):
+        _start_server().wait()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A unit test that reached the session's Prefect API (not started for it) says why."""
+    report = yield
+    if report.failed and not _needs_server(item) and f"127.0.0.1:{_PORT}" in report.longreprtext:
+        hint = "a unit test called the Prefect API (a flow?): mark it integration"
+        report.sections.append(("musicflow", hint))
+    return report
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _SERVER is not None:
         prefect_server.stop_workspace_server(_SERVER.home)
+    _PORT_HOLD.close()
+
+
+def _refuse(what: str) -> Callable[..., NoReturn]:
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        pytest.fail(f"a unit test {what}: mark it integration (or server)", pytrace=False)
+
+    return refuse
+
+
+class _UnitPopen(subprocess.Popen):
+    """Popen for unit tests: refuses the musicflow CLI and the Prefect server."""
+
+    def __init__(self, args, *rest, **kwargs) -> None:
+        argv = [str(a) for a in ([args] if isinstance(args, str | bytes | Path) else args)]
+        if any(
+            a in ("musicflow.cli", "prefect", "musicflow.adapters.prefect_server") for a in argv
+        ) or (argv and Path(argv[0]).name == "musicflow"):
+            _refuse("starts a musicflow CLI or Prefect server process")()
+        super().__init__(args, *rest, **kwargs)
+
+
+class _NoHeavyImports(importlib.abc.MetaPathFinder):
+    """Refuses, in a unit test, the first import of what only integration tests may use."""
+
+    def find_spec(self, name: str, path=None, target=None) -> None:
+        if name.partition(".")[0] in HEAVY:
+            raise ImportError(f"a unit test imports {name}: mark it integration")
+
+
+@pytest.fixture(autouse=True)
+def _what_a_test_needs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Unit tests get no Prefect server, and fail when they reach for one or for what only
+    integration tests may use (see the module docstring)."""
+    if _needs_server(request.node):
+        return
+    monkeypatch.setattr(sys, "meta_path", [_NoHeavyImports(), *sys.meta_path])
+    monkeypatch.setattr(prefect_server, "_spawn", _refuse("starts a Prefect server"))
+    monkeypatch.setattr(prefect_server, "start_local_server", _refuse("starts a Prefect server"))
+    monkeypatch.setattr(subprocess, "Popen", _UnitPopen)
 
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

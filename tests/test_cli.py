@@ -41,6 +41,7 @@ def test_usage_error_exits_two() -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.integration  # a CLI process
 def test_missing_source_is_one_clear_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "musicflow.cli", "audit", str(tmp_path / "missing")],
@@ -52,27 +53,6 @@ def test_missing_source_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "musicflow: error: source folder not found" in done.stderr
-
-
-def test_train_without_dataset_is_one_clear_line(workspace_home: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "musicflow.cli",
-            "train",
-            "--dataset",
-            "never-encoded",
-            "--model",
-            "vae",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=workspace_home,
-        timeout=300,
-    )
-    assert done.returncode == 1
-    assert "no encoded dataset" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_dataset_name_is_a_slug_of_the_folder() -> None:
@@ -199,6 +179,8 @@ FAIL_FAST = {
 }
 
 
+@pytest.mark.integration  # CLI processes
+@pytest.mark.perf  # and a time bound
 @pytest.mark.parametrize("argv, code, message", FAIL_FAST.values(), ids=FAIL_FAST.keys())
 def test_errors_come_fast_in_one_line_before_any_server(
     tmp_path: Path, argv: list[str], code: int, message: str
@@ -276,6 +258,7 @@ def _wait_listening(port: int, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.integration  # a CLI process
 def test_ui_on_a_busy_port_fails_in_one_line(workspace_home: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

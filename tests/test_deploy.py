@@ -187,6 +187,7 @@ def test_deploy_to_a_process_pool_runs_then_is_a_noop(lab: Lab, tmp_path: Path) 
     assert any(r["detail"] == "'tensorflow'" for r in engine), records
 
 
+@pytest.mark.integration  # the Prefect server
 def test_deploy_refuses_a_pool_of_another_type(tmp_path: Path, capsys) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate

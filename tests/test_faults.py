@@ -277,6 +277,7 @@ def test_a_tampered_model_runs_no_code_and_fails_in_one_line(ws: Workspace) -> N
         ["generate", "--model-uri", "models:/e2e-vae/1"],
     ],
 )
+@pytest.mark.perf  # a time bound
 def test_an_unreachable_tracking_server_fails_in_one_line_before_tensorflow(
     ws: Workspace, argv: list[str]
 ) -> None:
@@ -456,6 +457,7 @@ fi
 """
 
 
+@pytest.mark.perf  # a time bound
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="cannot mount a small tmpfs here")
 @pytest.mark.parametrize("case", ["3m", "full"])
 def test_a_full_disk_gives_one_honest_line_and_commits_nothing(tmp_path: Path, case: str) -> None:

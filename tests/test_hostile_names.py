@@ -88,6 +88,7 @@ def test_the_audit_header_comes_before_its_steps(audit: Audit) -> None:
     assert header < next(i for i, line in enumerate(lines) if "ingest: " in line), lines
 
 
+@pytest.mark.perf  # a time bound
 def test_a_terabyte_file_is_quarantined_by_its_size_unread(audit: Audit) -> None:
     row = audit.manifest["huge.mid"]
     assert (row["status"], row["reason"], row["source_sha256"]) == (
@@ -99,6 +100,7 @@ def test_a_terabyte_file_is_quarantined_by_its_size_unread(audit: Audit) -> None
     assert ingest is not None and float(ingest.group(1)) < 5, audit.done.stderr
 
 
+@pytest.mark.perf  # a time bound
 def test_ingest_checks_the_size_before_reading(tmp_path: Path) -> None:
     sparse(tmp_path / "huge.mid", TERABYTE)
     started = time.monotonic()

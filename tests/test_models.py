@@ -137,6 +137,7 @@ def test_load_windows_filters_by_file_and_round_trips_bits(shards) -> None:
         mdata.load_windows(folder / "missing", None)
 
 
+@pytest.mark.integration  # TensorFlow
 def test_window_dataset_streams_shuffled_batches_deterministically(shards) -> None:
     folder, files = shards
     wanted = {sha(0), sha(3)}
@@ -182,6 +183,7 @@ def trained(windows, tmp_path_factory) -> dict[str, tuple[object, dict, Path]]:
     return out
 
 
+@pytest.mark.integration  # TensorFlow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
     model, metrics, _ = trained[name]
@@ -201,6 +203,7 @@ def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
     assert not np.array_equal(s, model.sample(5, seed=4))
 
 
+@pytest.mark.integration  # TensorFlow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_encode_and_interpolate(name: str, trained, windows) -> None:
     model, _, _ = trained[name]
@@ -217,6 +220,7 @@ def test_encode_and_interpolate(name: str, trained, windows) -> None:
     assert path.min() >= 0.0 and path.max() <= 1.0
 
 
+@pytest.mark.integration  # TensorFlow
 def test_saved_models_sample_identically_in_a_fresh_process(trained, tmp_path) -> None:
     dirs = {name: str(d) for name, (_, _, d) in trained.items()}
     script = (
@@ -236,6 +240,7 @@ def test_saved_models_sample_identically_in_a_fresh_process(trained, tmp_path) -
         assert meta["name"] == name and meta["state"]["epochs_done"] == 1
 
 
+@pytest.mark.integration  # TensorFlow
 def test_load_model_in_process_restores_state(trained) -> None:
     model, _, directory = trained["vae"]
     loaded = load_model(directory)
@@ -243,6 +248,7 @@ def test_load_model_in_process_restores_state(trained) -> None:
     assert np.array_equal(loaded.sample(3, seed=0), model.sample(3, seed=0))
 
 
+@pytest.mark.integration  # TensorFlow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_same_seed_same_first_epoch(name: str, trained, windows) -> None:
     """A second build with the same seed, config and windows repeats the first epoch exactly."""
@@ -251,6 +257,7 @@ def test_same_seed_same_first_epoch(name: str, trained, windows) -> None:
     assert again == metrics
 
 
+@pytest.mark.integration  # TensorFlow
 def test_unknown_model_or_hyperparameter_is_a_model_error(tmp_path) -> None:
     with pytest.raises(ModelError):
         build_model("transformer", seed=0)
@@ -262,6 +269,7 @@ def test_unknown_model_or_hyperparameter_is_a_model_error(tmp_path) -> None:
         load_model(tmp_path)
 
 
+@pytest.mark.integration  # TensorFlow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_sample_pieces_are_windows_in_time_order(name: str, trained) -> None:
     model, _, _ = trained[name]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from musicflow.tasks.registry import is_better
 
 
@@ -42,14 +44,13 @@ def test_a_registered_version_is_plain_data_with_its_uri() -> None:
     assert json.loads(json.dumps(dataclasses.asdict(registered)))["version"] == 3
 
 
+@pytest.mark.integration  # a real MLflow store
 def test_a_run_that_fails_after_promotion_gives_the_champion_back(
     workspace_home, monkeypatch
 ) -> None:
     """Issue 23 item 9: a version promoted before its pieces and report, which then fail (a
     full disk), does not stay champion; the real alias in a real store goes back to the
     previous champion, or away when there was none."""
-    import pytest
-
     from musicflow.adapters import tracking
     from musicflow.tasks import registry
 

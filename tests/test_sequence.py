@@ -4,16 +4,30 @@ likelihood and its sampler (models/frame_sampler.py)."""
 from __future__ import annotations
 
 import itertools
+from types import ModuleType
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from musicflow.core import frames
+from musicflow.core.roll import ROWS as P  # pitches per frame (sequence.P)
 from musicflow.models import frame_sampler
-from musicflow.models import sequence as seq
 
-P = seq.P
+
+@pytest.fixture(scope="module")
+def tf() -> ModuleType:
+    """TensorFlow, imported by the tests that use it (all marked integration)."""
+    import tensorflow
+
+    return tensorflow
+
+
+@pytest.fixture(scope="module")
+def seq(tf: ModuleType) -> ModuleType:
+    from musicflow.models import sequence
+
+    assert sequence.P == P
+    return sequence
 
 
 def random_rolls(n: int, steps: int, seed: int) -> np.ndarray:
@@ -26,8 +40,9 @@ def random_rolls(n: int, steps: int, seed: int) -> np.ndarray:
     return x
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("steps", [96, 192])
-def test_tf_states_and_tonics_match_numpy(steps: int) -> None:
+def test_tf_states_and_tonics_match_numpy(tf: ModuleType, seq: ModuleType, steps: int) -> None:
     x = random_rolls(6, steps, seed=steps)
     onset, hold = seq.roll_states_tf(tf.constant(x[..., None].astype(np.float32)), 3)
     states = frames.roll_to_states(x)
@@ -38,7 +53,8 @@ def test_tf_states_and_tonics_match_numpy(steps: int) -> None:
         assert np.array_equal(tonics.numpy(), frames.window_tonics(x, pitch_low))
 
 
-def test_log_esp_is_the_elementary_symmetric_polynomials() -> None:
+@pytest.mark.integration
+def test_log_esp_is_the_elementary_symmetric_polynomials(tf: ModuleType, seq: ModuleType) -> None:
     log_w = np.random.default_rng(0).uniform(-4, 1, (3, P)).astype(np.float32)
     log_w[0, 50:] = seq._NEG  # pitches that can never be chosen
     got = seq.log_esp(tf.constant(log_w)).numpy()
@@ -52,7 +68,12 @@ def test_log_esp_is_the_elementary_symmetric_polynomials() -> None:
 
 
 def toy_heads(
-    onset: np.ndarray, hold: np.ndarray, logits: np.ndarray, held: np.ndarray, new: np.ndarray
+    tf: ModuleType,
+    onset: np.ndarray,
+    hold: np.ndarray,
+    logits: np.ndarray,
+    held: np.ndarray,
+    new: np.ndarray,
 ) -> dict:
     """Heads for one frame (batch of configurations), as ``_heads`` builds them."""
     b = len(onset)
@@ -65,7 +86,10 @@ def toy_heads(
     }
 
 
-def test_exact_likelihood_sums_to_one_and_the_sampler_follows_it() -> None:
+@pytest.mark.integration
+def test_exact_likelihood_sums_to_one_and_the_sampler_follows_it(
+    tf: ModuleType, seq: ModuleType
+) -> None:
     """Three candidate pitches, two of them sounding before: every frame over them gets an
     exact probability; together they sum to 1, and the numpy sampler draws them as often."""
     rng = np.random.default_rng(1)
@@ -89,7 +113,9 @@ def test_exact_likelihood_sums_to_one_and_the_sampler_follows_it() -> None:
     onset = (configs == frames.ONSET).astype(np.float32)[:, None]
     hold = (configs == frames.HOLD).astype(np.float32)[:, None]
     nll = seq.FrameModelBase._exact_nll(
-        tf.constant(onset), tf.constant(hold), toy_heads(onset[:, 0], hold[:, 0], logits, held, new)
+        tf.constant(onset),
+        tf.constant(hold),
+        toy_heads(tf, onset[:, 0], hold[:, 0], logits, held, new),
     ).numpy()
     prob = np.exp(-nll.astype(np.float64))
     assert abs(prob.sum() - 1.0) < 1e-3

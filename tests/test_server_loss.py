@@ -21,6 +21,7 @@ from musicflow.adapters import prefect_server
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.perf  # a time bound
 def test_a_server_killed_during_train_is_restarted_and_the_train_finishes(tmp_path: Path) -> None:
     src, home = tmp_path / "src", tmp_path / "ws"
     src.mkdir()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.integration, pytest.mark.perf]  # CLI processes, time bounds
+
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
@@ -62,51 +64,71 @@ def _env(home: Path, **changes: str) -> dict[str, str]:
     return env
 
 
-def _run(home: Path, env: dict[str, str], *argv: str) -> tuple[subprocess.CompletedProcess, float]:
-    started = time.monotonic()
-    done = subprocess.run(
+def _start(home: Path, env: dict[str, str], *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "musicflow.cli", *argv],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=home,
         env=env,
-        timeout=60,  # the bug: silent for minutes
     )
-    return done, time.monotonic() - started
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["compare", "--dataset", "s12"],
-        ["generate", "--model-uri", "models:/s12-rnn/1"],
-        ["train", "--dataset", "s12", "--model", "rnn", "--epochs", "1"],
-    ],
-    ids=["compare", "generate", "train"],
-)
-def test_a_silent_tracking_server_ends_the_command_in_one_line(
-    tmp_path: Path, silent_port: int, argv: list[str]
+TRACKING_COMMANDS = {
+    "compare": ["compare", "--dataset", "s12"],
+    "generate": ["generate", "--model-uri", "models:/s12-rnn/1"],
+    "train": ["train", "--dataset", "s12", "--model", "rnn", "--epochs", "1"],
+}
+
+
+def test_silent_tracking_and_prefect_servers_end_each_command_in_one_line(
+    tmp_path: Path, silent_port: int
 ) -> None:
-    (tmp_path / "data" / "rolls" / "s12").mkdir(parents=True)
-    (tmp_path / "data" / "rolls" / "s12" / "dataset.json").write_text("{}")  # train's check
-    uri = f"http://127.0.0.1:{silent_port}"
-    done, elapsed = _run(tmp_path, _env(tmp_path, MLFLOW_TRACKING_URI=uri), *argv)
-    assert done.returncode == 1, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert f"MLflow tracking server {uri} is unreachable (no answer within 5 s)" in lines[0]
-    assert 4 < elapsed < 20, f"{elapsed:.1f} s"
-
-
-def test_a_silent_prefect_server_ends_audit_in_one_line(tmp_path: Path, silent_port: int) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
+    """The four commands run at once (each waits out its 5 s timeout), each in its own
+    workspace."""
+    tracking_uri = f"http://127.0.0.1:{silent_port}"
+    prefect_url = f"http://127.0.0.1:{silent_port}/api"
+    started = time.monotonic()
+    procs: dict[str, subprocess.Popen] = {}
+    for name, argv in TRACKING_COMMANDS.items():
+        home = tmp_path / name
+        (home / "data" / "rolls" / "s12").mkdir(parents=True)
+        (home / "data" / "rolls" / "s12" / "dataset.json").write_text("{}")  # train's check
+        procs[name] = _start(home, _env(home, MLFLOW_TRACKING_URI=tracking_uri), *argv)
+    audit_home = tmp_path / "audit"
+    source = audit_home / "src"
+    source.mkdir(parents=True)
     (source / "a.mid").write_bytes(b"MThd")
-    url = f"http://127.0.0.1:{silent_port}/api"
-    done, elapsed = _run(tmp_path, _env(tmp_path, PREFECT_API_URL=url), "audit", str(source))
-    assert done.returncode == 1, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert f"the Prefect server {url} (PREFECT_API_URL) does not answer within 5 s" in lines[-1]
-    assert len(lines) == 1, done.stderr
+    env = _env(audit_home, PREFECT_API_URL=prefect_url)
+    procs["audit"] = _start(audit_home, env, "audit", str(source))
+    try:
+        ended: dict[str, tuple[int, str, float]] = {}
+        for name, proc in procs.items():
+            _, err = proc.communicate(timeout=60)  # the bug: silent for minutes
+            ended[name] = (proc.returncode, err, time.monotonic() - started)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    for name in TRACKING_COMMANDS:
+        code, err, elapsed = ended[name]
+        assert code == 1, (name, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, (name, err)
+        message = f"MLflow tracking server {tracking_uri} is unreachable (no answer within 5 s)"
+        assert message in lines[0], (name, err)
+        assert 4 < elapsed < 20, f"{name}: {elapsed:.1f} s"
+
+    code, err, elapsed = ended["audit"]
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert (
+        f"the Prefect server {prefect_url} (PREFECT_API_URL) does not answer within 5 s"
+        in (lines[-1])
+    )
+    assert len(lines) == 1, err
     assert elapsed < 20, f"{elapsed:.1f} s"
-    assert not (tmp_path / ".prefect" / "musicflow-server.json").exists()  # none started
+    assert not (audit_home / ".prefect" / "musicflow-server.json").exists()  # none started

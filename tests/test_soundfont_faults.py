@@ -63,6 +63,7 @@ def test_a_damaged_soundfont_is_one_audio_error(damaged: Path, tmp_path: Path, c
     audio.check_soundfont(audio.default_soundfont())  # the intact one passes
 
 
+@pytest.mark.perf  # a time bound
 def test_generate_refuses_a_damaged_soundfont_before_any_model(
     damaged: Path, tmp_path: Path
 ) -> None:

@@ -134,12 +134,10 @@ def test_a_store_that_cannot_be_migrated_is_reported_in_one_line_with_the_fix(
     assert f"mv {db} {db}.broken" in message
 
 
-def test_an_unreachable_server_is_told_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_server_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    started = time.monotonic()
     with pytest.raises(TrackingError, match=r"http://127.0.0.1:9 is unreachable"):
         tracking.check_reachable()
-    assert time.monotonic() - started < 6
 
 
 def test_a_reachable_server_passes_whatever_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,15 +158,30 @@ def test_a_reachable_server_passes_whatever_it_answers(monkeypatch: pytest.Monke
         thread.join(timeout=5)
 
 
-def test_a_server_that_accepts_and_never_answers_fails_in_seconds(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_server_that_accepts_and_never_answers_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as server:  # the kernel accepts; nothing ever answers
         server.bind(("127.0.0.1", 0))
         server.listen()
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.getsockname()[1]}")
-        started = time.monotonic()
         with pytest.raises(TrackingError, match=r"unreachable \(no answer within 1 s\)"):
+            tracking.check_reachable(timeout_s=1)
+
+
+@pytest.mark.perf
+def test_unreachable_and_silent_servers_are_told_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    started = time.monotonic()
+    with pytest.raises(TrackingError):
+        tracking.check_reachable()
+    assert time.monotonic() - started < 6
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.raises(TrackingError):
             tracking.check_reachable(timeout_s=1)
         assert time.monotonic() - started < 3
 

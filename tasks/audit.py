@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from musicflow.core.scan import TRACK_RECORD_KEYS
+
 INT_COLUMNS = [
     "midi_type",
     "ticks_per_beat",
@@ -55,6 +57,13 @@ def build_manifest(records: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFram
     for column in INT_COLUMNS:
         values = manifest[column].where(~is_dup, manifest["reason"].map(first_copy[column]))
         manifest[column] = pd.array(values, dtype="Int32")
+    for column in [c for c in TRACK_RECORD_KEYS if c in manifest]:  # a multi-track policy
+        first = manifest["reason"].map(first_copy[column])
+        manifest[column] = [
+            f if dup else v for dup, v, f in zip(is_dup, manifest[column], first, strict=True)
+        ]
+        if column == "n_voices":
+            manifest[column] = pd.array(manifest[column], dtype="Int32")
     manifest.loc[manifest.status != "accepted", "n_segments"] = 0
     return manifest.sort_values("source_path", ignore_index=True)
 

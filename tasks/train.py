@@ -27,7 +27,8 @@ from pathlib import Path
 
 from musicflow.adapters import accelerate, atomic, lineage, results, tracking, workspace
 from musicflow.adapters.store import DatasetInfo, holding
-from musicflow.core.errors import DatasetError
+from musicflow.core import tracks
+from musicflow.core.errors import DatasetError, UsageError
 from musicflow.core.roll import COLS
 from musicflow.terminal import progress
 
@@ -89,6 +90,8 @@ def train_model(
         validation_split,
     )
 
+    if tracks.policy_of(version.encoding) != tracks.MERGED:
+        raise UsageError(tracks.refusal(model_name))
     scope = accelerate.training_scope(distribute=distribute, mixed_precision=mixed_precision)
     # its shards stay while training reads them, whatever an encode commits meanwhile
     with holding(version) as info, scope as placement:

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.adapters import atomic
-from musicflow.core import roll
+from musicflow.core import roll, tracks
 from musicflow.core.scan import FileScan
 
 
-def cache_root(cache_dir: Path, pitch_low: int) -> Path:
-    """One folder per encoding: changing pitch_low or the encoder never reuses stale entries."""
-    return Path(cache_dir) / f"{roll.ENCODING_NAME}-v{roll.ENCODER_VERSION}-p{pitch_low}"
+def cache_root(cache_dir: Path, pitch_low: int, policy: str = tracks.MERGED) -> Path:
+    """One folder per encoding: changing pitch_low, the track policy or the encoder never
+    reuses stale entries (``merged`` keeps the folder name it always had)."""
+    suffix = "" if tracks.check_policy(policy) == tracks.MERGED else f"-{policy}"
+    return Path(cache_dir) / f"{roll.ENCODING_NAME}-v{roll.ENCODER_VERSION}-p{pitch_low}{suffix}"
 
 
 def entry_path(root: Path, sha: str) -> Path:
@@ -52,6 +54,6 @@ def load_record(path: Path) -> dict | None:
 
 
 def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Packed windows (n, 1152) and their segment numbers from a cache entry."""
+    """Packed windows (n, 1152 per track) and their segment numbers from a cache entry."""
     with np.load(path, allow_pickle=False) as entry:
         return entry["packed"], entry["segments"]

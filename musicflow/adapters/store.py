@@ -232,6 +232,22 @@ def read_manifest(folder: Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
+def file_windows(info: DatasetInfo, source_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """One file's stored windows in ``info``'s shards: packed ``(n, 1152 per track)`` and their
+    segments, in segment order (to decode it: ``roll.decode_roll`` or ``tracks.decode_tracks``)."""
+    width = tracks.window_bytes(info.encoding)
+    packed, segments = [], []
+    for shard in info.shard_paths:
+        table = pq.read_table(
+            shard, columns=["segment", "roll"], filters=[("source_path", "==", source_path)]
+        )
+        segments.append(table.column("segment").to_numpy())
+        packed.append(np.frombuffer(b"".join(table.column("roll").to_pylist()), np.uint8))
+    order = np.argsort(np.concatenate(segments), kind="stable")
+    all_packed = np.concatenate(packed).reshape(-1, width)
+    return all_packed[order], np.concatenate(segments)[order].astype(np.int32)
+
+
 def _window_batches(
     accepted: pd.DataFrame, root: Path
 ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:

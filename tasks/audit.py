@@ -111,6 +111,15 @@ def audit_files(manifest: pd.DataFrame) -> list:
     def count(value: object) -> int | None:
         return None if pd.isna(value) else int(value)
 
+    def programs(names: object, numbers: object) -> str:
+        if not isinstance(names, list | np.ndarray) or not isinstance(numbers, list | np.ndarray):
+            return ""
+        return ", ".join(f"{n} {p}" for n, p in zip(names, numbers, strict=True))
+
+    n = len(manifest)
+    names = manifest["track_names"] if "track_names" in manifest else [None] * n
+    numbers = manifest["track_programs"] if "track_programs" in manifest else [None] * n
+
     return [
         AuditFile(
             path=path,
@@ -121,8 +130,20 @@ def audit_files(manifest: pd.DataFrame) -> list:
             notes=count(notes),
             windows=count(windows) or 0,
             role=role,
+            track_programs=programs(track_names, track_programs),
         )
-        for path, status, reason, warnings, tracks, notes, windows, role in zip(
+        for (
+            path,
+            status,
+            reason,
+            warnings,
+            tracks,
+            notes,
+            windows,
+            role,
+            track_names,
+            track_programs,
+        ) in zip(
             manifest.source_path,
             manifest.status,
             manifest.reason,
@@ -131,6 +152,8 @@ def audit_files(manifest: pd.DataFrame) -> list:
             manifest.n_notes,
             manifest.n_segments,
             file_roles(manifest),
+            names,
+            numbers,
             strict=True,
         )
     ]

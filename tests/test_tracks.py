@@ -186,6 +186,8 @@ def test_band_file_round_trips_with_instruments(tmp_path: Path, workspace_home: 
     assert row.status == "accepted" and list(row.warnings) == []  # drums are kept: no warning
     assert list(row.track_names) == ["drums", "piano", "bass", "strings"]
     assert list(row.track_programs) == [0, 0, 33, 48]
+    page = (folder / "audit.html").read_text("utf-8")  # the audit shows each file's tracks
+    assert "tracks: program" in page and "drums 0, piano 0, bass 33, strings 48" in page
 
     data = _round_trip(folder, "band.mid", tracks.INSTRUMENTS)
     got = {name: (channels, programs, len(p)) for name, channels, programs, p in _midi_tracks(data)}

@@ -258,3 +258,25 @@ def test_run_with_tracks_and_models_stops_before_encoding(tmp_path: Path, capsys
     assert (
         "model rnn cannot take tracks yet; encode with --tracks merged" in capsys.readouterr().err
     )
+
+
+def test_audio_previews_play_each_track_with_its_program(tmp_path: Path) -> None:
+    """The preview renderer (a General MIDI soundfont) honours the tracks' programs and
+    channel 10: the band decoded with its instruments sounds unlike the same notes on one
+    piano channel."""
+    from musicflow.adapters import audio
+
+    band_file(tmp_path / "band.mid")
+    scan = scan_file((tmp_path / "band.mid").read_bytes(), policy=tracks.INSTRUMENTS)
+    notes = tracks.decode_tracks(scan.packed, scan.segments, len(tracks.FAMILIES), 21)
+    described = [
+        {"name": name, "program": program, "channel": channel, "drums": name == "drums"}
+        for name, _, program, channel in tracks.FAMILY_TABLE
+    ]
+    on_piano = [dict(t, program=0, channel=0, drums=False) for t in described]
+    soundfont = audio.resolve_soundfont(None)
+    band, _, _ = audio.render(tracks.tracks_to_midi(notes, described), soundfont)
+    piano, _, _ = audio.render(tracks.tracks_to_midi(notes, on_piano), soundfont)
+    n = min(len(band), len(piano))
+    a, b = band[:n].astype(float).ravel(), piano[:n].astype(float).ravel()
+    assert np.corrcoef(a, b)[0, 1] < 0.8

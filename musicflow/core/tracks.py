@@ -153,22 +153,27 @@ def encode_tracks(
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 6)
     k = tracks.n_tracks
-    per_track = []
+    order = np.argsort(tracks.track, kind="stable")  # each track's notes, still in onset order
+    bounds = np.searchsorted(tracks.track[order], np.arange(k + 1))
+    per_track: dict[int, roll.Encoded] = {}
     n_notes = n_out = 0
     for t in range(k):
-        mine = notes[tracks.track == t, :5].copy()
-        mine[:, 1] = 0
+        if bounds[t] == bounds[t + 1]:
+            continue  # an empty track: zeros in every window
+        mine = notes[order[bounds[t] : bounds[t + 1]], :5]
+        mine[:, 1] = 0  # (a copy) drums too are encoded here
         enc = roll.encode_notes(mine, ticks_per_beat, pitch_low, max_segments)
         n_notes += enc.n_notes
         n_out += enc.n_out_of_range
         if not enc.complete:
             return _incomplete(k, enc.n_segments, n_notes, n_out)
-        per_track.append(enc)
-    segments = np.unique(np.concatenate([e.segments for e in per_track] or [np.zeros(0, np.int32)]))
+        per_track[t] = enc
+    found = [e.segments for e in per_track.values()]
+    segments = found[0] if len(found) == 1 else np.unique(np.concatenate(found or [[]]))
     if len(segments) > max_segments:
         return _incomplete(k, len(segments), n_notes, n_out)
     packed = np.zeros((len(segments), k, roll.PACKED_BYTES), dtype=np.uint8)
-    for t, enc in enumerate(per_track):
+    for t, enc in per_track.items():
         packed[np.searchsorted(segments, enc.segments), t] = enc.packed
     return Encoded(
         segments.astype(np.int32),

@@ -1022,6 +1022,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
     _add_dataset_options(p, pitch=False)
+    _add_tracks_option(p)
     _add_json_option(p)
     p.set_defaults(func=cmd_audit, pitch_low=DEFAULT_PITCH_LOW)
 

@@ -280,3 +280,21 @@ def test_audio_previews_play_each_track_with_its_program(tmp_path: Path) -> None
     n = min(len(band), len(piano))
     a, b = band[:n].astype(float).ravel(), piano[:n].astype(float).ravel()
     assert np.corrcoef(a, b)[0, 1] < 0.8
+
+
+def test_mutated_files_get_the_same_verdict_under_every_policy(tmp_path: Path) -> None:
+    """The reader's track mode (drums, programs, names) is as bounds-checked as its merged
+    mode: fuzzed files (tests/test_fuzz.py's mutations) get the same parser error."""
+    import random
+
+    from test_fuzz import N_MUTANTS, SEED, _bases, _mutate
+
+    rng = random.Random(SEED + 1)
+    bases = _bases(tmp_path / "bases")
+    for i in range(N_MUTANTS):
+        data = _mutate(rng.choice(bases), rng)
+        merged = scan_file(data).record
+        for policy in (tracks.VOICES, tracks.INSTRUMENTS):
+            record = scan_file(data, policy=policy).record
+            assert record["error"] == merged["error"], (i, policy)
+            assert record["n_tracks"] == merged["n_tracks"], (i, policy)

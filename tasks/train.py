@@ -81,6 +81,8 @@ def train_model(
 
     ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
     (``musicflow/adapters/accelerate.py``); what is saved loads on a CPU either way."""
+    if tracks.policy_of(version.encoding) != tracks.MERGED:
+        raise UsageError(tracks.refusal(model_name))
     from musicflow.models import build_model, model_defaults
     from musicflow.models.data import (
         HELDOUT_FRACTION,
@@ -90,8 +92,6 @@ def train_model(
         validation_split,
     )
 
-    if tracks.policy_of(version.encoding) != tracks.MERGED:
-        raise UsageError(tracks.refusal(model_name))
     scope = accelerate.training_scope(distribute=distribute, mixed_precision=mixed_precision)
     # its shards stay while training reads them, whatever an encode commits meanwhile
     with holding(version) as info, scope as placement:

@@ -207,6 +207,7 @@ def test_four_part_file_round_trips_with_voices(tmp_path: Path, workspace_home: 
     for i in range(3):
         four_part_file(source / f"c{i}.mid", shift=i)
     four_part_file(source / "trio.mid", parts=3)
+    (source / "copy-of-c0.mid").write_bytes((source / "c0.mid").read_bytes())
     folder = _encode(source, tracks.VOICES, "satb")
     info = read_dataset(folder)
     assert [t["name"] for t in info.encoding["tracks"]] == list(SATB)
@@ -215,6 +216,10 @@ def test_four_part_file_round_trips_with_voices(tmp_path: Path, workspace_home: 
     assert manifest.loc["trio.mid", "reason"] == "voice_count"
     assert manifest.loc["trio.mid", "n_voices"] == 3
     assert (manifest.loc[["c0.mid", "c1.mid", "c2.mid"], "status"] == "accepted").all()
+    assert list(manifest.loc["c0.mid", "track_names"]) == list(SATB)
+    copy = manifest.loc["copy-of-c0.mid"]  # a duplicate carries its first copy's tracks
+    assert copy.status == "duplicate" and list(copy.track_names) == list(SATB)
+    assert copy.n_voices == 4
     assert info.n_files == 3
 
     data = _round_trip(folder, "c1.mid", tracks.VOICES)

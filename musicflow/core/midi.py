@@ -17,7 +17,8 @@ Reading choices the contract leaves open:
 - meta events keep running status (as mido does), sysex events cancel it (as the SMF spec says);
 - delta-times and lengths are at most 4 bytes; a longer one, a data byte above 127, a system
   status byte other than F0/F7/FF, or running status with no previous status is ``truncated``;
-- drum notes (channel index 9) are only counted, and their note-offs never count as orphans.
+- drum notes (channel index 9) are only counted, and their note-offs never count as orphans
+  (with ``with_tracks``, for the track policies, they are kept as notes: :func:`_parse`).
 
 Per-file resource limits (docs/dataset.md): a file with more than :data:`MAX_NOTES` notes or
 :data:`MAX_EVENTS` events is stopped there with error ``too_large`` (validation quarantines

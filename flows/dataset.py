@@ -32,6 +32,7 @@ from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core.defaults import DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.core.errors import DatasetError, MusicflowError
 from musicflow.core.roll import DEFAULT_PITCH_LOW
+from musicflow.core.tracks import MERGED, VOICES, dataset_voices
 from musicflow.tasks.audit import build_manifest, summarize, write_audit_page
 from musicflow.tasks.encode import write_shards
 from musicflow.tasks.ingest import ingest
@@ -144,6 +145,7 @@ def _audit(
     pitch_low: int,
     max_bytes: int,
     workers: int,
+    tracks: str = MERGED,
 ) -> tuple[AuditResult, object]:
     progress.stage(f"audit {dataset}", str(source))  # before its steps, ingest included
     with progress.timed("ingest") as step:
@@ -153,12 +155,19 @@ def _audit(
         raise DatasetError(f"no .mid or .midi files under {source}")
     with progress.timed("parse") as step:
         parsed = parse_files(
-            files, cache_dir=cache_dir, pitch_low=pitch_low, max_bytes=max_bytes, workers=workers
+            files,
+            cache_dir=cache_dir,
+            pitch_low=pitch_low,
+            max_bytes=max_bytes,
+            workers=workers,
+            policy=tracks,
         )
         step.skipped = not parsed.n_parsed
         step.detail = f"{parsed.n_parsed} files read, {parsed.n_cached} from the cache"
     judged = parsed.records[parsed.records.duplicate_of.isna()].reset_index(drop=True)
     folder = DatasetFolder(out_dir)
+    # --tracks voices: the dataset's voice count is its files' most common one
+    voices = dataset_voices(judged.n_voices.tolist()) if tracks == VOICES else 0
     with progress.timed("validate") as step:
         docs_dir = folder.data_docs
         report, step.skipped = cached_step(
@@ -168,8 +177,11 @@ def _audit(
             max_bytes=max_bytes,
             dataset=dataset,
             docs_dir=docs_dir,
+            voices=voices,
         )
         step.detail = f"{len(judged)} files judged by the Great Expectations suite"
+        if tracks == VOICES:
+            step.detail += f" ({voices} voices a file)"
     with progress.timed("manifest") as step:
         manifest = build_manifest(parsed.records, report.outcomes)
         page = write_audit_page(
@@ -197,10 +209,11 @@ def audit_flow(
     pitch_low: int = DEFAULT_PITCH_LOW,
     max_bytes: int = DEFAULT_MAX_BYTES,
     workers: int = DEFAULT_WORKERS,
+    tracks: str = MERGED,
 ) -> AuditResult:
     """Ingest and validate a MIDI folder; write the manifest and Data Docs."""
     result, manifest = _audit(
-        Path(source), dataset, Path(out_dir), Path(cache_dir), pitch_low, max_bytes, workers
+        Path(source), dataset, Path(out_dir), Path(cache_dir), pitch_low, max_bytes, workers, tracks
     )
     write_manifest(manifest, result.manifest)
     return result
@@ -215,10 +228,12 @@ def encode_flow(
     pitch_low: int = DEFAULT_PITCH_LOW,
     max_bytes: int = DEFAULT_MAX_BYTES,
     workers: int = DEFAULT_WORKERS,
+    tracks: str = MERGED,
 ) -> AuditResult:
-    """Audit, then write the accepted files' windows as Parquet shards with a dataset digest."""
+    """Audit, then write the accepted files' windows as Parquet shards with a dataset digest;
+    ``tracks`` is the track policy (docs/encoding.md, "Tracks")."""
     result, manifest = _audit(
-        Path(source), dataset, Path(out_dir), Path(cache_dir), pitch_low, max_bytes, workers
+        Path(source), dataset, Path(out_dir), Path(cache_dir), pitch_low, max_bytes, workers, tracks
     )
     if result.summary["status"].get("accepted", 0) == 0:
         write_manifest(manifest, result.manifest)
@@ -230,6 +245,7 @@ def encode_flow(
             out_dir=Path(out_dir),
             cache_dir=Path(cache_dir),
             pitch_low=pitch_low,
+            policy=tracks,
         )
         step.skipped = not info.written
         step.detail = (

@@ -21,7 +21,10 @@ from prefect import flow
 from musicflow.adapters import atomic, workspace
 from musicflow.adapters.store import DatasetInfo, reading
 from musicflow.core.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
+from musicflow.core.errors import UsageError
 from musicflow.core.roll import DEFAULT_PITCH_LOW
+from musicflow.core.tracks import MERGED
+from musicflow.core.tracks import refusal as tracks_refusal
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
 from musicflow.tasks.evaluate import Evaluation, evaluate
 from musicflow.tasks.generate import generate
@@ -195,9 +198,13 @@ def pipeline_flow(
     soundfont: str | None = None,
     distribute: bool = False,
     mixed_precision: bool = False,
+    tracks: str = MERGED,
 ) -> PipelineResult:
     """Encode the folder, then train, evaluate, register and report each model; then the
-    dataset's index page."""
+    dataset's index page. ``tracks``: the track policy (no model takes tracks yet, so a
+    policy other than ``merged`` needs ``models`` empty)."""
+    if models and tracks != MERGED:
+        raise UsageError(tracks_refusal(models[0]))
     out_dir = workspace.rolls_dir(dataset)
     audit = encode_flow.with_options(task_runner=make_task_runner("threads", workers=workers))(
         source=Path(source),
@@ -207,6 +214,7 @@ def pipeline_flow(
         pitch_low=pitch_low,
         max_bytes=max_bytes,
         workers=workers,
+        tracks=tracks,
     )
     progress.audit_summary(audit.summary)
     result = PipelineResult(audit=audit)

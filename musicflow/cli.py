@@ -44,6 +44,8 @@ from musicflow.core.defaults import (
 )
 from musicflow.core.errors import DatasetError, MusicflowError, UsageError
 from musicflow.core.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
+from musicflow.core.tracks import MERGED, POLICIES, policy_of
+from musicflow.core.tracks import refusal as tracks_refusal
 
 #: Commands that run a Prefect flow, and write to the workspace.
 FLOW_COMMANDS = ("audit", "encode", "run", "train", "watch")
@@ -285,6 +287,7 @@ def _dataset_flow(args: argparse.Namespace, *, encode: bool):
             pitch_low=args.pitch_low,
             max_bytes=args.max_bytes,
             workers=args.workers,
+            tracks=getattr(args, "tracks", MERGED),
         )
 
 
@@ -335,6 +338,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = check_source(Path(args.source)) if args.source else None
     name = dataset_name(source, args.dataset)
     models = args.models
+    if models and args.tracks != MERGED:
+        raise UsageError(tracks_refusal(models[0]))  # before encoding: no model takes tracks
     if models:
         _prepare_tracking()
     tags = _attach_prefect("great_expectations", "tensorflow", "musicflow.flows.pipeline")
@@ -379,6 +384,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, object]:
         "workers": args.workers,
         "max_bytes": args.max_bytes,
         "pitch_low": args.pitch_low,
+        **({"tracks": args.tracks} if getattr(args, "tracks", MERGED) != MERGED else {}),
     }
 
 
@@ -483,7 +489,8 @@ def _print_model(result) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    check_encoded(args.dataset)
+    folder = check_encoded(args.dataset)
+    _check_no_tracks(folder, args.model)
     _prepare_tracking()
     tags = _attach_prefect("tensorflow", "musicflow.flows.pipeline")
     from prefect import tags as prefect_tags
@@ -504,6 +511,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     _print_model(result)
     return 0
+
+
+def _check_no_tracks(folder: Path, model: str) -> None:
+    """UsageError (exit 2) for a dataset encoded with tracks: no model plays them yet."""
+    from musicflow.adapters.store import read_dataset
+
+    if policy_of(read_dataset(folder).encoding) != MERGED:
+        raise UsageError(tracks_refusal(model))
 
 
 def check_out_dir(out: Path) -> Path:
@@ -931,6 +946,17 @@ def _add_workers_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tracks_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracks",
+        choices=POLICIES,
+        default=MERGED,
+        help="track policy (docs/encoding.md): merged, one roll as always (default); voices, "
+        "one track per MIDI track with notes (chorales, quartets); instruments, one track per "
+        "General MIDI family, drums included. No model trains on tracks yet",
+    )
+
+
 def _add_pitch_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pitch-low",
@@ -979,6 +1005,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
     _add_dataset_options(p, pitch=False)
+    _add_tracks_option(p)
     _add_json_option(p)
     p.set_defaults(func=cmd_audit, pitch_low=DEFAULT_PITCH_LOW)
 
@@ -991,6 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="folder of .mid/.midi files (searched recursively)")
     _add_dataset_options(p, pitch=True)
+    _add_tracks_option(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser(
@@ -1005,6 +1033,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dataset_name_option(p)
     _add_run_options(p)
+    _add_tracks_option(p)
     _add_json_option(p)
     p.set_defaults(func=cmd_run)
 

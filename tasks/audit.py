@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from musicflow.core.scan import TRACK_RECORD_KEYS
+
 INT_COLUMNS = [
     "midi_type",
     "ticks_per_beat",
@@ -55,6 +57,13 @@ def build_manifest(records: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFram
     for column in INT_COLUMNS:
         values = manifest[column].where(~is_dup, manifest["reason"].map(first_copy[column]))
         manifest[column] = pd.array(values, dtype="Int32")
+    for column in [c for c in TRACK_RECORD_KEYS if c in manifest]:  # a multi-track policy
+        first = manifest["reason"].map(first_copy[column])
+        manifest[column] = [
+            f if dup else v for dup, v, f in zip(is_dup, manifest[column], first, strict=True)
+        ]
+        if column == "n_voices":
+            manifest[column] = pd.array(manifest[column], dtype="Int32")
     manifest.loc[manifest.status != "accepted", "n_segments"] = 0
     return manifest.sort_values("source_path", ignore_index=True)
 
@@ -102,6 +111,15 @@ def audit_files(manifest: pd.DataFrame) -> list:
     def count(value: object) -> int | None:
         return None if pd.isna(value) else int(value)
 
+    def programs(names: object, numbers: object) -> str:
+        if not isinstance(names, list | np.ndarray) or not isinstance(numbers, list | np.ndarray):
+            return ""
+        return ", ".join(f"{n} {p}" for n, p in zip(names, numbers, strict=True))
+
+    n = len(manifest)
+    names = manifest["track_names"] if "track_names" in manifest else [None] * n
+    numbers = manifest["track_programs"] if "track_programs" in manifest else [None] * n
+
     return [
         AuditFile(
             path=path,
@@ -112,8 +130,20 @@ def audit_files(manifest: pd.DataFrame) -> list:
             notes=count(notes),
             windows=count(windows) or 0,
             role=role,
+            track_programs=programs(track_names, track_programs),
         )
-        for path, status, reason, warnings, tracks, notes, windows, role in zip(
+        for (
+            path,
+            status,
+            reason,
+            warnings,
+            tracks,
+            notes,
+            windows,
+            role,
+            track_names,
+            track_programs,
+        ) in zip(
             manifest.source_path,
             manifest.status,
             manifest.reason,
@@ -122,6 +152,8 @@ def audit_files(manifest: pd.DataFrame) -> list:
             manifest.n_notes,
             manifest.n_segments,
             file_roles(manifest),
+            names,
+            numbers,
             strict=True,
         )
     ]

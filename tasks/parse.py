@@ -23,7 +23,7 @@ from prefect.cache_policies import NONE
 
 from musicflow.adapters import atomic
 from musicflow.adapters.parse_cache import cache_root, entry_path, load_record, store_entry
-from musicflow.core import names
+from musicflow.core import names, tracks
 from musicflow.core.errors import DatasetError
 from musicflow.core.scan import RECORD_KEYS, scan_file
 
@@ -44,7 +44,9 @@ def unreadable_record(detail: str) -> dict:
     return record
 
 
-def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
+def parse_chunk_files(
+    jobs: list[ParseJob], pitch_low: int, policy: str = tracks.MERGED
+) -> list[dict]:
     """Parse and cache each file of one chunk; returns the records in job order. A file that
     cannot be read gets an ``unreadable`` record (not cached: it may be readable later)."""
     records = []
@@ -62,7 +64,7 @@ def parse_chunk_files(jobs: list[ParseJob], pitch_low: int) -> list[dict]:
         except OSError as exc:  # permission denied, an I/O error: quarantined, the run goes on
             records.append(unreadable_record(exc.strerror or str(exc)))
             continue
-        scan = scan_file(data, pitch_low=pitch_low)
+        scan = scan_file(data, pitch_low=pitch_low, policy=policy)
         store_entry(Path(job.entry), scan)
         records.append(scan.record)
     return records
@@ -84,7 +86,13 @@ def chunked(items: list, n_chunks: int) -> list[list]:
 
 
 def parse_files(
-    files: pd.DataFrame, *, cache_dir: Path, pitch_low: int, max_bytes: int, workers: int
+    files: pd.DataFrame,
+    *,
+    cache_dir: Path,
+    pitch_low: int,
+    max_bytes: int,
+    workers: int,
+    policy: str = tracks.MERGED,
 ) -> ParseResult:
     """Metadata records for ingested files, parsing only those missing from the cache.
 
@@ -92,7 +100,7 @@ def parse_files(
     columns, and validation quarantines the latter as ``too_large``; files ingest could not
     read get an ``unreadable`` record.
     """
-    root = cache_root(cache_dir, pitch_low)
+    root = cache_root(cache_dir, pitch_low, policy)
     atomic.sweep(root, recursive=True)  # temp files of killed runs
     records: dict[str, dict] = {}
     jobs: list[ParseJob] = []
@@ -105,7 +113,7 @@ def parse_files(
         ):
             continue
         entry = entry_path(root, row.source_sha256)
-        record = load_record(entry)
+        record = load_record(entry, policy)
         if record is None:
             jobs.append(ParseJob(path=row.path, sha=row.source_sha256, entry=str(entry)))
             records[row.source_sha256] = {}
@@ -116,7 +124,7 @@ def parse_files(
         # MAX_CHUNK_FILES per chunk bounds what a lost Dask worker costs to redo and what one
         # task returns, and gives a cluster larger than ``workers`` enough tasks to share.
         chunks = chunked(jobs, max(4 * workers, math.ceil(len(jobs) / MAX_CHUNK_FILES)))
-        futures = parse_chunk.map(chunks, pitch_low=pitch_low)
+        futures = parse_chunk.map(chunks, pitch_low=pitch_low, policy=policy)
         for chunk, result in zip(chunks, futures.result(), strict=True):
             for job, record in zip(chunk, result, strict=True):
                 records[job.sha] = record

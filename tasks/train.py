@@ -27,7 +27,8 @@ from pathlib import Path
 
 from musicflow.adapters import accelerate, atomic, lineage, results, tracking, workspace
 from musicflow.adapters.store import DatasetInfo, holding
-from musicflow.core.errors import DatasetError
+from musicflow.core import tracks
+from musicflow.core.errors import DatasetError, UsageError
 from musicflow.core.roll import COLS
 from musicflow.terminal import progress
 
@@ -80,6 +81,8 @@ def train_model(
 
     ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
     (``musicflow/adapters/accelerate.py``); what is saved loads on a CPU either way."""
+    if tracks.policy_of(version.encoding) != tracks.MERGED:
+        raise UsageError(tracks.refusal(model_name))
     from musicflow.models import build_model, model_defaults
     from musicflow.models.data import (
         HELDOUT_FRACTION,

@@ -79,12 +79,15 @@ def validate_records(
     max_bytes: int = DEFAULT_MAX_BYTES,
     dataset: str = "dataset",
     docs_dir: Path | None = None,
+    voices: int = 0,
 ) -> ValidationReport:
     """Run the GX suite over the parser's records and turn GX's failures into per-row verdicts.
 
     ``pitch_low`` and ``max_bytes`` are the suite parameters (the pitch window is
-    ``pitch_low … pitch_low+95``). With ``docs_dir``, a GX Data Docs site for this run is
-    written there and ``docs_index`` points at its ``index.html``.
+    ``pitch_low … pitch_low+95``); so is ``voices``, the voice count of a ``--tracks voices``
+    dataset (files with another ``n_voices`` are quarantined ``voice_count``). With
+    ``docs_dir``, a GX Data Docs site for this run is written there and ``docs_index``
+    points at its ``index.html``.
     """
     suite_config = load_suite_config()
     rules = suite_rules(suite_config)
@@ -92,7 +95,7 @@ def validate_records(
     n = len(frame)
     judged = html_keys(frame)  # what GX sees, and writes into its Data Docs
     position = {key: i for i, key in enumerate(judged[ROW_KEY].tolist())}
-    params = {"pitch_low": int(pitch_low), "max_bytes": int(max_bytes)}
+    params = {"pitch_low": int(pitch_low), "max_bytes": int(max_bytes), "voices": int(voices)}
 
     session = GxSession(dataset, docs_dir)
 
@@ -177,7 +180,7 @@ def validation_cache_key(_context: Any, parameters: dict[str, Any]) -> str | Non
     digest = hashlib.sha256()
     digest.update(records.to_json(orient="split", date_format="iso").encode())
     digest.update(suite_bytes())
-    for name in ("pitch_low", "max_bytes", "dataset", "docs_dir"):
+    for name in ("pitch_low", "max_bytes", "dataset", "docs_dir", "voices"):
         digest.update(f"|{name}={parameters.get(name)}".encode())
     digest.update(f"|code={code_version()}".encode())
     return f"validate-{digest.hexdigest()}"

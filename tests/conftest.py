@@ -170,6 +170,7 @@ QUARANTINE_ORDER = [
     "smpte_division",
     "bad_ticks_per_beat",
     "no_notes",
+    "voice_count",
 ]
 WARNING_CODES = {"notes_out_of_range", "unterminated_notes", "orphan_note_off", "drums_ignored"}
 

@@ -58,6 +58,15 @@ def test_an_entry_of_other_record_fields_is_parsed_again(
     assert parse_cache.load_record(entry) is None
 
 
+def test_an_entry_with_tracks_is_read_back_under_its_own_policy(tmp_path: Path) -> None:
+    midi = tmp_path / "x.mid"
+    write_midi(midi, [60, 62, 64] * 20)
+    entry = tmp_path / "entry.npz"
+    parse_cache.store_entry(entry, scan_file(midi.read_bytes(), policy="voices"))
+    assert parse_cache.load_record(entry, "voices") is not None  # a warm run parses nothing
+    assert parse_cache.load_record(entry) is None  # never taken for a merged record
+
+
 def test_chunks_cover_every_job_once() -> None:
     chunks = parse.chunked(list(range(10)), 4)
     assert sorted(x for c in chunks for x in c) == list(range(10)) and len(chunks) == 4

@@ -27,7 +27,7 @@ def test_suite_file_is_the_policy() -> None:
     outcomes = [r.outcome for r in rules]
     assert outcomes == sorted(outcomes)  # "quarantine" rules first, then "warning"
     params = re.findall(r'"\$PARAMETER": "([^"]+)"', _suite_text())
-    assert set(params) == {"max_bytes", "pitch_low", "pitch_low + 95"}
+    assert set(params) == {"max_bytes", "pitch_low", "pitch_low + 95", "voices"}
 
 
 def _suite_text() -> str:

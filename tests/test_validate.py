@@ -131,6 +131,8 @@ CASES: dict[str, tuple[dict[str, Any], str, str | None, list[str]]] = {
         ["orphan_note_off"],
     ),
     "drums_ignored": (good("drums.mid", n_drum_notes=16), "accepted", None, ["drums_ignored"]),
+    # --tracks voices: the dataset's count is the suite parameter (0 here: any count fails)
+    "voice_count": (good("five.mid", n_voices=5), "quarantined", "voice_count", []),
     # Boundaries that must pass.
     "window_edges": (good("edges.mid", pitch_min=21, pitch_max=116), "accepted", None, []),
     "pitch_25_default_window": (good("p25.mid", pitch_min=25), "accepted", None, []),
@@ -383,3 +385,18 @@ def test_warnings_alone_do_not_fail_the_run_in_data_docs() -> None:
 
     assert merged(failing="warning") is True  # files flagged, all accepted
     assert merged(failing="quarantine") is False
+
+
+def test_voice_count_is_judged_against_the_datasets_count() -> None:
+    """``--tracks voices``: a file with the dataset's voice count passes, another count is
+    quarantined, and a record without ``n_voices`` (merged, instruments) is not judged."""
+    records = pd.DataFrame(
+        [good("satb.mid", n_voices=4), good("ssatb.mid", n_voices=5), good("none.mid")]
+    )
+    out = v.validate_records(records, voices=4).outcomes
+    got = {r.source_path: (r.status, r.reason) for r in out.itertuples()}
+    assert got == {
+        "satb.mid": ("accepted", None),
+        "ssatb.mid": ("quarantined", "voice_count"),
+        "none.mid": ("accepted", None),
+    }

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.adapters import atomic
-from musicflow.core import roll, scan
+from musicflow.core import roll, scan, tracks
 
 
-def cache_root(cache_dir: Path, pitch_low: int) -> Path:
-    """One folder per encoding: changing pitch_low or the encoder never reuses stale entries."""
-    return Path(cache_dir) / f"{roll.ENCODING_NAME}-v{roll.ENCODER_VERSION}-p{pitch_low}"
+def cache_root(cache_dir: Path, pitch_low: int, policy: str = tracks.MERGED) -> Path:
+    """One folder per encoding: changing pitch_low, the track policy or the encoder never
+    reuses stale entries (``merged`` keeps the folder name it always had)."""
+    suffix = "" if tracks.check_policy(policy) == tracks.MERGED else f"-{policy}"
+    return Path(cache_dir) / f"{roll.ENCODING_NAME}-v{roll.ENCODER_VERSION}-p{pitch_low}{suffix}"
 
 
 def entry_path(root: Path, sha: str) -> Path:
@@ -43,20 +45,27 @@ def store_entry(path: Path, parsed: scan.FileScan) -> None:
     atomic.atomic_write(path, write)
 
 
-def load_record(path: Path) -> dict | None:
+def record_keys(policy: str = tracks.MERGED) -> tuple[str, ...]:
+    """The fields a record of ``policy`` holds: ``scan.RECORD_KEYS``, and the track fields
+    for ``voices`` and ``instruments``."""
+    merged = tracks.check_policy(policy) == tracks.MERGED
+    return scan.RECORD_KEYS if merged else scan.RECORD_KEYS + scan.TRACK_RECORD_KEYS
+
+
+def load_record(path: Path, policy: str = tracks.MERGED) -> dict | None:
     """The cached metadata record, or None when absent, unreadable or of other fields than
-    ``scan.RECORD_KEYS`` (then it is re-parsed)."""
+    :func:`record_keys` gives for ``policy`` (then it is re-parsed)."""
     try:
         with np.load(path, allow_pickle=False) as entry:
             record = json.loads(str(entry["record"]))
     except (OSError, ValueError, KeyError):
         return None
-    if not isinstance(record, dict) or tuple(record) != scan.RECORD_KEYS:
+    if not isinstance(record, dict) or tuple(record) != record_keys(policy):
         return None
     return record
 
 
 def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Packed windows (n, 1152) and their segment numbers from a cache entry."""
+    """Packed windows (n, 1152 per track) and their segment numbers from a cache entry."""
     with np.load(path, allow_pickle=False) as entry:
         return entry["packed"], entry["segments"]

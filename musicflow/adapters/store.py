@@ -49,7 +49,7 @@ from musicflow import __version__
 from musicflow.adapters import atomic
 from musicflow.adapters.parse_cache import cache_root, entry_path, load_windows
 from musicflow.adapters.workspace import DatasetFolder
-from musicflow.core import roll
+from musicflow.core import roll, tracks
 from musicflow.core.errors import DatasetError
 from musicflow.core.history import file_changes, window_statistics
 
@@ -64,6 +64,16 @@ SHARD_SCHEMA = pa.schema(
         ("roll", pa.binary(roll.PACKED_BYTES)),
     ]
 )
+
+
+def shard_schema(window_bytes: int) -> pa.Schema:
+    """The shard schema for windows of ``window_bytes`` (1152 per track: the track axis of
+    the ``voices`` and ``instruments`` policies); SHARD_SCHEMA for one track."""
+    return SHARD_SCHEMA.set(
+        SHARD_SCHEMA.get_field_index("roll"), pa.field("roll", pa.binary(window_bytes))
+    )
+
+
 MANIFEST_SCHEMA = pa.schema(
     [
         ("source_path", pa.string()),
@@ -80,12 +90,29 @@ MANIFEST_SCHEMA = pa.schema(
         ("n_segments", pa.int32()),
     ]
 )
+#: What the manifest of a ``voices`` or ``instruments`` dataset adds (scan.TRACK_RECORD_KEYS).
+TRACK_MANIFEST_SCHEMA = pa.schema(
+    [
+        *MANIFEST_SCHEMA,
+        ("n_voices", pa.int32()),
+        ("track_names", pa.list_(pa.string())),
+        ("track_programs", pa.list_(pa.int32())),
+    ]
+)
 
 
 def manifest_table(manifest: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(
-        manifest[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA, preserve_index=False
-    )
+    """The manifest's table; with the track columns when its records have them (a
+    ``merged`` manifest never does, so its schema is MANIFEST_SCHEMA exactly)."""
+    schema = TRACK_MANIFEST_SCHEMA if "track_names" in manifest.columns else MANIFEST_SCHEMA
+    frame = manifest[schema.names]
+    if schema is TRACK_MANIFEST_SCHEMA:
+        lists = {c: [v if isinstance(v, list) else None for v in frame[c]] for c in _LISTS}
+        frame = frame.assign(**lists)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+_LISTS = ("track_names", "track_programs")
 
 
 def write_manifest(manifest: pd.DataFrame, path: Path) -> None:
@@ -201,6 +228,22 @@ def read_manifest(folder: Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
+def file_windows(info: DatasetInfo, source_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """One file's stored windows in ``info``'s shards: packed ``(n, 1152 per track)`` and their
+    segments, in segment order (to decode it: ``roll.decode_roll`` or ``tracks.decode_tracks``)."""
+    width = tracks.window_bytes(info.encoding)
+    packed, segments = [], []
+    for shard in info.shard_paths:
+        table = pq.read_table(
+            shard, columns=["segment", "roll"], filters=[("source_path", "==", source_path)]
+        )
+        segments.append(table.column("segment").to_numpy())
+        packed.append(np.frombuffer(b"".join(table.column("roll").to_pylist()), np.uint8))
+    order = np.argsort(np.concatenate(segments), kind="stable")
+    all_packed = np.concatenate(packed).reshape(-1, width)
+    return all_packed[order], np.concatenate(segments)[order].astype(np.int32)
+
+
 def _window_batches(
     accepted: pd.DataFrame, root: Path
 ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
@@ -209,14 +252,14 @@ def _window_batches(
         yield path, sha, packed, segments
 
 
-def _shard_table(parts: list[tuple[str, str, np.ndarray, np.ndarray]]) -> pa.Table:
-    packed = np.concatenate([p[2] for p in parts])
+def _shard_table(parts: list[tuple[str, str, np.ndarray, np.ndarray]], width: int) -> pa.Table:
+    packed = np.concatenate([p[2].reshape(-1, width) for p in parts])
     segments = np.concatenate([p[3] for p in parts]).astype(np.int32)
     shas = np.concatenate([np.full(len(p[3]), p[1], dtype=object) for p in parts])
     paths = np.concatenate([np.full(len(p[3]), p[0], dtype=object) for p in parts])
-    n_active = roll.count_active(packed)
+    n_active = roll.count_active(packed).reshape(len(packed), -1).sum(axis=1, dtype=np.int32)
     rolls = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(roll.PACKED_BYTES),
+        pa.binary(width),
         len(packed),
         [None, pa.py_buffer(np.ascontiguousarray(packed))],
     )
@@ -228,7 +271,7 @@ def _shard_table(parts: list[tuple[str, str, np.ndarray, np.ndarray]]) -> pa.Tab
             pa.array(n_active),
             rolls,
         ],
-        schema=SHARD_SCHEMA,
+        schema=shard_schema(width),
     )
 
 
@@ -306,10 +349,19 @@ def _shard_name(index: int, content: Any) -> str:
 
 
 def write_dataset(
-    manifest: pd.DataFrame, *, name: str, out_dir: Path, cache_dir: Path, pitch_low: int
+    manifest: pd.DataFrame,
+    *,
+    name: str,
+    out_dir: Path,
+    cache_dir: Path,
+    pitch_low: int,
+    policy: str = tracks.MERGED,
 ) -> DatasetInfo:
     """Publish shards for the ``accepted`` rows of ``manifest`` (windows come from the cache),
     the manifest and ``dataset.json``, as one set (see the module docstring).
+
+    ``policy``: the track policy the files were parsed with; for ``voices`` and
+    ``instruments`` the encoding names the dataset's tracks (:func:`tracks.describe`).
 
     Shards stream one at a time (memory is bounded by ROWS_PER_SHARD, not by the corpus); the
     digest hashes the encoding and every window with its source and segment, in shard order.
@@ -319,7 +371,7 @@ def write_dataset(
         _roll_forward(out_dir)
         previous = read_dataset_info(out_dir)
         atomic.sweep(out_dir)
-        info = _publish(manifest, name, out_dir, cache_dir, pitch_low, previous)
+        info = _publish(manifest, name, out_dir, cache_dir, pitch_low, policy, previous)
         _sweep(out_dir, info.shards)
         record_version(out_dir, info, manifest)  # the dataset's history (below)
     return info
@@ -331,10 +383,11 @@ def _publish(
     out_dir: Path,
     cache_dir: Path,
     pitch_low: int,
+    policy: str,
     previous: DatasetInfo | None,
 ) -> DatasetInfo:
-    encoding = roll.encoding_params(pitch_low)
     accepted = manifest[manifest.status == "accepted"].sort_values("source_path")
+    encoding = _encoding(accepted, pitch_low, policy)
     key = inputs_key(accepted, encoding)
     sink = pa.BufferOutputStream()
     pq.write_table(manifest_table(manifest), sink)
@@ -368,6 +421,16 @@ def _publish(
         atomic.crash_point("encode:committed")
     os.replace(pending, files.manifest)
     return info
+
+
+def _encoding(accepted: pd.DataFrame, pitch_low: int, policy: str) -> dict:
+    """roll-v1's parameters, with the track axis for ``voices`` and ``instruments``."""
+    if tracks.check_policy(policy) == tracks.MERGED:
+        return roll.encoding_params(pitch_low)
+    files = list(zip(accepted.track_names, accepted.track_programs, strict=True))
+    n_voices = tracks.dataset_voices(accepted.n_voices.tolist()) if policy == tracks.VOICES else 0
+    described = tracks.describe(policy, [(list(n), list(p)) for n, p in files], n_voices)
+    return tracks.encoding_params(pitch_low, policy, described)
 
 
 def _stage(
@@ -417,7 +480,8 @@ def _write_shards(
     """Write the shards of a new dataset under content-addressed names (an unchanged shard
     keeps its file); nothing committed refers to them until ``dataset.json`` does. Files
     created here are appended to ``written``."""
-    root = cache_root(cache_dir, pitch_low)
+    root = cache_root(cache_dir, pitch_low, tracks.policy_of(encoding))
+    width = tracks.window_bytes(encoding)
     digest = hashlib.sha256(json.dumps(encoding, sort_keys=True).encode())
     metadata = {b"musicflow.encoding": json.dumps(encoding).encode()}
     shards: list[str] = []
@@ -427,7 +491,7 @@ def _write_shards(
 
     def flush() -> None:
         nonlocal pending, n_pending, content
-        table = _shard_table(pending).replace_schema_metadata(metadata)
+        table = _shard_table(pending, width).replace_schema_metadata(metadata)
         shard = _shard_name(len(shards), content)
         path = out_dir / shard
         if not _complete_shard(path, table.num_rows):
@@ -493,11 +557,15 @@ def read_history(folder: Path) -> list[dict]:
     return records
 
 
-def _windows(shards: list[Path]) -> Iterator[np.ndarray]:
+def _windows(shards: list[Path], n_tracks: int = 1) -> Iterator[np.ndarray]:
+    """Every window of the shards; a multi-track window as its tracks laid over each other."""
     for shard in shards:
         for batch in pq.ParquetFile(shard).iter_batches(BATCH_ROWS, columns=["roll"]):
             packed = np.frombuffer(b"".join(batch.column(0).to_pylist()), dtype=np.uint8)
-            yield roll.unpack_windows(packed.reshape(-1, roll.PACKED_BYTES))
+            windows = roll.unpack_windows(packed.reshape(-1, roll.PACKED_BYTES))
+            if n_tracks > 1:
+                windows = windows.reshape(-1, n_tracks, roll.ROWS, roll.COLS).any(axis=1)
+            yield windows
 
 
 def _files(manifest: pd.DataFrame) -> dict[str, str]:
@@ -546,7 +614,10 @@ def record_version(folder: Path, info, manifest: pd.DataFrame) -> dict | None:
         "status": dict(Counter(manifest.status)),
         "quarantine_reasons": dict(Counter(quarantined.reason)),
         "warnings": dict(Counter(w for ws in accepted.warnings for w in ws)),
-        "statistics": window_statistics(_windows(info.shard_paths), pitch_low=info.pitch_low),
+        "statistics": window_statistics(
+            _windows(info.shard_paths, tracks.window_bytes(info.encoding) // roll.PACKED_BYTES),
+            pitch_low=info.pitch_low,
+        ),
         "validation_page": docs[-1].relative_to(files.root).as_posix() if docs else None,
     }
     table = manifest_table(manifest)

@@ -7,8 +7,8 @@
  *
  * Private module: use musicflow.core.midi.scan_midi(). One function:
  *
- *   parse(buffer, max_notes, max_events) -> (err_code, err_detail, midi_type, n_tracks,
- *                     division, notes, n_drum_notes, n_orphan_note_off, n_unterminated)
+ *   parse(buffer, max_notes, max_events[, with_tracks]) -> (err_code, err_detail, midi_type,
+ *         n_tracks, division, notes, n_drum_notes, n_orphan_note_off, n_unterminated, names)
  *
  * err_code is None on success, else "not_midi", "truncated", "too_large" (more than
  * max_notes notes or max_events events: a resource bomb, stopped before it costs more memory
@@ -16,6 +16,16 @@
  * header). notes is a bytearray holding
  * N x 5 native int64 (track, channel, pitch, on_tick, off_tick), channel 9 (drums) excluded,
  * sorted by (on_tick, pitch, track, channel, off_tick).
+ *
+ * with_tracks (default 0) is for the track policies (docs/encoding.md, "Tracks"): drum notes are
+ * paired and kept like the others (and count towards max_notes; a drum note-off with nothing open
+ * is still no orphan), each note gets a sixth column, the program in force (below), and names
+ * lists each track's first Sequence/Track Name meta event (bytes, at most 64; b"" when none).
+ * Without it, notes and counters are exactly as above and names is an empty list.
+ *
+ * Program in force: channel state, per track in file order. A track starts from the programs set
+ * at tick 0 by the tracks before it (a conductor track's set-up), then follows its own program
+ * changes; 0 (Acoustic Grand Piano, the General MIDI default) when none was set.
  *
  * Pairing (docs/encoding.md rule 2): per track, note_on vel > 0 opens a note for
  * (channel, pitch); note_off or note_on vel 0 closes the earliest open one (FIFO); a close with
@@ -40,6 +50,7 @@
 
 #define N_KEYS (16 * 128)
 #define DRUM_CHANNEL 9
+#define NAME_BYTES 64
 
 typedef struct {
     int64_t on;
@@ -48,6 +59,7 @@ typedef struct {
     int32_t track;
     uint8_t channel;
     uint8_t pitch;
+    uint8_t program;
 } Note;
 
 typedef struct {
@@ -66,6 +78,12 @@ typedef struct {
     int64_t head[N_KEYS];
     int64_t tail[N_KEYS];
     size_t n_open;
+    /* tracks: with_tracks mode */
+    int with_tracks;
+    int16_t initial_program[16]; /* set at tick 0 by the tracks parsed so far, -1 = none */
+    int16_t program[16];         /* in force in the track being parsed, -1 = none */
+    char *names;                 /* n_tracks_header x NAME_BYTES, NUL-padded */
+    uint8_t *name_len;
     /* limits */
     int64_t max_notes;
     int64_t max_events;
@@ -141,6 +159,7 @@ static int open_note(Parser *ps, int32_t track, uint8_t channel, uint8_t pitch, 
     n->track = track;
     n->channel = channel;
     n->pitch = pitch;
+    n->program = ps->program[channel] < 0 ? 0 : (uint8_t)ps->program[channel];
     int key = channel * 128 + pitch;
     if (ps->tail[key] < 0)
         ps->head[key] = idx;
@@ -155,7 +174,8 @@ static void close_note(Parser *ps, uint8_t channel, uint8_t pitch, int64_t tick)
     int key = channel * 128 + pitch;
     int64_t idx = ps->head[key];
     if (idx < 0) {
-        ps->n_orphan++;
+        if (channel != DRUM_CHANNEL)
+            ps->n_orphan++;
         return;
     }
     Note *n = &ps->notes[idx];
@@ -190,6 +210,8 @@ static int parse_track(Parser *ps, size_t pos, size_t end, long track) {
     const uint8_t *d = ps->data;
     int64_t tick = 0;
     uint8_t running = 0;
+    for (int ch = 0; ch < 16; ch++)
+        ps->program[ch] = ps->initial_program[ch];
 
     while (pos < end) {
         uint32_t delta;
@@ -222,6 +244,11 @@ static int parse_track(Parser *ps, size_t pos, size_t end, long track) {
             if ((size_t)mlen > end - pos)
                 return fail(ps, "truncated", "track %ld: meta event runs past the end of its chunk (byte %ld)",
                             track, (long)pos);
+            if (type == 0x03 && ps->names && track < ps->n_tracks_header && ps->name_len[track] == 0 && mlen > 0) {
+                size_t n = mlen < NAME_BYTES ? (size_t)mlen : NAME_BYTES;
+                memcpy(ps->names + (size_t)track * NAME_BYTES, d + pos, n);
+                ps->name_len[track] = (uint8_t)n;
+            }
             pos += mlen;
             if (type == 0x2F)
                 break; /* End of Track: the rest of the chunk is ignored */
@@ -250,14 +277,19 @@ static int parse_track(Parser *ps, size_t pos, size_t end, long track) {
             pos += nd;
             running = status;
             uint8_t channel = status & 0x0F;
+            int keep = channel != DRUM_CHANNEL || ps->with_tracks;
             if (kind == 0x90 && d2 > 0) {
                 if (channel == DRUM_CHANNEL)
                     ps->n_drum++;
-                else if (open_note(ps, (int32_t)track, channel, d1, tick) < 0)
+                if (keep && open_note(ps, (int32_t)track, channel, d1, tick) < 0)
                     return -1;
             } else if (kind == 0x80 || kind == 0x90) {
-                if (channel != DRUM_CHANNEL)
+                if (keep)
                     close_note(ps, channel, d1, tick);
+            } else if (kind == 0xC0) {
+                ps->program[channel] = d1;
+                if (tick == 0)
+                    ps->initial_program[channel] = d1;
             }
         }
     }
@@ -281,6 +313,15 @@ static int parse_file(Parser *ps) {
     if ((size_t)hlen > len - 8)
         return fail(ps, "truncated", "header chunk claims %ld bytes, %ld present", (long)hlen, (long)(len - 8));
     size_t pos = 8 + (size_t)hlen;
+    if (ps->with_tracks && ps->n_tracks_header > 0) {
+        /* at most 65535 x 65 bytes */
+        ps->names = (char *)calloc((size_t)ps->n_tracks_header, NAME_BYTES);
+        ps->name_len = (uint8_t *)calloc((size_t)ps->n_tracks_header, 1);
+        if (!ps->names || !ps->name_len) {
+            ps->err = "nomem";
+            return -1;
+        }
+    }
 
     ps->n_tracks = 0;
     while (ps->n_tracks < ps->n_tracks_header) {
@@ -314,6 +355,8 @@ static int cmp_note(const void *pa, const void *pb) {
         return a->channel < b->channel ? -1 : 1;
     if (a->off != b->off)
         return a->off < b->off ? -1 : 1;
+    if (a->program != b->program)
+        return a->program < b->program ? -1 : 1;
     return 0;
 }
 
@@ -321,7 +364,8 @@ static PyObject *smf_parse(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer view;
     long long max_notes, max_events;
-    if (!PyArg_ParseTuple(args, "y*LL", &view, &max_notes, &max_events))
+    int with_tracks = 0;
+    if (!PyArg_ParseTuple(args, "y*LL|p", &view, &max_notes, &max_events, &with_tracks))
         return NULL;
     if (max_notes < 0 || max_events < 0) {
         PyBuffer_Release(&view);
@@ -338,8 +382,11 @@ static PyObject *smf_parse(PyObject *self, PyObject *args) {
     ps->data = (const uint8_t *)view.buf;
     ps->len = (size_t)view.len;
     ps->midi_type = ps->n_tracks_header = ps->division = ps->n_tracks = -1;
+    ps->with_tracks = with_tracks;
     for (int k = 0; k < N_KEYS; k++)
         ps->head[k] = ps->tail[k] = -1;
+    for (int ch = 0; ch < 16; ch++)
+        ps->initial_program[ch] = -1;
 
     Py_BEGIN_ALLOW_THREADS
     if (parse_file(ps) == 0 && ps->n_notes > 1)
@@ -349,36 +396,58 @@ static PyObject *smf_parse(PyObject *self, PyObject *args) {
     PyBuffer_Release(&view);
     PyObject *result = NULL;
     PyObject *notes = NULL;
+    PyObject *names = NULL;
+    size_t cols = with_tracks ? 6 : 5;
     if (ps->err && strcmp(ps->err, "nomem") == 0) {
         PyErr_NoMemory();
         goto done;
     }
     size_t n = ps->err ? 0 : ps->n_notes;
-    if (n > (size_t)PY_SSIZE_T_MAX / (5 * sizeof(int64_t))) {
+    if (n > (size_t)PY_SSIZE_T_MAX / (cols * sizeof(int64_t))) {
         PyErr_NoMemory();
         goto done;
     }
     /* a bytearray, so numpy views it writable without a copy */
-    notes = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * 5 * sizeof(int64_t)));
+    notes = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * cols * sizeof(int64_t)));
     if (!notes)
         goto done;
     int64_t *out = (int64_t *)PyByteArray_AS_STRING(notes);
     for (size_t i = 0; i < n; i++) {
         const Note *nt = &ps->notes[i];
-        out[5 * i + 0] = nt->track;
-        out[5 * i + 1] = nt->channel;
-        out[5 * i + 2] = nt->pitch;
-        out[5 * i + 3] = nt->on;
-        out[5 * i + 4] = nt->off;
+        int64_t *row = out + cols * i;
+        row[0] = nt->track;
+        row[1] = nt->channel;
+        row[2] = nt->pitch;
+        row[3] = nt->on;
+        row[4] = nt->off;
+        if (with_tracks)
+            row[5] = nt->program;
+    }
+    names = PyList_New(0);
+    if (!names)
+        goto done;
+    if (!ps->err && ps->names) {
+        for (long t = 0; t < ps->n_tracks && t < ps->n_tracks_header; t++) {
+            PyObject *name = PyBytes_FromStringAndSize(ps->names + (size_t)t * NAME_BYTES, ps->name_len[t]);
+            if (!name || PyList_Append(names, name) < 0) {
+                Py_XDECREF(name);
+                goto done;
+            }
+            Py_DECREF(name);
+        }
     }
     if (ps->err)
-        result = Py_BuildValue("(sslllOLLL)", ps->err, ps->detail, ps->midi_type, ps->n_tracks, ps->division,
-                               notes, (long long)ps->n_drum, (long long)ps->n_orphan, (long long)ps->n_unterm);
+        result = Py_BuildValue("(sslllOLLLO)", ps->err, ps->detail, ps->midi_type, ps->n_tracks, ps->division,
+                               notes, (long long)ps->n_drum, (long long)ps->n_orphan, (long long)ps->n_unterm,
+                               names);
     else
-        result = Py_BuildValue("(OOlllOLLL)", Py_None, Py_None, ps->midi_type, ps->n_tracks, ps->division, notes,
-                               (long long)ps->n_drum, (long long)ps->n_orphan, (long long)ps->n_unterm);
+        result = Py_BuildValue("(OOlllOLLLO)", Py_None, Py_None, ps->midi_type, ps->n_tracks, ps->division, notes,
+                               (long long)ps->n_drum, (long long)ps->n_orphan, (long long)ps->n_unterm, names);
 done:
     Py_XDECREF(notes);
+    Py_XDECREF(names);
+    free(ps->names);
+    free(ps->name_len);
     free(ps->notes);
     free(ps);
     return result;
@@ -386,8 +455,8 @@ done:
 
 static PyMethodDef smf_methods[] = {
     {"parse", smf_parse, METH_VARARGS,
-     "parse(buffer, max_notes, max_events) -> (err_code, err_detail, midi_type, n_tracks, division, notes_bytes, "
-     "n_drum_notes, n_orphan_note_off, n_unterminated). Private: use musicflow.core.midi.scan_midi()."},
+     "parse(buffer, max_notes, max_events[, with_tracks]) -> (err_code, err_detail, midi_type, n_tracks, division, "
+     "notes_bytes, n_drum_notes, n_orphan_note_off, n_unterminated, names). Private: use musicflow.core.midi."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,7 +17,8 @@ Reading choices the contract leaves open:
 - meta events keep running status (as mido does), sysex events cancel it (as the SMF spec says);
 - delta-times and lengths are at most 4 bytes; a longer one, a data byte above 127, a system
   status byte other than F0/F7/FF, or running status with no previous status is ``truncated``;
-- drum notes (channel index 9) are only counted, and their note-offs never count as orphans.
+- drum notes (channel index 9) are only counted, and their note-offs never count as orphans
+  (with ``with_tracks``, for the track policies, they are kept as notes: :func:`_parse`).
 
 Per-file resource limits (docs/dataset.md): a file with more than :data:`MAX_NOTES` notes or
 :data:`MAX_EVENTS` events is stopped there with error ``too_large`` (validation quarantines
@@ -75,6 +76,7 @@ class _Raw(NamedTuple):
     n_drum_notes: int
     n_orphan_note_off: int
     n_unterminated: int
+    track_names: list[bytes]  # with_tracks only: each track's first name, at most 64 bytes
 
 
 def ticks_per_beat_of(division: int) -> int | None:
@@ -82,16 +84,25 @@ def ticks_per_beat_of(division: int) -> int | None:
     return None if division & 0x8000 else division
 
 
-def _parse(data: bytes, max_notes: int = MAX_NOTES, max_events: int = MAX_EVENTS) -> _Raw:
+def _parse(
+    data: bytes,
+    max_notes: int = MAX_NOTES,
+    max_events: int = MAX_EVENTS,
+    *,
+    with_tracks: bool = False,
+) -> _Raw:
     """Run the C parser; never raises for bad input (the error is in the result).
 
     On error the header fields are those read before the failure (None when not read), so the
     manifest can still show e.g. the division of a truncated file.
+
+    ``with_tracks`` (the track policies, docs/encoding.md "Tracks"): drum notes are kept, notes
+    get a sixth column, the program in force at their onset, and ``track_names`` is filled.
     """
-    err, detail, midi_type, n_tracks, division, notes, n_drum, n_orphan, n_unterm = _smf.parse(
-        data, max_notes, max_events
+    err, detail, midi_type, n_tracks, division, notes, n_drum, n_orphan, n_unterm, names = (
+        _smf.parse(data, max_notes, max_events, with_tracks)
     )
-    arr = np.frombuffer(notes, dtype=np.int64).reshape(-1, 5)
+    arr = np.frombuffer(notes, dtype=np.int64).reshape(-1, 6 if with_tracks else 5)
     return _Raw(
         error=err,
         detail=detail,
@@ -102,6 +113,7 @@ def _parse(data: bytes, max_notes: int = MAX_NOTES, max_events: int = MAX_EVENTS
         n_drum_notes=n_drum,
         n_orphan_note_off=n_orphan,
         n_unterminated=n_unterm,
+        track_names=names,
     )
 
 

@@ -683,6 +683,8 @@ class AuditFile:
     notes: int | None
     windows: int
     role: str  # training, validation, held-out, or "" when the file is not in the dataset
+    #: a dataset encoded with tracks: each of the file's tracks, "name program" (else "")
+    track_programs: str = ""
 
 
 #: Rows the audit page lays out at first (and per filter) until "show all" is clicked: the
@@ -761,14 +763,16 @@ def _files_section(files: Sequence[AuditFile]) -> str:
     """Every file in one table (sorted by path), with the filters and the inline script."""
     if not files:
         return ""
+    with_tracks = any(f.track_programs for f in files)  # a merged dataset's page is unchanged
     rows = []
     for f in files:
+        programs = f"<td>{_e(f.track_programs)}</td>" if with_tracks else ""
         rows.append(
             f'<tr class="{_e(f.outcome)}" data-o="{_e(f.outcome)}" data-r="{_e(f.role)}"'
             f' data-w="{1 if f.warnings else 0}"><td>{_e(f.path)}</td><td>{_e(f.outcome)}</td>'
             f"<td>{_e(f.reason)}</td><td>{_e(', '.join(f.warnings))}</td>"
             f'<td class="num">{_num(f.tracks)}</td><td class="num">{_num(f.notes)}</td>'
-            f'<td class="num">{f.windows}</td><td>{_e(f.role or "—")}</td></tr>'
+            f'<td class="num">{f.windows}</td><td>{_e(f.role or "—")}</td>{programs}</tr>'
         )
 
     def options(values: set[str]) -> str:
@@ -785,7 +789,7 @@ def _files_section(files: Sequence[AuditFile]) -> str:
         ("notes", "num"),
         ("windows", "num"),
         ("role", ""),
-    ]
+    ] + ([("tracks: program", "")] if with_tracks else [])
     head = "".join(
         f'<th class="{c}"' + (' aria-sort="ascending"' if i == 0 else "") + f">{h}</th>"
         for i, (h, c) in enumerate(heads)

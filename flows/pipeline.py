@@ -11,8 +11,9 @@ as
 the audit ends, before any training.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: ``serve`` pickles the flow's function by value,
+# with only the globals its code names, so the parameters' types (TrainSettings) must be the
+# classes themselves for Prefect to validate a scheduled run's parameters.
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from musicflow.adapters import atomic, workspace
 from musicflow.adapters.store import DatasetInfo, reading
 from musicflow.core.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.core.roll import DEFAULT_PITCH_LOW
+from musicflow.core.settings import DEFAULT_TRAINING, TrainSettings
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
 from musicflow.tasks.evaluate import Evaluation, evaluate
 from musicflow.tasks.generate import generate
@@ -87,19 +89,16 @@ def _model_steps(
     dataset: str,
     model: str,
     audit_summary: dict | None,
+    training: TrainSettings,
     soundfont: str | None = None,
-    **settings,
 ) -> ModelResult:
     """train → evaluate → register → promote → generate → report for one model (in a flow).
 
     Every step works on one dataset version, read once, its shards kept while the steps run
     whatever an encode commits meanwhile (docs/dataset.md); one such command per model and
-    dataset runs at a time, so an identical second one finds the first's results.
-
-    ``settings``: the training task's keyword arguments (epochs, batch_size, seed,
-    time_budget_s, distribute, mixed_precision)."""
+    dataset runs at a time, so an identical second one finds the first's results."""
     with reading(dataset_dir) as version, one_at_a_time(dataset_dir, model):
-        return _steps(version, dataset, model, audit_summary, soundfont, **settings)
+        return _steps(version, dataset, model, audit_summary, training, soundfont)
 
 
 def _steps(
@@ -107,11 +106,11 @@ def _steps(
     dataset: str,
     model: str,
     audit_summary: dict | None,
+    training: TrainSettings,
     soundfont: str | None,
-    **settings,
 ) -> ModelResult:
     dataset_dir = version.folder
-    trained, cached = cached_step(train, version, dataset, model, **settings)
+    trained, cached = cached_step(train, version, dataset, model, training)
     if cached:
         progress.stage(f"train {model}", "nothing changed, skipped")
         progress.note(f"run {trained.run_id}, {trained_epochs(trained)}")
@@ -187,15 +186,11 @@ def pipeline_flow(
     source: Path,
     dataset: str,
     models: list[str],
-    epochs: int | None = None,
-    seed: int = 0,
+    training: TrainSettings = DEFAULT_TRAINING,
     workers: int = DEFAULT_WORKERS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     pitch_low: int = DEFAULT_PITCH_LOW,
-    time_budget_s: float | None = None,
     soundfont: str | None = None,
-    distribute: bool = False,
-    mixed_precision: bool = False,
 ) -> PipelineResult:
     """Encode the folder, then train, evaluate, register and report each model; then the
     dataset's index page."""
@@ -218,12 +213,8 @@ def pipeline_flow(
                 dataset,
                 model,
                 audit.summary,
+                training,
                 soundfont=soundfont,
-                epochs=epochs,
-                seed=seed,
-                time_budget_s=time_budget_s,
-                distribute=distribute,
-                mixed_precision=mixed_precision,
             )
         )
     if models:
@@ -235,13 +226,8 @@ def pipeline_flow(
 def train_flow(
     dataset: str,
     model: str,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    time_budget_s: float | None = None,
+    training: TrainSettings = DEFAULT_TRAINING,
     soundfont: str | None = None,
-    distribute: bool = False,
-    mixed_precision: bool = False,
 ) -> ModelResult:
     """Train one model on an encoded dataset, then evaluate, register and report it; then
     the dataset's index page."""
@@ -251,13 +237,8 @@ def train_flow(
         dataset,
         model,
         None,
+        training,
         soundfont=soundfont,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        time_budget_s=time_budget_s,
-        distribute=distribute,
-        mixed_precision=mixed_precision,
     )
     _write_index(dataset, dataset_dir)
     return result

@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from musicflow.adapters import tflog, workspace
@@ -42,6 +43,7 @@ from musicflow.core.defaults import (
 )
 from musicflow.core.errors import DatasetError, MusicflowError, UsageError
 from musicflow.core.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
+from musicflow.core.settings import TrainSettings, budget_s
 from musicflow.models import MODEL_NAMES, PROMPT_CONTEXT_BARS
 
 #: Commands that run a Prefect flow, and write to the workspace.
@@ -376,23 +378,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_settings(args: argparse.Namespace) -> dict[str, object]:
-    """The training options (``_add_training_options``) as ``pipeline_flow``'s arguments."""
-    return {
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "time_budget_s": args.time_budget * 60 if args.time_budget else None,
-        "distribute": args.distribute,
-        "mixed_precision": args.mixed_precision,
-        "soundfont": args.soundfont,
-    }
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """The training options (``_add_training_options``; ``--batch-size`` where the command has
+    it) as the one value every flow and the train task take."""
+    return TrainSettings(
+        epochs=args.epochs,
+        batch_size=getattr(args, "batch_size", None),
+        seed=args.seed,
+        time_budget_s=budget_s(args.time_budget),
+        distribute=args.distribute,
+        mixed_precision=args.mixed_precision,
+    )
 
 
 def _run_settings(args: argparse.Namespace) -> dict[str, object]:
     """``run``'s options (``_add_run_options``) but the models, as ``pipeline_flow``'s
     arguments."""
     return {
-        **_training_settings(args),
+        "training": _train_settings(args),
+        "soundfont": args.soundfont,
         "workers": args.workers,
         "max_bytes": args.max_bytes,
         "pitch_low": args.pitch_low,
@@ -426,7 +430,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return watch_folder(
         source,
         name,
-        settings={"models": models, **settings},
+        # the last trained state is JSON: the training settings as their fields
+        settings={"models": models, **settings, "training": asdict(settings["training"])},
         retrain=retrain,
         settle_s=args.settle,
     )
@@ -511,12 +516,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_flow(
             dataset=args.dataset,
             model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            time_budget_s=args.time_budget * 60 if args.time_budget else None,
-            distribute=args.distribute,
-            mixed_precision=args.mixed_precision,
+            training=_train_settings(args),
             soundfont=args.soundfont,
         )
     _print_model(result)
@@ -785,7 +785,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dataset_name(source, args.dataset),
         cron=args.cron,
         models=args.models,
-        training=_training_settings(args),
+        training=_train_settings(args),
+        soundfont=args.soundfont,
         on_midi_change=args.on_midi_change,
     )
 
@@ -802,7 +803,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         pool=args.pool,
         cron=args.cron,
         models=args.models,
-        training=_training_settings(args),
+        training=_train_settings(args),
+        soundfont=args.soundfont,
         on_midi_change=args.on_midi_change,
     )
 

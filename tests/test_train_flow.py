@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from musicflow.adapters import workspace
+from musicflow.core.settings import TrainSettings
 from musicflow.flows.dataset import encode_flow
 from musicflow.models import MODEL_NAMES
 
@@ -31,6 +32,8 @@ PER_EPOCH = {
     "vae-thesis": ("loss", "recon_loss", "kl_loss", "val_loss"),
     "gan-thesis": ("d_loss", "g_loss", "d_acc_real", "d_acc_fake"),
 }
+
+SMALL = TrainSettings(epochs=1, batch_size=16, seed=3)  # seconds per model
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def test_model_trains_logs_registers_reloads_and_caches(
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
-    result = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    result = train_flow(dataset=dataset, model=model, training=SMALL)
 
     client = MlflowClient(tracking_uri=workspace.tracking_uri())
     run = client.get_run(result["run_id"])
@@ -108,7 +111,7 @@ def test_model_trains_logs_registers_reloads_and_caches(
 
     # An identical call trains nothing: same run, no new run, no new version.
     n_runs = len(client.search_runs([run.info.experiment_id]))
-    again = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    again = train_flow(dataset=dataset, model=model, training=SMALL)
     assert again["run_id"] == result["run_id"]
     assert len(client.search_runs([run.info.experiment_id])) == n_runs
     assert len(client.search_model_versions(f"name = '{dataset}-{model}'")) == 1
@@ -129,15 +132,10 @@ def test_distributed_mixed_precision_training_loads_and_samples_on_a_cpu(
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
-    result = train_flow(
-        dataset=dataset,
-        model="rnn",
-        epochs=1,
-        batch_size=16,
-        seed=11,
-        distribute=True,
-        mixed_precision=True,
+    training = TrainSettings(
+        epochs=1, batch_size=16, seed=11, distribute=True, mixed_precision=True
     )
+    result = train_flow(dataset=dataset, model="rnn", training=training)
     gpus = len(tf.config.list_logical_devices("GPU"))
     params = (
         MlflowClient(tracking_uri=workspace.tracking_uri()).get_run(result["run_id"]).data.params
@@ -184,7 +182,7 @@ def test_generate_samples_a_registered_frame_model_without_tensorflow(
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
-    result = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    result = train_flow(dataset=dataset, model=model, training=SMALL)
     client = MlflowClient(tracking_uri=workspace.tracking_uri())
     version = client.get_model_version(f"{dataset}-{model}", "1")
     assert {"sampler.json", "sampler.npz"} <= set(json.loads(version.tags[MODEL_FILES_TAG]))

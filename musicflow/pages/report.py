@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from musicflow.adapters import atomic
 from musicflow.core.metrics import BASELINE_SUFFIX, METRIC_INFO, MODEL_METRIC_INFO, metric_info
+from musicflow.core.settings import budget_text
 
 #: Absolute links a page may carry: the MLflow UI of ``musicflow ui`` on this machine.
 UI_PREFIXES = ("http://127.0.0.1:", "http://localhost:")
@@ -375,9 +376,9 @@ def _epochs_text(lin: Lineage) -> str:
     if lin.stopped_by == "early_stopping":
         text += " (stopped early: the validation files' score had stopped improving)"
     elif budget_s and done < planned:
-        text += f" (stopped by the time budget of {budget_s / 60:g} min)"
+        text += f" (stopped by the time budget of {budget_text(budget_s)})"
     elif budget_s:
-        text += f" (within the time budget of {budget_s / 60:g} min)"
+        text += f" (within the time budget of {budget_text(budget_s)})"
     if lin.kept_epoch and lin.kept_epoch != done:
         text += f"; the weights of epoch {lin.kept_epoch}, the best on the validation files"
     return text

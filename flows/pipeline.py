@@ -23,6 +23,7 @@ from prefect import flow
 from musicflow.adapters import atomic, workspace
 from musicflow.adapters.store import DatasetInfo, reading
 from musicflow.core.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
+from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS
 from musicflow.core.roll import DEFAULT_PITCH_LOW
 from musicflow.core.settings import DEFAULT_TRAINING, TrainSettings
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
@@ -166,9 +167,9 @@ def trained_epochs(trained: TrainedModel) -> str:
 
 def _scores(scores: dict[str, float]) -> str:
     shown = []
-    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate"):
+    for key in HEADLINE_METRICS:
         if key in scores:
-            base = scores.get(f"{key}_baseline")
+            base = scores.get(f"{key}{BASELINE_SUFFIX}")
             shown.append(
                 f"{key} {scores[key]:.3f}" + (f" (baseline {base:.3f})" if base is not None else "")
             )

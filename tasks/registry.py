@@ -27,7 +27,7 @@ from prefect.cache_policies import NONE
 
 from musicflow.adapters import results, tracking
 from musicflow.core.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
-from musicflow.tasks.evaluate import Evaluation
+from musicflow.tasks.evaluate import Evaluation, run_summary
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 
 __all__ = ["MAX_BLANK_RATE", "ONENN_TIE", "RegisteredModel", "is_better", "promote", "register"]
@@ -67,7 +67,7 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
     tracking.describe_version(
         name,
         version,
-        version_description(trained, evaluation),
+        run_summary(trained, evaluation),
         model_text=(
             f"`{trained.model}` generators trained by musicflow on the dataset "
             f"**{trained.dataset}**, one version per training run. The alias `champion` marks "
@@ -76,27 +76,6 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
         ),
     )
     return RegisteredModel(name=name, version=version, run_id=trained.run_id)
-
-
-def version_description(trained: TrainedModel, evaluation: Evaluation) -> str:
-    """What the MLflow UI shows for a version: what was trained, for how long, and how it
-    scored against its baselines."""
-    budget = f", time budget {trained.time_budget_s / 60:g} min" if trained.time_budget_s else ""
-    lines = [
-        f"{trained.model} trained for {trained.epochs_done} of {trained.max_epochs} epochs"
-        f"{budget} on {trained.dataset} (digest {trained.digest[:16]}), seed {trained.seed}, "
-        f"code {trained.code_version}.",
-    ]
-    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "heldout_nll"):
-        value = evaluation.scores.get(key)
-        if value is None or value != value:  # absent or NaN
-            continue
-        base = evaluation.scores.get(f"{key}_baseline")
-        lines.append(
-            f"{key} {value:.3f}"
-            + (f" (baseline {base:.3f})" if base is not None and base == base else "")
-        )
-    return "\n".join(lines)
 
 
 def promote_if_better(registered: RegisteredModel) -> bool:

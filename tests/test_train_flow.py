@@ -90,9 +90,10 @@ def test_model_trains_logs_registers_reloads_and_caches(
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "mlflow.sharedViewState.musicflow" in experiment.tags
-    assert f"trained on **{dataset}**" in run.data.tags["mlflow.note.content"]
+    summary = f"**{model}** trained for 1 of 1 epochs on **{dataset}**"
+    assert summary in run.data.tags["mlflow.note.content"]
     version = client.get_model_version(f"{dataset}-{model}", "1")
-    assert "trained for 1 of 1 epochs" in version.description
+    assert version.description.startswith(summary)  # the same run summary
     assert run.data.tags["musicflow.evaluation_metrics"].startswith("pitch_hist_l1,")
     for key in PER_EPOCH[model]:
         assert key in metrics, key

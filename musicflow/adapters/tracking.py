@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from musicflow import __version__
 from musicflow.adapters import atomic, procs, workspace
 from musicflow.core.errors import DatasetError, ModelError, TrackingError
+from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS, MODEL_METRIC_INFO
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -80,14 +81,10 @@ NOTE_TAG = "mlflow.note.content"  # the description the UI shows for an experime
 VIEW_PREFIX = "mlflow.sharedViewState."
 VIEW_KEY = "musicflow"
 VIEW_METRICS = (
-    "onenn_accuracy",
-    "onenn_accuracy_baseline",
-    "pitch_hist_l1",
-    "pitch_hist_l1_baseline",
-    "blank_rate",
+    *(f"{m}{s}" for m in HEADLINE_METRICS for s in ("", BASELINE_SUFFIX)),
     "unique_rate",
     "copy_rate",
-    "heldout_nll",
+    *MODEL_METRIC_INFO,
     "epochs_completed",
 )
 VIEW_PARAMS = ("model", "epochs", "max_epochs", "time_budget_s", "dataset_digest")

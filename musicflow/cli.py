@@ -466,11 +466,11 @@ def _watch_emit(source: Path, dataset: str, settle_s: float) -> int:
 def _dataset_standing(dataset: str) -> dict:
     """The best version of the dataset and the MLflow UI address of its runs."""
     from musicflow.adapters import tracking
-    from musicflow.core.champion import best_of_dataset
+    from musicflow.core.champion import best_of_versions
     from musicflow.terminal.console import best_json
 
     rows = tracking.dataset_versions(dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     experiment = tracking.experiment_id_of(dataset)
     return {
         "best": best_json(best),
@@ -653,13 +653,13 @@ def _check_soundfont(given: str | None) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from musicflow.adapters import tracking
-    from musicflow.core.champion import best_of_dataset
+    from musicflow.core.champion import best_of_versions
     from musicflow.terminal.console import compare_json, format_best, format_table
 
     tracking.check_reachable()
     tracking.require_dataset(args.dataset)
     rows = tracking.dataset_versions(args.dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     if getattr(args, "json", False):
         _print_json(compare_json(args.dataset, rows, best))
         return 0

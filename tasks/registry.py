@@ -26,11 +26,11 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow.adapters import results, tracking
-from musicflow.core.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
+from musicflow.core.champion import RULE_TEXT, is_better
 from musicflow.tasks.evaluate import Evaluation, run_summary
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 
-__all__ = ["MAX_BLANK_RATE", "ONENN_TIE", "RegisteredModel", "is_better", "promote", "register"]
+__all__ = ["RegisteredModel", "is_better", "promote", "register"]
 
 
 @results.result_type
@@ -71,8 +71,7 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
         model_text=(
             f"`{trained.model}` generators trained by musicflow on the dataset "
             f"**{trained.dataset}**, one version per training run. The alias `champion` marks "
-            "the best version by the champion rule: eligible when blank_rate <= 0.5, then the "
-            "lower onenn_accuracy, within 0.01 the lower pitch_hist_l1."
+            f"the best version. {RULE_TEXT}"
         ),
     )
     return RegisteredModel(name=name, version=version, run_id=trained.run_id)

@@ -34,7 +34,7 @@ from prefect.cache_policies import NONE
 from musicflow.adapters import lineage, tracking, workspace
 from musicflow.adapters.audio import PREVIEW_SUFFIX
 from musicflow.adapters.store import read_history
-from musicflow.core.champion import RULE_TEXT, best_of_dataset, best_reason
+from musicflow.core.champion import RULE_TEXT, best_of_versions, best_reason
 from musicflow.core.defaults import PIECE_WINDOWS
 from musicflow.tasks.audit import summarize
 from musicflow.tasks.evaluate import Evaluation, load_windows, run_summary
@@ -216,7 +216,7 @@ def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:
 def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:
     """(champion of its registered model, best of the dataset) right now."""
     rows = tracking.dataset_versions(dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     mine = [r for r in rows if r.model == registered.name and r.version == registered.version]
     champion = bool(mine and mine[0].champion)
     is_best = best is not None and (best.model, best.version) == (
@@ -290,7 +290,7 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
     page = index_page(dataset)
     folder = page.parent
     rows = tracking.dataset_versions(dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     experiment = next((r.experiment_id for r in rows if r.experiment_id), None)
     index_rows = []
     for r in sorted(rows, key=lambda r: (r.model_kind, -r.version)):

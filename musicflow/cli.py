@@ -553,9 +553,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
     import json
 
     from musicflow.core.compose import Direction, check_direction, read_prompt
+    from musicflow.core.sampling import read_settings
 
     model = json.loads((model_dir / "config.json").read_text())["name"]
-    pitch_low = int(json.loads((model_dir / "sampling.json").read_text())["encoding"]["pitch_low"])
+    pitch_low = int(read_settings(model_dir)["encoding"]["pitch_low"])
     direction = Direction(
         bars=args.bars,
         temperature=args.temperature,

@@ -16,7 +16,6 @@ long, its main scores beside their baselines), which the MLflow UI shows.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from prefect.cache_policies import NONE
 
 from musicflow.adapters import results, tracking
 from musicflow.core.champion import RULE_TEXT, is_better
+from musicflow.core.sampling import write_settings
 from musicflow.tasks.evaluate import Evaluation, run_summary
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 
@@ -52,15 +52,12 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
     name = tracking.registered_name(trained.dataset, trained.model)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tracking.download_artifacts(trained.run_id, CHECKPOINT, Path(tmp))
-        (model_dir / "sampling.json").write_text(
-            json.dumps(
-                {
-                    "threshold": evaluation.threshold,
-                    "encoding": trained.encoding,
-                    "dataset": trained.dataset,
-                    "target_density": evaluation.target_density,
-                }
-            )
+        write_settings(
+            model_dir,
+            threshold=evaluation.threshold,
+            encoding=trained.encoding,
+            dataset=trained.dataset,
+            target_density=evaluation.target_density,
         )
         with tracking.resume_run(trained.run_id):
             version = tracking.log_model(model_dir, name)

@@ -125,11 +125,11 @@ def train_model(
         with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
             tracking.set_tags(
                 {
-                    "musicflow.model": model_name,
-                    "musicflow.dataset": dataset,
-                    "musicflow.code_version": lineage.code_version(),
-                    "musicflow.git_commit": lineage.git_commit() or "unknown",
-                    "prefect.flow_run_id": flow_run_id or "none",
+                    tracking.MODEL_TAG: model_name,
+                    tracking.DATASET_TAG: dataset,
+                    tracking.CODE_VERSION_TAG: lineage.code_version(),
+                    tracking.GIT_COMMIT_TAG: lineage.git_commit() or "unknown",
+                    tracking.FLOW_RUN_TAG: flow_run_id or "none",
                 }
             )
             params = {

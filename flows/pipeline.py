@@ -10,8 +10,9 @@ changed and it was skipped (``musicflow/terminal/progress.py``); the audit summa
 soon as the audit ends, before any training.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: ``serve`` pickles the flow's function by value,
+# with only the globals its code names, so the parameters' types (TrainSettings) must be the
+# classes themselves for Prefect to validate a scheduled run's parameters.
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,9 @@ from musicflow.adapters import atomic, workspace
 from musicflow.adapters.store import DatasetInfo, reading
 from musicflow.core.defaults import DEFAULT_DATASET, DEFAULT_MAX_BYTES, DEFAULT_WORKERS
 from musicflow.core.errors import UsageError
+from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS
 from musicflow.core.roll import DEFAULT_PITCH_LOW
+from musicflow.core.settings import DEFAULT_TRAINING, TrainSettings
 from musicflow.core.tracks import MERGED
 from musicflow.core.tracks import refusal as tracks_refusal
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
@@ -89,19 +92,16 @@ def _model_steps(
     dataset: str,
     model: str,
     audit_summary: dict | None,
+    training: TrainSettings,
     soundfont: str | None = None,
-    **settings,
 ) -> ModelResult:
     """train → evaluate → register → promote → generate → report for one model (in a flow).
 
     Every step works on one dataset version, read once, its shards kept while the steps run
     whatever an encode commits meanwhile (docs/dataset.md); one such command per model and
-    dataset runs at a time, so an identical second one finds the first's results.
-
-    ``settings``: the training task's keyword arguments (epochs, batch_size, seed,
-    time_budget_s, distribute, mixed_precision)."""
+    dataset runs at a time, so an identical second one finds the first's results."""
     with reading(dataset_dir) as version, one_at_a_time(dataset_dir, model):
-        return _steps(version, dataset, model, audit_summary, soundfont, **settings)
+        return _steps(version, dataset, model, audit_summary, training, soundfont)
 
 
 def _steps(
@@ -109,11 +109,11 @@ def _steps(
     dataset: str,
     model: str,
     audit_summary: dict | None,
+    training: TrainSettings,
     soundfont: str | None,
-    **settings,
 ) -> ModelResult:
     dataset_dir = version.folder
-    trained, cached = cached_step(train, version, dataset, model, **settings)
+    trained, cached = cached_step(train, version, dataset, model, training)
     if cached:
         progress.stage(f"train {model}", "nothing changed, skipped")
         progress.note(f"run {trained.run_id}, {trained_epochs(trained)}")
@@ -169,9 +169,9 @@ def trained_epochs(trained: TrainedModel) -> str:
 
 def _scores(scores: dict[str, float]) -> str:
     shown = []
-    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate"):
+    for key in HEADLINE_METRICS:
         if key in scores:
-            base = scores.get(f"{key}_baseline")
+            base = scores.get(f"{key}{BASELINE_SUFFIX}")
             shown.append(
                 f"{key} {scores[key]:.3f}" + (f" (baseline {base:.3f})" if base is not None else "")
             )
@@ -189,15 +189,11 @@ def pipeline_flow(
     source: Path,
     dataset: str,
     models: list[str],
-    epochs: int | None = None,
-    seed: int = 0,
+    training: TrainSettings = DEFAULT_TRAINING,
     workers: int = DEFAULT_WORKERS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     pitch_low: int = DEFAULT_PITCH_LOW,
-    time_budget_s: float | None = None,
     soundfont: str | None = None,
-    distribute: bool = False,
-    mixed_precision: bool = False,
     tracks: str = MERGED,
 ) -> PipelineResult:
     """Encode the folder, then train, evaluate, register and report each model; then the
@@ -225,12 +221,8 @@ def pipeline_flow(
                 dataset,
                 model,
                 audit.summary,
+                training,
                 soundfont=soundfont,
-                epochs=epochs,
-                seed=seed,
-                time_budget_s=time_budget_s,
-                distribute=distribute,
-                mixed_precision=mixed_precision,
             )
         )
     if models:
@@ -242,13 +234,8 @@ def pipeline_flow(
 def train_flow(
     dataset: str,
     model: str,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    time_budget_s: float | None = None,
+    training: TrainSettings = DEFAULT_TRAINING,
     soundfont: str | None = None,
-    distribute: bool = False,
-    mixed_precision: bool = False,
 ) -> ModelResult:
     """Train one model on an encoded dataset, then evaluate, register and report it; then
     the dataset's index page."""
@@ -258,13 +245,8 @@ def train_flow(
         dataset,
         model,
         None,
+        training,
         soundfont=soundfont,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        time_budget_s=time_budget_s,
-        distribute=distribute,
-        mixed_precision=mixed_precision,
     )
     _write_index(dataset, dataset_dir)
     return result

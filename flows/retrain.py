@@ -34,7 +34,6 @@ its runs read and write this workspace (same path on the worker's machine) and t
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sys
 from collections.abc import Mapping
@@ -51,6 +50,7 @@ from musicflow.adapters.prefect_server import (
     ui_url,
 )
 from musicflow.core.errors import MusicflowError
+from musicflow.core.settings import DEFAULT_TRAINING, TrainSettings
 from musicflow.flows.pipeline import pipeline_flow
 
 if TYPE_CHECKING:
@@ -96,22 +96,23 @@ def retrain_parameters(
     dataset: str,
     *,
     models: list[str],
-    training: Mapping[str, object] | None = None,
+    training: TrainSettings = DEFAULT_TRAINING,
+    soundfont: str | None = None,
 ) -> dict[str, object]:
     """The deployment's parameters: JSON-able (the source as an absolute path string).
 
-    ``training``: more ``pipeline_flow`` arguments (epochs, time_budget_s, seed …); only
-    those that differ from the flow's own defaults are kept, so the deployment shows what was
-    asked for."""
+    ``training``: only the settings that differ from the defaults are kept (Prefect fills in
+    the rest when a run turns them back into a ``TrainSettings``), so the deployment shows what
+    was asked for."""
     params: dict[str, object] = {
         "source": str(Path(source).resolve()),
         "dataset": dataset,
         "models": list(models),
     }
-    defaults = inspect.signature(pipeline_flow.fn).parameters
-    for key, value in (training or {}).items():
-        if value != defaults[key].default:
-            params[key] = value
+    if training.changed():
+        params["training"] = training.changed()
+    if soundfont:
+        params["soundfont"] = soundfont
     return params
 
 
@@ -121,7 +122,8 @@ def serve_retraining(
     *,
     cron: str,
     models: list[str],
-    training: Mapping[str, object] | None = None,
+    training: TrainSettings = DEFAULT_TRAINING,
+    soundfont: str | None = None,
     on_midi_change: bool = False,
 ) -> int:
     """Serve the whole DAG on SOURCE as deployment ``retrain-<dataset>`` on a cron schedule.
@@ -131,7 +133,9 @@ def serve_retraining(
     """
     validate_cron(cron)
     source = workspace.check_source(Path(source).resolve())
-    params = retrain_parameters(source, dataset, models=models, training=training)
+    params = retrain_parameters(
+        source, dataset, models=models, training=training, soundfont=soundfont
+    )
     prefect_home = workspace.prefect_home()
     if not os.environ.get("PREFECT_API_URL"):
         print(
@@ -182,7 +186,8 @@ def deploy_retraining(
     pool: str,
     cron: str,
     models: list[str],
-    training: Mapping[str, object] | None = None,
+    training: TrainSettings = DEFAULT_TRAINING,
+    soundfont: str | None = None,
     on_midi_change: bool = False,
 ) -> int:
     """Register ``retrain-<dataset>`` to work pool ``pool`` of the server at PREFECT_API_URL.
@@ -212,7 +217,9 @@ def deploy_retraining(
         )
     # A service's log is its output (as in serve): the worker shows runs at INFO.
     env = {**workspace.run_environment(), "PREFECT_LOGGING_LEVEL": "INFO"}
-    params = retrain_parameters(source, dataset, models=models, training=training)
+    params = retrain_parameters(
+        source, dataset, models=models, training=training, soundfont=soundfont
+    )
     deployment = pipeline_flow.to_deployment(
         name=deployment_name(dataset),
         cron=cron,
@@ -311,10 +318,11 @@ def _print_deployment(
 
 
 def _training_text(params: Mapping[str, object]) -> str:
-    """``epochs 1, time_budget_s 300`` (what differs from the flow's defaults), or that none
-    does."""
-    shown = [f"{k} {v}" for k, v in params.items() if k not in ("source", "dataset", "models")]
-    return ", ".join(shown) or "the models' defaults"
+    """``epochs 1, time_budget_s 300`` (what differs from the defaults), or that none does."""
+    shown = dict(params.get("training") or {})  # type: ignore[call-overload]
+    if params.get("soundfont"):
+        shown["soundfont"] = params["soundfont"]
+    return ", ".join(f"{k} {v}" for k, v in shown.items()) or "the models' defaults"
 
 
 def pause_schedule(dataset: str) -> bool:

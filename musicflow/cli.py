@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from musicflow.adapters import tflog, workspace
@@ -44,6 +45,7 @@ from musicflow.core.defaults import (
 )
 from musicflow.core.errors import DatasetError, MusicflowError, UsageError
 from musicflow.core.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
+from musicflow.core.settings import TrainSettings, budget_s
 from musicflow.core.tracks import MERGED, POLICIES, policy_of
 from musicflow.core.tracks import refusal as tracks_refusal
 
@@ -364,23 +366,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_settings(args: argparse.Namespace) -> dict[str, object]:
-    """The training options (``_add_training_options``) as ``pipeline_flow``'s arguments."""
-    return {
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "time_budget_s": args.time_budget * 60 if args.time_budget else None,
-        "distribute": args.distribute,
-        "mixed_precision": args.mixed_precision,
-        "soundfont": args.soundfont,
-    }
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """The training options (``_add_training_options``; ``--batch-size`` where the command has
+    it) as the one value every flow and the train task take."""
+    return TrainSettings(
+        epochs=args.epochs,
+        batch_size=getattr(args, "batch_size", None),
+        seed=args.seed,
+        time_budget_s=budget_s(args.time_budget),
+        distribute=args.distribute,
+        mixed_precision=args.mixed_precision,
+    )
 
 
 def _run_settings(args: argparse.Namespace) -> dict[str, object]:
     """``run``'s options (``_add_run_options``) but the models, as ``pipeline_flow``'s
     arguments."""
     return {
-        **_training_settings(args),
+        "training": _train_settings(args),
+        "soundfont": args.soundfont,
         "workers": args.workers,
         "max_bytes": args.max_bytes,
         "pitch_low": args.pitch_low,
@@ -415,7 +419,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return watch_folder(
         source,
         name,
-        settings={"models": models, **settings},
+        # the last trained state is JSON: the training settings as their fields
+        settings={"models": models, **settings, "training": asdict(settings["training"])},
         retrain=retrain,
         settle_s=args.settle,
     )
@@ -450,11 +455,11 @@ def _watch_emit(source: Path, dataset: str, settle_s: float) -> int:
 def _dataset_standing(dataset: str) -> dict:
     """The best version of the dataset and the MLflow UI address of its runs."""
     from musicflow.adapters import tracking
-    from musicflow.core.champion import best_of_dataset
+    from musicflow.core.champion import best_of_versions
     from musicflow.terminal.console import best_json
 
     rows = tracking.dataset_versions(dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     experiment = tracking.experiment_id_of(dataset)
     return {
         "best": best_json(best),
@@ -501,12 +506,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_flow(
             dataset=args.dataset,
             model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            time_budget_s=args.time_budget * 60 if args.time_budget else None,
-            distribute=args.distribute,
-            mixed_precision=args.mixed_precision,
+            training=_train_settings(args),
             soundfont=args.soundfont,
         )
     _print_model(result)
@@ -551,9 +551,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
     import json
 
     from musicflow.core.compose import Direction, check_direction, read_prompt
+    from musicflow.core.sampling import read_settings
 
     model = json.loads((model_dir / "config.json").read_text())["name"]
-    pitch_low = int(json.loads((model_dir / "sampling.json").read_text())["encoding"]["pitch_low"])
+    pitch_low = int(read_settings(model_dir)["encoding"]["pitch_low"])
     direction = Direction(
         bars=args.bars,
         temperature=args.temperature,
@@ -651,13 +652,13 @@ def _check_soundfont(given: str | None) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from musicflow.adapters import tracking
-    from musicflow.core.champion import best_of_dataset
+    from musicflow.core.champion import best_of_versions
     from musicflow.terminal.console import compare_json, format_best, format_table
 
     tracking.check_reachable()
     tracking.require_dataset(args.dataset)
     rows = tracking.dataset_versions(args.dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     if getattr(args, "json", False):
         _print_json(compare_json(args.dataset, rows, best))
         return 0
@@ -783,7 +784,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dataset_name(source, args.dataset),
         cron=args.cron,
         models=args.models,
-        training=_training_settings(args),
+        training=_train_settings(args),
+        soundfont=args.soundfont,
         on_midi_change=args.on_midi_change,
     )
 
@@ -800,7 +802,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         pool=args.pool,
         cron=args.cron,
         models=args.models,
-        training=_training_settings(args),
+        training=_train_settings(args),
+        soundfont=args.soundfont,
         on_midi_change=args.on_midi_change,
     )
 

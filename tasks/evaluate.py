@@ -24,6 +24,8 @@ from musicflow.adapters.store import DatasetInfo, holding
 from musicflow.core import roll
 from musicflow.core.defaults import PIECE_WINDOWS
 from musicflow.core.errors import DatasetError
+from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS, MODEL_METRIC_INFO
+from musicflow.core.settings import budget_text
 from musicflow.tasks.train import TrainedModel, load_trained, run_cache_key
 
 EVAL_WINDOWS = 512
@@ -184,6 +186,29 @@ def _evaluation_names(evaluation: Evaluation) -> str:
     from musicflow.core.metrics import evaluation_names
 
     return ",".join(evaluation_names(evaluation.scores, MODEL_METRICS))
+
+
+def run_summary(trained: TrainedModel, evaluation: Evaluation) -> str:
+    """A run in a few lines of Markdown, as the MLflow UI shows it for the run and for its
+    version: what was trained on which data, for how long, and the headline scores (then the
+    model-provided ones) beside their baselines."""
+    budget = f" (time budget {budget_text(trained.time_budget_s)})" if trained.time_budget_s else ""
+    lines = [
+        f"**{trained.model}** trained for {trained.epochs_done} of {trained.max_epochs} epochs"
+        f"{budget} on **{trained.dataset}** (digest `{(trained.digest or '?')[:16]}`), "
+        f"seed {trained.seed}, code {trained.code_version}.",
+        "",
+    ]
+    for key in (*HEADLINE_METRICS, *MODEL_METRIC_INFO):
+        value = evaluation.scores.get(key)
+        if value is None or value != value:  # absent or NaN
+            continue
+        base = evaluation.scores.get(f"{key}{BASELINE_SUFFIX}")
+        shown = f"- `{key}` {value:.3f}"
+        if base is not None and base == base:
+            shown += f" (baseline {base:.3f})"
+        lines.append(shown)
+    return "\n".join(lines)
 
 
 def load_windows(run_id: str) -> EvaluationWindows:

@@ -37,6 +37,7 @@ from musicflow.core.compose import STEPS_PER_BAR, Direction, check_direction, pa
 from musicflow.core.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
 from musicflow.core.errors import ModelError
 from musicflow.core.roll import COLS, STEPS_PER_BEAT
+from musicflow.core.sampling import read_settings
 from musicflow.pages import score
 
 if TYPE_CHECKING:
@@ -59,12 +60,7 @@ class RollSampler:
         when they are unreadable."""
         from musicflow.models import frame_sampler
 
-        try:
-            sampling = json.loads((Path(model_dir) / "sampling.json").read_text())
-            float(sampling["threshold"])
-            int(sampling["encoding"]["pitch_low"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"unreadable sampling.json in {model_dir}: {exc}") from exc
+        sampling = read_settings(model_dir)
         files = (frame_sampler.META_FILE, frame_sampler.ARRAYS_FILE)
         try:
             if any((Path(model_dir) / name).exists() for name in files):

@@ -16,7 +16,6 @@ long, its main scores beside their baselines), which the MLflow UI shows.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,11 +25,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from musicflow.adapters import results, tracking
-from musicflow.core.champion import MAX_BLANK_RATE, ONENN_TIE, is_better
-from musicflow.tasks.evaluate import Evaluation
+from musicflow.core.champion import RULE_TEXT, is_better
+from musicflow.core.sampling import write_settings
+from musicflow.tasks.evaluate import Evaluation, run_summary
 from musicflow.tasks.train import CHECKPOINT, TrainedModel, run_cache_key
 
-__all__ = ["MAX_BLANK_RATE", "ONENN_TIE", "RegisteredModel", "is_better", "promote", "register"]
+__all__ = ["RegisteredModel", "is_better", "promote", "register"]
 
 
 @results.result_type
@@ -52,51 +52,26 @@ def register_run(trained: TrainedModel, evaluation: Evaluation) -> RegisteredMod
     name = tracking.registered_name(trained.dataset, trained.model)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tracking.download_artifacts(trained.run_id, CHECKPOINT, Path(tmp))
-        (model_dir / "sampling.json").write_text(
-            json.dumps(
-                {
-                    "threshold": evaluation.threshold,
-                    "encoding": trained.encoding,
-                    "dataset": trained.dataset,
-                    "target_density": evaluation.target_density,
-                }
-            )
+        write_settings(
+            model_dir,
+            threshold=evaluation.threshold,
+            encoding=trained.encoding,
+            dataset=trained.dataset,
+            target_density=evaluation.target_density,
         )
         with tracking.resume_run(trained.run_id):
             version = tracking.log_model(model_dir, name)
     tracking.describe_version(
         name,
         version,
-        version_description(trained, evaluation),
+        run_summary(trained, evaluation),
         model_text=(
             f"`{trained.model}` generators trained by musicflow on the dataset "
             f"**{trained.dataset}**, one version per training run. The alias `champion` marks "
-            "the best version by the champion rule: eligible when blank_rate <= 0.5, then the "
-            "lower onenn_accuracy, within 0.01 the lower pitch_hist_l1."
+            f"the best version. {RULE_TEXT}"
         ),
     )
     return RegisteredModel(name=name, version=version, run_id=trained.run_id)
-
-
-def version_description(trained: TrainedModel, evaluation: Evaluation) -> str:
-    """What the MLflow UI shows for a version: what was trained, for how long, and how it
-    scored against its baselines."""
-    budget = f", time budget {trained.time_budget_s / 60:g} min" if trained.time_budget_s else ""
-    lines = [
-        f"{trained.model} trained for {trained.epochs_done} of {trained.max_epochs} epochs"
-        f"{budget} on {trained.dataset} (digest {trained.digest[:16]}), seed {trained.seed}, "
-        f"code {trained.code_version}.",
-    ]
-    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "heldout_nll"):
-        value = evaluation.scores.get(key)
-        if value is None or value != value:  # absent or NaN
-            continue
-        base = evaluation.scores.get(f"{key}_baseline")
-        lines.append(
-            f"{key} {value:.3f}"
-            + (f" (baseline {base:.3f})" if base is not None and base == base else "")
-        )
-    return "\n".join(lines)
 
 
 def promote_if_better(registered: RegisteredModel) -> bool:

@@ -35,11 +35,11 @@ from musicflow.adapters import lineage, tracking, workspace
 from musicflow.adapters.audio import PREVIEW_SUFFIX
 from musicflow.adapters.store import read_history, read_manifest
 from musicflow.adapters.workspace import DatasetFolder
-from musicflow.core.champion import RULE_TEXT, best_of_dataset, best_reason
+from musicflow.core.champion import RULE_TEXT, best_of_versions, best_reason
 from musicflow.core.defaults import PIECE_WINDOWS
 from musicflow.core.errors import DatasetError
 from musicflow.tasks.audit import summarize
-from musicflow.tasks.evaluate import Evaluation, load_windows
+from musicflow.tasks.evaluate import Evaluation, load_windows, run_summary
 from musicflow.tasks.generate import GenerationResult
 from musicflow.tasks.history import write_history_page
 from musicflow.tasks.registry import RegisteredModel
@@ -207,7 +207,7 @@ def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:
 def _standing(dataset: str, registered: RegisteredModel) -> tuple[bool, bool]:
     """(champion of its registered model, best of the dataset) right now."""
     rows = tracking.dataset_versions(dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     mine = [r for r in rows if r.model == registered.name and r.version == registered.version]
     champion = bool(mine and mine[0].champion)
     is_best = best is not None and (best.model, best.version) == (
@@ -261,31 +261,15 @@ def run_description(
     standing: tuple[bool, bool],
     page: Path,
 ) -> str:
-    """The run's description in the MLflow UI (Markdown): what ran, how it scored, where the
-    report is."""
-    from musicflow.core.metrics import BASELINE_SUFFIX
-
-    budget = f" (time budget {trained.time_budget_s / 60:g} min)" if trained.time_budget_s else ""
-    lines = [
-        f"**{trained.model}** trained on **{trained.dataset}** "
-        f"(digest `{(trained.digest or '?')[:16]}`) for {trained.epochs_done} of "
-        f"{trained.max_epochs} epochs{budget}; registered as `{registered.model_uri}`"
+    """The run's description in the MLflow UI (Markdown): the run summary, where the version
+    stands, where the report is."""
+    registered_as = (
+        f"Registered as `{registered.model_uri}`"
         + (" — champion" if standing[0] else "")
         + (", best of the dataset" if standing[1] else "")
-        + ".",
-        "",
-    ]
-    for key in ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "heldout_nll"):
-        value = evaluation.scores.get(key)
-        if value is None or _nan(value):
-            continue
-        base = evaluation.scores.get(f"{key}{BASELINE_SUFFIX}")
-        shown = f"- `{key}` {value:.3f}"
-        if base is not None and not _nan(base):
-            shown += f" (baseline {base:.3f})"
-        lines.append(shown)
-    lines += ["", f"Report: `{page}`"]
-    return "\n".join(lines)
+        + "."
+    )
+    return "\n".join([run_summary(trained, evaluation), "", registered_as, "", f"Report: `{page}`"])
 
 
 def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
@@ -298,7 +282,7 @@ def write_index(dataset: str, dataset_dir: Path | None = None) -> Path:
     page = files.index_page
     folder = files.reports
     rows = tracking.dataset_versions(dataset)
-    best = best_of_dataset([r for r in rows if r.champion])
+    best = best_of_versions(rows)
     experiment = next((r.experiment_id for r in rows if r.experiment_id), None)
     index_rows = []
     for r in sorted(rows, key=lambda r: (r.model_kind, -r.version)):

@@ -14,6 +14,7 @@ store): repeating an identical call trains nothing and creates no run. Its resul
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -30,6 +31,7 @@ from musicflow.adapters.store import DatasetInfo, holding
 from musicflow.core import tracks
 from musicflow.core.errors import DatasetError, UsageError
 from musicflow.core.roll import COLS
+from musicflow.core.settings import TrainSettings, budget_text
 from musicflow.terminal import progress
 
 CHECKPOINT = "checkpoint"  # the run's artifact folder holding the trained model (RollModel.save)
@@ -67,20 +69,13 @@ def train_model(
     version: DatasetInfo,
     dataset: str,
     model_name: str,
-    *,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    time_budget_s: float | None = None,
-    overrides: dict | None = None,
-    distribute: bool = False,
-    mixed_precision: bool = False,
+    training: TrainSettings,
 ) -> TrainedModel:
     """Train one model in a new MLflow run on ``version`` (the dataset version read once by
     the caller, :func:`musicflow.adapters.store.reading`); log params, losses and the checkpoint.
 
-    ``distribute``, ``mixed_precision``: train on every visible GPU, in mixed precision
-    (``musicflow/adapters/accelerate.py``); what is saved loads on a CPU either way."""
+    ``training.distribute``, ``training.mixed_precision``: train on every visible GPU, in mixed
+    precision (``musicflow/adapters/accelerate.py``); what is saved loads on a CPU either way."""
     if tracks.policy_of(version.encoding) != tracks.MERGED:
         raise UsageError(tracks.refusal(model_name))
     from musicflow.models import build_model, model_defaults
@@ -92,7 +87,10 @@ def train_model(
         validation_split,
     )
 
-    scope = accelerate.training_scope(distribute=distribute, mixed_precision=mixed_precision)
+    seed, time_budget_s = training.seed, training.time_budget_s
+    scope = accelerate.training_scope(
+        distribute=training.distribute, mixed_precision=training.mixed_precision
+    )
     # its shards stay while training reads them, whatever an encode commits meanwhile
     with holding(version) as info, scope as placement:
         shards = info.shard_paths
@@ -100,17 +98,16 @@ def train_model(
         if not train_shas or not heldout_shas:
             raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
         fit_shas, val_shas = validation_split(train_shas)
-        settings = dict(overrides or {})
-        if epochs:
-            settings["epochs"] = epochs
-        if batch_size:
-            settings["batch_size"] = batch_size
+        settings: dict[str, int] = {}
+        if training.epochs:
+            settings["epochs"] = training.epochs
+        if training.batch_size:
+            settings["batch_size"] = training.batch_size
         if "pitch_low" in model_defaults(model_name):  # models that read pitches (key estimation)
             settings["pitch_low"] = info.pitch_low
         model = build_model(model_name, seed=seed, **settings)
         config = dict(model.config)
-        n_epochs = int(config.get("epochs", epochs or 10))
-        batch = int(config.get("batch_size", batch_size or 32))
+        n_epochs, batch = int(config["epochs"]), int(config["batch_size"])
 
         from musicflow.models.data import load_window_sources
 
@@ -120,7 +117,7 @@ def train_model(
         runs = int(config.get("sequence_windows", 1))
         items = max(n_train - (runs - 1) * len(fit_shas), 0)
         batches = math.ceil(items / batch) if items else None
-        budget = f", time budget {time_budget_s / 60:g} min" if time_budget_s else ""
+        budget = f", time budget {budget_text(time_budget_s)}" if time_budget_s else ""
         progress.stage(
             f"train {model_name}",
             f"{n_train} windows from {len(fit_shas)} files ({len(val_shas)} more validate), "
@@ -131,11 +128,11 @@ def train_model(
         with tracking.start_run(dataset, run_name=f"{model_name}-s{seed}") as run:
             tracking.set_tags(
                 {
-                    "musicflow.model": model_name,
-                    "musicflow.dataset": dataset,
-                    "musicflow.code_version": lineage.code_version(),
-                    "musicflow.git_commit": lineage.git_commit() or "unknown",
-                    "prefect.flow_run_id": flow_run_id or "none",
+                    tracking.MODEL_TAG: model_name,
+                    tracking.DATASET_TAG: dataset,
+                    tracking.CODE_VERSION_TAG: lineage.code_version(),
+                    tracking.GIT_COMMIT_TAG: lineage.git_commit() or "unknown",
+                    tracking.FLOW_RUN_TAG: flow_run_id or "none",
                 }
             )
             params = {
@@ -362,18 +359,12 @@ def _flow_run_id() -> str | None:
 
 
 def train_cache_key(_context, parameters: dict) -> str:
-    """Identical dataset digest, model, settings, seed and code give the same key."""
+    """Identical dataset digest, model, training settings and code give the same key."""
     payload = {
         "digest": parameters["version"].digest,
         "dataset": parameters["dataset"],
         "model": parameters["model_name"],
-        "epochs": parameters.get("epochs"),
-        "batch_size": parameters.get("batch_size"),
-        "seed": parameters.get("seed", 0),
-        "time_budget_s": parameters.get("time_budget_s"),
-        "overrides": parameters.get("overrides"),
-        "distribute": parameters.get("distribute", False),
-        "mixed_precision": parameters.get("mixed_precision", False),
+        "training": dataclasses.asdict(parameters["training"]),
         "code": lineage.code_version(),
         "tracking": workspace.tracking_uri(),
     }

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from musicflow.core.champion import (
     RULE_TEXT,
     best_of_dataset,
+    best_of_versions,
     best_reason,
     eligible,
     is_better,
@@ -32,6 +33,13 @@ def test_within_the_tie_window_the_pitch_histogram_decides() -> None:
     assert best.model == "d-gan"
     # outside the window, onenn alone decides
     assert best_of_dataset([v("d-gan", 0.92, l1=0.1), v("d-vae", 0.90, l1=0.4)]).model == "d-vae"
+
+
+def test_the_best_of_all_versions_is_among_the_model_champions_only() -> None:
+    champion, better = v("d-vae", 0.90), v("d-vae", 0.70)  # scores better, not the champion
+    champion.champion, better.champion = True, False
+    assert best_of_versions([better, champion]) is champion
+    assert best_of_versions([better]) is None
 
 
 def test_mostly_blank_or_unscored_champions_are_never_best() -> None:

@@ -18,6 +18,7 @@ from musicflow.adapters import workspace
 from musicflow.cli import main
 from musicflow.core import roll
 from musicflow.core.midi import scan_midi
+from musicflow.core.settings import TrainSettings
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,9 @@ def test_run_then_new_midi_arrives(piano_dir: Path, workspace_home: Path, capsys
         shutil.copy(f, source / f.name)
 
     def run():
-        return pipeline_flow(source=source, dataset="mini", models=MODELS, epochs=1)
+        return pipeline_flow(
+            source=source, dataset="mini", models=MODELS, training=TrainSettings(epochs=1)
+        )
 
     first = run()
     client = MlflowClient(tracking_uri=workspace.tracking_uri())

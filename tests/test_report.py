@@ -37,7 +37,12 @@ def _inputs(tmp_path: Path, kind: str):
     )
     evaluation = Evaluation(
         run_id="run1",
-        scores={"pitch_hist_l1": 0.25, "pitch_hist_l1_baseline": 0.2, "copy_rate": float("nan")},
+        scores={
+            "pitch_hist_l1": 0.25,
+            "pitch_hist_l1_baseline": 0.2,
+            "copy_rate": float("nan"),
+            "blank_rate": float("nan"),  # a headline metric not known: left out of the summary
+        },
         threshold=0.375,
         target_density=0.03,
         pitch_low=PITCH_LOW,
@@ -99,6 +104,11 @@ def test_report_reads_back_the_evaluation_and_loads_no_model(
     assert "★ best of the dataset" in html and f"champion of d-{kind}" in html
     assert 'href="../index.html"' in html
     assert "champion, best of the dataset" in described["run1"]
+    # the run summary (the version's description too): the plan, the budget, the scores
+    summary = f"**{kind}** trained for 3 of 10 epochs (time budget 1 min) on **d**"
+    assert described["run1"].startswith(summary)
+    assert "- `pitch_hist_l1` 0.250 (baseline 0.200)" in described["run1"]
+    assert "onenn_accuracy" not in described["run1"] and "blank_rate" not in described["run1"]
     figures = {p.name for p in (page.parent / "figures").glob("*.png")}
     assert {"generated-windows.png", "held-out-real-windows.png"} <= figures
     assert ("latent-space-of-held-out-windows.png" in figures) == (kind == "vae")

@@ -82,3 +82,17 @@ def test_binarize_clean_flag() -> None:
     probs[0, 5, 5] = 1.0
     assert not s.binarize(probs, 0.5).any()
     assert s.binarize(probs, 0.5, clean=False)[0, 5, 5]
+
+
+def test_sampling_settings_read_back_as_written_and_a_bad_file_is_a_model_error(
+    tmp_path,
+) -> None:
+    from musicflow.core.errors import ModelError
+
+    encoding = {"name": "roll-v1", "pitch_low": 30}
+    s.write_settings(tmp_path, threshold=0.4, encoding=encoding, dataset="d", target_density=0.1)
+    read = s.read_settings(tmp_path)
+    assert read["threshold"] == 0.4 and read["encoding"] == encoding and read["dataset"] == "d"
+    (tmp_path / s.SETTINGS_FILE).write_text('{"threshold": 0.5}')  # no encoding
+    with pytest.raises(ModelError, match=r"unreadable sampling\.json"):
+        s.read_settings(tmp_path)

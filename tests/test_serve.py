@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cloudpickle
 import pyarrow.parquet as pq
 import pytest
 from conftest import write_midi
@@ -27,6 +28,7 @@ from conftest import write_midi
 from musicflow import cli
 from musicflow.adapters import prefect_server as local_server
 from musicflow.core.errors import MusicflowError
+from musicflow.core.settings import TrainSettings
 from musicflow.flows import retrain
 
 CRON = "0 3 * * *"
@@ -254,18 +256,21 @@ def test_existing_api_url_is_used_without_starting_a_server(
 
 
 def test_parameters_and_next_runs() -> None:
-    training = {"epochs": 3, "time_budget_s": 90.0, "seed": 0, "distribute": False}
+    training = TrainSettings(epochs=3, time_budget_s=90.0, seed=0, distribute=False)
     params = retrain.retrain_parameters(Path("x"), "d", models=["vae"], training=training)
-    assert params == {  # only what differs from the flow's own defaults
+    assert params == {  # only what differs from the defaults
         "source": str(Path("x").resolve()),
         "dataset": "d",
         "models": ["vae"],
-        "epochs": 3,
-        "time_budget_s": 90.0,
+        "training": {"epochs": 3, "time_budget_s": 90.0},
     }
-    assert "epochs" not in retrain.retrain_parameters(
-        Path("x"), "d", models=[], training={"epochs": None}
+    assert "training" not in retrain.retrain_parameters(
+        Path("x"), "d", models=[], training=TrainSettings(epochs=None)
     )
+    # a scheduled run gets them back as the flow's TrainSettings, the rest at their defaults;
+    # serve's runner hands the flow to the run pickled by value, so check that copy
+    flow = cloudpickle.loads(cloudpickle.dumps(retrain.pipeline_flow))
+    assert flow.validate_parameters(params)["training"] == training
     start = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     runs = retrain.next_runs(CRON, 2, start=start)
     assert [(r.day, r.hour) for r in runs] == [(2, 3), (3, 3)]

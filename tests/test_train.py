@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.adapters.store import DatasetInfo
+from musicflow.core.settings import TrainSettings
 from musicflow.tasks import train as t
 
 
@@ -27,8 +28,13 @@ def _version(digest: str) -> DatasetInfo:
     return DatasetInfo("d", Path("rolls/d"), digest, {"pitch_low": 21}, [], 0, 0)
 
 
-def _key(version: DatasetInfo, **over) -> str:
-    params = {"version": version, "dataset": "d", "model_name": "vae", "seed": 0} | over
+def _key(version: DatasetInfo, model_name: str = "vae", **settings) -> str:
+    params = {
+        "version": version,
+        "dataset": "d",
+        "model_name": model_name,
+        "training": TrainSettings(**settings),
+    }
     return t.train_cache_key(None, params)
 
 
@@ -36,8 +42,18 @@ def test_train_key_follows_the_dataset_digest_and_settings() -> None:
     version = _version("1" * 64)
     key = _key(version)
     assert key == _key(version) and key.startswith("train-")
-    assert key != _key(version, seed=1) and key != _key(version, model_name="gan")
-    assert key != _key(version, epochs=3)
+    assert key == _key(version, seed=0, epochs=None)  # the defaults spelled out: the same
+    assert _key(version, model_name="gan") != key
+    changed = dict(
+        epochs=3,
+        batch_size=8,
+        seed=1,
+        time_budget_s=60.0,
+        distribute=True,
+        mixed_precision=True,
+    )
+    keys = {_key(version, **{name: value}) for name, value in changed.items()}
+    assert len(keys) == len(changed) and key not in keys  # every setting counts, each its own
     assert _key(_version("2" * 64)) != key  # new data: train again
 
 

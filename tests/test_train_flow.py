@@ -19,6 +19,7 @@ import pytest
 
 from musicflow.adapters import workspace
 from musicflow.core.catalog import MODEL_NAMES
+from musicflow.core.settings import TrainSettings
 from musicflow.flows.dataset import encode_flow
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,8 @@ PER_EPOCH = {
     "vae-thesis": ("loss", "recon_loss", "kl_loss", "val_loss"),
     "gan-thesis": ("d_loss", "g_loss", "d_acc_real", "d_acc_fake"),
 }
+
+SMALL = TrainSettings(epochs=1, batch_size=16, seed=3)  # seconds per model
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def test_model_trains_logs_registers_reloads_and_caches(
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
-    result = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    result = train_flow(dataset=dataset, model=model, training=SMALL)
 
     client = MlflowClient(tracking_uri=workspace.tracking_uri())
     run = client.get_run(result["run_id"])
@@ -87,9 +90,10 @@ def test_model_trains_logs_registers_reloads_and_caches(
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "mlflow.sharedViewState.musicflow" in experiment.tags
-    assert f"trained on **{dataset}**" in run.data.tags["mlflow.note.content"]
+    summary = f"**{model}** trained for 1 of 1 epochs on **{dataset}**"
+    assert summary in run.data.tags["mlflow.note.content"]
     version = client.get_model_version(f"{dataset}-{model}", "1")
-    assert "trained for 1 of 1 epochs" in version.description
+    assert version.description.startswith(summary)  # the same run summary
     assert run.data.tags["musicflow.evaluation_metrics"].startswith("pitch_hist_l1,")
     for key in PER_EPOCH[model]:
         assert key in metrics, key
@@ -108,7 +112,7 @@ def test_model_trains_logs_registers_reloads_and_caches(
 
     # An identical call trains nothing: same run, no new run, no new version.
     n_runs = len(client.search_runs([run.info.experiment_id]))
-    again = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    again = train_flow(dataset=dataset, model=model, training=SMALL)
     assert again["run_id"] == result["run_id"]
     assert len(client.search_runs([run.info.experiment_id])) == n_runs
     assert len(client.search_model_versions(f"name = '{dataset}-{model}'")) == 1
@@ -129,15 +133,10 @@ def test_distributed_mixed_precision_training_loads_and_samples_on_a_cpu(
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
-    result = train_flow(
-        dataset=dataset,
-        model="rnn",
-        epochs=1,
-        batch_size=16,
-        seed=11,
-        distribute=True,
-        mixed_precision=True,
+    training = TrainSettings(
+        epochs=1, batch_size=16, seed=11, distribute=True, mixed_precision=True
     )
+    result = train_flow(dataset=dataset, model="rnn", training=training)
     gpus = len(tf.config.list_logical_devices("GPU"))
     params = (
         MlflowClient(tracking_uri=workspace.tracking_uri()).get_run(result["run_id"]).data.params
@@ -184,7 +183,7 @@ def test_generate_samples_a_registered_frame_model_without_tensorflow(
     home, dataset = tiny_dataset
     monkeypatch.setenv("MUSICFLOW_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri())
-    result = train_flow(dataset=dataset, model=model, epochs=1, batch_size=16, seed=3)
+    result = train_flow(dataset=dataset, model=model, training=SMALL)
     client = MlflowClient(tracking_uri=workspace.tracking_uri())
     version = client.get_model_version(f"{dataset}-{model}", "1")
     assert {"sampler.json", "sampler.npz"} <= set(json.loads(version.tags[MODEL_FILES_TAG]))

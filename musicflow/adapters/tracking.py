@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from musicflow import __version__
 from musicflow.adapters import atomic, procs, workspace
 from musicflow.core.errors import DatasetError, ModelError, TrackingError
+from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS, MODEL_METRIC_INFO
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -61,6 +62,13 @@ MODEL_ARTIFACT = "model"  # the logged pyfunc model's name in its run
 MODEL_DIR_KEY = "model_dir"  # the pyfunc artifact holding the model folder
 MODEL_FILES_TAG = "musicflow.model_files"  # {file name: sha256} of MODEL_DIR, at registration
 OWNER_TAG = "musicflow.owner"  # <host>:<pid>:<start time> of the process running the run
+END_TAG = "musicflow.end"  # why another process closed the run as FAILED
+# A training run's tags (tasks/train.py sets them): what trained on what, from which code.
+MODEL_TAG = "musicflow.model"
+DATASET_TAG = "musicflow.dataset"
+CODE_VERSION_TAG = "musicflow.code_version"
+GIT_COMMIT_TAG = "musicflow.git_commit"
+FLOW_RUN_TAG = "prefect.flow_run_id"
 #: The only files musicflow reads from a model: JSON, Keras weights and the frame models'
 #: numpy sampler (docs/tracking.md).
 MODEL_FILE_RE = re.compile(
@@ -80,14 +88,10 @@ NOTE_TAG = "mlflow.note.content"  # the description the UI shows for an experime
 VIEW_PREFIX = "mlflow.sharedViewState."
 VIEW_KEY = "musicflow"
 VIEW_METRICS = (
-    "onenn_accuracy",
-    "onenn_accuracy_baseline",
-    "pitch_hist_l1",
-    "pitch_hist_l1_baseline",
-    "blank_rate",
+    *(f"{m}{s}" for m in HEADLINE_METRICS for s in ("", BASELINE_SUFFIX)),
     "unique_rate",
     "copy_rate",
-    "heldout_nll",
+    *MODEL_METRIC_INFO,
     "epochs_completed",
 )
 VIEW_PARAMS = ("model", "epochs", "max_epochs", "time_budget_s", "dataset_digest")
@@ -423,7 +427,7 @@ def mark_crashed_runs() -> int:
         owner = run.data.tags.get(OWNER_TAG)
         if owner is None or procs.owner_alive(owner) is not False:
             continue
-        c.set_tag(run.info.run_id, "musicflow.end", f"process {owner} ended without closing it")
+        c.set_tag(run.info.run_id, END_TAG, f"process {owner} ended without closing it")
         c.set_terminated(run.info.run_id, status="FAILED")
         closed += 1
     return closed
@@ -1127,7 +1131,7 @@ def _versions_from_sqlite(con: Any, dataset: str) -> list[VersionRow]:
                 "SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)
             ).fetchone()
             tags = dict(con.execute('SELECT "key", value FROM tags WHERE run_uuid = ?', (run_id,)))
-            trained_on = tags.get("musicflow.dataset") if run else None
+            trained_on = tags.get(DATASET_TAG) if run else None
             if trained_on != dataset and not _same_dataset(name, dataset):
                 continue
             metrics = {
@@ -1164,7 +1168,7 @@ def _versions_from_client(dataset: str) -> list[VersionRow]:
         champion = model.aliases.get(CHAMPION) if hasattr(model, "aliases") else None
         for mv in c.search_model_versions(f"name = '{model.name}'"):
             run = c.get_run(mv.run_id) if mv.run_id else None
-            trained_on = run.data.tags.get("musicflow.dataset") if run else None
+            trained_on = run.data.tags.get(DATASET_TAG) if run else None
             if trained_on != dataset and not _same_dataset(model.name, dataset):
                 continue  # "<dataset>-…" of another dataset whose name starts the same
             rows.append(

@@ -12,7 +12,8 @@
   its own champion. The best of the dataset is the model champion the same rule ranks first
   (:func:`best_of_dataset`): among the eligible champions (those that leave no silent windows,
   when there are any), the lowest ``onenn_accuracy``, and among the champions within
-  :data:`ONENN_TIE` of that lowest one, the lowest ``pitch_hist_l1``. Load it with
+  :data:`ONENN_TIE` of that lowest one, the lowest ``pitch_hist_l1``; :func:`best_of_versions`
+  picks it from every version of the dataset. Load it with
   ``models:/<dataset>-<model>@champion``. :func:`best_reason` says in words what decided it
   when it was not the lowest ``onenn_accuracy`` alone.
 
@@ -100,6 +101,12 @@ def best_of_dataset(
         return (l1 if _finite(l1) else math.inf, m["onenn_accuracy"], name_of(c))
 
     return min(close, key=key)
+
+
+def best_of_versions(versions: Sequence[Row]) -> Row | None:
+    """The best of the dataset among every registered version of its models (rows with a
+    ``champion`` flag): :func:`best_of_dataset` of the model champions."""
+    return best_of_dataset([v for v in versions if v.champion])
 
 
 def best_reason(

@@ -132,6 +132,12 @@ MODEL_METRIC_INFO: dict[str, MetricInfo] = {
     ),
 }
 
+#: The headline metrics, first and in this order wherever scores are summed up (a model's
+#: lines in the terminal, the run summary, ``compare``'s and the index page's first columns,
+#: the MLflow UI's saved view): the champion rule's keys and its silence check
+#: (``musicflow/core/champion.py``).
+HEADLINE_METRICS: tuple[str, ...] = ("onenn_accuracy", "pitch_hist_l1", "blank_rate")
+
 
 def metric_info(name: str) -> MetricInfo | None:
     """How to read an evaluation metric (``METRIC_INFO`` or ``MODEL_METRIC_INFO``), or None."""

@@ -1,7 +1,8 @@
 """From model outputs to binary piano-roll windows (pure numpy).
 
 Public functions: :func:`calibrate_threshold`, :func:`binarize`, :func:`remove_isolated_cells`,
-:func:`active_share`.
+:func:`active_share`; a registered model's sampling settings (``sampling.json``):
+:func:`write_settings`, :func:`read_settings`.
 
 The thesis set the binarisation threshold by hand per dataset (0.55, 0.1, 0.2) and dropped
 "isolated one-step pixels". Here the threshold is chosen so the generated windows have as many
@@ -11,11 +12,44 @@ one with no active cell among its 8 neighbours (see :func:`remove_isolated_cells
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
+from musicflow.core.errors import ModelError
+
+#: A registered model's sampling settings, in its folder beside the weights.
+SETTINGS_FILE = "sampling.json"
 #: Default bounds of a calibrated threshold, in probability units (outputs in [0, 1]).
 MIN_THRESHOLD = 0.05
 MAX_THRESHOLD = 0.95
+
+
+def write_settings(
+    folder: Path, *, threshold: float, encoding: dict, dataset: str, target_density: float
+) -> None:
+    """``sampling.json`` in a model folder: the calibrated threshold, the dataset's encoding
+    (its pitch window decodes the pieces), the dataset, the training windows' density."""
+    settings = {
+        "threshold": threshold,
+        "encoding": encoding,
+        "dataset": dataset,
+        "target_density": target_density,
+    }
+    (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings))
+
+
+def read_settings(folder: Path) -> dict:
+    """A model folder's ``sampling.json``, checked for what sampling needs (a threshold, the
+    encoding's ``pitch_low``); ModelError when it is missing or unreadable."""
+    try:
+        settings = json.loads((Path(folder) / SETTINGS_FILE).read_text())
+        float(settings["threshold"])
+        int(settings["encoding"]["pitch_low"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"unreadable {SETTINGS_FILE} in {folder}: {exc}") from exc
+    return settings
 
 
 def _as_probs(probs: np.ndarray) -> np.ndarray:

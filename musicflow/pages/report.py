@@ -36,7 +36,14 @@ from typing import Any
 from urllib.parse import quote
 
 from musicflow.adapters import atomic
-from musicflow.core.metrics import BASELINE_SUFFIX, METRIC_INFO, MODEL_METRIC_INFO, metric_info
+from musicflow.core.metrics import (
+    BASELINE_SUFFIX,
+    HEADLINE_METRICS,
+    METRIC_INFO,
+    MODEL_METRIC_INFO,
+    metric_info,
+)
+from musicflow.core.settings import budget_text
 
 #: Absolute links a page may carry: the MLflow UI of ``musicflow ui`` on this machine.
 UI_PREFIXES = ("http://127.0.0.1:", "http://localhost:")
@@ -375,9 +382,9 @@ def _epochs_text(lin: Lineage) -> str:
     if lin.stopped_by == "early_stopping":
         text += " (stopped early: the validation files' score had stopped improving)"
     elif budget_s and done < planned:
-        text += f" (stopped by the time budget of {budget_s / 60:g} min)"
+        text += f" (stopped by the time budget of {budget_text(budget_s)})"
     elif budget_s:
-        text += f" (within the time budget of {budget_s / 60:g} min)"
+        text += f" (within the time budget of {budget_text(budget_s)})"
     if lin.kept_epoch and lin.kept_epoch != done:
         text += f"; the weights of epoch {lin.kept_epoch}, the best on the validation files"
     return text
@@ -477,22 +484,19 @@ def render_report(
     return _page(title, body)
 
 
-#: The index page's first metric columns: the champion rule's, then the model-provided ones,
-#: then the rest in report order (metrics.METRIC_INFO).
-INDEX_FIRST = ("onenn_accuracy", "pitch_hist_l1", "blank_rate")
-
-
 def _index_rank(name: str) -> int:
+    """The index page's metric columns: the headline ones, then the model-provided ones, then
+    the rest in report order (metrics.METRIC_INFO)."""
     order = [
-        *INDEX_FIRST,
+        *HEADLINE_METRICS,
         *MODEL_METRIC_INFO,
         "unique_rate",
         "copy_rate",
-        *(n for n in METRIC_INFO if n not in INDEX_FIRST),
+        *(n for n in METRIC_INFO if n not in HEADLINE_METRICS),
     ]
     if name in order:
         return order.index(name)
-    return len(INDEX_FIRST) + len(MODEL_METRIC_INFO)  # another model-provided metric
+    return len(HEADLINE_METRICS) + len(MODEL_METRIC_INFO)  # another model-provided metric
 
 
 @dataclass

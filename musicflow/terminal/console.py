@@ -13,13 +13,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from musicflow.core.champion import RULE_TEXT
-from musicflow.core.metrics import BASELINE_SUFFIX, METRIC_INFO, evaluation_names
+from musicflow.core.metrics import (
+    BASELINE_SUFFIX,
+    HEADLINE_METRICS,
+    METRIC_INFO,
+    evaluation_names,
+)
 
 #: The metrics ``compare`` shows by default (every metric is in ``--json``); metrics a model
 #: provides (``metrics.MODEL_METRIC_INFO``, a run's ``musicflow.evaluation_metrics`` tag) are
 #: added after them when any version has them.
-COMPARE_METRICS = ("onenn_accuracy", "pitch_hist_l1", "blank_rate", "unique_rate", "copy_rate")
-MODEL_SUMMARY_METRICS = ("onenn_accuracy", "pitch_hist_l1", "blank_rate")
+COMPARE_METRICS = (*HEADLINE_METRICS, "unique_rate", "copy_rate")
 JSON_VERSION = 1  # the "schema" key of every --json document
 
 
@@ -125,9 +129,9 @@ def format_model(
     their baselines, and its report."""
     flag = " (new champion)" if promoted else ""
     lines = [f"{model_uri} (run {run_id}){flag}"]
-    for key in MODEL_SUMMARY_METRICS:
+    for key in HEADLINE_METRICS:
         value = metrics.get(key, float("nan"))
-        base = metrics.get(f"{key}_baseline", float("nan"))
+        base = metrics.get(f"{key}{BASELINE_SUFFIX}", float("nan"))
         lines.append(f"  {key}: {value:.3f} (baseline {base:.3f})")
     lines.append(f"  report: {report}")
     return "\n".join(lines)

@@ -311,9 +311,10 @@ def test_mutated_files_get_the_same_verdict_under_every_policy(tmp_path: Path) -
 def test_the_train_task_refuses_a_version_with_tracks(tmp_path: Path) -> None:
     from musicflow.adapters.store import DatasetInfo
     from musicflow.core.errors import UsageError
+    from musicflow.core.settings import DEFAULT_TRAINING
     from musicflow.tasks.train import train_model
 
     encoding = tracks.encoding_params(21, tracks.VOICES, tracks.describe("voices", [], 4))
     version = DatasetInfo("satb", tmp_path, "0" * 64, encoding, [], 0, 0)
     with pytest.raises(UsageError, match="model rnn cannot take tracks yet"):
-        train_model(version, "satb", "rnn")
+        train_model(version, "satb", "rnn", DEFAULT_TRAINING)

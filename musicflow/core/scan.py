@@ -75,37 +75,15 @@ def scan_file(
     if tracks.check_policy(policy) != tracks.MERGED:
         return _scan_tracks(data, pitch_low, policy)
     raw = _parse(data)
-    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    record = _header(raw, RECORD_KEYS)
     packed, segments = _empty()
-    record["error"] = raw.error
-    record["error_detail"] = raw.detail
-    record["midi_type"] = raw.midi_type
-    if raw.division is not None:
-        tpb = ticks_per_beat_of(raw.division)
-        record["ticks_per_beat"] = tpb
-        record["smpte"] = tpb is None
     if raw.error is not None:
         return FileScan(record, packed, segments)
 
     notes = raw.notes
-    pitch = notes[:, 2]
-    window = (pitch >= pitch_low) & (pitch <= pitch_low + roll.ROWS - 1)
-    n_total = len(notes)
-    n_kept = int(np.count_nonzero(window))
-    record.update(
-        n_tracks=raw.n_tracks,
-        n_notes=n_kept,
-        n_notes_total=n_total,
-        pitch_min=int(pitch.min()) if n_total else None,
-        pitch_max=int(pitch.max()) if n_total else None,
-        n_out_of_range=n_total - n_kept,
-        n_unterminated=int(raw.n_unterminated),
-        n_orphan_note_off=int(raw.n_orphan_note_off),
-        n_drum_notes=int(raw.n_drum_notes),
-        n_segments=0 if n_kept == 0 else None,  # None: not encodable, so unknown
-    )
+    record.update(_note_counts(raw, notes[:, 2], pitch_low, int(raw.n_drum_notes)))
     tpb = record["ticks_per_beat"]
-    if tpb is None or not 1 <= tpb <= MAX_TICKS_PER_BEAT or n_kept == 0:
+    if not _encodable(record):
         return FileScan(record, packed, segments)
     enc = roll.encode_notes(notes, tpb, pitch_low)
     record["n_segments"] = enc.n_segments
@@ -113,46 +91,64 @@ def scan_file(
     return FileScan(record, enc.packed, enc.segments)
 
 
-def _scan_tracks(data: bytes, pitch_low: int, policy: str) -> FileScan:
-    """:func:`scan_file` for ``voices`` and ``instruments``: the same record, counted over the
-    notes the policy encodes, plus :data:`TRACK_RECORD_KEYS`."""
-    raw = _parse(data, with_tracks=True)
-    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS + TRACK_RECORD_KEYS)
+def _header(raw: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The record's fields known from the header: the outcome, the type and the grid."""
+    record: dict[str, Any] = dict.fromkeys(keys)
     record.update(error=raw.error, error_detail=raw.detail, midi_type=raw.midi_type)
     if raw.division is not None:
         tpb = ticks_per_beat_of(raw.division)
         record["ticks_per_beat"] = tpb
         record["smpte"] = tpb is None
+    return record
+
+
+def _note_counts(raw: Any, pitch: np.ndarray, pitch_low: int, n_drum_notes: int) -> dict:
+    """The record's note counts over ``pitch`` (the notes that would be encoded)."""
+    window = (pitch >= pitch_low) & (pitch <= pitch_low + roll.ROWS - 1)
+    n_total = len(pitch)
+    n_kept = int(np.count_nonzero(window))
+    return {
+        "n_tracks": raw.n_tracks,
+        "n_notes": n_kept,
+        "n_notes_total": n_total,
+        "pitch_min": int(pitch.min()) if n_total else None,
+        "pitch_max": int(pitch.max()) if n_total else None,
+        "n_out_of_range": n_total - n_kept,
+        "n_unterminated": int(raw.n_unterminated),
+        "n_orphan_note_off": int(raw.n_orphan_note_off),
+        "n_drum_notes": n_drum_notes,
+        "n_segments": 0 if n_kept == 0 else None,  # None: not encodable, so unknown
+    }
+
+
+def _encodable(record: dict[str, Any]) -> bool:
+    """A grid the encoder takes and notes in the window: windows are due."""
+    tpb = record["ticks_per_beat"]
+    return tpb is not None and 1 <= tpb <= MAX_TICKS_PER_BEAT and record["n_notes"] > 0
+
+
+def _scan_tracks(data: bytes, pitch_low: int, policy: str) -> FileScan:
+    """:func:`scan_file` for ``voices`` and ``instruments``: the same record, counted over the
+    notes the policy encodes, plus :data:`TRACK_RECORD_KEYS`."""
+    raw = _parse(data, with_tracks=True)
+    record = _header(raw, RECORD_KEYS + TRACK_RECORD_KEYS)
     k = 0 if policy == tracks.VOICES else len(tracks.FAMILIES)
     packed = np.zeros((0, max(k, 1) * roll.PACKED_BYTES), dtype=np.uint8)
     segments = np.zeros(0, dtype=np.int32)
     if raw.error is not None:
         return FileScan(record, packed, segments)
     split = tracks.split(raw.notes, policy, raw.track_names)
-    encoded = split.track >= 0
-    pitch = raw.notes[encoded, 2]
-    window = (pitch >= pitch_low) & (pitch <= pitch_low + roll.ROWS - 1)
-    n_total = len(pitch)
-    n_kept = int(np.count_nonzero(window))
     held = [t for t in range(split.n_tracks) if np.any(split.track == t)]
+    # drum notes not encoded: voices leaves them out, instruments keeps them
+    n_drum_notes = int(raw.n_drum_notes) if policy == tracks.VOICES else 0
     record.update(
-        n_tracks=raw.n_tracks,
-        n_notes=n_kept,
-        n_notes_total=n_total,
-        pitch_min=int(pitch.min()) if n_total else None,
-        pitch_max=int(pitch.max()) if n_total else None,
-        n_out_of_range=n_total - n_kept,
-        n_unterminated=int(raw.n_unterminated),
-        n_orphan_note_off=int(raw.n_orphan_note_off),
-        # drum notes not encoded: voices leaves them out, instruments keeps them
-        n_drum_notes=int(raw.n_drum_notes) if policy == tracks.VOICES else 0,
-        n_segments=0 if n_kept == 0 else None,
+        _note_counts(raw, raw.notes[split.track >= 0, 2], pitch_low, n_drum_notes),
         n_voices=split.n_tracks if policy == tracks.VOICES else None,
         track_names=[split.names[t] for t in held],
         track_programs=[split.programs[t] for t in held],
     )
     tpb = record["ticks_per_beat"]
-    if tpb is None or not 1 <= tpb <= MAX_TICKS_PER_BEAT or n_kept == 0:
+    if not _encodable(record):
         return FileScan(record, packed, segments)
     if split.n_tracks > tracks.MAX_VOICES and policy == tracks.VOICES:
         return FileScan(record, packed, segments)  # quarantined voice_count: never stored

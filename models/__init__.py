@@ -3,7 +3,7 @@
 Public API (TensorFlow is imported only when a model is built or loaded, so importing this
 package stays cheap for the CLI):
 - ``MODEL_NAMES``: ``rnn``, ``vae``, ``gan`` (this project's sequence-aware models: an
-  autoregressive LSTM over frames, a VAE over its decoder, a temporal-convolution GAN) and
+  autoregressive LSTM over frames, a VAE over its decoder, a GAN in that VAE's code space) and
   ``vae-thesis``, ``gan-thesis`` (faithful reproductions of the seed thesis, for comparison).
 - ``build_model(name, seed=..., **overrides)`` → ``RollModel``; unknown names or
   hyperparameters raise ``ModelError``.
@@ -38,6 +38,7 @@ MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
 DIRECTABLE: dict[str, frozenset[str]] = {
     "rnn": frozenset({"prompt", "temperature", "key"}),
     "vae": frozenset({"prompt", "interpolate", "temperature", "key"}),
+    "gan": frozenset({"prompt", "interpolate", "temperature", "key"}),
 }
 
 #: Most bars of a prompt the frame models read (``--prompt-bars``' default and limit).
@@ -69,7 +70,7 @@ class RollModel(Protocol):
         ...
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
-        """VAE: latent means (n, latent_dim); GAN: NotImplementedError."""
+        """VAE and ``gan``: latent means (n, latent_dim); thesis GAN: NotImplementedError."""
         ...
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
@@ -79,7 +80,8 @@ class RollModel(Protocol):
     def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
         """float32 (n, n_windows, 96, 96) in [0, 1]: n pieces of consecutive windows in time
         order; piece i depends only on (seed, i). Sequence models continue each window from
-        the one before; a VAE walks its latent space; a GAN chains independent samples. What
+        the one before; a VAE walks its latent space (``gan`` through its generator); the thesis
+        GAN chains independent samples. What
         ``musicflow generate`` writes (one MIDI file a piece) and what evaluation scores."""
         ...
 
@@ -103,9 +105,9 @@ def _model_class(name: str) -> type:
 
         return FrameVAE
     if name == "gan":
-        from musicflow.models.gan import FrameGAN
+        from musicflow.models.gan import LatentGAN
 
-        return FrameGAN
+        return LatentGAN
     from musicflow.models.thesis import ThesisGAN, ThesisVAE
 
     return ThesisVAE if name == "vae-thesis" else ThesisGAN

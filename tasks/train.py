@@ -251,7 +251,8 @@ def _fit(
     ``MONITOR`` metric stops after ``patience`` epochs without a lower one and ends holding the
     weights of its lowest epoch; others end with their last epoch's. A model with a second
     phase (``fit_prior``: the ``gan``'s GAN over its VAE's codes) runs it last, on the kept
-    weights, in the share of the budget its config keeps for it (``prior_budget_share``)."""
+    weights, in the share of the budget its config keeps for it (``prior_budget_share``); its
+    metrics go to the run, not to the per-epoch history."""
     history: dict[str, list[float]] = {}
     started = time.monotonic()
     fit_prior = getattr(model, "fit_prior", None)
@@ -290,10 +291,9 @@ def _fit(
     if fit_prior is not None:
         left = started + time_budget_s - time.monotonic() if time_budget_s else None
         metrics = fit_prior(train_ds, val_ds, None if left is None else max(left, 0.0))
+        # logged at the last epoch's step, kept out of the per-epoch history (one value, not
+        # a curve over the epochs the report's figures draw)
         tracking.log_metrics(metrics, step=epochs_done - 1)
-        for key, value in metrics.items():
-            if key != "prior_steps_done":
-                history.setdefault(key, []).append(float(value))
         progress.note(
             f"{model.name} GAN over the codes: {int(metrics['prior_steps_done'])} critic steps, "
             + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "prior_steps_done")

@@ -159,23 +159,26 @@ class LatentGAN(FrameVAE):
 
     def _prior_round_impl(self, codes: tf.Tensor) -> dict[str, tf.Tensor]:
         """One round on this replica's codes (n, 2d: means | standard deviations):
-        ``critic_steps`` critic steps, then one generator step, each on a batch drawn from the
-        codes (one compiled call: a step is too small to pay Python's overhead each)."""
+        ``critic_steps`` critic steps (a graph loop, traced once), then one generator step,
+        each on a batch drawn from the codes. One compiled call per round: a step is too
+        small to pay Python's overhead each."""
         k = int(self.config["critic_steps"])
         batch = max(int(self.config["prior_batch_size"]) // self.replicas, 1)
-        seeds = tf.random.experimental.stateless_split(self._step_seed(self._prior_step), 2 * k + 2)
-        sums: dict[str, tf.Tensor] = {}
-        for i in range(k + 1):
-            pick = tf.random.stateless_uniform(
-                (batch,), seeds[2 * i], 0, tf.shape(codes)[0], tf.int32
+        base = self._step_seed(self._prior_step)
+        n = tf.shape(codes)[0]
+
+        def draw(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            seeds = tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(base, i), 2
             )
-            x = tf.gather(codes, pick)
-            if i < k:
-                for key, value in self._critic_update(x, seeds[2 * i + 1]).items():
-                    sums[key] = sums.get(key, 0.0) + value / k
-            else:
-                sums |= self._actor_update(x, seeds[2 * i + 1])
-        return sums
+            pick = tf.random.stateless_uniform((batch,), seeds[0], 0, n, tf.int32)
+            return tf.gather(codes, pick), seeds[1]
+
+        sums = {key: tf.constant(0.0) for key in ("d_loss", "d_acc_real", "d_acc_fake")}
+        for i in tf.range(k):
+            out = self._critic_update(*draw(i))
+            sums = {key: sums[key] + out[key] / k for key in sums}
+        return sums | self._actor_update(*draw(tf.constant(k)))
 
     def _real_and_prior(self, x: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """A draw from q(z|x) for each row of x (means | standard deviations), and as many

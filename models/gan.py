@@ -63,6 +63,7 @@ class LatentGAN(FrameVAE):
         "actor_layers": [256, 256],
         "critic_layers": [256, 256],
         "prior_steps": 3000,  # critic steps of phase 2 (fewer when its budget ends first)
+        "prior_epochs": 100,  # and at most this many passes over the codes (small datasets)
         "prior_budget_share": 0.15,  # of a time budget, kept for phase 2
         "prior_batch_size": 128,
         "critic_steps": 5,  # critic steps per generator step
@@ -241,11 +242,12 @@ class LatentGAN(FrameVAE):
         self, batches: Iterable, val_batches: Iterable = (), seconds: float | None = None
     ) -> dict[str, float]:
         """Phase 2: encode the training windows once, then train critic and generator for
-        ``prior_steps`` critic steps (in whole rounds of ``critic_steps``) or until ``seconds``
-        pass. Returns the means over the last tenth of the rounds: d_loss, g_loss, d_acc_real,
-        d_acc_fake, z_distance (the penalty before its weight), ``val_d_acc_real`` (share of
-        validation codes, one draw each, the critic calls real) when there are validation
-        windows, and ``prior_steps_done``."""
+        ``prior_steps`` critic steps, or ``prior_epochs`` passes over the codes if fewer (in
+        whole rounds of ``critic_steps``), or until ``seconds`` pass. Returns the means over
+        the last tenth of the rounds: d_loss, g_loss, d_acc_real, d_acc_fake, z_distance (the
+        penalty before its weight), ``val_d_acc_real`` (share of validation codes, one draw
+        each, the critic calls real) when there are validation windows, and
+        ``prior_steps_done``."""
         started = time.monotonic()
         mu, sigma = self._codes(batches)
         if not len(mu):
@@ -254,8 +256,9 @@ class LatentGAN(FrameVAE):
         self._spread.assign(np.square(sigma.mean(axis=0, keepdims=True)) + 1e-6)
         codes = tf.constant(np.concatenate([mu, sigma], axis=1))
         k = int(c["critic_steps"])
+        passes = math.ceil(float(c["prior_epochs"]) * len(mu) / int(c["prior_batch_size"]))
         history: list[dict[str, float]] = []
-        for step in range(0, int(c["prior_steps"]), k):
+        for step in range(0, min(int(c["prior_steps"]), passes), k):
             if step and seconds is not None and time.monotonic() - started >= seconds:
                 break
             history.append({key: float(v) for key, v in self._prior_round(codes).items()})

@@ -90,7 +90,7 @@ class LatentGAN(FrameVAE):
         z = keras.Input((d,), name="z")
         y = z
         for i, width in enumerate(c["actor_layers"]):
-            y = layers.Dense(int(width), activation="relu", name=f"actor{i}")(y)
+            y = layers.Dense(int(width), activation="relu", name=f"actor{i}", dtype="float32")(y)
         gate_start = np.concatenate([np.zeros(d), np.full(d, _GATE_BIAS)])
         out = layers.Dense(
             2 * d,
@@ -109,15 +109,15 @@ class LatentGAN(FrameVAE):
         code = keras.Input((d,), name="code")
         y = code
         for i, width in enumerate(c["critic_layers"]):
-            y = layers.Dense(int(width), activation="relu", name=f"critic{i}")(y)
+            y = layers.Dense(int(width), activation="relu", name=f"critic{i}", dtype="float32")(y)
         self.critic = keras.Model(code, layers.Dense(1, dtype="float32")(y), name="critic")
+        # float32 under any policy, without loss scaling: the networks are tiny, and float16
+        # with a strategy's loss scaling turned the gradient penalty's losses to NaN
         lr = float(c["prior_learning_rate"])
-        self.actor_optimizer = self._optimizer_for(
-            keras.optimizers.Adam(lr, beta_1=0.0, beta_2=0.9), self.actor.trainable_weights
-        )
-        self.critic_optimizer = self._optimizer_for(
-            keras.optimizers.Adam(lr, beta_1=0.0, beta_2=0.9), self.critic.trainable_weights
-        )
+        self.actor_optimizer = keras.optimizers.Adam(lr, beta_1=0.0, beta_2=0.9)
+        self.actor_optimizer.build(self.actor.trainable_weights)
+        self.critic_optimizer = keras.optimizers.Adam(lr, beta_1=0.0, beta_2=0.9)
+        self.critic_optimizer.build(self.critic.trainable_weights)
         # phase 2's own step count (seeds) and the encoder's mean σ² per dimension (its
         # distance penalty's scale), set when it starts
         self._prior_step = tf.Variable(
@@ -160,7 +160,7 @@ class LatentGAN(FrameVAE):
 
     def _prior_round_impl(self, codes: tf.Tensor) -> dict[str, tf.Tensor]:
         """One round on this replica's codes (n, 2d: means | standard deviations):
-        ``critic_steps`` critic steps (a graph loop, traced once), then one generator step,
+        ``critic_steps`` critic steps (a graph loop), then one generator step,
         each on a batch drawn from the codes. One compiled call per round: a step is too
         small to pay Python's overhead each."""
         k = int(self.config["critic_steps"])
@@ -176,7 +176,9 @@ class LatentGAN(FrameVAE):
             return tf.gather(codes, pick), seeds[1]
 
         sums = {key: tf.constant(0.0) for key in ("d_loss", "d_acc_real", "d_acc_fake")}
-        for i in tf.range(k):
+        # a graph loop traces one critic step, not k; a strategy's updates (merge_call) cannot
+        # run inside one, so they are unrolled there
+        for i in range(k) if self._strategy is not None else tf.range(k):
             out = self._critic_update(*draw(i))
             sums = {key: sums[key] + out[key] / k for key in sums}
         return sums | self._actor_update(*draw(tf.constant(k)))

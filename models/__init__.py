@@ -56,7 +56,7 @@ class RollModel(Protocol):
         ...
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
-        """VAE: latent means (n, latent_dim); GAN: NotImplementedError."""
+        """VAE and ``gan``: latent means (n, latent_dim); thesis GAN: NotImplementedError."""
         ...
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
@@ -66,7 +66,8 @@ class RollModel(Protocol):
     def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
         """float32 (n, n_windows, 96, 96) in [0, 1]: n pieces of consecutive windows in time
         order; piece i depends only on (seed, i). Sequence models continue each window from
-        the one before; a VAE walks its latent space; a GAN chains independent samples. What
+        the one before; a VAE walks its latent space (``gan`` through its generator); the thesis
+        GAN chains independent samples. What
         ``musicflow generate`` writes (one MIDI file a piece) and what evaluation scores."""
         ...
 
@@ -90,9 +91,9 @@ def _model_class(name: str) -> type:
 
         return FrameVAE
     if name == "gan":
-        from musicflow.models.gan import FrameGAN
+        from musicflow.models.gan import LatentGAN
 
-        return FrameGAN
+        return LatentGAN
     from musicflow.models.thesis import ThesisGAN, ThesisVAE
 
     return ThesisVAE if name == "vae-thesis" else ThesisGAN

@@ -94,10 +94,11 @@ class RollModelBase:
             if not isinstance(value, list | tuple) or len(value) != n:
                 raise ModelError(f"{self.name}: {key} must be a list of {n} widths, got {value!r}")
 
-    def _step_seed(self) -> tf.Tensor:
+    def _step_seed(self, step: tf.Variable | None = None) -> tf.Tensor:
         """A stateless-op seed unique to (model seed, training step, replica); call inside a
-        step."""
-        seed = tf.stack([tf.constant(self.config["seed"], tf.int64), self._step])
+        step. ``step``: another step counter than the model's (a second training phase's)."""
+        count = self._step if step is None else step
+        seed = tf.stack([tf.constant(self.config["seed"], tf.int64), count])
         context = tf.distribute.get_replica_context()
         if self._strategy is None or context is None:
             return seed

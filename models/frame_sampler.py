@@ -10,7 +10,8 @@ builds the same object from its own weights (``FrameModelBase.sampler``) and del
 It runs the decoder's LSTM equations (Keras' gate order i, f, c, o) frame by frame, then samples
 each frame as ``models/sequence.py`` describes: the held count, the held set from the
 conditional Bernoulli distribution of the hold odds, the new count given it, the set of onsets.
-A VAE's piece is a walk along the great circle between two latent codes (:func:`slerp`).
+A VAE's piece is a walk along the great circle between two latent codes (:func:`slerp`); a
+latent GAN's (``gan``) passes every code of the walk through its generator (:meth:`constrain`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,18 @@ def array_names(config: Mapping[str, Any]) -> list[str]:
         names += lstm_names(i)
         if conditioned:
             names += [f"h0_{i}.kernel", f"h0_{i}.bias", f"c0_{i}.kernel", f"c0_{i}.bias"]
-    return names + encoder_names(config)
+    return names + encoder_names(config) + actor_names(config)
+
+
+def actor_names(config: Mapping[str, Any]) -> list[str]:
+    """A latent GAN's generator arrays (``gan``: its dense layers ``actor0``, ``actor1``, …
+    and ``actor_out``), which move prior draws to where real codes lie; none for others."""
+    if "actor_layers" not in config:
+        return []
+    names = []
+    for i in range(len(config["actor_layers"])):
+        names += [f"actor{i}.kernel", f"actor{i}.bias"]
+    return [*names, "actor_out.kernel", "actor_out.bias"]
 
 
 def encoder_names(config: Mapping[str, Any]) -> list[str]:
@@ -209,7 +221,22 @@ class FrameSampler:
             else (np.zeros((0, 2, d)))
         )
         t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
-        return slerp(ends[:, 0], ends[:, 1], t)
+        return self.constrain(slerp(ends[:, 0], ends[:, 1], t))
+
+    def constrain(self, codes: np.ndarray) -> np.ndarray:
+        """Codes (..., d) through a latent GAN's generator (``models/gan.py``): the gated
+        residual z' = (1 − g)·z + g·Δz of its ReLU layers; unchanged for a model without one."""
+        if "actor_layers" not in self.config:
+            return codes
+        a = self.arrays
+        z = np.asarray(codes, np.float32)
+        y = z
+        for i in range(len(self.config["actor_layers"])):
+            y = np.maximum(y @ a[f"actor{i}.kernel"] + a[f"actor{i}.bias"], 0.0)
+        out = y @ a["actor_out.kernel"] + a["actor_out.bias"]
+        d = z.shape[-1]
+        gate = _sigmoid(out[..., d:])
+        return ((1.0 - gate) * z + gate * out[..., :d]).astype(np.float32)
 
     def sample_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
         """``n`` pieces of ``n_windows`` consecutive windows, float32 (n, n_windows, 96, 96) of
@@ -383,7 +410,7 @@ class FrameSampler:
         if ends is not None:
             za, zb = self.encode(np.stack([_first_window(e) for e in ends]))
             t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
-            return np.repeat(slerp(za[None], zb[None], t), n, axis=0)
+            return np.repeat(self.constrain(slerp(za[None], zb[None], t)), n, axis=0)
         whole = head.shape[1] // COLS  # prompt windows without the seam
         if not head.shape[1]:
             return self._piece_latents(rngs, n_windows)
@@ -397,7 +424,7 @@ class FrameSampler:
         out = np.zeros((n, n_windows, self.latent_dim), np.float32)
         out[:, :whole] = codes[:whole]
         if rest and n:
-            out[:, whole:] = slerp(np.repeat(start[None], n, axis=0), draws, t)
+            out[:, whole:] = self.constrain(slerp(np.repeat(start[None], n, axis=0), draws, t))
         return out
 
     def _carry(

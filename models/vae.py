@@ -173,5 +173,6 @@ class FrameVAE(FrameModelBase):
         za, zb = self.encode(
             np.stack([np.asarray(a).reshape(96, 96), np.asarray(b).reshape(96, 96)])
         )
-        latents = slerp(za[None], zb[None], np.linspace(0.0, 1.0, steps))
-        return self.sampler()._pieces(1, steps, 0, latents)[0]
+        sampler = self.sampler()
+        latents = sampler.constrain(slerp(za[None], zb[None], np.linspace(0.0, 1.0, steps)))
+        return sampler._pieces(1, steps, 0, latents)[0]

@@ -130,8 +130,9 @@ def evaluate_model(
         pitch_low=dataset.pitch_low,
     )
     for metric, method in MODEL_METRICS.items():
-        if hasattr(model, method):
-            scores[metric] = float(getattr(model, method)(heldout))
+        score = getattr(model, method, None)  # None: a model without it (``gan``'s NLL)
+        if score is not None:
+            scores[metric] = float(score(heldout))
     latents = model.encode(heldout[:LATENT_LIMIT]) if model.kind == "vae" else None
     evaluation = Evaluation(
         run_id="",

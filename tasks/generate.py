@@ -8,9 +8,9 @@ window included). So any registered version loads in a fresh process by URI
 (``models:/NAME/VERSION``, ``models:/NAME@champion``, ``runs:/…``), with
 ``mlflow.pyfunc.load_model`` or with ``musicflow generate``, which reads only the JSON and
 weight files (``tracking.fetch_model`` checks them against the digests recorded at
-registration) and never runs code from the artifact store. ``rnn`` and ``vae`` load as their
-numpy sampler (``sampler.npz``, ``models/frame_sampler.py``), so ``musicflow generate`` never
-imports TensorFlow, Keras, MLflow or Prefect for them; the other models load with Keras. A
+registration) and never runs code from the artifact store. ``rnn``, ``vae`` and ``gan`` load
+as their numpy sampler (``sampler.npz``, ``models/frame_sampler.py``), so ``musicflow generate``
+never imports TensorFlow, Keras, MLflow or Prefect for them; the thesis models load with Keras. A
 piece is what the model's own sampler gives (``directed_probs``: the frame models' ``direct``
 with what the user directs, ``musicflow/core/compose.py``), binarised with the calibrated threshold
 and decoded in the encoding's pitch window; each file records how it was made (docs/cli.md,

@@ -250,10 +250,15 @@ def _fit(
 ) -> FitResult:
     """The epoch loop, logging each epoch's metrics to the active run. A model with a
     ``MONITOR`` metric stops after ``patience`` epochs without a lower one and ends holding the
-    weights of its lowest epoch; others end with their last epoch's."""
+    weights of its lowest epoch; others end with their last epoch's. A model with a second
+    phase (``fit_prior``: the ``gan``'s GAN over its VAE's codes) runs it last, on the kept
+    weights, in the share of the budget its config keeps for it (``prior_budget_share``); its
+    metrics go to the run, not to the per-epoch history."""
     history: dict[str, list[float]] = {}
     started = time.monotonic()
-    deadline = started + time_budget_s if time_budget_s else None
+    fit_prior = getattr(model, "fit_prior", None)
+    share = float(model.config.get("prior_budget_share", 0.0)) if fit_prior else 0.0
+    deadline = started + time_budget_s * (1.0 - share) if time_budget_s else None
     seen = _Counter()
     monitor = model.MONITOR
     best = BestEpoch(int(model.config.get("patience", 0)))
@@ -284,6 +289,16 @@ def _fit(
     if snapshot is not None and best.epoch + 1 != epochs_done:
         model.restore_snapshot(snapshot)
         kept = best.epoch + 1
+    if fit_prior is not None:
+        left = started + time_budget_s - time.monotonic() if time_budget_s else None
+        metrics = fit_prior(train_ds, val_ds, None if left is None else max(left, 0.0))
+        # logged at the last epoch's step, kept out of the per-epoch history (one value, not
+        # a curve over the epochs the report's figures draw)
+        tracking.log_metrics(metrics, step=epochs_done - 1)
+        progress.note(
+            f"{model.name} GAN over the codes: {int(metrics['prior_steps_done'])} critic steps, "
+            + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "prior_steps_done")
+        )
     tracking.log_metrics(
         {
             "epochs_completed": epochs_done,

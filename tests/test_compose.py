@@ -86,11 +86,12 @@ def _prompt() -> Prompt:
 def test_what_a_model_cannot_do_is_a_usage_error() -> None:
     compose.check_direction("vae", Direction(prompt=_prompt(), temperature=0.5))
     compose.check_direction("vae", Direction(ends=(_prompt(), _prompt())))
-    compose.check_direction("gan", Direction(bars=5, tempo_bpm=90, program=40))
-    with pytest.raises(UsageError, match=r"rnn model cannot interpolate.*use a vae model"):
+    compose.check_direction("gan", Direction(prompt=_prompt(), temperature=0.5))
+    compose.check_direction("gan-thesis", Direction(bars=5, tempo_bpm=90, program=40))
+    with pytest.raises(UsageError, match=r"rnn model cannot interpolate.*use a vae or gan model"):
         compose.check_direction("rnn", Direction(ends=(_prompt(), _prompt())))
-    with pytest.raises(UsageError, match=r"gan model cannot continue a prompt.*rnn or vae"):
-        compose.check_direction("gan", Direction(prompt=_prompt()))
+    with pytest.raises(UsageError, match=r"gan-thesis model cannot continue.*rnn or vae or gan"):
+        compose.check_direction("gan-thesis", Direction(prompt=_prompt()))
     with pytest.raises(UsageError, match="cannot interpolate"):  # before the files are read
         compose.check_direction("rnn", Direction(end_names=("a.mid", "b.mid")))
     with pytest.raises(UsageError, match="temperature"):

@@ -115,3 +115,47 @@ def test_a_snapshot_restores_every_network_of_a_real_model() -> None:
 
 def flat(snapshot: list[list[np.ndarray]]) -> np.ndarray:
     return np.concatenate([w.ravel() for net in snapshot for w in net])
+
+
+class TwoPhaseModel(FakeModel):
+    """A second phase (``gan``'s GAN over its codes) after the epochs: it records when it ran,
+    on which weights and with how many seconds; each epoch takes 0.2 s."""
+
+    name = "fake"
+
+    def __init__(self, share: float) -> None:
+        super().__init__([3.0, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0], patience=0)
+        self.config["prior_budget_share"] = share
+        self.calls: list[tuple[int, float | None]] = []
+
+    def fit_epoch(self, batches) -> dict[str, float]:
+        import time
+
+        time.sleep(0.2)
+        return super().fit_epoch(batches)
+
+    def fit_prior(self, batches, val_batches, seconds: float | None) -> dict[str, float]:
+        self.calls.append((self.weights, seconds))
+        return {"d_loss": 1.0, "prior_steps_done": 5.0}
+
+
+def test_a_second_phase_runs_last_on_the_kept_weights_in_its_share_of_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logged: list[dict] = []
+    monkeypatch.setattr(train.tracking, "log_metrics", lambda m, step=None: logged.append(m))
+    model = TwoPhaseModel(share=0.5)
+    with progress.TrainingProgress("fake", epochs=8, batches=1, budget_s=2.0) as bar:
+        batches = [np.zeros((2, 96, 96, 1), np.float32)]
+        result = train._fit(model, batches, batches, 8, 2.0, bar)
+    # the epochs stop at half the budget (about 5 epochs of 0.2 s), not at 2 s (about 10)
+    assert result.stopped_by == "time_budget" and 4 <= result.epochs_done <= 6
+    [(weights, seconds)] = model.calls
+    assert weights == 1 and result.kept_epoch == 2  # after the best epoch's weights came back
+    assert seconds is not None and 0.5 <= seconds <= 1.05  # what is left of the 2 s
+    assert {"d_loss": 1.0, "prior_steps_done": 5.0} in logged
+    assert "d_loss" not in result.history  # the run has it; the per-epoch curves do not
+    without = TwoPhaseModel(share=0.5)
+    with progress.TrainingProgress("fake", epochs=2, batches=1, budget_s=None) as bar:
+        train._fit(without, batches, batches, 2, None, bar)
+    assert without.calls == [(1, None)]  # no budget: the phase runs its own step count

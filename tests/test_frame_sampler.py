@@ -15,6 +15,7 @@ SMALL = {
     "rnn": {"hidden": 16},
     "rnn-2-layers": {"hidden": 16, "layers": 2, "key_normalize": False, "temperature": 0.8},
     "vae": {"hidden": 16, "latent_dim": 4, "enc_filters": [8, 8, 8]},
+    "gan": {"hidden": 16, "latent_dim": 4, "enc_filters": [8, 8], "actor_layers": [8, 8]},
 }
 
 

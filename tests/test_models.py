@@ -25,13 +25,14 @@ from musicflow.models import data as mdata
 SMALL = {
     "rnn": {"hidden": 16},
     "vae": {"hidden": 16, "latent_dim": 4, "enc_filters": [8, 8, 8]},
-    # stochastic bits: a barely trained generator's rounded (default) output is all zeros, so
-    # two seeds' samples could not differ; the default mode runs in tests/test_pipeline.py
     "gan": {
-        "latent_dim": 8,
-        "g_filters": [16, 8, 8, 8],
-        "d_filters": [8, 8, 8, 8],
-        "binary": "stochastic",
+        "hidden": 16,
+        "latent_dim": 4,
+        "enc_filters": [8, 8, 8],
+        "actor_layers": [8, 8],
+        "critic_layers": [8, 8],
+        "prior_steps": 30,
+        "prior_batch_size": 16,
     },
     "vae-thesis": {
         "enc_filters": [4, 4, 4, 4],
@@ -44,7 +45,7 @@ SMALL = {
 METRICS = {
     "rnn": {"loss"},
     "vae": {"loss", "recon_loss", "kl_loss"},
-    "gan": {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"},
+    "gan": {"loss", "recon_loss", "kl_loss"},  # its VAE phase; fit_prior: the GAN's
     "vae-thesis": {"loss", "recon_loss", "kl_loss"},
     "gan-thesis": {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"},
 }
@@ -172,12 +173,15 @@ def batches(x: np.ndarray, size: int = 16) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def trained(windows, tmp_path_factory) -> dict[str, tuple[object, dict, Path]]:
-    """Each model built small, trained one epoch on 64 windows (batch 16), and saved."""
+    """Each model built small, trained one epoch on 64 windows (batch 16; ``gan`` then its
+    GAN over the codes), and saved."""
     out = {}
     root = tmp_path_factory.mktemp("saved")
     for name in MODEL_NAMES:
         model = build_model(name, seed=11, batch_size=16, **SMALL[name])
         metrics = model.fit_epoch(batches(windows))
+        if name == "gan":
+            model.fit_prior(batches(windows), batches(windows[:20]))
         model.save(root / name)
         out[name] = (model, metrics, root / name)
     return out
@@ -207,7 +211,7 @@ def test_fit_epoch_validate_and_sample(name: str, trained, windows) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_encode_and_interpolate(name: str, trained, windows) -> None:
     model, _, _ = trained[name]
-    if model.kind != "vae":
+    if name in ("rnn", "gan-thesis"):
         with pytest.raises(NotImplementedError):
             model.encode(windows[:2])
         with pytest.raises(NotImplementedError):
@@ -264,7 +268,7 @@ def test_unknown_model_or_hyperparameter_is_a_model_error(tmp_path) -> None:
     with pytest.raises(ModelError):
         build_model("vae", seed=0, latent_dims=3)
     with pytest.raises(ModelError):
-        build_model("gan", seed=0, g_filters=[8] * 7)  # 6 doublings overshoot 32 frames
+        build_model("gan", seed=0, actor_layers=[8, 0])
     with pytest.raises(ModelError):
         load_model(tmp_path)
 
@@ -281,7 +285,7 @@ def test_sample_pieces_are_windows_in_time_order(name: str, trained) -> None:
     assert np.array_equal(pieces[1], model.sample_pieces(2, 4, seed=7)[1])
     assert not np.array_equal(pieces[0], model.sample_pieces(1, 4, seed=8)[0])
     piece = pieces[0]
-    if model.kind == "gan":  # independent samples, chained
+    if name == "gan-thesis":  # independent samples, chained
         assert np.array_equal(piece, model.sample(4, seed=7 * 100_003))
     elif name == "vae-thesis":  # a latent walk: its ends reconstruct two samples
         ends = model.sample(2, seed=7 * 100_003)
@@ -290,3 +294,24 @@ def test_sample_pieces_are_windows_in_time_order(name: str, trained) -> None:
         # its last step, where a note re-struck at the next window's start leaves a gap)
         assert set(np.unique(pieces)) <= {0.0, 1.0}
         assert np.array_equal(model.sample(3, seed=7)[..., :-1], pieces[:, 0, :, :-1])
+
+
+def test_the_gan_learns_where_codes_lie_and_samples_through_its_generator(windows) -> None:
+    """``gan``'s second phase: critic and generator train on the VAE's codes (deterministic
+    given the seed, stopped by its step count or its seconds); the numpy sampler's generator is
+    the Keras one, and it moves prior draws."""
+    model = build_model("gan", seed=3, batch_size=16, **{**SMALL["gan"], "prior_steps": 40})
+    model.fit_epoch(batches(windows))
+    metrics = model.fit_prior(batches(windows), batches(windows[:20]))
+    assert {"d_loss", "g_loss", "d_acc_real", "d_acc_fake", "val_d_acc_real"} <= set(metrics)
+    assert metrics["prior_steps_done"] == 40
+    assert all(math.isfinite(v) for v in metrics.values())
+    again = build_model("gan", seed=3, batch_size=16, **{**SMALL["gan"], "prior_steps": 40})
+    again.fit_epoch(batches(windows))
+    assert again.fit_prior(batches(windows), batches(windows[:20])) == metrics
+    assert model.fit_prior(batches(windows), seconds=0.0)["prior_steps_done"] == 5  # a round
+    z = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    sampler = model.sampler()
+    assert np.allclose(sampler.constrain(z), np.asarray(model.actor(z)), atol=1e-5)
+    assert not np.allclose(sampler.constrain(z), z, atol=1e-3)
+    assert model.heldout_nll is None  # an implicit prior: no likelihood to report

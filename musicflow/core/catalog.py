@@ -8,7 +8,8 @@ loaded, and the tracking adapter tells a dataset's registered models from other 
 
 from __future__ import annotations
 
-#: ``rnn``, ``vae``, ``gan``: this project's sequence-aware models; ``vae-thesis``,
+#: ``rnn``, ``vae``, ``gan``: this project's sequence-aware models (an autoregressive LSTM over
+#: frames, a VAE over its decoder, a GAN in that VAE's code space); ``vae-thesis``,
 #: ``gan-thesis``: faithful reproductions of the seed thesis, for comparison (docs/models.md).
 MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
 
@@ -18,6 +19,7 @@ MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
 DIRECTABLE: dict[str, frozenset[str]] = {
     "rnn": frozenset({"prompt", "temperature", "key"}),
     "vae": frozenset({"prompt", "interpolate", "temperature", "key"}),
+    "gan": frozenset({"prompt", "interpolate", "temperature", "key"}),
 }
 
 #: Most bars of a prompt the frame models read (``--prompt-bars``' default and limit).

@@ -10,8 +10,9 @@ measure, beside the published results (docs/models.md, "JSB Chorales benchmark")
    (pitch_low 21). A pitch sounding in consecutive time steps is one held note (the benchmark
    does not tell held from repeated notes); a pitch that starts sounding is an onset.
 2. The model (``rnn``: the project's frame LSTM, ``models/rnn.py``, with its defaults) trains on
-   runs of ``--windows`` consecutive 2-bar windows of the ``train`` chorales for ``--minutes``
-   of wall clock (batches are checked against the clock), after every epoch it is scored on the
+   runs of ``--windows`` consecutive 2-bar windows of the ``train`` chorales (a shorter
+   chorale: one run of all of it) for ``--minutes`` of wall clock (batches are checked against
+   the clock), after every epoch it is scored on the
    ``valid`` chorales, and the weights of its best ``valid`` epoch are kept (the benchmark's
    "choose by valid"). ``--cpu-seconds`` budgets the process's CPU time instead (validation
    included): the fair measure when other jobs share the machine.
@@ -65,18 +66,19 @@ def chorale_roll(time_steps: list[list[int]], pitch_low: int, rows: int) -> np.n
     return song
 
 
-def training_runs(songs: list[np.ndarray], cols: int, windows: int) -> np.ndarray:
-    """float32 (n, rows, windows · cols, 1): every run of ``windows`` consecutive windows of
-    every song (zero-padded to whole windows), as the project's ``sequence_dataset`` gives."""
-    runs = []
-    length = windows * cols
+def training_runs(songs: list[np.ndarray], cols: int, windows: int) -> list[np.ndarray]:
+    """float32 arrays (n, rows, L · cols, 1), one per run length L: every run of ``windows``
+    consecutive windows of every song (zero-padded to whole windows), or one run of the whole
+    song when it has fewer, as the project's ``sequence_dataset`` gives."""
+    by_length: dict[int, list[np.ndarray]] = {}
     for song in songs:
-        n_win = max(windows, math.ceil(song.shape[1] / cols))
+        n_win = math.ceil(song.shape[1] / cols)
         padded = np.zeros((song.shape[0], n_win * cols), bool)
         padded[:, : song.shape[1]] = song
-        for k in range(n_win - windows + 1):
-            runs.append(padded[:, k * cols : k * cols + length])
-    return np.stack(runs).astype(np.float32)[..., None]
+        size = min(windows, n_win)
+        for k in range(n_win - size + 1):
+            by_length.setdefault(size, []).append(padded[:, k * cols : (k + size) * cols])
+    return [np.stack(r).astype(np.float32)[..., None] for _, r in sorted(by_length.items())]
 
 
 def nll_per_time_step(model, songs: list[np.ndarray]) -> float:
@@ -117,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = {k: sum(s.shape[1] // STEPS_PER_QUARTER for s in v) for k, v in songs.items()}
     print(
         f"JSB Chorales: {len(songs['train'])}/{len(songs['valid'])}/{len(songs['test'])} pieces, "
-        f"{steps['train']}/{steps['valid']}/{steps['test']} time steps; {len(runs)} training "
-        f"runs of {config['sequence_windows']} windows; model {args.model} "
+        f"{steps['train']}/{steps['valid']}/{steps['test']} time steps; "
+        f"{sum(len(r) for r in runs)} training runs of up to {config['sequence_windows']} "
+        f"windows; model {args.model} "
         f"(hidden {config['hidden']}, layers {config['layers']}), "
         + (f"{args.cpu_seconds:g} CPU s" if args.cpu_seconds else f"{args.minutes:g} min"),
         flush=True,
@@ -131,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     deadline = clock() + (args.cpu_seconds or 60.0 * args.minutes)
     best_valid, best_epoch, snapshot, epoch = math.inf, -1, None, 0
     while clock() < deadline:
-        order = rng.permutation(len(runs))
-        batches = (runs[order[i : i + batch]] for i in range(0, len(order), batch))
+        # batches of one run length each, in a random order
+        chunks = [
+            (group, order[i : i + batch])
+            for group in runs
+            for order in [rng.permutation(len(group))]
+            for i in range(0, len(group), batch)
+        ]
+        batches = (group[at] for group, at in (chunks[j] for j in rng.permutation(len(chunks))))
         done = model.fit_epoch(_until(deadline, batches, clock))
         valid = nll_per_time_step(model, songs["valid"])
         print(

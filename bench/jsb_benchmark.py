@@ -4,6 +4,7 @@ measure, beside the published results (docs/models.md, "JSB Chorales benchmark")
 
     .venv/bin/python bench/jsb_benchmark.py [--minutes 5 | --cpu-seconds 600] [--model rnn]
         [--seed 0] [--data ../shared/data/jsb-chorales/jsb-chorales-quarter.json] [--windows N]
+        [--batch-size B]
 
 1. Each chorale (a list of quarter-note time steps, each the set of MIDI pitches sounding) is
    laid on the project's grid: 12 steps per quarter, the dataset's default 96-pitch window
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="rnn", choices=["rnn"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--windows", type=int, default=None, help="windows per training run")
+    parser.add_argument("--batch-size", type=int, default=None, help="runs per batch")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -112,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         name: [chorale_roll(piece, DEFAULT_PITCH_LOW, ROWS) for piece in split[name]]
         for name in ("train", "valid", "test")
     }
-    overrides = {} if args.windows is None else {"sequence_windows": args.windows}
+    overrides = {
+        key: value
+        for key, value in (("sequence_windows", args.windows), ("batch_size", args.batch_size))
+        if value is not None
+    }
     model = build_model(args.model, seed=args.seed, **overrides)
     config = model.config
     runs = training_runs(songs["train"], COLS, int(config["sequence_windows"]))
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{steps['train']}/{steps['valid']}/{steps['test']} time steps; "
         f"{sum(len(r) for r in runs)} training runs of up to {config['sequence_windows']} "
         f"windows; model {args.model} "
-        f"(hidden {config['hidden']}, layers {config['layers']}), "
+        f"(hidden {config['hidden']}, layers {config['layers']}, batch {config['batch_size']}), "
         + (f"{args.cpu_seconds:g} CPU s" if args.cpu_seconds else f"{args.minutes:g} min"),
         flush=True,
     )

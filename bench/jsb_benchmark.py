@@ -5,6 +5,7 @@ measure, beside the published results (docs/models.md, "JSB Chorales benchmark")
     .venv/bin/python bench/jsb_benchmark.py [--minutes 5 | --cpu-seconds 600] [--model rnn]
         [--seed 0] [--data ../shared/data/jsb-chorales/jsb-chorales-quarter.json] [--windows N]
         [--batch-size B]
+    .venv/bin/python bench/jsb_benchmark.py --export-midi DIR  # the chorales as MIDI files
 
 1. Each chorale (a list of quarter-note time steps, each the set of MIDI pitches sounding) is
    laid on the project's grid: 12 steps per quarter, the dataset's default 96-pitch window
@@ -101,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=None, help="windows per training run")
     parser.add_argument("--batch-size", type=int, default=None, help="runs per batch")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--export-midi",
+        type=Path,
+        metavar="DIR",
+        help="write every chorale as DIR/<split>-NNN.mid (for bench/quality_run.py) and stop",
+    )
     args = parser.parse_args(argv)
     if not args.data.is_file():
         print(f"jsb_benchmark: {args.data} not found", file=sys.stderr)
@@ -114,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         name: [chorale_roll(piece, DEFAULT_PITCH_LOW, ROWS) for piece in split[name]]
         for name in ("train", "valid", "test")
     }
+    if args.export_midi:
+        from musicflow.roll import decode_roll, notes_to_midi
+
+        args.export_midi.mkdir(parents=True, exist_ok=True)
+        named = [(name, song) for name in ("train", "valid", "test") for song in songs[name]]
+        for i, (name, song) in enumerate(named):
+            midi = notes_to_midi(decode_roll(song, DEFAULT_PITCH_LOW))
+            (args.export_midi / f"{name}-{i:03d}.mid").write_bytes(midi)
+        print(f"{len(named)} chorales written to {args.export_midi}")
+        return 0
     overrides = {
         key: value
         for key, value in (("sequence_windows", args.windows), ("batch_size", args.batch_size))

@@ -29,9 +29,9 @@ held-out files, equal CPU budgets; docs/models.md has the numbers):
   model learns each harmony once instead of in twelve keys.
 - **Trained on runs of consecutive windows** (``sequence_windows``, default 2; a shorter file
   gives one shorter run). An LSTM trained on single windows and run on for 16 bars drifts into
-  silence (it learned that pieces end). Runs of 4 or 8 windows (8 or 16 bars) scored worse on
-  held-out chorales at an equal CPU budget: fewer updates per CPU second, no gain from the
-  longer memory (docs/models.md, "Longer memory").
+  silence (it learned that pieces end). Longer runs did not score better on held-out chorales
+  at an equal CPU budget: 4 windows (8 bars) tied with 2 at equal frames per step, 8 windows
+  lost (docs/models.md, "Longer memory").
 
 The decoder is a Keras model; sampling runs the same LSTM equations in numpy (the decoder's
 own weights), frame by frame, which is simpler and faster than stepping Keras layers on a CPU:

@@ -242,27 +242,32 @@ def window_dataset(
     return ds.prefetch(2)
 
 
-def _runs(path: Path, shas: set[str] | None, length: int) -> np.ndarray:
-    """Every run of ``length`` consecutive windows of one file in one shard, as uint8
-    (n, length, 1152): windows k, k+1, … of the same source (shards keep a file's windows
-    together and in segment order; a skipped empty window breaks a run)."""
+def _runs(path: Path, shas: set[str] | None, length: int) -> list[np.ndarray]:
+    """The runs of consecutive windows of the files in one shard, grouped by length: one uint8
+    array (n, L, 1152) per run length L. A stretch of a file's consecutive windows (shards keep
+    a file's windows together and in segment order; a skipped empty window ends a stretch) gives
+    every run of ``length`` windows in it, or, when shorter than ``length``, one run of all of
+    them: a short file still trains, on what it has, and no run is padded with silence."""
     table = pq.read_table(path, columns=["source_sha256", "segment", "roll"])
     if shas is not None:
         wanted = pa.array(sorted(shas), pa.string())
         table = table.filter(pc.is_in(table.column("source_sha256"), value_set=wanted))
     packed = _packed_rows(table, None)
-    if len(packed) < length:
-        return np.zeros((0, length, PACKED_BYTES), np.uint8)
+    if not len(packed):
+        return []
     sha = table.column("source_sha256").to_numpy(zero_copy_only=False)
     segment = table.column("segment").to_numpy()
-    ok = np.ones(len(packed) - length + 1, bool)
-    for step in range(1, length):
-        ok &= sha[step : len(sha) - length + 1 + step] == sha[: len(sha) - length + 1]
-        ok &= (
-            segment[step : len(sha) - length + 1 + step] == segment[: len(sha) - length + 1] + step
-        )
-    starts = np.flatnonzero(ok)
-    return packed[starts[:, None] + np.arange(length)[None, :]]
+    breaks = np.ones(len(packed), bool)
+    breaks[1:] = (sha[1:] != sha[:-1]) | (segment[1:] != segment[:-1] + 1)
+    edges = [*np.flatnonzero(breaks), len(packed)]
+    starts: dict[int, list[int]] = {}
+    for first, end in itertools.pairwise(edges):
+        size = min(length, end - first)
+        starts.setdefault(size, []).extend(range(first, end - size + 1))
+    return [
+        packed[np.asarray(at)[:, None] + np.arange(size)[None, :]]
+        for size, at in sorted(starts.items())
+    ]
 
 
 def sequence_dataset(
@@ -275,10 +280,11 @@ def sequence_dataset(
     shuffle_buffer: int = 4096,
 ) -> tf.data.Dataset:
     """Stream runs of ``windows`` consecutive windows of the files ``shas`` as float32
-    (B, 96, 96 · windows, 1) batches: the windows laid end to end in time, as they are in the
+    (B, 96, 96 · L, 1) batches: the windows laid end to end in time, as they are in the
     piece. The training input of the sequence models, which learn to continue a piece across
-    window boundaries. Shards in a seeded order per epoch, runs shuffled per shard and through
-    a seeded buffer; a file shorter than ``windows`` gives no run.
+    window boundaries. L is ``windows``, or fewer for a file (or a stretch of one) shorter than
+    that, which gives one run of its own length (``_runs``); a batch holds runs of one length.
+    Shards in a seeded order per epoch, runs shuffled per shard and through a seeded buffer.
     """
     import tensorflow as tf
 
@@ -291,18 +297,23 @@ def sequence_dataset(
     def generate() -> Iterator[np.ndarray]:
         rng = np.random.default_rng([seed, next(epochs)])
         for i in rng.permutation(len(paths)):
-            runs = _runs(paths[i], wanted, windows)
-            if len(runs):
+            for runs in _runs(paths[i], wanted, windows):
                 yield runs[rng.permutation(len(runs))]
 
     def unpack(packed: tf.Tensor) -> tf.Tensor:
+        length = tf.shape(packed)[1]
         x = tf.reshape(
-            unpack_batch(tf.reshape(packed, (-1, PACKED_BYTES))), (-1, windows, ROWS, COLS)
+            unpack_batch(tf.reshape(packed, (-1, PACKED_BYTES))), (-1, length, ROWS, COLS)
         )
-        return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, ROWS, windows * COLS, 1))
+        return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, ROWS, length * COLS, 1))
 
     ds = tf.data.Dataset.from_generator(
-        generate, output_signature=tf.TensorSpec((None, windows, PACKED_BYTES), tf.uint8)
+        generate, output_signature=tf.TensorSpec((None, None, PACKED_BYTES), tf.uint8)
     ).unbatch()
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(unpack).prefetch(2)
+    ds = ds.group_by_window(
+        key_func=lambda run: tf.cast(tf.shape(run)[0], tf.int64),
+        reduce_func=lambda _, runs: runs.batch(batch_size),
+        window_size=batch_size,
+    )
+    return ds.map(unpack).prefetch(2)

@@ -27,11 +27,11 @@ held-out files, equal CPU budgets; docs/models.md has the numbers):
   transposed to C for the model, which also sees the original tonic (so register and key stay
   related), and samples are moved back to a tonic drawn from the training data's counts. The
   model learns each harmony once instead of in twelve keys.
-- **Trained on runs of consecutive windows** (``sequence_windows``, default 2), generated the
-  same way: the first window of a piece from a fresh state, each later one after reading the
-  window before it. An LSTM trained on single windows and run on for 16 bars drifts into
-  silence (it learned that pieces end); reading one window back keeps every window within the
-  horizon it was trained on.
+- **Trained on runs of consecutive windows** (``sequence_windows``, default 2; a shorter file
+  gives one shorter run). An LSTM trained on single windows and run on for 16 bars drifts into
+  silence (it learned that pieces end). Longer runs did not score better on held-out chorales
+  at an equal CPU budget: 4 windows (8 bars) tied with 2 at equal frames per step, 8 windows
+  lost (docs/models.md, "Longer memory").
 
 The decoder is a Keras model; sampling runs the same LSTM equations in numpy (the decoder's
 own weights), frame by frame, which is simpler and faster than stepping Keras layers on a CPU:

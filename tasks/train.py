@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,11 +112,12 @@ def train_model(
 
         from musicflow.models.data import load_window_sources
 
-        n_train = len(load_window_sources(shards, fit_shas))
+        sources = load_window_sources(shards, fit_shas)
+        n_train = len(sources)
         # a sequence model's batch holds runs of consecutive windows: about one run per window
-        # but the last (sequence_windows - 1) of each file
+        # but the last (sequence_windows - 1) of each file, and one for a shorter file
         runs = int(config.get("sequence_windows", 1))
-        items = max(n_train - (runs - 1) * len(fit_shas), 0)
+        items = sum(max(n - runs + 1, 1) for n in Counter(sources.tolist()).values())
         batches = math.ceil(items / batch) if items else None
         budget = f", time budget {budget_text(time_budget_s)}" if time_budget_s else ""
         progress.stage(

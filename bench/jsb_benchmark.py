@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("train", "valid", "test")
     }
     if args.export_midi:
-        from musicflow.roll import decode_roll, notes_to_midi
+        from musicflow.core.roll import decode_roll, notes_to_midi
 
         args.export_midi.mkdir(parents=True, exist_ok=True)
         named = [(name, song) for name in ("train", "valid", "test") for song in songs[name]]

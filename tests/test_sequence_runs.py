@@ -14,6 +14,8 @@ import pytest
 from musicflow.models import build_model
 from musicflow.models import data as mdata
 
+pytestmark = pytest.mark.integration  # tf.data pipelines and Keras models: TensorFlow
+
 
 def _write(path: Path, files: dict[str, tuple[list[int], np.ndarray]]) -> None:
     """A shard whose file ``sha`` has windows ``windows`` at segments ``segments``."""

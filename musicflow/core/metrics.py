@@ -395,6 +395,25 @@ def _group_codes(
     return codes[: len(qg)], codes[len(qg) :]
 
 
+def _flat_pair(
+    query: np.ndarray,
+    reference: np.ndarray,
+    query_groups: np.ndarray | None,
+    reference_groups: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Both sides as flat windows (n, 96·96), and their group codes (None without groups)."""
+    q = _as_windows(query).reshape(-1, ROWS * STEPS)
+    r = _as_windows(reference).reshape(-1, ROWS * STEPS)
+    if (query_groups is None) != (reference_groups is None):
+        raise ValueError("give both query_groups and reference_groups, or neither")
+    if query_groups is None:
+        return q, r, None, None
+    qg, rg = _group_codes(query_groups, reference_groups)
+    if len(qg) != len(q) or len(rg) != len(r):
+        raise ValueError("groups must have one label per window")
+    return q, r, qg, rg
+
+
 def nearest_jaccard(
     query: np.ndarray,
     reference: np.ndarray,
@@ -414,14 +433,7 @@ def nearest_jaccard(
     any query window, in chunks of ``chunk_size`` rows on both sides, so memory stays near
     ``chunk_size**2`` floats plus one chunk of each side, whatever the sizes.
     """
-    q = _as_windows(query).reshape(-1, ROWS * STEPS)
-    r = _as_windows(reference).reshape(-1, ROWS * STEPS)
-    if (query_groups is None) != (reference_groups is None):
-        raise ValueError("give both query_groups and reference_groups, or neither")
-    if query_groups is not None:
-        qg, rg = _group_codes(query_groups, reference_groups)
-        if len(qg) != len(q) or len(rg) != len(r):
-            raise ValueError("groups must have one label per window")
+    q, r, qg, rg = _flat_pair(query, reference, query_groups, reference_groups)
     best = np.full(len(q), -1.0, dtype=np.float64)
     if not len(q) or not len(r):
         return np.where(best < 0, np.nan, best)
@@ -463,14 +475,7 @@ def has_copy(
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    q = _as_windows(query).reshape(-1, ROWS * STEPS)
-    r = _as_windows(reference).reshape(-1, ROWS * STEPS)
-    if (query_groups is None) != (reference_groups is None):
-        raise ValueError("give both query_groups and reference_groups, or neither")
-    if query_groups is not None:
-        qg, rg = _group_codes(query_groups, reference_groups)
-        if len(qg) != len(q) or len(rg) != len(r):
-            raise ValueError("groups must have one label per window")
+    q, r, qg, rg = _flat_pair(query, reference, query_groups, reference_groups)
     flags = np.zeros(len(q), dtype=bool)
     if not len(q) or not len(r):
         return flags

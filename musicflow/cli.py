@@ -514,10 +514,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _check_no_tracks(folder: Path, model: str) -> None:
-    """UsageError (exit 2) for a dataset encoded with tracks: no model plays them yet."""
-    from musicflow.adapters.store import read_dataset
+    """UsageError (exit 2) for a dataset encoded with tracks: no model plays them yet. An
+    unreadable ``dataset.json`` is left to the train task, after the tracking server's check,
+    so each problem keeps its one line."""
+    from musicflow.adapters.store import read_dataset_info
 
-    if policy_of(read_dataset(folder).encoding) != MERGED:
+    info = read_dataset_info(folder)
+    if info is not None and policy_of(info.encoding) != MERGED:
         raise UsageError(tracks_refusal(model))
 
 

@@ -296,6 +296,7 @@ def test_sample_pieces_are_windows_in_time_order(name: str, trained) -> None:
         assert np.array_equal(model.sample(3, seed=7)[..., :-1], pieces[:, 0, :, :-1])
 
 
+@pytest.mark.integration
 def test_the_gan_learns_where_codes_lie_and_samples_through_its_generator(windows) -> None:
     """``gan``'s second phase: critic and generator train on the VAE's codes (deterministic
     given the seed, stopped by its step count or its seconds); the numpy sampler's generator is

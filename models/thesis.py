@@ -191,7 +191,7 @@ class ThesisGAN(GanMixin, RollModelBase):
         for filters in c["d_filters"]:  # 96 → 48 → 24
             y = layers.Conv2D(int(filters), 3, strides=2, padding="same")(y)
             y = layers.LeakyReLU(negative_slope=slope)(y)
-            y = layers.Dropout(float(c["dropout"]))(y)
+            y = layers.Dropout(float(c["dropout"]), seed=int(c["seed"]))(y)
         y = layers.Flatten()(y)
         y = layers.Dense(1, activation="sigmoid", dtype="float32")(y)
         self.discriminator = keras.Model(inp, y, name="discriminator")

@@ -21,9 +21,13 @@ TIME_BUDGET ?= 3
 run: install
 	$(BIN)/musicflow run $(SOURCE) --time-budget $(TIME_BUDGET)
 
-## All tests, integration ones included (real Prefect, GX, MLflow and TensorFlow).
+## All tests, integration ones included (real Prefect, GX, MLflow and TensorFlow): JOBS worker
+## processes, each with its own workspace and Prefect server, a test file to one worker; then
+## the tests with a wall-clock bound (marker perf), alone, so no other test slows them.
+JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest -q -ra --durations=15
+	$(BIN)/python -m pytest -q -ra --durations=15 -n $(JOBS) --dist loadfile -m "not perf"
+	$(BIN)/python -m pytest -q -ra -m perf
 
 ## Unit tests only: no Prefect server or flow, no TensorFlow, MLflow or GX, no CLI process,
 ## no corpus, no wall-clock bound (tests/conftest.py fails a unit test that reaches for one).

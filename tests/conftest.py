@@ -38,6 +38,12 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / ".prefect")
 
 os.environ["MUSICFLOW_SERVER_IDLE_MINUTES"] = "2"
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # ``make test`` runs one worker per core: one compute thread per process (TensorFlow's
+    # intra-op pool, BLAS), inherited by the CLI processes, so the workers share the cores
+    # instead of spinning against each other
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from musicflow.adapters import prefect_server, workspace  # noqa: E402
 
@@ -77,9 +83,16 @@ def _needs_server(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(name) for name in NEEDS_SERVER)
 
 
+def _runs_tests(config: pytest.Config) -> bool:
+    """False in pytest-xdist's controller (``make test`` runs ``-n 2``): it only hands tests to
+    its workers, and each worker, importing this module, has its own workspace and server."""
+    return hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     whole_suite = (
-        config.args_source is pytest.Config.ArgsSource.TESTPATHS
+        _runs_tests(config)
+        and config.args_source is pytest.Config.ArgsSource.TESTPATHS
         and not config.option.markexpr
         and not config.option.keyword
         and not config.option.collectonly

@@ -210,6 +210,7 @@ def mlflow_server(backend_uri: str, root: Path, timeout: float = 120) -> Iterato
         "--host", LOOPBACK, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runners: this server runs none
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = start(cmd, log, cwd=root, env=env)
     server = MlflowServer(url=f"http://{LOOPBACK}:{port}", artifacts=artifacts, log=log, proc=proc)

@@ -199,3 +199,32 @@ def test_keys_parse_back() -> None:
     assert tm.is_track_metric("track.0.copy_rate_baseline")
     assert not tm.is_track_metric("onenn_accuracy_baseline")
     assert tm.merge_tracks(satb(1, 0)).shape == (1, 96, 96)
+
+
+def test_crossing_rate_agrees_with_a_step_by_step_count() -> None:
+    """Random chords in three voices: the vectorised rate against the definition, one step
+    and one pair at a time."""
+    rng = np.random.default_rng(7)
+    x = rng.random((3, 3, 96, 96)) < 0.01
+    pitches = PL + 95 - np.arange(96)
+    several = crossed = 0
+    pair_both, pair_crossed = np.zeros((3, 3), int), np.zeros((3, 3), int)
+    for w in range(3):
+        for s in range(96):
+            sounding = [set(pitches[x[w, v, :, s]].tolist()) for v in range(3)]
+            if sum(bool(p) for p in sounding) < 2:
+                continue
+            several += 1
+            hit = False
+            for i in range(3):
+                for j in range(i + 1, 3):
+                    if sounding[i] and sounding[j]:
+                        pair_both[i, j] += 1
+                        if max(sounding[j]) > min(sounding[i]):
+                            pair_crossed[i, j] += 1
+                            hit = True
+            crossed += hit
+    assert several > 50 and 0 < crossed < several  # the draw exercises both outcomes
+    assert tm.crossing_rate(x) == pytest.approx(crossed / several)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert tm.pair_crossing_rate(x, i, j) == pytest.approx(pair_crossed[i, j] / pair_both[i, j])

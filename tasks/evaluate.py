@@ -129,6 +129,8 @@ def evaluate_model(
         train_sources=train_sources,
         pitch_low=dataset.pitch_low,
     )
+    if generated.ndim == 4 and generated.shape[1] > 1:  # a track axis: merged datasets skip
+        scores.update(track_scores(dataset, generated, heldout, train_sample, train_sources, seed))
     for metric, method in MODEL_METRICS.items():
         score = getattr(model, method, None)  # None: a model without it (``gan``'s NLL)
         if score is not None:
@@ -145,6 +147,33 @@ def evaluate_model(
         n_train_sample=len(train_sample),
     )
     return evaluation, EvaluationWindows(generated, heldout, latents)
+
+
+def track_scores(
+    dataset: DatasetInfo,
+    generated: np.ndarray,
+    heldout: np.ndarray,
+    train_sample: np.ndarray,
+    train_sources: np.ndarray,
+    seed: int,
+) -> dict[str, float]:
+    """The track metrics (docs/metrics.md, "Track metrics") of windows ``(n, K, 96, 96)``,
+    named ``track.<i>.*`` and ``tracks.*`` beside the merged metrics; the dataset's encoding
+    says which tracks are voices (crossing) and which is the drum track (no tonal distance)."""
+    from musicflow.core import track_metrics, tracks
+
+    described = dataset.encoding.get("tracks", [])
+    return track_metrics.track_scores(
+        generated,
+        heldout,
+        train_sample,
+        [str(t.get("name", "")) for t in described],
+        pitch_low=dataset.pitch_low,
+        seed=seed,
+        train_sources=train_sources,
+        voices=tracks.policy_of(dataset.encoding) == tracks.VOICES,
+        drums=[bool(t.get("drums")) for t in described],
+    )
 
 
 def evaluate_run(trained: TrainedModel, version: DatasetInfo) -> Evaluation:

@@ -33,7 +33,7 @@ from prefect.cache_policies import NONE
 
 from musicflow.adapters import lineage, tracking, workspace
 from musicflow.adapters.audio import PREVIEW_SUFFIX
-from musicflow.adapters.store import read_history, read_manifest
+from musicflow.adapters.store import read_dataset_info, read_history, read_manifest
 from musicflow.adapters.workspace import DatasetFolder
 from musicflow.core.champion import RULE_TEXT, best_of_versions, best_reason
 from musicflow.core.defaults import PIECE_WINDOWS
@@ -131,13 +131,17 @@ def build_report(
     history = trained.history
     accuracies = plots.accuracy_series(history)
     curves = {k: v for k, v in history.items() if k not in accuracies}
+    # windows with a track axis (n, K, 96, 96) are drawn merged here, by track below
+    generated, heldout = (
+        w.any(axis=1) if w.ndim == 4 else w for w in (windows.generated, windows.heldout)
+    )
     figures = {
         "Note frequency: held-out real vs generated": plots.note_frequency_figure(
-            windows.heldout, windows.generated, pitch_low=pitch_low
+            heldout, generated, pitch_low=pitch_low
         ),
-        "Generated windows": plots.sample_grid_figure(windows.generated, pitch_low=pitch_low),
+        "Generated windows": plots.sample_grid_figure(generated, pitch_low=pitch_low),
         "Held-out real windows": plots.sample_grid_figure(
-            windows.heldout, pitch_low=pitch_low, title="Held-out real windows"
+            heldout, pitch_low=pitch_low, title="Held-out real windows"
         ),
     }
     if curves:
@@ -146,6 +150,12 @@ def build_report(
         figures["Discriminator accuracy"] = plots.discriminator_accuracy_figure(accuracies)
     if windows.latents is not None:
         figures["Latent space of held-out windows"] = plots.latent_scatter_figure(windows.latents)
+    names = track_names(dataset_dir)
+    if windows.generated.ndim == 4 and names and len(names) == windows.generated.shape[1]:
+        # the first generated piece's first 8 bars, above the first held-out windows
+        figures["Tracks: a generated piece and held-out windows"] = plots.track_roll_figure(
+            windows.generated, windows.heldout, names, pitch_low=pitch_low
+        )
     scores, score_note = engrave(pieces.midi_files)
     files = sorted(
         pieces.midi_files + pieces.audio_files + scores, key=lambda p: (p.stem, p.suffix)
@@ -171,6 +181,7 @@ def build_report(
         links=links,
         lineage=_lineage(trained, registered, dataset_dir, out, standing),
         audio_note=" ".join(n for n in (pieces.audio_note, score_note) if n) or None,
+        track_names=names,
     )
     _write_figures(out / "figures", figures)
     write_report(page, html)
@@ -179,6 +190,14 @@ def build_report(
         registered.run_id, run_description(trained, evaluation, registered, standing, page)
     )
     return str(page)
+
+
+def track_names(dataset_dir: Path) -> list[str] | None:
+    """The dataset's track names in track order (its encoding's ``tracks``, docs/encoding.md),
+    None for a merged dataset or one that cannot be read."""
+    info = read_dataset_info(dataset_dir)
+    described = info.encoding.get("tracks", []) if info is not None else []
+    return [str(t.get("name", "")) for t in described] or None
 
 
 def engrave(midi_files: list[Path]) -> tuple[list[Path], str | None]:

@@ -191,3 +191,25 @@ def test_run_json_shape() -> None:
         }
     ]
     assert doc["best"] == best and doc["summary"]["n_windows"] == 5
+
+
+def test_compare_shows_the_track_summaries_only_when_a_version_has_them() -> None:
+    tracks = {
+        "tracks.mean_tonal_distance": 1.5,
+        "tracks.mean_tonal_distance_baseline": 1.57,
+        "tracks.voice_crossing_rate": 0.25,
+        "tracks.voice_crossing_rate_baseline": 0.024,
+        "track.0.pitch_hist_l1": 0.3,  # per-track metrics stay on the report
+    }
+    merged = [_row("gan", 1, True, **m(0.9))]
+    assert "tracks." not in format_table(merged)
+    rows = [*merged, _row("vae", 1, True, **m(0.8), **tracks)]
+    header, gan, vae = format_table(rows).splitlines()[:3]
+    assert header.split()[-2:] == ["tracks.mean_tonal_distance", "tracks.voice_crossing_rate"]
+    assert "1.500 (1.570)" in vae and "0.250 (0.024)" in vae
+    assert gan.split()[-2:] == ["-", "-"]
+    assert "track.0" not in header
+    doc = compare_json("d", rows, None)
+    assert doc["versions"][1]["metrics"]["tracks.voice_crossing_rate"] == 0.25
+    assert doc["versions"][1]["baselines"]["tracks.mean_tonal_distance"] == 1.57
+    assert not any(k.startswith("track") for k in doc["versions"][0]["metrics"])

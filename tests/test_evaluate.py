@@ -12,7 +12,7 @@ import pytest
 from conftest import write_midi
 
 from musicflow.adapters.store import read_dataset
-from musicflow.core import metrics
+from musicflow.core import metrics, track_metrics
 from musicflow.tasks import evaluate as ev
 
 PITCH_LOW = 30
@@ -93,6 +93,7 @@ def test_evaluation_scores_the_seed_plus_one_samples_and_keeps_the_windows(
     evaluation, windows = ev.evaluate_model(model, c_dataset, seed=4, n_generated=16)
     assert model.seeds == [5]
     assert set(metrics.METRIC_NAMES) <= set(evaluation.scores)
+    assert not any(track_metrics.is_track_metric(k) for k in evaluation.scores)  # merged
     assert evaluation.n_generated == len(windows.generated) == 16
     assert evaluation.n_heldout == len(windows.heldout) > 0
     assert windows.latents is None  # a GAN has no encoder
@@ -111,3 +112,32 @@ def test_evaluation_scores_the_seed_plus_one_samples_and_keeps_the_windows(
     monkeypatch.setitem(ev.MODEL_METRICS, "heldout_c_share", "heldout_c_share")
     evaluation, _ = ev.evaluate_model(model, c_dataset, seed=4, n_generated=16)
     assert evaluation.scores["heldout_c_share"] == 1.0
+
+
+def test_track_scores_read_the_encodings_tracks() -> None:
+    """The evaluate hook's track metrics: names, voices and the drum track from the dataset's
+    encoding (docs/encoding.md "Tracks"); crossing only for voices, no drum in a pair."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+
+    def windows(n: int, k: int) -> np.ndarray:
+        x = np.zeros((n, k, 96, 96), bool)
+        for t in range(k):
+            x[:, t, 40 + 6 * t, :] = rng.random((n, 96)) < 0.7
+        return x
+
+    def dataset(policy: str, drums: list[bool]) -> SimpleNamespace:
+        described = [{"name": f"t{i}", "drums": d} for i, d in enumerate(drums)]
+        return SimpleNamespace(encoding={"policy": policy, "tracks": described}, pitch_low=21)
+
+    train, sources = windows(12, 3), np.array(["a"] * 6 + ["b"] * 6)
+    voices = ev.track_scores(dataset("voices", [False] * 3), windows(6, 3), windows(5, 3),
+                             train, sources, 0)  # fmt: skip
+    assert "tracks.voice_crossing_rate" in voices and "tracks.0-2.crossing_rate" in voices
+    assert "tracks.0-1.tonal_distance" in voices
+    band = ev.track_scores(dataset("instruments", [True, False, False]), windows(6, 3),
+                           windows(5, 3), train, sources, 0)  # fmt: skip
+    assert not any("crossing" in k for k in band)
+    assert {k for k in band if k.endswith(".tonal_distance")} == {"tracks.1-2.tonal_distance"}
+    assert all(track_metrics.is_track_metric(k) for k in band)

@@ -72,3 +72,28 @@ def test_discriminator_accuracy_draws_only_accuracies() -> None:
     assert plots.discriminator_accuracy_figure(gan).startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match="accuracy"):
         plots.discriminator_accuracy_figure({"d_loss": [1.0]})
+
+
+def test_track_roll_colours_each_track_and_keeps_the_upper_voice_in_a_unison(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.colors import to_rgb
+
+    piece = np.zeros((2, 96, 96), bool)  # (K, rows, steps)
+    piece[0, 30, 0:48] = True  # the first track
+    piece[1, 40, 0:96] = True  # the second, lower
+    piece[1, 30, 40:60] = True  # … joining the first in a unison for 8 steps
+    image = plots._track_image(piece, slice(20, 50))
+    first, second = (to_rgb(plots.TRACK_COLOURS[t]) for t in (0, 1))
+    assert tuple(image[30 - 20, 10]) == first and tuple(image[40 - 20, 10]) == second
+    assert tuple(image[30 - 20, 45]) == first  # the unison shows the earlier track
+    assert tuple(image[30 - 20, 55]) == second
+    assert tuple(image[0, 0]) == (1.0, 1.0, 1.0)  # silence is white
+
+    gen = np.stack([piece, piece])  # two windows of the piece
+    held = gen[:1, ::-1]
+    png = plots.track_roll_figure(gen, held, ["Soprano", "Alto"], path=tmp_path / "t.png")
+    assert png.startswith(b"\x89PNG") and (tmp_path / "t.png").read_bytes() == png
+    assert plots.track_roll_figure(gen, held, ["Soprano", "Alto"]) == png
+    with pytest.raises(ValueError, match="n, 3, rows"):
+        plots.track_roll_figure(gen, held, ["Soprano", "Alto", "Tenor"])

@@ -176,3 +176,48 @@ def test_ui_link_page_follows_the_address_ui_serves_on(workspace_home: Path) -> 
     text = page.read_text()
     assert '"http://127.0.0.1:5123/"' in text and "5000" not in text
     assert "location.replace(ui + location.hash)" in text
+
+
+def test_a_run_with_tracks_gets_the_track_table_and_the_coloured_roll(
+    workspace_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows with a track axis (n, K, 96, 96) and track metrics: the report names the
+    dataset's tracks (its dataset.json) in the track table and draws the tracks' figure."""
+    import dataclasses
+    import json
+
+    names = ["Soprano", "Alto", "Tenor", "Bass"]
+    dataset_dir = tmp_path / "satb"
+    dataset_dir.mkdir()
+    encoding = {"name": "roll-v1", "pitch_low": PITCH_LOW, "policy": "voices",
+                "tracks": [{"name": n, "program": 0, "channel": i, "drums": False}
+                           for i, n in enumerate(names)]}  # fmt: skip
+    record = {"name": "satb", "digest": "0" * 64, "encoding": encoding, "shards": []}
+    (dataset_dir / "dataset.json").write_text(json.dumps(record | {"n_windows": 0, "n_files": 0}))
+    assert stage.track_names(dataset_dir) == names
+    assert stage.track_names(tmp_path / "none") is None
+
+    def tracked(n: int, seed: int) -> np.ndarray:
+        return np.stack([random_windows(n, seed + t) for t in range(4)], axis=1)
+
+    scored = EvaluationWindows(tracked(6, 1), tracked(6, 9))
+    monkeypatch.setattr(stage, "load_windows", lambda run_id: scored)
+    monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: None)
+    monkeypatch.setattr(stage, "thesis_counterpart_metrics", lambda dataset, model: None)
+    monkeypatch.setattr(tracking, "dataset_versions", lambda dataset: [])
+    monkeypatch.setattr(tracking, "experiment_id_of", lambda dataset: "7")
+    monkeypatch.setattr(tracking, "set_run_description", lambda run, text: None)
+    trained, evaluation, registered, pieces = _inputs(tmp_path, "gan")
+    evaluation = dataclasses.replace(
+        evaluation,
+        scores=evaluation.scores
+        | {"track.3.median_pitch": 50.0, "track.3.median_pitch_baseline": 52.0},
+    )
+    page = Path(stage.build_report(trained, evaluation, registered, pieces,
+                                   dataset_dir=dataset_dir, audit_summary={}))  # fmt: skip
+    html = page.read_text()
+    assert "<h2>Tracks</h2>" in html
+    assert "<tr><td>Bass</td>" in html and "50.000<small>base 52.000</small>" in html
+    figures = {p.name for p in (page.parent / "figures").glob("*.png")}
+    assert "tracks-a-generated-piece-and-held-out-windows.png" in figures
+    assert {"generated-windows.png", "held-out-real-windows.png"} <= figures  # merged

@@ -371,3 +371,72 @@ def test_history_page_shows_versions_drift_verdicts_and_models() -> None:
     assert '<td class="num">+50.0%</td><td class="bad">much denser (+50%)</td>' in page
     assert "+10.0 points" in page and "up 10.0 points: look at" in page
     assert "new &lt;b&gt;.mid" in page and "<script" not in page
+
+
+def _track_metrics() -> dict[str, float]:
+    """What track_scores gives a four-voice run (fake numbers, a few keys of each kind)."""
+    out: dict[str, float] = {}
+    for t in range(4):
+        out[f"track.{t}.pitch_hist_l1"] = 0.1 + t
+        out[f"track.{t}.pitch_hist_l1_baseline"] = 0.05
+        out[f"track.{t}.median_pitch"] = 70.0 - 6 * t
+        out[f"track.{t}.median_pitch_baseline"] = 71.0 - 6 * t
+        out[f"track.{t}.in_range_rate"] = 0.5
+        out[f"track.{t}.in_range_rate_baseline"] = 0.99
+    out["tracks.0-1.tonal_distance"], out["tracks.0-1.tonal_distance_baseline"] = 1.25, 1.75
+    out["tracks.0-1.crossing_rate"], out["tracks.0-1.crossing_rate_baseline"] = 0.125, 0.0014
+    out["tracks.voice_crossing_rate"], out["tracks.voice_crossing_rate_baseline"] = 0.25, 0.024
+    out["tracks.mean_tonal_distance"], out["tracks.mean_tonal_distance_baseline"] = 1.5, 1.57
+    return out
+
+
+def test_report_shows_track_metrics_only_when_the_run_has_them(
+    figures: dict[str, bytes],
+) -> None:
+    merged = _render(figures)
+    assert "<h2>Tracks</h2>" not in merged
+    page = _render(
+        figures,
+        metrics=_metrics() | _track_metrics(),
+        track_names=["Soprano", "Alto", "Tenor", "Bass"],
+    )
+    main = page.split("<h2>Tracks</h2>")[0]
+    assert "track." not in main  # the metric table keeps to the merged metrics
+    tracks = page.split("<h2>Tracks</h2>")[1]
+    bass = re.search(r"<tr><td>Bass</td>(.*?)</tr>", tracks).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", bass)
+    # columns: pitch_hist_l1, median_pitch, in_range_rate, each with the data's value below
+    assert cells == [
+        "3.100<small>base 0.050</small>",
+        "52.000<small>base 53.000</small>",
+        "0.500<small>base 0.990</small>",
+    ]
+    assert 'class="num bad"' in bass  # 0.5 in range against the data's 0.99 (higher better)
+    pair = re.search(r"<tr><td>Soprano – Alto</td>(.*?)</tr>", tracks).group(1)
+    assert "1.250<small>base 1.750</small>" in pair and "0.125<small>base 0.001</small>" in pair
+    assert "tracks.voice_crossing_rate" in tracks and "closer to the baseline" in tracks
+    assert "Harte" in tracks  # the tonal distance's meaning is given
+
+
+def test_index_shows_the_track_summaries_of_the_versions_that_have_them() -> None:
+    rows = [
+        _index_row("gan", 1),
+        _index_row(
+            "vae",
+            1,
+            metrics={"onenn_accuracy": 0.8, "blank_rate": 0.0} | _track_metrics(),
+        ),
+    ]
+    page = report.render_index(
+        dataset="satb", rows=rows, best_text="none", rule_text="rule", links=[]
+    )
+    head = re.search(r"<thead><tr>(.*?)</tr></thead>", page).group(1)
+    columns = re.findall(r"<th>(.*?)</th>", head)
+    assert columns[-2:] == [
+        "tracks.mean_<wbr>tonal_<wbr>distance",
+        "tracks.voice_<wbr>crossing_<wbr>rate",
+    ]
+    assert "1.500<small>base 1.570</small>" in page
+    gan = re.search(r"<code>gan</code>(.*?)</tr>", page).group(1)
+    assert gan.count('<td class="num">—</td>') == 2
+    assert "track.0." not in page  # per-track metrics stay on the report

@@ -60,7 +60,7 @@ class MetricInfo:
     """How to read one metric: what it measures and which direction is better."""
 
     description: str
-    better: str  # "lower", "higher" or "0.5"
+    better: str  # "lower", "higher" or "0.5" (track metrics also "baseline": closest to it)
 
 
 #: The metric names (docs/metrics.md), in report order, with a one-line meaning each.

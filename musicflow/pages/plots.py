@@ -2,7 +2,7 @@
 
 Public functions: :func:`note_frequency_figure`, :func:`loss_curves_figure`,
 :func:`discriminator_accuracy_figure`, :func:`latent_scatter_figure`,
-:func:`sample_grid_figure`, :func:`pca_2d`.
+:func:`sample_grid_figure`, :func:`track_roll_figure`, :func:`pca_2d`.
 
 Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, never pyplot: no global
 state, no GUI backend, safe in worker threads. PNGs carry no software/version metadata, so the
@@ -324,5 +324,99 @@ def sample_grid_figure(
         ax.tick_params(labelsize="x-small")
         if titles is not None and i < len(titles):
             ax.set_title(str(titles[i]), fontsize="small")
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+#: One colour per track, in track order (Soprano, Alto, Tenor, Bass … or the instrument
+#: families); matplotlib's ten-colour cycle, repeated past ten tracks.
+TRACK_COLOURS = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+
+
+def _track_image(piece: np.ndarray, rows: slice) -> np.ndarray:
+    """RGB image ``(rows, steps, 3)`` of a piece ``(K, 96, steps)``: each track's cells in its
+    colour on white; where tracks overlap the earlier track is drawn (the top voice stays
+    visible in a unison)."""
+    from matplotlib.colors import to_rgb
+
+    k, _, steps = piece.shape
+    image = np.ones((rows.stop - rows.start, steps, 3))
+    for t in reversed(range(k)):
+        image[piece[t, rows]] = to_rgb(TRACK_COLOURS[t % len(TRACK_COLOURS)])
+    return image
+
+
+def track_roll_figure(
+    generated: np.ndarray,
+    heldout: np.ndarray,
+    names: Sequence[str],
+    *,
+    pitch_low: int = roll.DEFAULT_PITCH_LOW,
+    max_windows: int = 4,
+    labels: Sequence[str] = ("generated", "held-out real"),
+    title: str = "Tracks",
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Piano rolls of a generated piece above a held-out one, each track in its colour, with a
+    legend of the track names. Each side is ``(n, K, 96, steps)`` windows of one piece in
+    order; its first ``max_windows`` are drawn end to end (4 windows: 8 bars). The pitch axis
+    shows the rows either side uses (two semitones of margin), so four voices in two octaves
+    are not lost in 96 rows; bar lines every 48 steps.
+    """
+    sides = []
+    for x in (generated, heldout):
+        a = np.asarray(x) != 0
+        if a.ndim != 4 or a.shape[1] != len(names):
+            raise ValueError(
+                f"expected windows of shape (n, {len(names)}, rows, steps), got {a.shape}"
+            )
+        a = a[:max_windows]
+        sides.append(np.concatenate(list(a), axis=2) if len(a) else None)
+    if all(s is None for s in sides):
+        raise ValueError("no windows to draw")
+    n_rows = next(s for s in sides if s is not None).shape[1]
+    used = np.zeros(n_rows, bool)
+    for s in sides:
+        if s is not None:
+            used |= s.any(axis=(0, 2))
+    found = np.flatnonzero(used)
+    first, last = (found[0], found[-1]) if len(found) else (0, n_rows - 1)
+    rows = slice(max(0, first - 2), min(n_rows, last + 3))
+    top_pitch = pitch_low + n_rows - 1 - rows.start  # row 0 is the highest pitch
+    bottom_pitch = pitch_low + n_rows - rows.stop
+
+    fig = _new_figure(12, 7.5)
+    axes = fig.subplots(2, 1, sharey=True)
+    for ax, side, label in zip(axes, sides, labels, strict=False):
+        ax.set_title(str(label), fontsize="medium")
+        if side is None:
+            ax.text(0.5, 0.5, "no windows", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            continue
+        steps = side.shape[2]
+        ax.imshow(
+            _track_image(side, rows),
+            origin="upper",
+            aspect="auto",
+            interpolation="nearest",
+            extent=(0, steps, bottom_pitch - 0.5, top_pitch + 0.5),
+        )
+        for step in range(48, steps, 48):
+            ax.axvline(step, color="#bbbbbb", linewidth=0.6)
+        ax.set_xticks(range(0, steps + 1, 48), [str(b + 1) for b in range(steps // 48 + 1)])
+        ax.set_xlabel("bar")
+        c_ticks = [p for p in range(bottom_pitch, top_pitch + 1) if p % 12 == 0]
+        ax.set_yticks(c_ticks, [note_name(p) for p in c_ticks])
+        ax.grid(axis="y", alpha=0.25)
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(color=TRACK_COLOURS[t % len(TRACK_COLOURS)], label=str(name) or f"Track {t + 1}")
+        for t, name in enumerate(names)
+    ]
+    fig.legend(handles=handles, loc="outside right upper", title="tracks")
     fig.suptitle(title)
     return _finish(fig, path)

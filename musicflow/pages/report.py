@@ -44,6 +44,17 @@ from musicflow.core.metrics import (
     metric_info,
 )
 from musicflow.core.settings import budget_text
+from musicflow.core.track_metrics import (
+    PAIR_METRICS,
+    PER_TRACK_METRICS,
+    TRACK_SUMMARY_METRICS,
+    is_track_metric,
+    pair_key,
+    parse_name,
+    summary_key,
+    track_key,
+    track_metric_info,
+)
 
 #: Absolute links a page may carry: the MLflow UI of ``musicflow ui`` on this machine.
 UI_PREFIXES = ("http://127.0.0.1:", "http://localhost:")
@@ -82,6 +93,8 @@ img.score { display: block; width: 100%; margin: 0.4rem 0 1.6rem; border: 1px so
 """
 
 _BETTER_TEXT = {"lower": "lower", "higher": "higher", "0.5": "closer to 0.5"}
+#: Track metrics may also be judged against the data's value (``track_metrics``): no colour.
+_TRACK_BETTER_TEXT = {**_BETTER_TEXT, "baseline": "closer to the baseline"}
 _AUDIO_TYPES = {
     ".wav": "audio/wav",
     ".mp3": "audio/mpeg",
@@ -142,10 +155,23 @@ def _versus_baseline(value: float | None, base: float | None, better: str) -> st
     return " near" if v <= b + max(0.5 * abs(b), 0.01) else " bad"
 
 
+def _any_metric_info(name: str):
+    """``metrics.metric_info``, or a track metric's (``track.<i>.<m>``, ``tracks.<m>``) by its
+    short name; None for an unknown name."""
+    info = metric_info(name)
+    if info is None and (parsed := parse_name(name)) is not None:
+        info = track_metric_info(parsed[1])
+    return info
+
+
 def _metric_rows(metrics: Mapping[str, float], thesis: Mapping[str, float] | None) -> list[str]:
     known = (*METRIC_INFO, *MODEL_METRIC_INFO)
     names = [n for n in known if n in metrics or f"{n}{BASELINE_SUFFIX}" in metrics]
-    extra = sorted(k for k in metrics if not k.endswith(BASELINE_SUFFIX) and k not in known)
+    extra = sorted(
+        k
+        for k in metrics
+        if not k.endswith(BASELINE_SUFFIX) and k not in known and not is_track_metric(k)
+    )
     rows = []
     for name in names + extra:
         info = metric_info(name)
@@ -199,6 +225,90 @@ def _metrics_section(metrics: Mapping[str, float], thesis: Mapping[str, float] |
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def _track_cell(metrics: Mapping[str, float], key: str, better: str) -> str:
+    """A track metric and, under it, its baseline (the data's value or the real windows'
+    score), coloured against it as the metric table is; a dash when the run lacks it."""
+    if key not in metrics and f"{key}{BASELINE_SUFFIX}" not in metrics:
+        return '<td class="num">—</td>'
+    return _metric_cell(metrics.get(key), metrics.get(f"{key}{BASELINE_SUFFIX}"), better)
+
+
+def _better_of(name: str) -> str:
+    info = track_metric_info(name)
+    return info.better if info else ""
+
+
+def _tracks_section(metrics: Mapping[str, float], track_names: Sequence[str] | None) -> str:
+    """Per-track and cross-track metrics (docs/metrics.md, "Track metrics"); "" for a run
+    without them (a merged dataset)."""
+    parsed = [p for k in metrics if (p := parse_name(k.removesuffix(BASELINE_SUFFIX)))]
+    if not parsed:
+        return ""
+    n_tracks = 1 + max((max(idx) for idx, _ in parsed if idx), default=-1)
+    names = list(track_names or [])
+    names += [f"Track {i + 1}" for i in range(len(names), n_tracks)]
+    per_track = [m for m in PER_TRACK_METRICS if any(p == m for idx, p in parsed if len(idx) == 1)]
+    head = "".join(f"<th>{_e(m).replace('_', '_<wbr>')}</th>" for m in per_track)
+    rows = []
+    for t in range(n_tracks):
+        cells = "".join(_track_cell(metrics, track_key(t, m), _better_of(m)) for m in per_track)
+        rows.append(f"<tr><td>{_e(names[t] or f'Track {t + 1}')}</td>{cells}</tr>")
+    parts = [
+        "<h2>Tracks</h2>",
+        '<p class="note">Each metric of one track, under it its baseline: for the metrics '
+        "above (generated vs held-out windows of that track alone) the same comparison for "
+        "real training windows; for a median pitch the held-out notes' median; for the share "
+        "of notes in range the held-out notes' share. Colours as in the metric table.</p>",
+        '<div class="scroll"><table class="index"><thead><tr><th>Track</th>'
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>",
+    ]
+    pairs = sorted({idx for idx, _ in parsed if len(idx) == 2})
+    pair_metrics = [m for m in PAIR_METRICS if any(p == m for idx, p in parsed if len(idx) == 2)]
+    if pairs:
+        prow = []
+        for i, j in pairs:
+            label = f"{names[i] or i + 1} – {names[j] or j + 1}"
+            cells = "".join(
+                _track_cell(metrics, pair_key(i, j, m), _better_of(m)) for m in pair_metrics
+            )
+            prow.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
+        parts.append(
+            "<h3>Between tracks</h3>"
+            '<p class="note">Under each value: the held-out windows\' own value (the data).</p>'
+            "<table><thead><tr><th>Pair</th>"
+            + "".join(f"<th>{_e(m)}</th>" for m in pair_metrics)
+            + "</tr></thead><tbody>"
+            + "".join(prow)
+            + "</tbody></table>"
+        )
+    summary = [m for m in TRACK_SUMMARY_METRICS if summary_key(m) in metrics]
+    shown = [*summary, *(m for m in per_track if m not in METRIC_INFO), *pair_metrics]
+    srows = [
+        f"<tr><td><code>{_e(summary_key(m))}</code></td>"
+        + _track_cell(metrics, summary_key(m), _better_of(m))
+        + f"<td>{_e(_TRACK_BETTER_TEXT.get(_better_of(m), ''))}</td>"
+        f'<td class="meaning">{_e(track_metric_info(m).description)}</td></tr>'
+        for m in summary
+    ]
+    meanings = [
+        f"<tr><td><code>{_e(m)}</code></td><td></td>"
+        f"<td>{_e(_TRACK_BETTER_TEXT.get(_better_of(m), ''))}</td>"
+        f'<td class="meaning">{_e(track_metric_info(m).description)}</td></tr>'
+        for m in shown
+        if m not in summary
+    ]
+    parts.append(
+        "<h3>Summary and meanings</h3><table><thead><tr><th>Metric</th><th>This model "
+        "(baseline)</th><th>Better</th><th>What it means</th></tr></thead><tbody>"
+        + "".join(srows + meanings)
+        + "</tbody></table>"
+    )
+    return "".join(parts)
 
 
 def _render_value(value: Any) -> str:
@@ -454,10 +564,12 @@ def render_report(
     links: Sequence[tuple[str, str]],
     lineage: Lineage | None = None,
     audio_note: str | None = None,
+    track_names: Sequence[str] | None = None,
 ) -> str:
     """The report page: status badges, lineage, metric table (each metric beside its
-    ``_baseline`` and, when given, the thesis-architecture model's value), the pieces to listen
-    to, figures, model settings, dataset audit.
+    ``_baseline`` and, when given, the thesis-architecture model's value), the track metrics
+    when the run has them (a table of tracks named ``track_names``, the pairs, the summaries),
+    the pieces to listen to, figures, model settings, dataset audit.
 
     ``metrics`` is :func:`musicflow.core.metrics.evaluate`'s dict; unknown keys are shown too.
     Raises ``ValueError`` for a link that is not a relative path (or the local MLflow UI) or a
@@ -474,6 +586,7 @@ def render_report(
         heading,
         _lineage_section(lineage) if lineage is not None else "",
         _metrics_section(metrics, baseline_model_metrics),
+        _tracks_section(metrics, track_names),
         _links_section(links, audio_note),
         _figures_section(figures),
         "<h2>Model</h2>",
@@ -496,6 +609,8 @@ def _index_rank(name: str) -> int:
     ]
     if name in order:
         return order.index(name)
+    if is_track_metric(name):
+        return len(order)  # the track summaries, last
     return len(HEADLINE_METRICS) + len(MODEL_METRIC_INFO)  # another model-provided metric
 
 
@@ -550,13 +665,19 @@ def render_index(
     metric one model provides shows as a column (empty for the others).
     """
     names: list[str] = []
+    shown: list[set[str]] = []  # per row: its evaluation metrics and track summaries
     for row in rows:
-        names += [n for n in row.evaluation if n not in names]
+        mine = {*row.evaluation}
+        mine |= {summary_key(m) for m in TRACK_SUMMARY_METRICS if summary_key(m) in row.metrics}
+        shown.append(mine)
+        for n in (*row.evaluation, *(summary_key(m) for m in TRACK_SUMMARY_METRICS)):
+            if n in mine and n not in names:
+                names.append(n)
     seen = {n: i for i, n in enumerate(names)}
     names = sorted(names, key=lambda n: (_index_rank(n), seen[n]))
     head = ["Model (report)", "Version (MLflow run)", "Standing", "Epochs", *names]
     body = []
-    for row in rows:
+    for row, mine in zip(rows, shown, strict=True):
         standing = []
         if row.best:
             standing.append('<span class="badge best">★ best</span>')
@@ -579,8 +700,8 @@ def render_index(
             f"{_e(row.digest[:8])}</small></td>",
         ]
         for name in names:
-            info = metric_info(name)
-            if name not in row.evaluation:
+            info = _any_metric_info(name)
+            if name not in mine:
                 cells.append('<td class="num">—</td>')
                 continue
             cells.append(
@@ -594,8 +715,8 @@ def render_index(
         body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     meaning = []
     for name in names:
-        info = metric_info(name)
-        better = _BETTER_TEXT.get(info.better, "") if info else ""
+        info = _any_metric_info(name)
+        better = _TRACK_BETTER_TEXT.get(info.better, "") if info else ""
         text = info.description if info else "a model-provided metric"
         meaning.append(
             f"<tr><td><code>{_e(name)}</code></td><td>{_e(better)}</td>"

@@ -19,11 +19,15 @@ from musicflow.core.metrics import (
     METRIC_INFO,
     evaluation_names,
 )
+from musicflow.core.track_metrics import TRACK_SUMMARY_METRICS, summary_key
 
 #: The metrics ``compare`` shows by default (every metric is in ``--json``); metrics a model
 #: provides (``metrics.MODEL_METRIC_INFO``, a run's ``musicflow.evaluation_metrics`` tag) are
 #: added after them when any version has them.
 COMPARE_METRICS = (*HEADLINE_METRICS, "unique_rate", "copy_rate")
+#: The track summaries (``track_metrics.TRACK_SUMMARY_METRICS``), shown last when any version
+#: has them (a dataset with tracks); merged datasets have none.
+TRACK_SUMMARY_KEYS = tuple(summary_key(m) for m in TRACK_SUMMARY_METRICS)
 JSON_VERSION = 1  # the "schema" key of every --json document
 
 
@@ -90,6 +94,7 @@ def format_table(rows: Sequence[Any], best: Any = None) -> str:
     names = list(COMPARE_METRICS)
     for item in items:
         names += [n for n in item.names if n not in names and n not in _COMMON]
+    names += [k for k in TRACK_SUMMARY_KEYS if any(k in item.metrics for item in items)]
     show_epochs = any(item.epochs for item in items)
     header = ["model", "ver", "standing"] + (["epochs"] if show_epochs else []) + names
     lines = [header]
@@ -190,7 +195,7 @@ def audit_json(result: Any) -> dict[str, Any]:
 
 def version_json(row: Any, best: Any = None) -> dict[str, Any]:
     """One registered version (a ``tracking.VersionRow``) in ``compare --json``."""
-    names = row.evaluation_names()
+    names = row.evaluation_names() + [k for k in TRACK_SUMMARY_KEYS if k in row.metrics]
     values, bases = _split_metrics(row.metrics, names)
     done = row.metrics.get("epochs_completed")
     planned = row.params.get("max_epochs") or row.params.get("epochs")

@@ -33,7 +33,13 @@ import numpy as np
 from musicflow import __version__
 from musicflow.adapters import atomic, audio, tracking
 from musicflow.core import compose
-from musicflow.core.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
+from musicflow.core.compose import (
+    STEPS_PER_BAR,
+    Direction,
+    check_direction,
+    check_tracks,
+    parse_key,
+)
 from musicflow.core.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
 from musicflow.core.errors import ModelError
 from musicflow.core.roll import COLS, STEPS_PER_BEAT
@@ -124,13 +130,32 @@ def next_number(out_dir: Path) -> int:
 CHUNK = 8
 
 
+def model_tracks(model: Any) -> list[dict]:
+    """The tracks a model plays (its config's ``tracks``: name, program, channel, drums, as
+    the dataset it trained on named them); empty for a model of merged rolls."""
+    return list(getattr(model, "config", {}).get("tracks") or [])
+
+
 def directed_probs(
     sampler: RollSampler, n: int, seed: int, direction: Direction
 ) -> Iterator[np.ndarray]:
     """float32 (96, bars · 48) for each of the ``n`` pieces in turn: what follows the prompt
     (or the whole piece). Frame models take the whole direction (``direct``, a few pieces at a
-    time); the others chain ``sample_pieces`` windows, cut to the bars asked for."""
+    time); the others chain ``sample_pieces`` windows, cut to the bars asked for. A model with
+    tracks gives each piece's tracks apart, (K, 96, bars · 48) (``direct_tracks``)."""
     model = sampler.model
+    if model_tracks(model):
+        tonic = None if direction.key is None else parse_key(direction.key)[1]
+        for first in range(0, n, CHUNK):
+            yield from model.direct_tracks(
+                min(CHUNK, n - first),
+                direction.bars,
+                seed,
+                tonic=tonic,
+                temperature=direction.temperature,
+                first=first,
+            )
+        return
     steps = direction.bars * STEPS_PER_BAR
     if not hasattr(model, "direct"):
         pieces = model.sample_pieces(n, -(-steps // COLS), seed)  # (n, windows, 96, 96)
@@ -186,7 +211,7 @@ def generate_midi(
     when it cannot be rendered the MIDI files are still written and ``audio_note`` says why.
     ``show_progress``: a line per piece on stderr when slow.
     """
-    from musicflow.core import frames, roll
+    from musicflow.core import frames, roll, tracks
     from musicflow.core.sampling import binarize
     from musicflow.terminal import progress
 
@@ -195,6 +220,8 @@ def generate_midi(
     direction = direction or Direction(bars=windows_per_piece * COLS // STEPS_PER_BAR)
     sampler = sampler or load_sampler(model_uri)
     check_direction(sampler.model.name, direction)
+    specs = model_tracks(sampler.model)
+    check_tracks(sampler.model.name, len(specs), direction)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.sweep(out_dir)  # what a killed generate left
@@ -208,7 +235,13 @@ def generate_midi(
     result = GenerationResult(midi_files=[])
     number = next_number(out_dir)
     for i, piece in enumerate(directed_probs(sampler, n, seed, direction)):
-        song = np.concatenate([head, binarize(piece, threshold)], axis=1)
+        parts = None
+        if specs:  # one roll per track (no prompt: check_tracks); the song is them merged
+            parts = binarize(piece, threshold)
+            body = parts.any(axis=0)
+        else:
+            body = binarize(piece, threshold)
+        song = np.concatenate([head, body], axis=1)
         key = direction.key or compose.key_of_tonic(frames.window_tonics(song[None], pitch_low)[0])
         seam = head.shape[1]
         info = {
@@ -226,19 +259,32 @@ def generate_midi(
             "seam": None if not seam else seam_position(seam, tempo),
             "musicflow": __version__,
         }
+        if specs:  # each track plays its own program (the dataset's), not --program
+            info["program"] = None
+            info["tracks"] = [{k: t[k] for k in ("name", "program", "channel")} for t in specs]
         notes = roll.decode_roll(song, pitch_low=pitch_low)
         while True:
             path = out_dir / f"sample-{number:03d}.mid"
             info["file"] = path.name
-            midi = roll.notes_to_midi(
-                notes,
-                tempo_bpm=tempo,
-                program=direction.program,
-                track_name=f"musicflow {model_uri} {path.stem}",
-                text="musicflow " + json.dumps(info, sort_keys=True),
-                key=key,
-                markers=((seam, "continuation"),) if seam else (),
-            )
+            text = "musicflow " + json.dumps(info, sort_keys=True)
+            if parts is not None:
+                midi = tracks.tracks_to_midi(
+                    [roll.decode_roll(p, pitch_low=pitch_low) for p in parts],
+                    specs,
+                    tempo_bpm=tempo,
+                    key=key,
+                    text=text,
+                )
+            else:
+                midi = roll.notes_to_midi(
+                    notes,
+                    tempo_bpm=tempo,
+                    program=direction.program,
+                    track_name=f"musicflow {model_uri} {path.stem}",
+                    text=text,
+                    key=key,
+                    markers=((seam, "continuation"),) if seam else (),
+                )
             number += 1
             if atomic.write_new(path, midi):  # another generate took the number: the next
                 break

@@ -373,7 +373,7 @@ def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]
 
     from musicflow.adapters import atomic, audio
     from musicflow.adapters.store import reading
-    from musicflow.core import roll
+    from musicflow.core import roll, tracks
     from musicflow.core.errors import DatasetError
     from musicflow.models.data import heldout_split
     from musicflow.pages import score
@@ -404,16 +404,26 @@ def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]
                 ["source_path", "segment"], kind="stable"
             )
             pitch_low, digest = info.pitch_low, info.digest
+            specs = list(info.encoding.get("tracks") or [])
     except (DatasetError, OSError, ValueError):
         return None
     rows = excerpt_rows(list(frame.source_path), list(frame.segment), PIECE_WINDOWS)
     if not rows:
         return None
     chosen = frame.iloc[rows]
-    windows = roll.unpack_windows(np.stack([np.frombuffer(b, np.uint8) for b in chosen.roll]))
+    packed = np.stack([np.frombuffer(b, np.uint8) for b in chosen.roll])
     segments = chosen.segment.to_numpy().astype(np.int64)
+    k = max(1, len(specs))
+    # with tracks: the MIDI file keeps them apart (as generate writes a tracked model's
+    # pieces), the score shows them merged
+    windows = roll.unpack_windows(packed.reshape(-1, roll.PACKED_BYTES))
+    windows = windows.reshape(len(packed), k, roll.ROWS, roll.COLS).any(axis=1)
     notes = roll.decode_roll(windows, pitch_low=pitch_low, segments=segments - segments[0])
-    atomic.write_bytes(midi, roll.notes_to_midi(notes))
+    if specs:
+        parts = tracks.decode_tracks(packed, segments - segments[0], k, pitch_low)
+        atomic.write_bytes(midi, tracks.tracks_to_midi(parts, specs))
+    else:
+        atomic.write_bytes(midi, roll.notes_to_midi(notes))
     files = [midi, score.write_musicxml(midi.with_suffix(score.SUFFIX), notes)]
     first_bar = 2 * int(segments[0]) + 1
     text = (

@@ -151,6 +151,24 @@ class Direction:
         return out
 
 
+def check_tracks(model: str, n_tracks: int, direction: Direction) -> None:
+    """UsageError when a model that plays ``n_tracks`` > 1 tracks is asked to continue a prompt
+    or to interpolate: a prompt is read as one merged roll, and which track plays which of its
+    notes is not known (docs/models.md, "Tracks")."""
+    if n_tracks <= 1:
+        return
+    if direction.prompt is not None or direction.prompt_name is not None:
+        what = "continue a prompt (--prompt)"
+    elif direction.ends is not None or direction.end_names is not None:
+        what = "interpolate (--interpolate)"
+    else:
+        return
+    raise UsageError(
+        f"a {model} model trained on {n_tracks} tracks cannot {what} yet: prompts are read as "
+        "one merged roll; use a model trained with --tracks merged"
+    )
+
+
 def check_direction(model: str, direction: Direction) -> None:
     """UsageError when ``model`` (a name of ``MODEL_NAMES``) cannot do what ``direction``
     asks: a prompt, an interpolation (their file names suffice: checked before reading them),

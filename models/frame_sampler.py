@@ -244,6 +244,23 @@ class FrameSampler:
             prev = state
         return out
 
+    def head_rows(self, states: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Every track's output row (n, F, K, 3·96 + 2·97) teacher-forced on ``states``
+        (n, F, K, 96) with ``cond`` (n, F, C), at temperature 1: what the sampler's heads
+        compute, for comparison with the Keras decoder's rows (tests)."""
+        lstm, dense = self._numpy_weights()
+        n, n_frames = states.shape[:2]
+        h, c = _initial_state(cond[:, 0], lstm, dense)
+        position = np.eye(self.period, dtype=np.float32)
+        heads, _ = self._heads_and_links(1.0)
+        prev = np.zeros((n, self.n_tracks, P), np.int8)
+        rows = []
+        for f in range(n_frames):
+            y = _lstm_step(_frame_input(prev, position[f % self.period], cond[:, f]), h, c, lstm)
+            rows.append([_track_row(y, heads, states[:, f], k) for k in range(self.n_tracks)])
+            prev = states[:, f]
+        return np.asarray(rows, np.float32).transpose(2, 0, 1, 3)
+
     def _piece_latents(self, rngs: list[np.random.Generator], n_windows: int) -> np.ndarray | None:
         """A VAE's window codes (n, n_windows, d): a walk between two normal draws; None for
         a model without latent codes."""
@@ -577,6 +594,14 @@ def _frame_input(prev: np.ndarray, position: np.ndarray, cond: np.ndarray) -> np
     )
 
 
+def _track_row(y: np.ndarray, heads: list, cur: np.ndarray, k: int) -> np.ndarray:
+    """Track ``k``'s output row (n, 3·96 + 2·97): its head over the LSTM output ``y`` and, for
+    k > 0, this frame's bits of tracks 0 … k − 1 (``cur`` (n, K, 96))."""
+    x = y if k == 0 else np.concatenate([y, _bits(cur[:, :k])], axis=1)
+    kernel, bias = heads[k]
+    return x @ kernel + bias
+
+
 def _sample_tracks(
     y: np.ndarray,
     heads: list,
@@ -595,9 +620,7 @@ def _sample_tracks(
     width = 2 + 2 * P
     cur = np.zeros((n, k_tracks, P), np.int8)
     for k in range(k_tracks):
-        x = y if k == 0 else np.concatenate([y, _bits(cur[:, :k])], axis=1)
-        kernel, bias = heads[k]
-        full = (x @ kernel + bias) / temperature
+        full = _track_row(y, heads, cur, k) / temperature
         force = force_onset if k == 0 else None
         u_k = u[:, k * width : (k + 1) * width]
         cur[:, k] = _sample_frame(full, links[k], prev[:, k], u_k, force)

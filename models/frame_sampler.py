@@ -12,6 +12,10 @@ each frame as ``models/sequence.py`` describes: the held count, the held set fro
 conditional Bernoulli distribution of the hold odds, the new count given it, the set of onsets.
 A VAE's piece is a walk along the great circle between two latent codes (:func:`slerp`); a
 latent GAN's (``gan``) passes every code of the walk through its generator (:meth:`constrain`).
+
+With K tracks (the config's ``tracks``) states are (n, F, K, 96): each frame's tracks are drawn
+one after the other, track k's head reading the LSTM output and the bits just drawn for tracks
+0 … k − 1 (:func:`_sample_tracks`); a merged model is K = 1, the arrays and draws it always had.
 """
 
 from __future__ import annotations
@@ -66,8 +70,8 @@ def lstm_names(i: int) -> tuple[str, str, str]:
 
 def array_names(config: Mapping[str, Any]) -> list[str]:
     """The arrays a sampler of this config needs: per LSTM layer its three weights (and, when
-    conditioned, the dense layers ``h0_i``, ``c0_i`` giving its initial state), the output
-    layer, the count link and the key prior's counts."""
+    conditioned, the dense layers ``h0_i``, ``c0_i`` giving its initial state), per track its
+    output layer and count link (``head_name``, ``link_name``), and the key prior's counts."""
     names = ["key_prior.counts"]
     for k in range(track_count(config)):
         names += [f"{head_name(k)}.kernel", f"{head_name(k)}.bias", f"{link_name(k)}.kernel"]

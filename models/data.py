@@ -170,10 +170,15 @@ def _iter_packed(
 
 
 def load_windows(
-    shards: ShardsLike, shas: Iterable[str] | None, limit: int | None = None, tracks: int = 1
+    shards: ShardsLike,
+    shas: Iterable[str] | None,
+    limit: int | None = None,
+    tracks: int = 1,
+    index: np.ndarray | None = None,
 ) -> np.ndarray:
     """Windows of the files in ``shas`` (all when None) as bool (n, 96, 96), in shard order;
-    with ``tracks`` > 1, (n, tracks, 96, 96)."""
+    with ``tracks`` > 1, (n, tracks, 96, 96). ``index``: only these windows of that order,
+    picked while still packed (a sample of a big dataset unpacks only itself)."""
     wanted = None if shas is None else set(shas)
     chunks: list[np.ndarray] = []
     count = 0
@@ -188,6 +193,8 @@ def load_windows(
     packed = np.concatenate(chunks)
     if limit is not None:
         packed = packed[:limit]
+    if index is not None:
+        packed = packed[index]
     return unpack_windows(packed.reshape(-1, PACKED_BYTES)).reshape(-1, *shape)
 
 

@@ -447,16 +447,24 @@ class FrameSampler:
         """
         if n < 0 or bars < 1:
             raise ModelError("need n >= 0 pieces of at least one bar")
-        if self.n_tracks > 1 and (prompt is not None or ends is not None):
-            raise ModelError(
-                f"a {self.name} model trained on {self.n_tracks} tracks cannot continue a prompt "
-                "or interpolate yet (they are single rolls)"
-            )
         k_tracks = self.n_tracks
+        if k_tracks > 1 and ends is not None:
+            raise ModelError(
+                f"a {self.name} model trained on {k_tracks} tracks cannot interpolate yet"
+            )
         t = float(self.config["temperature"] if temperature is None else temperature)
         g = int(self.config["frame_steps"])
         rngs = [np.random.default_rng([int(seed), i]) for i in range(first, first + n)]
-        head = np.zeros((ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
+        # the prompt's tracks (K, 96, T) (a merged model's prompt: (96, T)), and them merged
+        parts = np.zeros((k_tracks, ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
+        if parts.ndim == 2 and k_tracks == 1:
+            parts = parts[None]
+        if parts.ndim != 3 or len(parts) != k_tracks or parts.shape[1] != ROWS:
+            raise ModelError(
+                f"a {self.name} model plays {k_tracks} tracks: its prompt must be "
+                f"({k_tracks}, {ROWS}, T), got {parts.shape}"
+            )
+        head = self._merged(parts[None])[0]
         n_head = head.shape[1] // g
         n_frames = n_head + bars * self.period
         n_windows = -(-n_frames // self.frames)
@@ -474,7 +482,7 @@ class FrameSampler:
                 frame_tonic[:] = int(tonic) % 12
             else:
                 frame_tonic[:] = self._sample_tonics(rngs)[:, None]
-        latents = self._direct_latents(rngs, n_windows, head, ends)
+        latents = self._direct_latents(rngs, n_windows, parts, ends)
         cond = [] if latents is None else [np.repeat(latents, self.frames, axis=1)[:, :n_frames]]
         if keyed:
             cond.append(np.eye(12, dtype=np.float32)[frame_tonic])
@@ -484,11 +492,11 @@ class FrameSampler:
             else np.zeros((n, n_frames, 0), np.float32)
         )
         known = np.zeros((n, n_head, k_tracks, P), np.int8)
-        if n_head:  # a merged model only (above)
-            normal = head[None]
-            if keyed:
-                normal = frames.transpose_windows(normal, frames.key_shifts(frame_tonic[:1, 0]))
-            known[:, :, 0] = frames.roll_to_states(normal, g)
+        if n_head:
+            normal = parts[None]
+            if keyed:  # every pitched track by the prompt's shift
+                normal = self._move(normal, frames.key_shifts(frame_tonic[:1, 0]))
+            known[:] = frames.roll_to_states(normal[0], g).transpose(1, 0, 2)
         width = k_tracks * (2 + 2 * P)
         noise = (
             np.stack([rng.random((n_frames, width)) for rng in rngs])
@@ -513,9 +521,10 @@ class FrameSampler:
         head: np.ndarray,
         ends: tuple[np.ndarray, np.ndarray] | None,
     ) -> np.ndarray | None:
-        """A VAE's window codes (n, n_windows, d) for ``direct``: the prompt's own codes, then
-        a walk from the last whole prompt window's code to a normal draw; or the walk from A's
-        code to B's; or the unconditional walk between two draws."""
+        """A VAE's window codes (n, n_windows, d) for ``direct``: the prompt's own codes (its
+        tracks ``head`` (K, 96, T)), then a walk from the last whole prompt window's code to a
+        normal draw; or the walk from A's code to B's; or the unconditional walk between two
+        draws."""
         if not self.latent_dim:
             return None
         n = len(rngs)
@@ -523,12 +532,14 @@ class FrameSampler:
             za, zb = self.encode(np.stack([_first_window(e) for e in ends]))
             t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
             return np.repeat(self.constrain(slerp(za[None], zb[None], t)), n, axis=0)
-        whole = head.shape[1] // COLS  # prompt windows without the seam
-        if not head.shape[1]:
+        steps = head.shape[-1]
+        whole = steps // COLS  # prompt windows without the seam
+        if not steps:
             return self._piece_latents(rngs, n_windows)
-        padded = np.zeros((ROWS, -(-head.shape[1] // COLS) * COLS), bool)
-        padded[:, : head.shape[1]] = head
-        codes = self.encode(padded.reshape(ROWS, -1, COLS).transpose(1, 0, 2))
+        k = len(head)
+        padded = np.zeros((k, ROWS, -(-steps // COLS) * COLS), bool)
+        padded[..., :steps] = head
+        codes = self.encode(padded.reshape(k, ROWS, -1, COLS).transpose(2, 0, 1, 3))
         start = codes[max(whole - 1, 0)]
         draws = np.stack([rng.standard_normal(self.latent_dim) for rng in rngs]) if n else None
         rest = n_windows - whole

@@ -558,7 +558,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
     from musicflow.core.sampling import read_settings
 
     model = json.loads((model_dir / "config.json").read_text())["name"]
-    pitch_low = int(read_settings(model_dir)["encoding"]["pitch_low"])
+    encoding = read_settings(model_dir)["encoding"]
+    pitch_low = int(encoding["pitch_low"])
+    # a model with tracks reads a prompt's notes split as its dataset's files were
+    with_tracks = {"policy": policy_of(encoding), "n_tracks": track_count(encoding)}
     direction = Direction(
         bars=args.bars,
         temperature=args.temperature,
@@ -569,10 +572,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
         end_names=tuple(name for _, name, _ in args.interpolate) if args.interpolate else None,
     )
     check_direction(model, direction)  # before reading any file
-    check_tracks(model, track_count(read_settings(model_dir)["encoding"]), direction)
+    check_tracks(model, track_count(encoding), direction)
     if args.prompt:
         data, name, size = args.prompt
-        prompt = read_prompt(data, name, pitch_low, size_bytes=size)
+        prompt = read_prompt(data, name, pitch_low, size_bytes=size, **with_tracks)
         if prompt.n_out_of_range:
             _say(
                 f"warning: {prompt.n_out_of_range} notes of {name} lie outside the model's "

@@ -152,14 +152,14 @@ def evaluate_model(
     train_shas, heldout_shas = heldout_split(shards)
     k = tracks.track_count(dataset.encoding)
     heldout_t = load_windows(shards, heldout_shas, tracks=k)  # (n, K, 96, 96) when K > 1
-    train_t = load_windows(shards, train_shas, tracks=k)
-    keep = _sample_index(len(train_t), TRAIN_SAMPLE_LIMIT, seed)
-    train_t = train_t[keep]
+    train_sources = load_window_sources(shards, train_shas)
+    keep = _sample_index(len(train_sources), TRAIN_SAMPLE_LIMIT, seed)
+    train_t = load_windows(shards, train_shas, tracks=k, index=keep)
     # the merged view: what every metric reads, so scores compare with merged models'
     heldout = heldout_t.any(axis=1) if k > 1 else heldout_t
     train_sample = train_t.any(axis=1) if k > 1 else train_t
     # Sources let copy_rate_baseline skip a window's own file (not only the window itself).
-    train_sources = load_window_sources(shards, train_shas)[keep]
+    train_sources = train_sources[keep]
     target = float(train_sample.mean())
     generated_t = None
     if k > 1:

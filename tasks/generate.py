@@ -146,11 +146,16 @@ def directed_probs(
     model = sampler.model
     if model_tracks(model):
         tonic = None if direction.key is None else parse_key(direction.key)[1]
+        parts = None  # the prompt's tracks (read with the model's track policy)
+        if direction.prompt is not None:
+            bars = direction.prompt_bars or direction.prompt.bars
+            parts = direction.prompt.first_track_bars(bars)
         for first in range(0, n, CHUNK):
             yield from model.direct_tracks(
                 min(CHUNK, n - first),
                 direction.bars,
                 seed,
+                prompt=parts,
                 tonic=tonic,
                 temperature=direction.temperature,
                 first=first,
@@ -228,17 +233,23 @@ def generate_midi(
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
     head = np.zeros((roll.ROWS, 0), bool)
+    head_parts = np.zeros((len(specs), roll.ROWS, 0), bool)  # with tracks: the prompt's
+    pitched = [not t.get("drums", False) for t in specs]  # a drum track's rows are not pitches
     if direction.prompt is not None:
         head = direction.prompt.first_bars(direction.prompt_bars or direction.prompt.bars)
+        if specs:
+            bars = direction.prompt_bars or direction.prompt.bars
+            head_parts = direction.prompt.first_track_bars(bars)
+            head = head_parts[pitched].any(axis=0)
     tempo = direction.tempo_bpm or (direction.prompt and direction.prompt.tempo_bpm)
     tempo = float(tempo or DEFAULT_TEMPO_BPM)
     result = GenerationResult(midi_files=[])
     number = next_number(out_dir)
     for i, piece in enumerate(directed_probs(sampler, n, seed, direction)):
         parts = None
-        if specs:  # one roll per track (no prompt: check_tracks); the song is them merged
-            parts = binarize(piece, threshold)
-            body = parts.any(axis=0)
+        if specs:  # one roll per track, the prompt's first; the song is the pitched ones merged
+            parts = np.concatenate([head_parts, binarize(piece, threshold)], axis=2)
+            body = parts[:, :, head.shape[1] :][pitched].any(axis=0)
         else:
             body = binarize(piece, threshold)
         song = np.concatenate([head, body], axis=1)
@@ -274,6 +285,7 @@ def generate_midi(
                     tempo_bpm=tempo,
                     key=key,
                     text=text,
+                    markers=((seam, "continuation"),) if seam else (),
                 )
             else:
                 midi = roll.notes_to_midi(

@@ -10,7 +10,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
-from test_tracks import SATB, _encode, four_part_file
+from test_tracks import SATB, SATB_PITCHES, _encode, four_part_file
 
 from musicflow.core import frames, tracks
 from musicflow.core.compose import Direction, check_tracks
@@ -133,8 +133,38 @@ def test_tracked_pieces_lay_over_into_the_merged_ones() -> None:
     assert tracked.shape == (2, 2, 3, P, P) and tracked.dtype == np.float32
     assert np.array_equal(sampler.sample_pieces(2, 2, seed=3), tracked.max(axis=2))
     assert np.array_equal(sampler.direct(2, 2, 3), sampler.direct_tracks(2, 2, 3).max(axis=1))
-    with pytest.raises(ModelError, match="3 tracks cannot continue a prompt"):
+    with pytest.raises(ModelError, match=r"its prompt must be \(3, 96, T\)"):
         sampler.direct(1, 1, 0, prompt=np.zeros((P, 48), bool))
+    with pytest.raises(ModelError, match="3 tracks cannot interpolate"):
+        sampler.direct(1, 1, 0, ends=(np.zeros((P, 48), bool), np.zeros((P, 48), bool)))
+
+
+def test_a_prompt_with_tracks_is_read_as_the_model_plays_it(tmp_path: Path) -> None:
+    """A four-part prompt keeps its parts (each a roll, merged = their union); a prompt with
+    another number of voices is a usage error; the sampler reads each part into its track."""
+    from musicflow.core.compose import read_prompt
+
+    four_part_file(tmp_path / "p.mid", shift=2)
+    data = (tmp_path / "p.mid").read_bytes()
+    prompt = read_prompt(data, "p.mid", 21, policy=tracks.VOICES, n_tracks=4)
+    parts = prompt.first_track_bars(prompt.bars)
+    assert parts.shape == (4, P, 4 * 48) and prompt.bars == 4
+    assert np.array_equal(prompt.first_bars(4), parts.any(axis=0))
+    assert [np.flatnonzero(p[:, 0])[0] for p in parts] == [
+        95 - (p[0] + 2 - 21) for p in SATB_PITCHES
+    ]
+    assert read_prompt(data, "p.mid", 21).parts is None
+    with pytest.raises(UsageError, match="has 4 voices and the model plays 3"):
+        read_prompt(data, "p.mid", 21, policy=tracks.VOICES, n_tracks=3)
+
+    row = silent_row()
+    row[3 * P + 1] = 5.0  # holding one note is likely: the note the prompt left sounding
+    sampler = _sampler([row] * 4)
+    song = sampler.direct_tracks(20, 1, seed=0, prompt=parts[:, :, :96])
+    assert song.shape == (20, 4, P, 48)  # what follows the prompt's two bars
+    last = [95 - (p[3] + 2 - 21) for p in SATB_PITCHES]  # each part's note at the seam
+    held = song[:, [0, 1, 2, 3], last, 0]  # (20, 4): each track holds its own part's note
+    assert held.mean() > 0.9 and song[:, :, :, 0].sum() == held.sum()
 
 
 def test_models_that_take_tracks_and_what_generate_refuses() -> None:
@@ -145,11 +175,9 @@ def test_models_that_take_tracks_and_what_generate_refuses() -> None:
     )
     assert tracks.track_count({"pitch_low": 21}) == 1
     assert tracks.track_count({"tracks": specs(4)}) == 4
-    check_tracks("rnn", 1, Direction(bars=4, prompt_name="a.mid"))  # a merged model: fine
-    check_tracks("rnn", 4, Direction(bars=4))
-    with pytest.raises(UsageError, match="trained on 4 tracks cannot continue a prompt"):
-        check_tracks("rnn", 4, Direction(bars=4, prompt_name="a.mid"))
-    with pytest.raises(UsageError, match="cannot interpolate"):
+    check_tracks("vae", 1, Direction(bars=4, end_names=("a.mid", "b.mid")))  # merged: fine
+    check_tracks("rnn", 4, Direction(bars=4, prompt_name="a.mid"))  # read with its tracks
+    with pytest.raises(UsageError, match="trained on 2 tracks cannot interpolate"):
         check_tracks("vae", 2, Direction(bars=4, end_names=("a.mid", "b.mid")))
 
 
@@ -333,15 +361,22 @@ def test_a_tiny_model_trains_scores_and_writes_four_named_tracks(
         expected = [(s["name"], {s["channel"]}, {s["program"]}) for s in info.encoding["tracks"]]
         assert named == expected and [n for n, _, _ in named] == list(SATB)
         assert [c for _, c, _ in named] == [{0}, {1}, {2}, {3}] and song.any()
-    with pytest.raises(UsageError, match="cannot continue a prompt"):
-        from musicflow.core.compose import read_prompt
+    # a four-part prompt continued: each part's notes open its own track
+    from musicflow.core.compose import read_prompt
 
-        prompt = read_prompt((source / "c0.mid").read_bytes(), "c0.mid", 21)
-        generate_midi(
-            "test",
-            n=1,
-            out_dir=tmp_path / "out",
-            sampler=sampler,
-            audio_preview=False,
-            direction=Direction(bars=2, prompt=prompt, prompt_name="c0.mid"),
-        )
+    prompt = read_prompt(
+        (source / "c0.mid").read_bytes(), "c0.mid", 21, policy=tracks.VOICES, n_tracks=4
+    )
+    result = generate_midi(
+        "test",
+        n=1,
+        out_dir=tmp_path / "prompted",
+        sampler=sampler,
+        audio_preview=False,
+        direction=Direction(bars=2, prompt=prompt, prompt_name="c0.mid", prompt_bars=2),
+    )
+    midi = mido.MidiFile(result.midi_files[0])
+    assert [m.text for m in midi.tracks[0] if m.type == "marker"] == ["continuation"]
+    for track, part in zip(midi.tracks[1:], SATB_PITCHES, strict=True):
+        pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0]
+        assert pitches[:8] == list(part * 2)  # the prompt's 2 bars, 4 notes a bar

@@ -308,9 +308,11 @@ def tracks_to_midi(
     velocity: int = 80,
     key: str | None = None,
     text: str | None = None,
+    markers: tuple[tuple[int, str], ...] = (),
 ) -> bytes:
     """Decoded notes of each track → a type-1 SMF: track 0 the tempo and meter (and, when
-    given, a key signature ``key`` as mido spells it and a text event ``text``), then one
+    given, a key signature ``key`` as mido spells it, a text event ``text`` and markers
+    ``(step, text)``, as :func:`roll.notes_to_midi` writes them), then one
     track per encoded track that holds notes, named, its program set on its own channel
     (drums on channel 10). Steps map to ticks as in :func:`roll.notes_to_midi`."""
     import io
@@ -329,6 +331,11 @@ def tracks_to_midi(
         meta.append(mido.MetaMessage("key_signature", key=key, time=0))
     if text is not None:
         meta.append(mido.MetaMessage("text", text=text, time=0))
+    now = 0
+    for step, label in sorted(markers):
+        t = (2 * int(step) * ticks_per_beat + roll.STEPS_PER_BEAT) // (2 * roll.STEPS_PER_BEAT)
+        meta.append(mido.MetaMessage("marker", text=label, time=t - now))
+        now = t
     mid.tracks.append(meta)
     for arr, spec in zip(notes, tracks, strict=True):
         arr = np.asarray(arr, dtype=np.int64).reshape(-1, 3)

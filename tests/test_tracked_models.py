@@ -379,4 +379,4 @@ def test_a_tiny_model_trains_scores_and_writes_four_named_tracks(
     assert [m.text for m in midi.tracks[0] if m.type == "marker"] == ["continuation"]
     for track, part in zip(midi.tracks[1:], SATB_PITCHES, strict=True):
         pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0]
-        assert pitches[:8] == list(part * 2)  # the prompt's 2 bars, 4 notes a bar
+        assert pitches[:8] == [p - 3 for p in part * 2]  # c0 (shift -3): 2 bars, 4 notes each

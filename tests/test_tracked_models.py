@@ -390,3 +390,27 @@ def test_a_tiny_model_trains_scores_and_writes_four_named_tracks(
         expected = [(s["name"], {s["channel"]}, {s["program"]}) for s in info.encoding["tracks"]]
         assert named == expected and [n for n, _, _ in named] == list(SATB)
         assert [c for _, c, _ in named] == [{0}, {1}, {2}, {3}] and song.any()
+
+
+@pytest.mark.integration
+def test_key_normalisation_moves_the_pitched_tracks_together_and_leaves_the_drums() -> None:
+    """The tonic is read from the pitched tracks laid over each other; every pitched track
+    moves by the same shift, in Keras and in numpy; the drum track (rows = drum keys) stays."""
+    import tensorflow as tf
+
+    from musicflow.models import build_model
+
+    band = [dict(s, drums=i == 0) for i, s in enumerate(specs(3))]
+    model = build_model("rnn", seed=0, hidden=8, tracks=band)
+    x = np.zeros((1, 3, P, P), bool)
+    x[0, 0, 50, :] = True  # a drum key held through
+    for step, pitch in enumerate((62, 64, 66, 67, 69, 71, 73, 74)):  # D major, split in two
+        x[0, 1 + step % 2, 95 - (pitch - 21), 12 * step : 12 * step + 6] = True
+    moved, tonic = model._prepare(tf.constant(model._as_input(x)), training=False)
+    assert int(np.argmax(tonic.numpy()[0])) == 2  # D
+    moved = moved.numpy()[0].transpose(2, 0, 1) > 0.5  # (K, 96, 96)
+    assert np.array_equal(moved[0], x[0, 0])  # the drums stay
+    assert np.array_equal(moved[1:], np.roll(x[0, 1:], 2, axis=1))  # D → C: two rows lower
+    sampler = model.sampler()
+    shift = frames.key_shifts(sampler.tonics_of(sampler._merged(x)))
+    assert np.array_equal(sampler._move(x, shift)[0], moved)

@@ -122,7 +122,9 @@ def read_prompt(
     song, n_out = roll.song_matrix(midi.notes, midi.ticks_per_beat, pitch_low)
     parts = None
     if tracks.check_policy(policy) != tracks.MERGED:
-        parts, n_out = _track_parts(data, midi.ticks_per_beat, pitch_low, policy, n_tracks, role)
+        parts, n_out = _track_parts(
+            data, midi.ticks_per_beat, pitch_low, policy, n_tracks, f"{role} {name}"
+        )
         parts = _pad_steps(parts, max(parts.shape[2], song.shape[1]))
         song = _pad_steps(song[None], parts.shape[2])[0]
         song |= parts[[not t for t in _drum_mask(policy, len(parts))]].any(axis=0)

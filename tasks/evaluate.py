@@ -122,15 +122,29 @@ def evaluation_track_probs(model, n: int, seed: int) -> np.ndarray:
 
 
 def track_scores(
-    generated: np.ndarray, heldout: np.ndarray, train: np.ndarray, names: list[str], pitch_low: int
+    generated: np.ndarray,
+    heldout: np.ndarray,
+    train: np.ndarray,
+    names: list[str],
+    pitch_low: int,
+    **context: object,
 ) -> dict[str, float]:
     """Per-track metrics of tracked windows (bool (n, K, 96, 96)): the one hook point for
-    ``musicflow/core/track_metrics.track_scores``; none while that module is absent."""
+    ``musicflow/core/track_metrics.track_scores`` (another change brings that module); none
+    while it is absent. ``context`` (``seed``, ``train_sources``, ``voices``, ``drums``) is
+    passed on as far as that function takes it."""
     try:
         from musicflow.core import track_metrics  # type: ignore[attr-defined]
     except ImportError:
         return {}
-    return dict(track_metrics.track_scores(generated, heldout, train, names, pitch_low))
+    import inspect
+
+    takes = inspect.signature(track_metrics.track_scores).parameters
+    extra = {k: v for k, v in context.items() if k in takes}
+    scores = track_metrics.track_scores(
+        generated, heldout, train, names, pitch_low=pitch_low, **extra
+    )
+    return {k: float(v) for k, v in scores.items()}
 
 
 def _sample_index(n: int, limit: int, seed: int) -> np.ndarray:
@@ -181,8 +195,20 @@ def evaluate_model(
         pitch_low=dataset.pitch_low,
     )
     if generated_t is not None:
-        names = [str(t["name"]) for t in dataset.encoding["tracks"]]
-        scores.update(track_scores(generated_t, heldout_t, train_t, names, dataset.pitch_low))
+        specs = dataset.encoding["tracks"]
+        scores.update(
+            track_scores(
+                generated_t,
+                heldout_t,
+                train_t,
+                [str(t["name"]) for t in specs],
+                dataset.pitch_low,
+                seed=seed,
+                train_sources=train_sources,
+                voices=tracks.policy_of(dataset.encoding) == tracks.VOICES,
+                drums=[bool(t.get("drums", False)) for t in specs],
+            )
+        )
     for metric, method in MODEL_METRICS.items():
         score = getattr(model, method, None)  # None: a model without it (``gan``'s NLL)
         if score is not None:

@@ -416,3 +416,30 @@ def test_key_normalisation_moves_the_pitched_tracks_together_and_leaves_the_drum
     sampler = model.sampler()
     shift = frames.key_shifts(sampler.tonics_of(sampler._merged(x)))
     assert np.array_equal(sampler._move(x, shift)[0], moved)
+
+
+@pytest.mark.integration  # tasks/evaluate imports Prefect
+def test_the_track_metrics_hook_passes_what_track_scores_takes(monkeypatch) -> None:
+    import sys
+    import types
+
+    from musicflow.tasks import evaluate
+
+    x = np.zeros((2, 3, P, P), bool)
+    monkeypatch.setitem(sys.modules, "musicflow.core.track_metrics", None)  # absent
+    assert evaluate.track_scores(x, x, x, ["a", "b", "c"], 21, seed=1) == {}
+
+    seen = {}
+
+    def track_scores(generated, heldout, train, names, *, pitch_low, seed=0, voices=False):
+        seen.update(names=names, pitch_low=pitch_low, seed=seed, voices=voices)
+        return {"track.0.blank_rate": np.float64(1.0)}
+
+    module = types.ModuleType("musicflow.core.track_metrics")
+    module.track_scores = track_scores
+    monkeypatch.setitem(sys.modules, "musicflow.core.track_metrics", module)
+    got = evaluate.track_scores(
+        x, x, x, ["a", "b", "c"], 30, seed=4, voices=True, drums=[False] * 3, train_sources=None
+    )
+    assert got == {"track.0.blank_rate": 1.0} and type(got["track.0.blank_rate"]) is float
+    assert seen == {"names": ["a", "b", "c"], "pitch_low": 30, "seed": 4, "voices": True}

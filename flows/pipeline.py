@@ -26,7 +26,7 @@ from musicflow.core.errors import UsageError
 from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS
 from musicflow.core.roll import DEFAULT_PITCH_LOW
 from musicflow.core.settings import DEFAULT_TRAINING, TrainSettings
-from musicflow.core.tracks import MERGED
+from musicflow.core.tracks import MERGED, takes_tracks
 from musicflow.core.tracks import refusal as tracks_refusal
 from musicflow.flows.dataset import AuditResult, cached_step, encode_flow, make_task_runner
 from musicflow.tasks.evaluate import Evaluation, evaluate
@@ -197,10 +197,11 @@ def pipeline_flow(
     tracks: str = MERGED,
 ) -> PipelineResult:
     """Encode the folder, then train, evaluate, register and report each model; then the
-    dataset's index page. ``tracks``: the track policy (no model takes tracks yet, so a
-    policy other than ``merged`` needs ``models`` empty)."""
-    if models and tracks != MERGED:
-        raise UsageError(tracks_refusal(models[0]))
+    dataset's index page. ``tracks``: the track policy (a policy other than ``merged`` takes
+    only the models that play tracks, ``catalog.TRACKED_MODELS``)."""
+    refused = [m for m in models if not takes_tracks(m)]
+    if refused and tracks != MERGED:
+        raise UsageError(tracks_refusal(refused[0]))
     out_dir = workspace.rolls_dir(dataset)
     audit = encode_flow.with_options(task_runner=make_task_runner("threads", workers=workers))(
         source=Path(source),

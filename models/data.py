@@ -13,6 +13,10 @@ Public functions:
   (B, 96, 96, 1) in [0, 1] for training.
 - ``load_windows(shards, shas, limit)``: bool (n, 96, 96) windows for evaluation.
 
+A dataset encoded with K tracks (docs/encoding.md, "Tracks") stores K × 1152 bytes a window;
+each function takes ``tracks=K`` and then gives the track axis last in training batches
+(B, 96, T, K) and second in ``load_windows`` (n, K, 96, 96).
+
 Why streaming: a collection can be far bigger than memory (16,400 windows are 150 MB as
 float32, the pipeline holds 1,152 bytes per window and only a shuffle buffer of them).
 Row groups are read one at a time with pyarrow, in a seeded order that changes every epoch,
@@ -127,25 +131,24 @@ def validation_split(train_shas: Iterable[str]) -> tuple[set[str], set[str]]:
     return split_files(unique, VALIDATION_FRACTION, seed=VALIDATION_SEED)
 
 
-def _packed_rows(table: pa.Table, shas: set[str] | None) -> np.ndarray:
-    """The ``roll`` column of ``table`` (rows of ``shas`` only) as uint8 (n, 1152)."""
+def _packed_rows(table: pa.Table, shas: set[str] | None, tracks: int = 1) -> np.ndarray:
+    """The ``roll`` column of ``table`` (rows of ``shas`` only) as uint8 (n, 1152 · tracks)."""
+    width = PACKED_BYTES * tracks
     if shas is not None:
         mask = pc.is_in(
             table.column("source_sha256"), value_set=pa.array(sorted(shas), pa.string())
         )
         table = table.filter(mask)
     if table.num_rows == 0:
-        return np.zeros((0, PACKED_BYTES), np.uint8)
+        return np.zeros((0, width), np.uint8)
     roll = table.column("roll").combine_chunks()
-    if roll.type != pa.binary(PACKED_BYTES):
-        raise DatasetError(
-            f"roll column has type {roll.type}, expected fixed_size_binary({PACKED_BYTES})"
-        )
+    if roll.type != pa.binary(width):
+        raise DatasetError(f"roll column has type {roll.type}, expected fixed_size_binary({width})")
     if roll.null_count:
         raise DatasetError("roll column has null values")
     data = np.frombuffer(roll.buffers()[1], dtype=np.uint8)
-    start = roll.offset * PACKED_BYTES
-    return data[start : start + len(roll) * PACKED_BYTES].reshape(-1, PACKED_BYTES)
+    start = roll.offset * width
+    return data[start : start + len(roll) * width].reshape(-1, width)
 
 
 def _units(paths: list[Path]) -> list[tuple[Path, int]]:
@@ -154,35 +157,45 @@ def _units(paths: list[Path]) -> list[tuple[Path, int]]:
 
 
 def _iter_packed(
-    paths: list[Path], shas: set[str] | None, order_seed: Sequence[int] | None
+    paths: list[Path], shas: set[str] | None, order_seed: Sequence[int] | None, tracks: int = 1
 ) -> Iterator[np.ndarray]:
     units = _units(paths)
     if order_seed is not None:
         np.random.default_rng(list(order_seed)).shuffle(units)
     for path, group in units:
-        rows = _packed_rows(pq.ParquetFile(path).read_row_group(group, columns=_COLUMNS), shas)
+        table = pq.ParquetFile(path).read_row_group(group, columns=_COLUMNS)
+        rows = _packed_rows(table, shas, tracks)
         if len(rows):
             yield rows
 
 
 def load_windows(
-    shards: ShardsLike, shas: Iterable[str] | None, limit: int | None = None
+    shards: ShardsLike,
+    shas: Iterable[str] | None,
+    limit: int | None = None,
+    tracks: int = 1,
+    index: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Windows of the files in ``shas`` (all when None) as bool (n, 96, 96), in shard order."""
+    """Windows of the files in ``shas`` (all when None) as bool (n, 96, 96), in shard order;
+    with ``tracks`` > 1, (n, tracks, 96, 96). ``index``: only these windows of that order,
+    picked while still packed (a sample of a big dataset unpacks only itself)."""
     wanted = None if shas is None else set(shas)
     chunks: list[np.ndarray] = []
     count = 0
-    for rows in _iter_packed(shard_paths(shards), wanted, None):
+    for rows in _iter_packed(shard_paths(shards), wanted, None, tracks):
         chunks.append(rows)
         count += len(rows)
         if limit is not None and count >= limit:
             break
+    shape = (ROWS, COLS) if tracks == 1 else (tracks, ROWS, COLS)
     if not chunks:
-        return np.zeros((0, ROWS, COLS), bool)
+        return np.zeros((0, *shape), bool)
     packed = np.concatenate(chunks)
     if limit is not None:
         packed = packed[:limit]
-    return unpack_windows(packed)
+    if index is not None:
+        packed = packed[index]
+    return unpack_windows(packed.reshape(-1, PACKED_BYTES)).reshape(-1, *shape)
 
 
 def load_window_sources(shards: ShardsLike, shas: Iterable[str] | None) -> np.ndarray:
@@ -198,13 +211,17 @@ def load_window_sources(shards: ShardsLike, shas: Iterable[str] | None) -> np.nd
     return np.concatenate(found) if found else np.zeros(0, object)
 
 
-def unpack_batch(packed: tf.Tensor) -> tf.Tensor:
-    """TF op: uint8 (B, 1152) → float32 (B, 96, 96, 1) in {0, 1}, big bit order."""
+def unpack_batch(packed: tf.Tensor, tracks: int = 1) -> tf.Tensor:
+    """TF op: uint8 (B, 1152 · tracks) → float32 (B, 96, 96, tracks) in {0, 1}, big bit
+    order (the tracks, stored one after the other, on the last axis)."""
     import tensorflow as tf
 
     shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
     bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], shifts), 1)
-    return tf.cast(tf.reshape(bits, (-1, ROWS, COLS, 1)), tf.float32)
+    if tracks == 1:
+        return tf.cast(tf.reshape(bits, (-1, ROWS, COLS, 1)), tf.float32)
+    x = tf.transpose(tf.reshape(bits, (-1, tracks, ROWS, COLS)), (0, 2, 3, 1))
+    return tf.cast(x, tf.float32)
 
 
 def window_dataset(
@@ -216,6 +233,7 @@ def window_dataset(
     shuffle: bool = True,
     shuffle_buffer: int = 8192,
     drop_remainder: bool = False,
+    tracks: int = 1,
 ) -> tf.data.Dataset:
     """Stream the windows of files ``shas`` as float32 (B, 96, 96, 1) batches in [0, 1].
 
@@ -231,18 +249,19 @@ def window_dataset(
 
     def generate() -> Iterator[np.ndarray]:
         epoch = next(epochs)
-        yield from _iter_packed(paths, wanted, (seed, epoch) if shuffle else None)
+        yield from _iter_packed(paths, wanted, (seed, epoch) if shuffle else None, tracks)
 
     ds = tf.data.Dataset.from_generator(
-        generate, output_signature=tf.TensorSpec((None, PACKED_BYTES), tf.uint8)
+        generate, output_signature=tf.TensorSpec((None, PACKED_BYTES * tracks), tf.uint8)
     ).unbatch()
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(unpack_batch)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda packed: unpack_batch(packed, tracks))
     return ds.prefetch(2)
 
 
-def _runs(path: Path, shas: set[str] | None, length: int) -> list[np.ndarray]:
+def _runs(path: Path, shas: set[str] | None, length: int, tracks: int = 1) -> list[np.ndarray]:
     """The runs of consecutive windows of the files in one shard, grouped by length: one uint8
     array (n, L, 1152) per run length L. A stretch of a file's consecutive windows (shards keep
     a file's windows together and in segment order; a skipped empty window ends a stretch) gives
@@ -252,7 +271,7 @@ def _runs(path: Path, shas: set[str] | None, length: int) -> list[np.ndarray]:
     if shas is not None:
         wanted = pa.array(sorted(shas), pa.string())
         table = table.filter(pc.is_in(table.column("source_sha256"), value_set=wanted))
-    packed = _packed_rows(table, None)
+    packed = _packed_rows(table, None, tracks)
     if not len(packed):
         return []
     sha = table.column("source_sha256").to_numpy(zero_copy_only=False)
@@ -278,6 +297,7 @@ def sequence_dataset(
     batch_size: int,
     seed: int,
     shuffle_buffer: int = 4096,
+    tracks: int = 1,
 ) -> tf.data.Dataset:
     """Stream runs of ``windows`` consecutive windows of the files ``shas`` as float32
     (B, 96, 96 · L, 1) batches: the windows laid end to end in time, as they are in the
@@ -297,18 +317,19 @@ def sequence_dataset(
     def generate() -> Iterator[np.ndarray]:
         rng = np.random.default_rng([seed, next(epochs)])
         for i in rng.permutation(len(paths)):
-            for runs in _runs(paths[i], wanted, windows):
+            for runs in _runs(paths[i], wanted, windows, tracks):
                 yield runs[rng.permutation(len(runs))]
+
+    width = PACKED_BYTES * tracks
 
     def unpack(packed: tf.Tensor) -> tf.Tensor:
         length = tf.shape(packed)[1]
-        x = tf.reshape(
-            unpack_batch(tf.reshape(packed, (-1, PACKED_BYTES))), (-1, length, ROWS, COLS)
-        )
-        return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, ROWS, length * COLS, 1))
+        x = unpack_batch(tf.reshape(packed, (-1, width)), tracks)  # (B · L, 96, 96, K)
+        x = tf.reshape(x, (-1, length, ROWS, COLS, tracks))
+        return tf.reshape(tf.transpose(x, (0, 2, 1, 3, 4)), (-1, ROWS, length * COLS, tracks))
 
     ds = tf.data.Dataset.from_generator(
-        generate, output_signature=tf.TensorSpec((None, None, PACKED_BYTES), tf.uint8)
+        generate, output_signature=tf.TensorSpec((None, None, width), tf.uint8)
     ).unbatch()
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.group_by_window(

@@ -12,6 +12,10 @@ each frame as ``models/sequence.py`` describes: the held count, the held set fro
 conditional Bernoulli distribution of the hold odds, the new count given it, the set of onsets.
 A VAE's piece is a walk along the great circle between two latent codes (:func:`slerp`); a
 latent GAN's (``gan``) passes every code of the walk through its generator (:meth:`constrain`).
+
+With K tracks (the config's ``tracks``) states are (n, F, K, 96): each frame's tracks are drawn
+one after the other, track k's head reading the LSTM output and the bits just drawn for tracks
+0 … k − 1 (:func:`_sample_tracks`); a merged model is K = 1, the arrays and draws it always had.
 """
 
 from __future__ import annotations
@@ -34,6 +38,31 @@ META_FILE = "sampler.json"  # format, model name, config, each array's shape and
 FORMAT_VERSION = 1
 
 
+def track_count(config: Mapping[str, Any]) -> int:
+    """K, the tracks a model plays jointly: its config's ``tracks`` (the dataset's track list,
+    docs/encoding.md "Tracks"), 1 for a model of merged rolls (no ``tracks`` or an empty one)."""
+    return max(1, len(config.get("tracks") or ()))
+
+
+def pitched_tracks(config: Mapping[str, Any]) -> np.ndarray:
+    """Bool (K,): the tracks whose rows are pitches (key normalisation moves them); a drum
+    track's rows are drum keys and stay where they are."""
+    specs = config.get("tracks") or ()
+    if not specs:
+        return np.ones(1, bool)
+    return np.array([not bool(t.get("drums", False)) for t in specs])
+
+
+def head_name(k: int) -> str:
+    """Track ``k``'s output layer: ``out`` (the only one of a merged model), ``out_1``, …"""
+    return "out" if k == 0 else f"out_{k}"
+
+
+def link_name(k: int) -> str:
+    """Track ``k``'s count link: ``link`` (the only one of a merged model), ``link_1``, …"""
+    return "link" if k == 0 else f"link_{k}"
+
+
 def lstm_names(i: int) -> tuple[str, str, str]:
     """The array names of LSTM layer ``i``: kernel, recurrent kernel, bias."""
     return f"lstm{i}.kernel", f"lstm{i}.recurrent_kernel", f"lstm{i}.bias"
@@ -41,9 +70,11 @@ def lstm_names(i: int) -> tuple[str, str, str]:
 
 def array_names(config: Mapping[str, Any]) -> list[str]:
     """The arrays a sampler of this config needs: per LSTM layer its three weights (and, when
-    conditioned, the dense layers ``h0_i``, ``c0_i`` giving its initial state), the output
-    layer, the count link and the key prior's counts."""
-    names = ["out.kernel", "out.bias", "link.kernel", "key_prior.counts"]
+    conditioned, the dense layers ``h0_i``, ``c0_i`` giving its initial state), per track its
+    output layer and count link (``head_name``, ``link_name``), and the key prior's counts."""
+    names = ["key_prior.counts"]
+    for k in range(track_count(config)):
+        names += [f"{head_name(k)}.kernel", f"{head_name(k)}.bias", f"{link_name(k)}.kernel"]
     conditioned = int(config.get("latent_dim", 0)) > 0 or bool(config["key_normalize"])
     for i in range(int(config["layers"])):
         names += lstm_names(i)
@@ -108,6 +139,8 @@ class FrameSampler:
         self.frames = COLS // g
         self.period = 4 * 12 // g  # frames per 4/4 bar: the position input
         self.latent_dim = int(self.config.get("latent_dim", 0))
+        self.n_tracks = track_count(self.config)
+        self.pitched = pitched_tracks(self.config)
 
     # --- data-only files (docs/tracking.md) ------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -159,7 +192,7 @@ class FrameSampler:
         dense = {
             k[: -len(".kernel")]: [a[k], a[k[: -len(".kernel")] + ".bias"]]
             for k in a
-            if k.endswith(".kernel") and (k.startswith(("h0_", "c0_")) or k == "out.kernel")
+            if k.endswith(".kernel") and k.startswith(("h0_", "c0_", "out"))
         }
         return lstm, dense
 
@@ -179,6 +212,14 @@ class FrameSampler:
             return np.zeros((n, n_frames, 0), np.float32)
         return np.concatenate(parts, axis=2).astype(np.float32)
 
+    def _heads_and_links(self, temperature: float) -> tuple[list, list[np.ndarray]]:
+        """Per track: its output layer's (kernel, bias) and its count link over
+        ``temperature``."""
+        _, dense = self._numpy_weights()
+        heads = [dense[head_name(k)] for k in range(self.n_tracks)]
+        links = [self.arrays[f"{link_name(k)}.kernel"] / temperature for k in range(self.n_tracks)]
+        return heads, links
+
     def _decode_window(
         self,
         cond: np.ndarray,
@@ -186,28 +227,43 @@ class FrameSampler:
         context: np.ndarray | None,
         temperature: float,
     ) -> np.ndarray:
-        """Sample one window's states (n, F, 96) from a fresh LSTM state, after reading
-        ``context`` (n, Fc, 96) states; ``cond`` (n, Fc + F, C); ``noise`` (n, F, 1 + 2·96)
-        uniforms in [0, 1)."""
+        """Sample one window's states (n, F, K, 96) from a fresh LSTM state, after reading
+        ``context`` (n, Fc, K, 96) states; ``cond`` (n, Fc + F, C); ``noise``
+        (n, F, K · (2 + 2·96)) uniforms in [0, 1)."""
         lstm, dense = self._numpy_weights()
         n = len(noise)
         h, c = _initial_state(cond[:, 0], lstm, dense)
         n_context = 0 if context is None else context.shape[1]
         position = np.eye(self.period, dtype=np.float32)
-        w_out, b_out = dense["out"]
-        link = self.arrays["link.kernel"]
-        prev = np.zeros((n, P), np.int8)
-        out = np.zeros((n, self.frames, P), np.int8)
+        heads, links = self._heads_and_links(temperature)
+        prev = np.zeros((n, self.n_tracks, P), np.int8)
+        out = np.zeros((n, self.frames, self.n_tracks, P), np.int8)
         for f in range(n_context + self.frames):
             y = _lstm_step(_frame_input(prev, position[f % self.period], cond[:, f]), h, c, lstm)
             if f < n_context:
                 prev = context[:, f]
                 continue
-            full = (y @ w_out + b_out) / temperature
-            state = _sample_frame(full, link / temperature, prev, noise[:, f - n_context])
+            state = _sample_tracks(y, heads, links, prev, noise[:, f - n_context], temperature)
             out[:, f - n_context] = state
             prev = state
         return out
+
+    def head_rows(self, states: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Every track's output row (n, F, K, 3·96 + 2·97) teacher-forced on ``states``
+        (n, F, K, 96) with ``cond`` (n, F, C), at temperature 1: what the sampler's heads
+        compute, for comparison with the Keras decoder's rows (tests)."""
+        lstm, dense = self._numpy_weights()
+        n, n_frames = states.shape[:2]
+        h, c = _initial_state(cond[:, 0], lstm, dense)
+        position = np.eye(self.period, dtype=np.float32)
+        heads, _ = self._heads_and_links(1.0)
+        prev = np.zeros((n, self.n_tracks, P), np.int8)
+        rows = []
+        for f in range(n_frames):
+            y = _lstm_step(_frame_input(prev, position[f % self.period], cond[:, f]), h, c, lstm)
+            rows.append([_track_row(y, heads, states[:, f], k) for k in range(self.n_tracks)])
+            prev = states[:, f]
+        return np.asarray(rows, np.float32).transpose(2, 0, 1, 3)
 
     def _piece_latents(self, rngs: list[np.random.Generator], n_windows: int) -> np.ndarray | None:
         """A VAE's window codes (n, n_windows, d): a walk between two normal draws; None for
@@ -244,8 +300,15 @@ class FrameSampler:
         ``generate`` writes and evaluation scores). Piece i depends only on (seed, i)."""
         if n_windows < 1:
             raise ModelError("need n >= 0 pieces of at least one window")
-        song = self.direct(n, n_windows * self.frames // self.period, seed)
-        pieces = song.reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
+        return self.sample_track_pieces(n, n_windows, seed).any(axis=2).astype(np.float32)
+
+    def sample_track_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        """:meth:`sample_pieces` with each track apart: float32 (n, n_windows, K, 96, 96) of
+        0/1 (K = 1 for a merged model); ``sample_pieces`` is this laid over the tracks."""
+        if n_windows < 1:
+            raise ModelError("need n >= 0 pieces of at least one window")
+        song = self.direct_tracks(n, n_windows * self.frames // self.period, seed)
+        pieces = song.reshape(n, self.n_tracks, ROWS, n_windows, COLS).transpose(0, 3, 1, 2, 4)
         return np.ascontiguousarray(pieces)
 
     def _pieces(self, n: int, n_windows: int, seed: int, latents: np.ndarray | None) -> np.ndarray:
@@ -256,7 +319,7 @@ class FrameSampler:
             raise ModelError("need n >= 0 pieces of at least one window")
         rngs = [np.random.default_rng([int(seed), i]) for i in range(n)]
         tonic = self._sample_tonics(rngs) if self.config["key_normalize"] else None
-        width = 2 + 2 * P
+        width = self.n_tracks * (2 + 2 * P)
         noise = (
             np.stack([rng.random((n_windows * self.frames, width)) for rng in rngs])
             if n
@@ -273,12 +336,43 @@ class FrameSampler:
             else:
                 cond = self._cond_frames(n, 2 * self.frames, lat, tonic)
                 states.append(self._decode_window(cond, window_noise, states[-1], t))
-        g = int(self.config["frame_steps"])
-        song = frames.states_to_roll(np.concatenate(states, axis=1), g)  # (n, 96, T)
+        song = self._rolls(np.concatenate(states, axis=1))  # (n, K, 96, T)
         if tonic is not None:
-            song = frames.transpose_windows(song, -frames.key_shifts(tonic))
-        pieces = song.reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
+            song = self._move(song, -frames.key_shifts(tonic))
+        pieces = song.any(axis=1).reshape(n, ROWS, n_windows, COLS).transpose(0, 2, 1, 3)
         return np.ascontiguousarray(pieces).astype(np.float32)
+
+    def _rolls(self, states: np.ndarray) -> np.ndarray:
+        """States (n, F, K, 96) → bool rolls (n, K, 96, F · frame_steps)."""
+        n, n_frames, k = states.shape[:3]
+        flat = states.transpose(0, 2, 1, 3).reshape(n * k, n_frames, P)
+        rolls = frames.states_to_roll(flat, int(self.config["frame_steps"]))
+        return rolls.reshape(n, k, ROWS, -1)
+
+    def _move(self, songs: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """Each song (n, K, 96, T) moved by ``shifts[i]`` semitones, its pitched tracks only
+        (a drum track's rows are drum keys)."""
+        out = songs.copy()
+        for k in np.flatnonzero(self.pitched):
+            out[:, k] = frames.transpose_windows(songs[:, k], shifts)
+        return out
+
+    def _merged(self, windows: np.ndarray) -> np.ndarray:
+        """The pitched tracks of windows (n, K, 96, T), laid over each other: (n, 96, T).
+        What key estimation reads (all tracks when none is pitched)."""
+        mask = self.pitched if self.pitched.any() else np.ones(self.n_tracks, bool)
+        return windows[:, mask].any(axis=1)
+
+    def _as_tracks(self, windows: np.ndarray) -> np.ndarray:
+        """Bool windows (n, K, 96, T); a merged model also takes (n, 96, T)."""
+        x = np.asarray(windows, bool)
+        if x.ndim == 3 and self.n_tracks == 1:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1] != self.n_tracks or x.shape[2] != ROWS:
+            raise ModelError(
+                f"{self.name}: expected windows (n, {self.n_tracks}, {ROWS}, T), got {x.shape}"
+            )
+        return x
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` independent windows (each the first window of a piece): float32 (n, 96, 96)."""
@@ -286,21 +380,24 @@ class FrameSampler:
 
     # --- directed sampling (musicflow generate's controls) ---------------------------------
     def tonics_of(self, songs: np.ndarray) -> np.ndarray:
-        """The tonic the model reads in each song (n, 96, T): its best-fitting major scale."""
+        """The tonic the model reads in each song (n, 96, T) (merged: its pitched tracks laid
+        over each other): its best-fitting major scale."""
         return frames.window_tonics(songs, int(self.config["pitch_low"]))
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
-        """A VAE's latent means (n, d) of windows (n, 96, 96), key-normalised as in training:
-        the encoder's strided convolutions ("same" padding, leaky ReLU 0.2) and ``z_mean``."""
+        """A VAE's latent means (n, d) of windows (n, 96, 96) (with tracks (n, K, 96, 96)),
+        key-normalised as in training: the encoder's strided convolutions ("same" padding,
+        leaky ReLU 0.2) over every track's onset and hold bits, and ``z_mean``."""
         if not self.latent_dim:
             raise ModelError(f"a {self.name} model has no encoder")
         a = self.arrays
-        x = np.asarray(windows, bool)
+        x = self._as_tracks(windows)
         if self.config["key_normalize"]:
-            x = frames.transpose_windows(x, frames.key_shifts(self.tonics_of(x)))
-        states = frames.roll_to_states(x, int(self.config["frame_steps"]))
-        y = np.concatenate([states == frames.ONSET, states == frames.HOLD], axis=2)
-        y = y.astype(np.float32)
+            x = self._move(x, frames.key_shifts(self.tonics_of(self._merged(x))))
+        n, k = x.shape[:2]
+        states = frames.roll_to_states(x.reshape(n * k, ROWS, -1), int(self.config["frame_steps"]))
+        states = states.reshape(n, k, -1, P).transpose(0, 2, 1, 3)  # (n, F, K, 96)
+        y = _bits(states)
         for i in range(len(self.config["enc_filters"])):
             kernel, bias = a[f"enc{i}.kernel"], a[f"enc{i}.bias"]
             width, steps = kernel.shape[0], y.shape[1]
@@ -311,7 +408,11 @@ class FrameSampler:
             y = np.where(y > 0, y, 0.2 * y)
         return (y.reshape(len(y), -1) @ a["z_mean.kernel"] + a["z_mean.bias"]).astype(np.float32)
 
-    def direct(
+    def direct(self, n: int, bars: int, seed: int, **direction: Any) -> np.ndarray:
+        """:meth:`direct_tracks` laid over the tracks: float32 (n, 96, bars · 48) of 0/1."""
+        return self.direct_tracks(n, bars, seed, **direction).any(axis=1).astype(np.float32)
+
+    def direct_tracks(
         self,
         n: int,
         bars: int,
@@ -323,9 +424,9 @@ class FrameSampler:
         temperature: float | None = None,
         first: int = 0,
     ) -> np.ndarray:
-        """float32 (n, 96, bars · 48) of 0/1: pieces ``first`` … ``first + n − 1`` of
-        ``bars`` 4/4 bars, piece i a function of (seed, i) only (so a caller may ask for
-        many pieces a few at a time).
+        """float32 (n, K, 96, bars · 48) of 0/1, each track apart (K = 1 for a merged model):
+        pieces ``first`` … ``first + n − 1`` of ``bars`` 4/4 bars, piece i a function of
+        (seed, i) only (so a caller may ask for many pieces a few at a time).
 
         - ``prompt`` (bool (96, 48·N), the model's pitch window): each piece continues it. The
           LSTM reads the prompt, key-normalised by its own tonic, and samples on from the
@@ -338,14 +439,32 @@ class FrameSampler:
 
         The state is carried through the whole piece (no restart per window), and a rest in
         every voice ends before it fills a bar (the frame after 15 silent ones gets at least
-        one onset): no bar is wholly silent (docs/models.md, "No drift into silence").
+        one onset): no bar is wholly silent (docs/models.md, "No drift into silence"). With
+        tracks, silence counts over all of them and the first track takes the onset.
+
+        A model with tracks takes neither ``prompt`` nor ``ends`` (a prompt is one merged roll:
+        which voice plays which note is not known).
         """
         if n < 0 or bars < 1:
             raise ModelError("need n >= 0 pieces of at least one bar")
+        k_tracks = self.n_tracks
+        if k_tracks > 1 and ends is not None:
+            raise ModelError(
+                f"a {self.name} model trained on {k_tracks} tracks cannot interpolate yet"
+            )
         t = float(self.config["temperature"] if temperature is None else temperature)
         g = int(self.config["frame_steps"])
         rngs = [np.random.default_rng([int(seed), i]) for i in range(first, first + n)]
-        head = np.zeros((ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
+        # the prompt's tracks (K, 96, T) (a merged model's prompt: (96, T)), and them merged
+        parts = np.zeros((k_tracks, ROWS, 0), bool) if prompt is None else np.asarray(prompt, bool)
+        if parts.ndim == 2 and k_tracks == 1:
+            parts = parts[None]
+        if parts.ndim != 3 or len(parts) != k_tracks or parts.shape[1] != ROWS:
+            raise ModelError(
+                f"a {self.name} model plays {k_tracks} tracks: its prompt must be "
+                f"({k_tracks}, {ROWS}, T), got {parts.shape}"
+            )
+        head = self._merged(parts[None])[0]
         n_head = head.shape[1] // g
         n_frames = n_head + bars * self.period
         n_windows = -(-n_frames // self.frames)
@@ -363,7 +482,7 @@ class FrameSampler:
                 frame_tonic[:] = int(tonic) % 12
             else:
                 frame_tonic[:] = self._sample_tonics(rngs)[:, None]
-        latents = self._direct_latents(rngs, n_windows, head, ends)
+        latents = self._direct_latents(rngs, n_windows, parts, ends)
         cond = [] if latents is None else [np.repeat(latents, self.frames, axis=1)[:, :n_frames]]
         if keyed:
             cond.append(np.eye(12, dtype=np.float32)[frame_tonic])
@@ -372,26 +491,27 @@ class FrameSampler:
             if cond
             else np.zeros((n, n_frames, 0), np.float32)
         )
-        known = np.zeros((n, n_head, P), np.int8)
+        known = np.zeros((n, n_head, k_tracks, P), np.int8)
         if n_head:
-            normal = head[None]
-            if keyed:
-                normal = frames.transpose_windows(normal, frames.key_shifts(frame_tonic[:1, 0]))
-            known[:] = frames.roll_to_states(normal, g)
+            normal = parts[None]
+            if keyed:  # every pitched track by the prompt's shift
+                normal = self._move(normal, frames.key_shifts(frame_tonic[:1, 0]))
+            known[:] = frames.roll_to_states(normal[0], g).transpose(1, 0, 2)
+        width = k_tracks * (2 + 2 * P)
         noise = (
-            np.stack([rng.random((n_frames, 2 + 2 * P)) for rng in rngs])
+            np.stack([rng.random((n_frames, width)) for rng in rngs])
             if n
-            else np.zeros((0, n_frames, 2 + 2 * P))
+            else np.zeros((0, n_frames, width))
         )
         states = self._carry(cond_frames, known, noise, t)
-        song = frames.states_to_roll(states, g)[:, :, head.shape[1] :]  # (n, 96, bars · 48)
+        song = self._rolls(states)[..., head.shape[1] :]  # (n, K, 96, bars · 48)
         if keyed:  # back from C, window by window (an interpolation changes key half-way)
             steps = self.period * g * 2  # the steps of a window
-            for start in range(0, song.shape[2], steps):
+            for start in range(0, song.shape[3], steps):
                 f = (head.shape[1] + start) // g
-                block = song[:, :, start : start + steps]
+                block = song[..., start : start + steps]
                 shift = -frames.key_shifts(frame_tonic[:, f])
-                song[:, :, start : start + steps] = frames.transpose_windows(block, shift)
+                song[..., start : start + steps] = self._move(block, shift)
         return np.ascontiguousarray(song).astype(np.float32)
 
     def _direct_latents(
@@ -401,9 +521,10 @@ class FrameSampler:
         head: np.ndarray,
         ends: tuple[np.ndarray, np.ndarray] | None,
     ) -> np.ndarray | None:
-        """A VAE's window codes (n, n_windows, d) for ``direct``: the prompt's own codes, then
-        a walk from the last whole prompt window's code to a normal draw; or the walk from A's
-        code to B's; or the unconditional walk between two draws."""
+        """A VAE's window codes (n, n_windows, d) for ``direct``: the prompt's own codes (its
+        tracks ``head`` (K, 96, T)), then a walk from the last whole prompt window's code to a
+        normal draw; or the walk from A's code to B's; or the unconditional walk between two
+        draws."""
         if not self.latent_dim:
             return None
         n = len(rngs)
@@ -411,12 +532,14 @@ class FrameSampler:
             za, zb = self.encode(np.stack([_first_window(e) for e in ends]))
             t = np.linspace(0.0, 1.0, n_windows) if n_windows > 1 else np.zeros(1)
             return np.repeat(self.constrain(slerp(za[None], zb[None], t)), n, axis=0)
-        whole = head.shape[1] // COLS  # prompt windows without the seam
-        if not head.shape[1]:
+        steps = head.shape[-1]
+        whole = steps // COLS  # prompt windows without the seam
+        if not steps:
             return self._piece_latents(rngs, n_windows)
-        padded = np.zeros((ROWS, -(-head.shape[1] // COLS) * COLS), bool)
-        padded[:, : head.shape[1]] = head
-        codes = self.encode(padded.reshape(ROWS, -1, COLS).transpose(1, 0, 2))
+        k = len(head)
+        padded = np.zeros((k, ROWS, -(-steps // COLS) * COLS), bool)
+        padded[..., :steps] = head
+        codes = self.encode(padded.reshape(k, ROWS, -1, COLS).transpose(2, 0, 1, 3))
         start = codes[max(whole - 1, 0)]
         draws = np.stack([rng.standard_normal(self.latent_dim) for rng in rngs]) if n else None
         rest = n_windows - whole
@@ -430,29 +553,27 @@ class FrameSampler:
     def _carry(
         self, cond: np.ndarray, known: np.ndarray, noise: np.ndarray, temperature: float
     ) -> np.ndarray:
-        """States (n, F, 96) of one LSTM run over all F frames of ``cond`` (n, F, C) from the
-        state ``cond``'s first frame gives: the first ``known`` (n, Fk, 96) frames are read,
-        the others sampled with ``noise`` (n, F, 2 + 2·96)."""
+        """States (n, F, K, 96) of one LSTM run over all F frames of ``cond`` (n, F, C) from
+        the state ``cond``'s first frame gives: the first ``known`` (n, Fk, K, 96) frames are
+        read, the others sampled with ``noise`` (n, F, K · (2 + 2·96))."""
         lstm, dense = self._numpy_weights()
         n, n_frames = cond.shape[:2]
         h, c = _initial_state(cond[:, 0], lstm, dense)
         position = np.eye(self.period, dtype=np.float32)
-        w_out, b_out = dense["out"]
-        link = self.arrays["link.kernel"] / temperature
+        heads, links = self._heads_and_links(temperature)
         n_known = known.shape[1]
-        out = np.zeros((n, n_frames, P), np.int8)
+        out = np.zeros((n, n_frames, self.n_tracks, P), np.int8)
         out[:, :n_known] = known
-        prev = np.zeros((n, P), np.int8)
-        rest = np.zeros(n, int)  # frames every voice has rested, up to this one
+        prev = np.zeros((n, self.n_tracks, P), np.int8)
+        rest = np.zeros(n, int)  # frames every voice of every track has rested, up to this one
         for f in range(n_frames):
             y = _lstm_step(_frame_input(prev, position[f % self.period], cond[:, f]), h, c, lstm)
             if f >= n_known:
-                full = (y @ w_out + b_out) / temperature
                 # a rest in every voice ends before it fills a bar: no bar is wholly silent
                 force = rest >= self.period - 1
-                out[:, f] = _sample_frame(full, link, prev, noise[:, f], force)
+                out[:, f] = _sample_tracks(y, heads, links, prev, noise[:, f], temperature, force)
             prev = out[:, f]
-            rest = np.where((prev == frames.OFF).all(axis=1), rest + 1, 0)
+            rest = np.where((prev == frames.OFF).all(axis=(1, 2)), rest + 1, 0)
         return out
 
 
@@ -469,20 +590,56 @@ def _initial_state(
     return zeros, [z.copy() for z in zeros]
 
 
+def _bits(states: np.ndarray) -> np.ndarray:
+    """States (..., K, 96) → float32 (..., 2 · 96 · K): per track its onset bits, then its
+    hold bits, track after track (``models/sequence.frame_bits``)."""
+    both = np.stack([states == frames.ONSET, states == frames.HOLD], axis=-2)
+    return both.reshape(*states.shape[:-2], -1).astype(np.float32)
+
+
 def _frame_input(prev: np.ndarray, position: np.ndarray, cond: np.ndarray) -> np.ndarray:
-    """The decoder's input for one frame (n, ·): the previous frame's onset and hold bits, the
-    position in the bar (one-hot) and the frame's condition, as ``models/sequence.py`` feeds
-    the Keras LSTM."""
+    """The decoder's input for one frame (n, ·): the previous frame's onset and hold bits of
+    every track (``prev`` (n, K, 96), or (n, 96) for one), the position in the bar (one-hot)
+    and the frame's condition, as ``models/sequence.py`` feeds the Keras LSTM."""
     n = len(prev)
+    if prev.ndim == 2:
+        prev = prev[:, None]
     return np.concatenate(
-        [
-            (prev == frames.ONSET).astype(np.float32),
-            (prev == frames.HOLD).astype(np.float32),
-            np.broadcast_to(position, (n, len(position))),
-            cond,
-        ],
-        axis=1,
+        [_bits(prev), np.broadcast_to(position, (n, len(position))), cond], axis=1
     )
+
+
+def _track_row(y: np.ndarray, heads: list, cur: np.ndarray, k: int) -> np.ndarray:
+    """Track ``k``'s output row (n, 3·96 + 2·97): its head over the LSTM output ``y`` and, for
+    k > 0, this frame's bits of tracks 0 … k − 1 (``cur`` (n, K, 96))."""
+    x = y if k == 0 else np.concatenate([y, _bits(cur[:, :k])], axis=1)
+    kernel, bias = heads[k]
+    return x @ kernel + bias
+
+
+def _sample_tracks(
+    y: np.ndarray,
+    heads: list,
+    links: list[np.ndarray],
+    prev: np.ndarray,
+    u: np.ndarray,
+    temperature: float,
+    force_onset: np.ndarray | None = None,
+) -> np.ndarray:
+    """One frame's states (n, K, 96), track after track: track k's head reads the LSTM output
+    ``y`` and the onset and hold bits just drawn for tracks 0 … k − 1 (``models/sequence.py``),
+    then :func:`_sample_frame` draws its notes. ``heads``: per track (kernel, bias);
+    ``links``: per track its count link over the temperature; ``u`` (n, K · (2 + 2·96)).
+    ``force_onset`` applies to the first track (a rest of every track at its limit)."""
+    n, k_tracks = prev.shape[:2]
+    width = 2 + 2 * P
+    cur = np.zeros((n, k_tracks, P), np.int8)
+    for k in range(k_tracks):
+        full = _track_row(y, heads, cur, k) / temperature
+        force = force_onset if k == 0 else None
+        u_k = u[:, k * width : (k + 1) * width]
+        cur[:, k] = _sample_frame(full, links[k], prev[:, k], u_k, force)
+    return cur
 
 
 def _lstm_step(

@@ -47,7 +47,6 @@ from keras import layers
 
 from musicflow.core.errors import ModelError
 from musicflow.models.frame_sampler import actor_names
-from musicflow.models.sequence import P, roll_states_tf
 from musicflow.models.vae import FrameVAE
 
 _GATE_BIAS = -3.0  # sigmoid(−3) ≈ 0.05: the untrained generator nearly passes z through
@@ -141,9 +140,8 @@ class LatentGAN(FrameVAE):
         """A batch of rolls (B, 96, k·96, 1) → the codes' means and standard deviations
         (B·k, d), key-normalised as in training (tonics not counted again)."""
         x, _ = self._prepare(x, training=False)
-        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
-        windows = tf.reshape(tf.concat([onset, hold], -1), (-1, self.frames, 2 * P))
-        mu, logvar = self.encoder(windows, training=False)
+        onset, hold = self._states(x)
+        mu, logvar = self.encoder(self._window_bits(onset, hold), training=False)
         return mu, tf.exp(0.5 * logvar)
 
     def _codes(self, batches: Iterable) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from musicflow.models.sequence import FrameModelBase, roll_states_tf
+from musicflow.models.sequence import FrameModelBase
 
 
 class FrameRNN(FrameModelBase):
@@ -37,12 +37,12 @@ class FrameRNN(FrameModelBase):
 
     def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         x, tonic = self._prepare(x, training=True)
-        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        onset, hold = self._states(x)
         n_frames = tf.shape(onset)[1]
         weights = self._weights
         with tf.GradientTape() as tape:
             heads = self._heads(onset, hold, self._key_frames(tonic, n_frames), True)
-            loss = tf.reduce_mean(self._surrogate_nll(onset, hold, heads))
+            loss = tf.reduce_mean(self._nll(onset, hold, heads, exact=False))
             loss /= tf.cast(n_frames, tf.float32)
             scaled = self._gradient_loss(self.optimizer, loss)
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights, strict=True))
@@ -53,19 +53,21 @@ class FrameRNN(FrameModelBase):
         return {"val_nll": tf.reduce_mean(self._eval_nll(x)) / tf.cast(n_frames, tf.float32)}
 
     def sequence_nll(self, songs: np.ndarray) -> np.ndarray:
-        """Exact NLL in nats of each whole song (n, 96, T) of one length T (a multiple of
-        ``frame_steps``), read from a fresh state, the tonic's price included: float64 (n,).
-        ``heldout_nll`` is the same per frame over 2-bar windows; this scores pieces of any
-        length (``bench/jsb_benchmark.py``)."""
-        x = tf.constant(np.asarray(songs, np.float32)[..., None])
+        """Exact NLL in nats of each whole song (n, 96, T) (with tracks (n, K, 96, T)) of one
+        length T (a multiple of ``frame_steps``), read from a fresh state, the tonic's price
+        included: float64 (n,). ``heldout_nll`` is the same per frame over 2-bar windows; this
+        scores pieces of any length (``bench/jsb_benchmark.py``)."""
+        x = np.asarray(songs, np.float32)
+        x = x[..., None] if x.ndim == 3 else x.transpose(0, 2, 3, 1)
+        x = tf.constant(x)
         return np.asarray(self._sequence_nll(x), np.float64)
 
     def _eval_nll(self, x: tf.Tensor) -> tf.Tensor:
         x, tonic = self._prepare(x, training=False)
-        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        onset, hold = self._states(x)
         n_frames = tf.shape(onset)[1]
         heads = self._heads(onset, hold, self._key_frames(tonic, n_frames), False)
-        return self._exact_nll(onset, hold, heads) + self._tonic_nll(tonic)
+        return self._nll(onset, hold, heads, exact=True) + self._tonic_nll(tonic)
 
     def encode(self, windows):
         raise NotImplementedError("an autoregressive model has no encoder")

@@ -53,9 +53,17 @@ from musicflow.core.errors import ModelError
 from musicflow.core.roll import COLS, DEFAULT_PITCH_LOW, ROWS
 from musicflow.models.augment import translate
 from musicflow.models.base import RollModelBase
-from musicflow.models.frame_sampler import FrameSampler, lstm_names
+from musicflow.models.frame_sampler import (
+    FrameSampler,
+    head_name,
+    link_name,
+    lstm_names,
+    pitched_tracks,
+    track_count,
+)
 
 P = ROWS  # pitches per frame
+W = 3 * P + 2 * (P + 1)  # one track's output row: per-pitch logits, held and new counts
 _NEG = -1e30  # a finite "log 0": keeps the dynamic programme free of inf - inf
 
 
@@ -72,6 +80,28 @@ def roll_states_tf(x: tf.Tensor, frame_steps: int) -> tuple[tf.Tensor, tf.Tensor
     onset = tf.reverse(tf.transpose(onset, (0, 2, 1)), axis=[2])
     hold = tf.reverse(tf.transpose(hold, (0, 2, 1)), axis=[2])
     return tf.cast(onset, tf.float32), tf.cast(hold, tf.float32)
+
+
+def track_states_tf(x: tf.Tensor, frame_steps: int, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``roll_states_tf`` of each of the ``k`` tracks of (B, 96, T, K): onset, hold float
+    (B, F, K, 96)."""
+    if k == 1:
+        onset, hold = roll_states_tf(x, frame_steps)
+        return onset[:, :, None], hold[:, :, None]
+    b, steps = tf.shape(x)[0], tf.shape(x)[2]
+    flat = tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (b * k, ROWS, steps, 1))
+    onset, hold = roll_states_tf(flat, frame_steps)
+    f = tf.shape(onset)[1]
+    onset = tf.transpose(tf.reshape(onset, (b, k, f, P)), (0, 2, 1, 3))
+    hold = tf.transpose(tf.reshape(hold, (b, k, f, P)), (0, 2, 1, 3))
+    return onset, hold
+
+
+def frame_bits(onset: tf.Tensor, hold: tf.Tensor) -> tf.Tensor:
+    """Onset, hold (B, F, K, 96) → (B, F, 2 · 96 · K): per track its onset bits, then its hold
+    bits, track after track (for one track: onset, hold, as before tracks existed)."""
+    b, f, k = tf.shape(onset)[0], tf.shape(onset)[1], onset.shape[2]
+    return tf.reshape(tf.stack([onset, hold], axis=3), (b, f, 2 * P * k))
 
 
 def tonics_tf(x: tf.Tensor, pitch_low: int) -> tf.Tensor:
@@ -135,6 +165,9 @@ class FrameModelBase(RollModelBase):
         "key_normalize": True,
         "pitch_low": DEFAULT_PITCH_LOW,
         "temperature": 1.0,
+        # the dataset's tracks (``dataset.json``'s encoding.tracks: name, program, channel,
+        # drums), played jointly; empty: merged rolls (docs/models.md, "Tracks")
+        "tracks": [],
     }
 
     # --- subclass hooks -------------------------------------------------------------------
@@ -154,8 +187,10 @@ class FrameModelBase(RollModelBase):
             raise ModelError(f"{self.name}: sequence_windows must be at least 1")
         self.frames = COLS // g
         self.period = 4 * 12 // g  # frames per 4/4 bar: the position input
+        self.n_tracks = k_tracks = track_count(c)
+        self.pitched = pitched_tracks(c)
         hidden = int(c["hidden"])
-        inp = keras.Input((None, 2 * P + self.period), name="frames")
+        inp = keras.Input((None, 2 * P * k_tracks + self.period), name="frames")
         inputs, y = [inp], inp
         cdim = self._cond_dim()
         if cdim:
@@ -178,19 +213,37 @@ class FrameModelBase(RollModelBase):
         # onsets and small counts, so an untrained model samples sparse frames, not noise.
         counts = -0.5 * np.arange(P + 1)
         start = np.concatenate([np.tile([0.0, -3.0, 0.0], P), counts, counts])
-        # float32 under a mixed policy: the likelihood's dynamic programme needs its range
-        out = layers.Dense(
-            P * 3 + 2 * (P + 1),
-            name="out",
-            bias_initializer=keras.initializers.Constant(start),
-            dtype="float32",
-        )(y)
+
+        def head(k: int) -> layers.Dense:
+            # float32 under a mixed policy: the likelihood's dynamic programme needs its range
+            return layers.Dense(
+                W,
+                name=head_name(k),
+                bias_initializer=keras.initializers.Constant(start),
+                dtype="float32",
+            )
+
+        if k_tracks == 1:
+            out = head(0)(y)
+        else:
+            # track k's head also reads this frame's bits of tracks 0 … k − 1 (teacher-forced
+            # here, the sampled ones when sampling): the tracks' notes depend on each other
+            current = keras.Input((None, 2 * P * k_tracks), name="current")
+            inputs.append(current)
+            outs = [head(0)(y)]
+            for k in range(1, k_tracks):
+                before = layers.Lambda(lambda t, n=2 * P * k: t[..., :n], name=f"before_{k}")
+                outs.append(head(k)(layers.Concatenate()([y, before(current)])))
+            out = layers.Concatenate(name="heads", dtype="float32")(outs)
         self.decoder = keras.Model(inputs, out, name="decoder")
         held = keras.Input((P + 1,), name="held_count")
+        self.links = [
+            layers.Dense(P + 1, use_bias=False, name=link_name(k), dtype="float32")
+            for k in range(k_tracks)
+        ]
+        link_out = [link(held) for link in self.links]
         self.count_link = keras.Model(
-            held,
-            layers.Dense(P + 1, use_bias=False, name="link", dtype="float32")(held),
-            name="count_link",
+            held, link_out[0] if k_tracks == 1 else link_out, name="count_link"
         )
         key_in = keras.Input((12,), name="tonic")
         self.key_prior = KeyPrior(name="key_prior")
@@ -202,20 +255,49 @@ class FrameModelBase(RollModelBase):
 
     # --- the model's view of a batch ------------------------------------------------------
     def _prepare(self, x: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Key-normalise a batch of rolls (B, 96, T, 1); count tonics while training."""
+        """Key-normalise a batch of rolls (B, 96, T, K), all pitched tracks by the same shift
+        (the tonic of them laid over each other; a drum track stays); count tonics while
+        training."""
         if not self.config["key_normalize"]:
             return x, None
-        tonic = tonics_tf(x, int(self.config["pitch_low"]))
+        keyed = x
+        if self.n_tracks > 1:
+            use = np.flatnonzero(self.pitched) if self.pitched.any() else np.arange(self.n_tracks)
+            keyed = tf.reduce_max(tf.gather(x, use, axis=3), axis=3, keepdims=True)
+        tonic = tonics_tf(keyed, int(self.config["pitch_low"]))
         if training:
             self.key_prior.counts.assign_add(tf.reduce_sum(tf.one_hot(tonic, 12), axis=0))
         shift = tf.math.floormod(6 - tonic, 12) - 6
-        return translate(x, tf.zeros_like(shift), shift, circular_time=False), tf.one_hot(tonic, 12)
+        moved = translate(x, tf.zeros_like(shift), shift, circular_time=False)
+        if not self.pitched.all():
+            moved = tf.where(tf.constant(self.pitched)[None, None, None, :], moved, x)
+        return moved, tf.one_hot(tonic, 12)
 
-    def _inputs(self, onset: tf.Tensor, hold: tf.Tensor) -> tf.Tensor:
-        """Per frame: the previous frame (onset, hold bits; zeros before the first) and the
-        position in the bar (one-hot)."""
-        b, f = tf.shape(onset)[0], tf.shape(onset)[1]
-        prev = tf.pad(tf.concat([onset, hold], -1)[:, :-1], [[0, 0], [1, 0], [0, 0]])
+    def _states(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Onset, hold (B, F, K, 96) of a batch of rolls (B, 96, T, K)."""
+        return track_states_tf(x, int(self.config["frame_steps"]), self.n_tracks)
+
+    def _as_input(self, windows: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        """Windows (n, 96, 96), or (n, K, 96, 96) with tracks → float32 (n, 96, 96, K)."""
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim == 4 and x.shape[1] == self.n_tracks and x.shape[1:] != (ROWS, COLS, 1):
+            x = x.transpose(0, 2, 3, 1)
+        if self.n_tracks == 1:
+            return RollModelBase._as_input(x)
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:] != (ROWS, COLS, self.n_tracks):
+            raise ModelError(
+                f"expected windows of shape (n, {self.n_tracks}, {ROWS}, {COLS}), "
+                f"got {np.shape(windows)}"
+            )
+        return x
+
+    def _inputs(self, bits: tf.Tensor) -> tf.Tensor:
+        """Per frame: the previous frame (``frame_bits`` of every track; zeros before the
+        first) and the position in the bar (one-hot)."""
+        b, f = tf.shape(bits)[0], tf.shape(bits)[1]
+        prev = tf.pad(bits[:, :-1], [[0, 0], [1, 0], [0, 0]])
         pos = tf.one_hot(tf.range(f) % self.period, self.period)
         return tf.concat([prev, tf.tile(pos[None], [b, 1, 1])], axis=-1)
 
@@ -226,12 +308,25 @@ class FrameModelBase(RollModelBase):
 
     def _heads(
         self, onset: tf.Tensor, hold: tf.Tensor, cond: tf.Tensor | None, training: bool
-    ) -> dict[str, tf.Tensor]:
-        """Everything the likelihood needs, teacher-forced on the true frames: per-pitch logits
-        (B, F, 96, 3), the held-count and new-count logits (B, F, 97) with impossible counts
-        masked, and the true counts (B, F)."""
-        inputs = [self._inputs(onset, hold)] + ([cond] if cond is not None else [])
+    ) -> list[dict[str, tf.Tensor]]:
+        """Per track, everything its likelihood needs, teacher-forced on the true frames
+        (onset, hold (B, F, K, 96)): see ``_track_head``."""
+        bits = frame_bits(onset, hold)
+        inputs = [self._inputs(bits)] + ([cond] if cond is not None else [])
+        if self.n_tracks > 1:
+            inputs.append(bits)  # this frame's bits: track k's head reads those of tracks < k
         out = self.decoder(inputs, training=training)
+        return [
+            self._track_head(out[..., k * W : (k + 1) * W], onset[:, :, k], hold[:, :, k], k)
+            for k in range(self.n_tracks)
+        ]
+
+    def _track_head(
+        self, out: tf.Tensor, onset: tf.Tensor, hold: tf.Tensor, k: int
+    ) -> dict[str, tf.Tensor]:
+        """Track ``k``'s head from its output row ``out`` (B, F, W) and its true frames
+        (B, F, 96): per-pitch logits (B, F, 96, 3), the held-count and new-count logits
+        (B, F, 97) with impossible counts masked, and the true counts (B, F)."""
         b, f = tf.shape(onset)[0], tf.shape(onset)[1]
         logits = tf.reshape(out[..., : P * 3], (b, f, P, 3))
         prev_active = tf.pad((onset + hold)[:, :-1], [[0, 0], [1, 0], [0, 0]])
@@ -242,7 +337,7 @@ class FrameModelBase(RollModelBase):
         classes = tf.range(P + 1)
         n_prev = tf.cast(tf.reduce_sum(prev_active, axis=2), tf.int32)
         held_mask = tf.cast(classes[None, None] > n_prev[..., None], tf.float32) * _NEG
-        link = self.count_link(tf.reshape(tf.one_hot(k_hold, P + 1), (-1, P + 1)))
+        link = self.links[k](tf.reshape(tf.one_hot(k_hold, P + 1), (-1, P + 1)))
         new_logits = out[..., P * 3 + P + 1 :] + tf.reshape(link, (b, f, P + 1))
         new_mask = tf.cast(classes[None, None] > (P - k_hold)[..., None], tf.float32) * _NEG
         return {
@@ -252,6 +347,17 @@ class FrameModelBase(RollModelBase):
             "k_hold": k_hold,
             "k_on": k_on,
         }
+
+    def _nll(
+        self, onset: tf.Tensor, hold: tf.Tensor, heads: list[dict[str, tf.Tensor]], exact: bool
+    ) -> tf.Tensor:
+        """Per sequence (B,): the sum over tracks of each track's NLL (exact, or the training
+        surrogate) given the tracks before it: the chain rule over the tracks of a frame."""
+        part = self._exact_nll if exact else self._surrogate_nll
+        total = part(onset[:, :, 0], hold[:, :, 0], heads[0])
+        for k in range(1, len(heads)):
+            total += part(onset[:, :, k], hold[:, :, k], heads[k])
+        return total
 
     @staticmethod
     def _surrogate_nll(onset: tf.Tensor, hold: tf.Tensor, heads: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -306,7 +412,8 @@ class FrameModelBase(RollModelBase):
         return self._run_epoch(self._eval_step, batches, allow_empty=True)
 
     def heldout_nll(self, windows: np.ndarray) -> float:
-        """Negative log-likelihood of windows (n, 96, 96) in nats per frame (a sixteenth note
+        """Negative log-likelihood of windows (n, 96, 96) (with tracks (n, K, 96, 96), all
+        tracks' notes) in nats per frame (a sixteenth note
         at the default 3 steps per frame) of the onset/hold representation, the tonic's
         included; a VAE gives its ELBO bound. NaN for no window."""
         x = self._as_input(windows)
@@ -319,10 +426,9 @@ class FrameModelBase(RollModelBase):
     def sampler_arrays(self) -> dict[str, np.ndarray]:
         """The named numpy arrays a ``FrameSampler`` runs from (``frame_sampler.array_names``):
         what registration stores beside the Keras weights (docs/tracking.md)."""
-        arrays = {
-            "key_prior.counts": np.asarray(self.key_prior.counts, np.float32),
-            "link.kernel": np.asarray(self.count_link.weights[0]),
-        }
+        arrays = {"key_prior.counts": np.asarray(self.key_prior.counts, np.float32)}
+        for k, link in enumerate(self.links):
+            arrays[f"{link_name(k)}.kernel"] = np.asarray(link.weights[0])
         for i, layer in enumerate(self.lstms):
             weights = (np.asarray(w) for w in layer.cell.weights)
             arrays.update(zip(lstm_names(i), weights, strict=True))
@@ -346,6 +452,10 @@ class FrameModelBase(RollModelBase):
         """``FrameSampler.sample_pieces``: ``n`` pieces of ``n_windows`` consecutive windows,
         float32 (n, n_windows, 96, 96) of 0/1; piece i depends only on (seed, i)."""
         return self.sampler().sample_pieces(n, n_windows, seed)
+
+    def sample_track_pieces(self, n: int, n_windows: int, seed: int) -> np.ndarray:
+        """``FrameSampler.sample_track_pieces``: float32 (n, n_windows, K, 96, 96)."""
+        return self.sampler().sample_track_pieces(n, n_windows, seed)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` independent windows (each the first window of a piece): float32 (n, 96, 96)."""

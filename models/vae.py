@@ -31,7 +31,7 @@ from keras import layers
 from musicflow.core.errors import ModelError
 from musicflow.models.base import kl_nats
 from musicflow.models.frame_sampler import slerp
-from musicflow.models.sequence import FrameModelBase, P, roll_states_tf
+from musicflow.models.sequence import FrameModelBase, P, frame_bits
 
 
 class FrameVAE(FrameModelBase):
@@ -56,7 +56,7 @@ class FrameVAE(FrameModelBase):
         if not isinstance(c["enc_filters"], list | tuple) or not c["enc_filters"]:
             raise ModelError(f"{self.name}: enc_filters must be a non-empty list of widths")
         self._build_decoder()
-        window = keras.Input((self.frames, 2 * P), name="frames")
+        window = keras.Input((self.frames, 2 * P * self.n_tracks), name="frames")
         y = window
         for filters in c["enc_filters"]:  # strided over time: 32 → 16 → 8 → 4 frames
             y = layers.Conv1D(int(filters), 4, strides=2, padding="same")(y)
@@ -92,11 +92,11 @@ class FrameVAE(FrameModelBase):
         self, x: tf.Tensor, seed: tf.Tensor, beta: tf.Tensor | float, training: bool
     ) -> dict[str, tf.Tensor]:
         x, tonic = self._prepare(x, training=training)
-        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
+        onset, hold = self._states(x)
         b, n_frames = tf.shape(onset)[0], tf.shape(onset)[1]
         n_windows = n_frames // self.frames
         d = self._latent_dim()
-        windows = tf.reshape(tf.concat([onset, hold], -1), (b * n_windows, self.frames, 2 * P))
+        windows = self._window_bits(onset, hold)
         mu, logvar = self.encoder(windows, training=training)
         z = mu + tf.exp(0.5 * logvar) * tf.random.stateless_normal(tf.shape(mu), seed)
         cond = tf.repeat(tf.reshape(z, (b, n_windows, d)), self.frames, axis=1)
@@ -112,16 +112,21 @@ class FrameVAE(FrameModelBase):
         per_frame = tf.cast(n_frames, tf.float32)
         out = {"kl_loss": tf.reduce_mean(kl) / tf.cast(n_windows, tf.float32)}
         if training:
-            recon = tf.reduce_mean(self._surrogate_nll(onset, hold, heads))
+            recon = tf.reduce_mean(self._nll(onset, hold, heads, exact=False))
             windows_f = tf.cast(n_windows, tf.float32)
             out["loss"] = (recon + beta * kl_free * windows_f) / per_frame
             out["recon_loss"] = recon / per_frame
         else:
-            recon = self._exact_nll(onset, hold, heads)
+            recon = self._nll(onset, hold, heads, exact=True)
             elbo = recon + kl + self._tonic_nll(tonic)
             out["val_nll"] = tf.reduce_mean(elbo) / per_frame
             out["val_recon_loss"] = tf.reduce_mean(recon) / per_frame
         return out
+
+    def _window_bits(self, onset: tf.Tensor, hold: tf.Tensor) -> tf.Tensor:
+        """The encoder's input: each window's frames (onset, hold (B, F, K, 96)) as
+        (B · windows, frames, 2 · 96 · K), every track's bits side by side."""
+        return tf.reshape(frame_bits(onset, hold), (-1, self.frames, 2 * P * self.n_tracks))
 
     def _train_step_impl(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         weights = self._weights
@@ -158,11 +163,12 @@ class FrameVAE(FrameModelBase):
         return arrays
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
-        """Latent means (n, latent_dim) of windows (n, 96, 96), key-normalised as in training."""
+        """Latent means (n, latent_dim) of windows (n, 96, 96) (with tracks (n, K, 96, 96)),
+        key-normalised as in training."""
         x = tf.constant(self._as_input(windows))
         x, _ = self._prepare(x, training=False)
-        onset, hold = roll_states_tf(x, int(self.config["frame_steps"]))
-        mu, _ = self.encoder(tf.concat([onset, hold], -1), training=False)
+        onset, hold = self._states(x)
+        mu, _ = self.encoder(self._window_bits(onset, hold), training=False)
         return np.asarray(mu, np.float32)
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from musicflow.core.defaults import (
 from musicflow.core.errors import DatasetError, MusicflowError, UsageError
 from musicflow.core.roll import DEFAULT_PITCH_LOW, MAX_PITCH_LOW, ROWS
 from musicflow.core.settings import TrainSettings, budget_s
-from musicflow.core.tracks import MERGED, POLICIES, policy_of
+from musicflow.core.tracks import MERGED, POLICIES, policy_of, takes_tracks, track_count
 from musicflow.core.tracks import refusal as tracks_refusal
 
 #: Commands that run a Prefect flow, and write to the workspace.
@@ -340,8 +340,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = check_source(Path(args.source)) if args.source else None
     name = dataset_name(source, args.dataset)
     models = args.models
-    if models and args.tracks != MERGED:
-        raise UsageError(tracks_refusal(models[0]))  # before encoding: no model takes tracks
+    refused = [m for m in models or () if not takes_tracks(m)]
+    if refused and args.tracks != MERGED:
+        raise UsageError(tracks_refusal(refused[0]))  # before encoding
     if models:
         _prepare_tracking()
     tags = _attach_prefect("great_expectations", "tensorflow", "musicflow.flows.pipeline")
@@ -495,7 +496,7 @@ def _print_model(result) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     folder = check_encoded(args.dataset)
-    _check_no_tracks(folder, args.model)
+    _check_tracks(folder, args.model)
     _prepare_tracking()
     tags = _attach_prefect("tensorflow", "musicflow.flows.pipeline")
     from prefect import tags as prefect_tags
@@ -513,14 +514,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_no_tracks(folder: Path, model: str) -> None:
-    """UsageError (exit 2) for a dataset encoded with tracks: no model plays them yet. An
-    unreadable ``dataset.json`` is left to the train task, after the tracking server's check,
-    so each problem keeps its one line."""
+def _check_tracks(folder: Path, model: str) -> None:
+    """UsageError (exit 2) for a dataset encoded with tracks and a model that cannot play them
+    (the thesis twins). An unreadable ``dataset.json`` is left to the train task, after the
+    tracking server's check, so each problem keeps its one line."""
     from musicflow.adapters.store import read_dataset_info
 
     info = read_dataset_info(folder)
-    if info is not None and policy_of(info.encoding) != MERGED:
+    if info is not None and policy_of(info.encoding) != MERGED and not takes_tracks(model):
         raise UsageError(tracks_refusal(model))
 
 
@@ -553,11 +554,14 @@ def _direction(args: argparse.Namespace, model_dir: Path):
     reason, exit 1) and checked against what the model can do (exit 2)."""
     import json
 
-    from musicflow.core.compose import Direction, check_direction, read_prompt
+    from musicflow.core.compose import Direction, check_direction, check_tracks, read_prompt
     from musicflow.core.sampling import read_settings
 
     model = json.loads((model_dir / "config.json").read_text())["name"]
-    pitch_low = int(read_settings(model_dir)["encoding"]["pitch_low"])
+    encoding = read_settings(model_dir)["encoding"]
+    pitch_low = int(encoding["pitch_low"])
+    # a model with tracks reads a prompt's notes split as its dataset's files were
+    with_tracks = {"policy": policy_of(encoding), "n_tracks": track_count(encoding)}
     direction = Direction(
         bars=args.bars,
         temperature=args.temperature,
@@ -568,9 +572,10 @@ def _direction(args: argparse.Namespace, model_dir: Path):
         end_names=tuple(name for _, name, _ in args.interpolate) if args.interpolate else None,
     )
     check_direction(model, direction)  # before reading any file
+    check_tracks(model, track_count(encoding), direction)
     if args.prompt:
         data, name, size = args.prompt
-        prompt = read_prompt(data, name, pitch_low, size_bytes=size)
+        prompt = read_prompt(data, name, pitch_low, size_bytes=size, **with_tracks)
         if prompt.n_out_of_range:
             _say(
                 f"warning: {prompt.n_out_of_range} notes of {name} lie outside the model's "
@@ -959,7 +964,8 @@ def _add_tracks_option(p: argparse.ArgumentParser) -> None:
         default=MERGED,
         help="track policy (docs/encoding.md): merged, one roll as always (default); voices, "
         "one track per MIDI track with notes (chorales, quartets); instruments, one track per "
-        "General MIDI family, drums included. No model trains on tracks yet",
+        "General MIDI family, drums included. rnn, vae and gan play the tracks jointly and "
+        "generate one MIDI track per track; vae-thesis and gan-thesis need merged",
     )
 
 

@@ -9,6 +9,11 @@ Held-out windows come from held-out FILES (``models.data.heldout_split``), and e
 computed in the dataset's own pitch window (its ``encoding.pitch_low``). The threshold that
 binarises the model's output is calibrated so the generated active-cell share matches the
 training windows' (the thesis tuned it by hand per dataset).
+
+A model trained on tracks (``--tracks voices|instruments``, docs/models.md "Tracks") is scored
+on the merged view (its tracks laid over each other, as the dataset's merged windows are), so
+its scores compare with a merged model's; the tracked windows are kept in the artifact too
+(``generated_tracks``, ``heldout_tracks``), and :func:`track_scores` adds per-track metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 from musicflow.adapters import results, tracking
 from musicflow.adapters.store import DatasetInfo, holding
-from musicflow.core import roll
+from musicflow.core import roll, tracks
 from musicflow.core.defaults import PIECE_WINDOWS
 from musicflow.core.errors import DatasetError
 from musicflow.core.metrics import BASELINE_SUFFIX, HEADLINE_METRICS, MODEL_METRIC_INFO
@@ -59,11 +64,14 @@ class Evaluation:
 @dataclass
 class EvaluationWindows:
     """The windows an evaluation scored (bool (n, 96, 96)), and the held-out windows' latent
-    codes when the model has an encoder."""
+    codes when the model has an encoder. With tracks, ``generated``/``heldout`` are the merged
+    view and ``generated_tracks``/``heldout_tracks`` the tracks apart (bool (n, K, 96, 96))."""
 
     generated: np.ndarray
     heldout: np.ndarray
     latents: np.ndarray | None = None
+    generated_tracks: np.ndarray | None = None
+    heldout_tracks: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         arrays = {
@@ -72,16 +80,27 @@ class EvaluationWindows:
         }
         if self.latents is not None:
             arrays["latents"] = self.latents
+        for key in ("generated_tracks", "heldout_tracks"):
+            windows = getattr(self, key)
+            if windows is not None:  # packed window by window, the track axis kept
+                arrays[key] = roll.pack_windows(windows.reshape(-1, roll.ROWS, roll.COLS))
+                arrays[f"{key}_shape"] = np.asarray(windows.shape[:2], np.int64)
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> EvaluationWindows:
         with np.load(path, allow_pickle=False) as data:
+            kept = {}
+            for key in ("generated_tracks", "heldout_tracks"):
+                if key in data.files:
+                    shape = tuple(int(v) for v in data[f"{key}_shape"])
+                    kept[key] = roll.unpack_windows(data[key]).reshape(*shape, roll.ROWS, roll.COLS)
             return cls(
                 generated=roll.unpack_windows(data["generated"]),
                 heldout=roll.unpack_windows(data["heldout"]),
                 latents=data.get("latents"),
+                **kept,
             )
 
 
@@ -91,6 +110,14 @@ def evaluation_probs(model, n: int, seed: int) -> np.ndarray:
     generate`` writes them (``model.sample_pieces(…, seed + 1)``), so the scores describe the
     music a user gets, continuation across windows included. float32 (n, 96, 96)."""
     pieces = model.sample_pieces(max(n // PIECE_WINDOWS, 1), PIECE_WINDOWS, seed=seed + 1)
+    return pieces.reshape(-1, *pieces.shape[2:])
+
+
+def evaluation_track_probs(model, n: int, seed: int) -> np.ndarray:
+    """:func:`evaluation_probs` of a model trained on tracks, each track apart: the same
+    pieces (``model.sample_track_pieces``, whose tracks laid over each other are
+    ``sample_pieces``), float32 (n, K, 96, 96)."""
+    pieces = model.sample_track_pieces(max(n // PIECE_WINDOWS, 1), PIECE_WINDOWS, seed=seed + 1)
     return pieces.reshape(-1, *pieces.shape[2:])
 
 
@@ -111,16 +138,28 @@ def evaluate_model(
 
     shards = dataset.shard_paths
     train_shas, heldout_shas = heldout_split(shards)
-    heldout = load_windows(shards, heldout_shas)
-    train_all = load_windows(shards, train_shas)
-    keep = _sample_index(len(train_all), TRAIN_SAMPLE_LIMIT, seed)
-    train_sample = train_all[keep]
+    k = tracks.track_count(dataset.encoding)
+    heldout_t = load_windows(shards, heldout_shas, tracks=k)  # (n, K, 96, 96) when K > 1
+    train_sources = load_window_sources(shards, train_shas)
+    keep = _sample_index(len(train_sources), TRAIN_SAMPLE_LIMIT, seed)
+    train_t = load_windows(shards, train_shas, tracks=k, index=keep)
+    # the merged view: what every metric reads, so scores compare with merged models'
+    heldout = heldout_t.any(axis=1) if k > 1 else heldout_t
+    train_sample = train_t.any(axis=1) if k > 1 else train_t
     # Sources let copy_rate_baseline skip a window's own file (not only the window itself).
-    train_sources = load_window_sources(shards, train_shas)[keep]
+    train_sources = train_sources[keep]
     target = float(train_sample.mean())
-    probs = evaluation_probs(model, n_generated, seed)
+    generated_t = None
+    if k > 1:
+        probs_t = evaluation_track_probs(model, n_generated, seed)
+        probs = probs_t.max(axis=1)
+    else:
+        probs = evaluation_probs(model, n_generated, seed)
     threshold = calibrate_threshold(probs, target)
     generated = binarize(probs, threshold)
+    if k > 1:
+        generated_t = binarize(probs_t.reshape(-1, *probs_t.shape[2:]), threshold)
+        generated_t = generated_t.reshape(probs_t.shape)
     scores = metrics.evaluate(
         generated,
         heldout,
@@ -129,13 +168,13 @@ def evaluate_model(
         train_sources=train_sources,
         pitch_low=dataset.pitch_low,
     )
-    if generated.ndim == 4 and generated.shape[1] > 1:  # a track axis: merged datasets skip
-        scores.update(track_scores(dataset, generated, heldout, train_sample, train_sources, seed))
+    if generated_t is not None:
+        scores.update(track_scores(dataset, generated_t, heldout_t, train_t, train_sources, seed))
     for metric, method in MODEL_METRICS.items():
         score = getattr(model, method, None)  # None: a model without it (``gan``'s NLL)
         if score is not None:
-            scores[metric] = float(score(heldout))
-    latents = model.encode(heldout[:LATENT_LIMIT]) if model.kind == "vae" else None
+            scores[metric] = float(score(heldout_t))  # all tracks' notes
+    latents = model.encode(heldout_t[:LATENT_LIMIT]) if model.kind == "vae" else None
     evaluation = Evaluation(
         run_id="",
         scores={k: float(v) for k, v in scores.items()},
@@ -146,7 +185,10 @@ def evaluate_model(
         n_heldout=len(heldout),
         n_train_sample=len(train_sample),
     )
-    return evaluation, EvaluationWindows(generated, heldout, latents)
+    kept = {}
+    if generated_t is not None:
+        kept = {"generated_tracks": generated_t, "heldout_tracks": heldout_t}
+    return evaluation, EvaluationWindows(generated, heldout, latents, **kept)
 
 
 def track_scores(

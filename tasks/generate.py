@@ -33,7 +33,13 @@ import numpy as np
 from musicflow import __version__
 from musicflow.adapters import atomic, audio, tracking
 from musicflow.core import compose
-from musicflow.core.compose import STEPS_PER_BAR, Direction, check_direction, parse_key
+from musicflow.core.compose import (
+    STEPS_PER_BAR,
+    Direction,
+    check_direction,
+    check_tracks,
+    parse_key,
+)
 from musicflow.core.defaults import DEFAULT_TEMPO_BPM, PIECE_WINDOWS
 from musicflow.core.errors import ModelError
 from musicflow.core.roll import COLS, STEPS_PER_BEAT
@@ -124,13 +130,37 @@ def next_number(out_dir: Path) -> int:
 CHUNK = 8
 
 
+def model_tracks(model: Any) -> list[dict]:
+    """The tracks a model plays (its config's ``tracks``: name, program, channel, drums, as
+    the dataset it trained on named them); empty for a model of merged rolls."""
+    return list(getattr(model, "config", {}).get("tracks") or [])
+
+
 def directed_probs(
     sampler: RollSampler, n: int, seed: int, direction: Direction
 ) -> Iterator[np.ndarray]:
     """float32 (96, bars · 48) for each of the ``n`` pieces in turn: what follows the prompt
     (or the whole piece). Frame models take the whole direction (``direct``, a few pieces at a
-    time); the others chain ``sample_pieces`` windows, cut to the bars asked for."""
+    time); the others chain ``sample_pieces`` windows, cut to the bars asked for. A model with
+    tracks gives each piece's tracks apart, (K, 96, bars · 48) (``direct_tracks``)."""
     model = sampler.model
+    if model_tracks(model):
+        tonic = None if direction.key is None else parse_key(direction.key)[1]
+        parts = None  # the prompt's tracks (read with the model's track policy)
+        if direction.prompt is not None:
+            bars = direction.prompt_bars or direction.prompt.bars
+            parts = direction.prompt.first_track_bars(bars)
+        for first in range(0, n, CHUNK):
+            yield from model.direct_tracks(
+                min(CHUNK, n - first),
+                direction.bars,
+                seed,
+                prompt=parts,
+                tonic=tonic,
+                temperature=direction.temperature,
+                first=first,
+            )
+        return
     steps = direction.bars * STEPS_PER_BAR
     if not hasattr(model, "direct"):
         pieces = model.sample_pieces(n, -(-steps // COLS), seed)  # (n, windows, 96, 96)
@@ -186,7 +216,7 @@ def generate_midi(
     when it cannot be rendered the MIDI files are still written and ``audio_note`` says why.
     ``show_progress``: a line per piece on stderr when slow.
     """
-    from musicflow.core import frames, roll
+    from musicflow.core import frames, roll, tracks
     from musicflow.core.sampling import binarize
     from musicflow.terminal import progress
 
@@ -195,20 +225,34 @@ def generate_midi(
     direction = direction or Direction(bars=windows_per_piece * COLS // STEPS_PER_BAR)
     sampler = sampler or load_sampler(model_uri)
     check_direction(sampler.model.name, direction)
+    specs = model_tracks(sampler.model)
+    check_tracks(sampler.model.name, len(specs), direction)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.sweep(out_dir)  # what a killed generate left
     threshold = sampler.sampling["threshold"]
     pitch_low = int(sampler.sampling["encoding"]["pitch_low"])
     head = np.zeros((roll.ROWS, 0), bool)
+    head_parts = np.zeros((len(specs), roll.ROWS, 0), bool)  # with tracks: the prompt's
+    pitched = [not t.get("drums", False) for t in specs]  # a drum track's rows are not pitches
     if direction.prompt is not None:
         head = direction.prompt.first_bars(direction.prompt_bars or direction.prompt.bars)
+        if specs:
+            bars = direction.prompt_bars or direction.prompt.bars
+            head_parts = direction.prompt.first_track_bars(bars)
+            head = head_parts[pitched].any(axis=0)
     tempo = direction.tempo_bpm or (direction.prompt and direction.prompt.tempo_bpm)
     tempo = float(tempo or DEFAULT_TEMPO_BPM)
     result = GenerationResult(midi_files=[])
     number = next_number(out_dir)
     for i, piece in enumerate(directed_probs(sampler, n, seed, direction)):
-        song = np.concatenate([head, binarize(piece, threshold)], axis=1)
+        parts = None
+        if specs:  # one roll per track, the prompt's first; the song is the pitched ones merged
+            parts = np.concatenate([head_parts, binarize(piece, threshold)], axis=2)
+            body = parts[:, :, head.shape[1] :][pitched].any(axis=0)
+        else:
+            body = binarize(piece, threshold)
+        song = np.concatenate([head, body], axis=1)
         key = direction.key or compose.key_of_tonic(frames.window_tonics(song[None], pitch_low)[0])
         seam = head.shape[1]
         info = {
@@ -226,19 +270,33 @@ def generate_midi(
             "seam": None if not seam else seam_position(seam, tempo),
             "musicflow": __version__,
         }
+        if specs:  # each track plays its own program (the dataset's), not --program
+            info["program"] = None
+            info["tracks"] = [{k: t[k] for k in ("name", "program", "channel")} for t in specs]
         notes = roll.decode_roll(song, pitch_low=pitch_low)
         while True:
             path = out_dir / f"sample-{number:03d}.mid"
             info["file"] = path.name
-            midi = roll.notes_to_midi(
-                notes,
-                tempo_bpm=tempo,
-                program=direction.program,
-                track_name=f"musicflow {model_uri} {path.stem}",
-                text="musicflow " + json.dumps(info, sort_keys=True),
-                key=key,
-                markers=((seam, "continuation"),) if seam else (),
-            )
+            text = "musicflow " + json.dumps(info, sort_keys=True)
+            if parts is not None:
+                midi = tracks.tracks_to_midi(
+                    [roll.decode_roll(p, pitch_low=pitch_low) for p in parts],
+                    specs,
+                    tempo_bpm=tempo,
+                    key=key,
+                    text=text,
+                    markers=((seam, "continuation"),) if seam else (),
+                )
+            else:
+                midi = roll.notes_to_midi(
+                    notes,
+                    tempo_bpm=tempo,
+                    program=direction.program,
+                    track_name=f"musicflow {model_uri} {path.stem}",
+                    text=text,
+                    key=key,
+                    markers=((seam, "continuation"),) if seam else (),
+                )
             number += 1
             if atomic.write_new(path, midi):  # another generate took the number: the next
                 break

@@ -131,10 +131,7 @@ def build_report(
     history = trained.history
     accuracies = plots.accuracy_series(history)
     curves = {k: v for k, v in history.items() if k not in accuracies}
-    # windows with a track axis (n, K, 96, 96) are drawn merged here, by track below
-    generated, heldout = (
-        w.any(axis=1) if w.ndim == 4 else w for w in (windows.generated, windows.heldout)
-    )
+    generated, heldout = windows.generated, windows.heldout  # merged view; tracks apart below
     figures = {
         "Note frequency: held-out real vs generated": plots.note_frequency_figure(
             heldout, generated, pitch_low=pitch_low
@@ -151,10 +148,11 @@ def build_report(
     if windows.latents is not None:
         figures["Latent space of held-out windows"] = plots.latent_scatter_figure(windows.latents)
     names = track_names(dataset_dir)
-    if windows.generated.ndim == 4 and names and len(names) == windows.generated.shape[1]:
+    gen_t, held_t = windows.generated_tracks, windows.heldout_tracks
+    if gen_t is not None and held_t is not None and names and len(names) == gen_t.shape[1]:
         # the first generated piece's first 8 bars, above the first held-out windows
         figures["Tracks: a generated piece and held-out windows"] = plots.track_roll_figure(
-            windows.generated, windows.heldout, names, pitch_low=pitch_low
+            gen_t, held_t, names, pitch_low=pitch_low
         )
     scores, score_note = engrave(pieces.midi_files)
     files = sorted(
@@ -392,7 +390,7 @@ def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]
 
     from musicflow.adapters import atomic, audio
     from musicflow.adapters.store import reading
-    from musicflow.core import roll
+    from musicflow.core import roll, tracks
     from musicflow.core.errors import DatasetError
     from musicflow.models.data import heldout_split
     from musicflow.pages import score
@@ -423,16 +421,26 @@ def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]
                 ["source_path", "segment"], kind="stable"
             )
             pitch_low, digest = info.pitch_low, info.digest
+            specs = list(info.encoding.get("tracks") or [])
     except (DatasetError, OSError, ValueError):
         return None
     rows = excerpt_rows(list(frame.source_path), list(frame.segment), PIECE_WINDOWS)
     if not rows:
         return None
     chosen = frame.iloc[rows]
-    windows = roll.unpack_windows(np.stack([np.frombuffer(b, np.uint8) for b in chosen.roll]))
+    packed = np.stack([np.frombuffer(b, np.uint8) for b in chosen.roll])
     segments = chosen.segment.to_numpy().astype(np.int64)
+    k = max(1, len(specs))
+    # with tracks: the MIDI file keeps them apart (as generate writes a tracked model's
+    # pieces), the score shows them merged
+    windows = roll.unpack_windows(packed.reshape(-1, roll.PACKED_BYTES))
+    windows = windows.reshape(len(packed), k, roll.ROWS, roll.COLS).any(axis=1)
     notes = roll.decode_roll(windows, pitch_low=pitch_low, segments=segments - segments[0])
-    atomic.write_bytes(midi, roll.notes_to_midi(notes))
+    if specs:
+        parts = tracks.decode_tracks(packed, segments - segments[0], k, pitch_low)
+        atomic.write_bytes(midi, tracks.tracks_to_midi(parts, specs))
+    else:
+        atomic.write_bytes(midi, roll.notes_to_midi(notes))
     files = [midi, score.write_musicxml(midi.with_suffix(score.SUFFIX), notes)]
     first_bar = 2 * int(segments[0]) + 1
     text = (

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from musicflow.adapters import accelerate, atomic, lineage, results, tracking, workspace
 from musicflow.adapters.store import DatasetInfo, holding
@@ -77,7 +78,8 @@ def train_model(
 
     ``training.distribute``, ``training.mixed_precision``: train on every visible GPU, in mixed
     precision (``musicflow/adapters/accelerate.py``); what is saved loads on a CPU either way."""
-    if tracks.policy_of(version.encoding) != tracks.MERGED:
+    tracked = tracks.policy_of(version.encoding) != tracks.MERGED
+    if tracked and not tracks.takes_tracks(model_name):
         raise UsageError(tracks.refusal(model_name))
     from musicflow.models import build_model, model_defaults
     from musicflow.models.data import (
@@ -99,13 +101,15 @@ def train_model(
         if not train_shas or not heldout_shas:
             raise DatasetError(f"dataset '{dataset}' needs at least 2 accepted files (1 held out)")
         fit_shas, val_shas = validation_split(train_shas)
-        settings: dict[str, int] = {}
+        settings: dict[str, Any] = {}
         if training.epochs:
             settings["epochs"] = training.epochs
         if training.batch_size:
             settings["batch_size"] = training.batch_size
         if "pitch_low" in model_defaults(model_name):  # models that read pitches (key estimation)
             settings["pitch_low"] = info.pitch_low
+        if tracked:  # the model records the tracks: generate names them without the dataset
+            settings["tracks"] = list(info.encoding["tracks"])
         model = build_model(model_name, seed=seed, **settings)
         config = dict(model.config)
         n_epochs, batch = int(config["epochs"]), int(config["batch_size"])
@@ -159,7 +163,14 @@ def train_model(
             tracking.log_params(params)
             tracking.log_dataset_input(info.folder, dataset, info.digest)
 
-            train_ds, val_ds = training_data(config, shards, fit_shas, val_shas, seed=seed)
+            train_ds, val_ds = training_data(
+                config,
+                shards,
+                fit_shas,
+                val_shas,
+                seed=seed,
+                tracks=tracks.track_count(info.encoding),
+            )
             started = time.monotonic()
             with progress.TrainingProgress(
                 model_name, epochs=n_epochs, batches=batches, budget_s=time_budget_s
@@ -195,22 +206,28 @@ def train_model(
     )
 
 
-def training_data(config: dict, shards, fit_shas, val_shas, *, seed: int):
+def training_data(config: dict, shards, fit_shas, val_shas, *, seed: int, tracks: int = 1):
     """(training batches, validation batches) as the model's config asks: runs of
     ``sequence_windows`` consecutive windows for the sequence models, shuffled single windows
     for the others; validation always on single windows of the validation files (none when
-    there are none)."""
+    there are none). ``tracks``: the dataset's K (batches (B, 96, T, K))."""
     from musicflow.models.data import sequence_dataset, window_dataset
 
     batch = int(config["batch_size"])
     windows = int(config.get("sequence_windows", 1))
     if windows > 1:
-        train_ds = sequence_dataset(shards, fit_shas, windows=windows, batch_size=batch, seed=seed)
+        train_ds = sequence_dataset(
+            shards, fit_shas, windows=windows, batch_size=batch, seed=seed, tracks=tracks
+        )
     else:
-        train_ds = window_dataset(shards, fit_shas, batch_size=batch, seed=seed, shuffle=True)
+        train_ds = window_dataset(
+            shards, fit_shas, batch_size=batch, seed=seed, shuffle=True, tracks=tracks
+        )
     if not val_shas:
         return train_ds, []
-    val_ds = window_dataset(shards, val_shas, batch_size=batch, seed=seed, shuffle=False)
+    val_ds = window_dataset(
+        shards, val_shas, batch_size=batch, seed=seed, shuffle=False, tracks=tracks
+    )
     return train_ds, val_ds
 
 

@@ -200,7 +200,8 @@ def test_a_run_with_tracks_gets_the_track_table_and_the_coloured_roll(
     def tracked(n: int, seed: int) -> np.ndarray:
         return np.stack([random_windows(n, seed + t) for t in range(4)], axis=1)
 
-    scored = EvaluationWindows(tracked(6, 1), tracked(6, 9))
+    gen_t, held_t = tracked(6, 1), tracked(6, 9)
+    scored = EvaluationWindows(gen_t.any(axis=1), held_t.any(axis=1), None, gen_t, held_t)
     monkeypatch.setattr(stage, "load_windows", lambda run_id: scored)
     monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: None)
     monkeypatch.setattr(stage, "thesis_counterpart_metrics", lambda dataset, model: None)

@@ -243,7 +243,9 @@ def test_the_default_chorales_give_soprano_alto_tenor_bass() -> None:
 
 
 @pytest.mark.integration  # a real encode flow on the session's Prefect server
-def test_train_refuses_a_dataset_with_tracks(tmp_path: Path, workspace_home: Path, capsys) -> None:
+def test_train_refuses_tracks_to_a_thesis_model(
+    tmp_path: Path, workspace_home: Path, capsys
+) -> None:
     from musicflow.cli import main
 
     source = tmp_path / "band"
@@ -251,21 +253,17 @@ def test_train_refuses_a_dataset_with_tracks(tmp_path: Path, workspace_home: Pat
     band_file(source / "band.mid")
     _encode(source, tracks.INSTRUMENTS, "band")
     capsys.readouterr()
-    assert main(["train", "--dataset", "band", "--model", "vae"]) == 2
+    assert main(["train", "--dataset", "band", "--model", "vae-thesis"]) == 2
     err = capsys.readouterr().err.strip()
-    assert (
-        err
-        == "musicflow train: error: model vae cannot take tracks yet; encode with --tracks merged"
-    )
+    assert err == "musicflow train: error: " + tracks.refusal("vae-thesis")
+    assert "cannot take tracks (only gan, rnn, vae can)" in err
 
 
-def test_run_with_tracks_and_models_stops_before_encoding(tmp_path: Path, capsys) -> None:
+def test_run_with_tracks_and_a_thesis_model_stops_before_encoding(tmp_path: Path, capsys) -> None:
     from musicflow.cli import main
 
-    assert main(["run", str(tmp_path), "--tracks", "voices", "--models", "rnn"]) == 2
-    assert (
-        "model rnn cannot take tracks yet; encode with --tracks merged" in capsys.readouterr().err
-    )
+    assert main(["run", str(tmp_path), "--tracks", "voices", "--models", "rnn,gan-thesis"]) == 2
+    assert tracks.refusal("gan-thesis") in capsys.readouterr().err
 
 
 def test_audio_previews_play_each_track_with_its_program(tmp_path: Path) -> None:
@@ -308,7 +306,7 @@ def test_mutated_files_get_the_same_verdict_under_every_policy(tmp_path: Path) -
             assert record["n_tracks"] == merged["n_tracks"], (i, policy)
 
 
-def test_the_train_task_refuses_a_version_with_tracks(tmp_path: Path) -> None:
+def test_the_train_task_refuses_tracks_to_a_thesis_model(tmp_path: Path) -> None:
     from musicflow.adapters.store import DatasetInfo
     from musicflow.core.errors import UsageError
     from musicflow.core.settings import DEFAULT_TRAINING
@@ -316,5 +314,5 @@ def test_the_train_task_refuses_a_version_with_tracks(tmp_path: Path) -> None:
 
     encoding = tracks.encoding_params(21, tracks.VOICES, tracks.describe("voices", [], 4))
     version = DatasetInfo("satb", tmp_path, "0" * 64, encoding, [], 0, 0)
-    with pytest.raises(UsageError, match="model rnn cannot take tracks yet"):
-        train_model(version, "satb", "rnn", DEFAULT_TRAINING)
+    with pytest.raises(UsageError, match="model vae-thesis cannot take tracks"):
+        train_model(version, "satb", "vae-thesis", DEFAULT_TRAINING)

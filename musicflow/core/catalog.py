@@ -13,6 +13,10 @@ from __future__ import annotations
 #: ``gan-thesis``: faithful reproductions of the seed thesis, for comparison (docs/models.md).
 MODEL_NAMES = ("rnn", "vae", "gan", "vae-thesis", "gan-thesis")
 
+#: The models that play a dataset's tracks jointly (``--tracks voices|instruments``,
+#: docs/models.md "Tracks"); the thesis twins take merged rolls only.
+TRACKED_MODELS = frozenset({"rnn", "vae", "gan"})
+
 #: What ``musicflow generate`` can direct in each model beyond -n, --seed, --bars, --tempo and
 #: --program (those apply to every model): a prompt to continue, two pieces to interpolate,
 #: the sampling temperature, the key (the frame models condition on the tonic).

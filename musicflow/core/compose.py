@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from musicflow.core import roll, scan, suite
+from musicflow.core import roll, scan, suite, tracks
 from musicflow.core.defaults import DEFAULT_MAX_BYTES
 from musicflow.core.errors import MidiFormatError, UsageError
 
@@ -67,12 +67,24 @@ class Prompt:
     tempo_bpm: float | None  # the file's first tempo, None when it sets none
     n_out_of_range: int  # notes outside the pitch window, dropped
     warnings: list[str] = field(default_factory=list)  # the audit's warning codes
+    #: read for a model with tracks: bool (K, 96, T), the song's notes split by the model's
+    #: track policy (``tracks.split``), each track as a roll; None for a merged model
+    parts: np.ndarray | None = None
 
     def first_bars(self, n: int) -> np.ndarray:
         """The song's first ``n`` bars (96, 48·n), cut at the bar line, padded with silence."""
         out = np.zeros((roll.ROWS, n * STEPS_PER_BAR), bool)
         width = min(self.song.shape[1], out.shape[1])
         out[:, :width] = self.song[:, :width]
+        return out
+
+    def first_track_bars(self, n: int) -> np.ndarray:
+        """:meth:`first_bars` of each track: bool (K, 96, 48·n) (a prompt read with tracks)."""
+        if self.parts is None:
+            raise ValueError("this prompt was read without tracks")
+        out = np.zeros((len(self.parts), roll.ROWS, n * STEPS_PER_BAR), bool)
+        width = min(self.parts.shape[2], out.shape[2])
+        out[:, :, :width] = self.parts[:, :, :width]
         return out
 
 
@@ -83,6 +95,8 @@ def read_prompt(
     max_bytes: int = DEFAULT_MAX_BYTES,
     size_bytes: int | None = None,
     role: str = "prompt",
+    policy: str = tracks.MERGED,
+    n_tracks: int = 1,
 ) -> Prompt:
     """Read a prompt file's bytes as the audit and the encoder read a dataset's files.
 
@@ -90,6 +104,10 @@ def read_prompt(
     file the audit would quarantine in this pitch window. ``size_bytes``: the file's size when
     its bytes were not read (over ``max_bytes``: ``too_large``, as the audit judges it unread).
     ``role`` names the file in the error (``prompt``, ``--interpolate``).
+
+    ``policy``, ``n_tracks``: a model with tracks (docs/encoding.md "Tracks") also gets the
+    prompt's notes split as its dataset's were (``Prompt.parts``); UsageError when the prompt
+    has another number of voices than the model's ``n_tracks``.
     """
     record = {"size_bytes": len(data) if size_bytes is None else size_bytes}
     if record["size_bytes"] <= max_bytes:
@@ -102,8 +120,50 @@ def read_prompt(
 
     midi = scan_midi(data)
     song, n_out = roll.song_matrix(midi.notes, midi.ticks_per_beat, pitch_low)
+    parts = None
+    if tracks.check_policy(policy) != tracks.MERGED:
+        parts, n_out = _track_parts(
+            data, midi.ticks_per_beat, pitch_low, policy, n_tracks, f"{role} {name}"
+        )
+        parts = _pad_steps(parts, max(parts.shape[2], song.shape[1]))
+        song = _pad_steps(song[None], parts.shape[2])[0]
+        song |= parts[[not t for t in _drum_mask(policy, len(parts))]].any(axis=0)
     bars = max(1, -(-song.shape[1] // STEPS_PER_BAR))
-    return Prompt(song, bars, _first_tempo(data), int(n_out), warnings)
+    return Prompt(song, bars, _first_tempo(data), int(n_out), warnings, parts)
+
+
+def _drum_mask(policy: str, k: int) -> list[bool]:
+    return [policy == tracks.INSTRUMENTS and t == tracks.DRUMS for t in range(k)]
+
+
+def _pad_steps(x: np.ndarray, steps: int) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), (0, steps - x.shape[2])))
+
+
+def _track_parts(
+    data: bytes, tpb: int, pitch_low: int, policy: str, n_tracks: int, role: str
+) -> tuple[np.ndarray, int]:
+    """A prompt's notes split by ``policy`` (``tracks.split``): bool (K, 96, T) and the notes
+    out of the pitch window. UsageError when it has another number of tracks than the
+    model's."""
+    from musicflow.core.midi import _parse
+
+    raw = _parse(data, with_tracks=True)
+    split = tracks.split(raw.notes, policy, raw.track_names)
+    if split.n_tracks != n_tracks:
+        raise UsageError(
+            f"{role} has {split.n_tracks} voices and the model plays {n_tracks}: give a prompt "
+            f"with {n_tracks}"
+        )
+    rolls, n_out = [], 0
+    for t in range(n_tracks):
+        mine = raw.notes[split.track == t, :5].copy()
+        mine[:, 1] = 0  # a drum track's notes too (channel 10 is otherwise dropped)
+        song, out = roll.song_matrix(mine, tpb, pitch_low)
+        rolls.append(song)
+        n_out += int(out)
+    steps = max(r.shape[1] for r in rolls)
+    return np.stack([_pad_steps(r[None], steps)[0] for r in rolls]), n_out
 
 
 def _first_tempo(data: bytes) -> float | None:
@@ -149,6 +209,17 @@ class Direction:
         if self.end_names is not None:
             out["interpolate"] = list(self.end_names)
         return out
+
+
+def check_tracks(model: str, n_tracks: int, direction: Direction) -> None:
+    """UsageError when a model that plays ``n_tracks`` > 1 tracks is asked to interpolate
+    (docs/models.md, "Tracks"): the ends would need a track split of their own, not done yet.
+    A prompt is fine: it is read with the model's tracks (``read_prompt``)."""
+    if n_tracks > 1 and (direction.ends is not None or direction.end_names is not None):
+        raise UsageError(
+            f"a {model} model trained on {n_tracks} tracks cannot interpolate (--interpolate) "
+            "yet; use a model trained with --tracks merged"
+        )
 
 
 def check_direction(model: str, direction: Direction) -> None:

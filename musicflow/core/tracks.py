@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from musicflow.core import roll
+from musicflow.core.catalog import TRACKED_MODELS
 
 MERGED = "merged"
 VOICES = "voices"
@@ -58,8 +59,19 @@ assert all(_FAMILY_OF_PROGRAM[p] > 0 for p in range(128))  # every program has a
 
 
 def refusal(model: str) -> str:
-    """What ``train`` says (exit 2) for a dataset with tracks: no model plays tracks yet."""
-    return f"model {model} cannot take tracks yet; encode with --tracks merged"
+    """What ``train`` says (exit 2) for a model that cannot play a dataset's tracks."""
+    able = ", ".join(sorted(TRACKED_MODELS))
+    return f"model {model} cannot take tracks (only {able} can); encode with --tracks merged"
+
+
+def takes_tracks(model: str) -> bool:
+    """Whether ``model`` trains on a dataset encoded with tracks (``catalog.TRACKED_MODELS``)."""
+    return model in TRACKED_MODELS
+
+
+def track_count(encoding: dict[str, Any]) -> int:
+    """K, a dataset's tracks (its encoding's ``tracks``), 1 for a merged dataset."""
+    return max(1, len(encoding.get("tracks") or ()))
 
 
 def check_policy(policy: str) -> str:
@@ -294,8 +306,13 @@ def tracks_to_midi(
     ticks_per_beat: int = 96,
     tempo_bpm: float = 100,
     velocity: int = 80,
+    key: str | None = None,
+    text: str | None = None,
+    markers: tuple[tuple[int, str], ...] = (),
 ) -> bytes:
-    """Decoded notes of each track → a type-1 SMF: track 0 the tempo and meter, then one
+    """Decoded notes of each track → a type-1 SMF: track 0 the tempo and meter (and, when
+    given, a key signature ``key`` as mido spells it, a text event ``text`` and markers
+    ``(step, text)``, as :func:`roll.notes_to_midi` writes them), then one
     track per encoded track that holds notes, named, its program set on its own channel
     (drums on channel 10). Steps map to ticks as in :func:`roll.notes_to_midi`."""
     import io
@@ -310,6 +327,15 @@ def tracks_to_midi(
     meta = mido.MidiTrack()
     meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
     meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    if key is not None:
+        meta.append(mido.MetaMessage("key_signature", key=key, time=0))
+    if text is not None:
+        meta.append(mido.MetaMessage("text", text=text, time=0))
+    now = 0
+    for step, label in sorted(markers):
+        t = (2 * int(step) * ticks_per_beat + roll.STEPS_PER_BEAT) // (2 * roll.STEPS_PER_BEAT)
+        meta.append(mido.MetaMessage("marker", text=label, time=t - now))
+        now = t
     mid.tracks.append(meta)
     for arr, spec in zip(notes, tracks, strict=True):
         arr = np.asarray(arr, dtype=np.int64).reshape(-1, 3)

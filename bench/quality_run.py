@@ -3,7 +3,7 @@ music they never saw.
 
     .venv/bin/python bench/quality_run.py [CORPUS] [--dataset NAME] [--first N]
         [--minutes 20] [--models rnn,vae,gan,vae-thesis,gan-thesis] [--seed 0]
-        [--holdout-every 8] [--pieces 32]
+        [--holdout-every 8] [--pieces 32] [--tracks merged|voices]
 
 1. Split CORPUS by file, before musicflow sees it: every ``--holdout-every``-th file (sorted by
    path) is held out; musicflow never encodes, trains on or evaluates with those files.
@@ -14,7 +14,13 @@ music they never saw.
    ``musicflow encode`` of the pieces) and score their windows against the held-out files'
    windows with the project's metrics (docs/metrics.md), the training files' windows serving
    for ``copy_rate`` and the baselines.
-4. Print the table and write ``reports/<dataset>/quality-samples.png``: held-out windows,
+4. With ``--tracks voices`` (docs/encoding.md, "Tracks") the training files are encoded with one
+   track per voice and the models play them jointly; the pieces are still scored merged against
+   the same held-out files (so the table compares with a merged run's), and a second table
+   reads each voice of the pieces and of the held-out files: voice counts, median pitch, the
+   share of notes inside the voice's range in the training files, and voice crossing
+   (``musicflow/core/track_metrics.py``).
+5. Print the table and write ``reports/<dataset>/quality-samples.png``: held-out windows,
    then the first windows of each model's pieces.
 
 Runs in the current workspace (or $MUSICFLOW_HOME), so every run also lands in its MLflow
@@ -98,6 +104,53 @@ def folder_windows(folder: Path, pitch_low: int) -> np.ndarray:
     return roll.unpack_windows(np.concatenate(packed))
 
 
+def folder_voices(folder: Path, pitch_low: int, k: int) -> tuple[np.ndarray, list[int]]:
+    """The windows of a folder's files read with the ``voices`` policy, bool (n, k, 96, 96),
+    from the files with exactly ``k`` voices; and every file's voice count."""
+    from musicflow.core import roll, tracks
+    from musicflow.core.scan import scan_file
+
+    counts, packed = [], []
+    for path in midi_files(folder):
+        scan = scan_file(path.read_bytes(), pitch_low=pitch_low, policy=tracks.VOICES)
+        counts.append(int(scan.record.get("n_voices") or 0))
+        if counts[-1] == k and len(scan.packed):
+            packed.append(scan.packed.reshape(-1, roll.PACKED_BYTES))
+    if not packed:
+        return np.zeros((0, k, roll.ROWS, roll.COLS), bool), counts
+    return roll.unpack_windows(np.concatenate(packed)).reshape(-1, k, roll.ROWS, roll.COLS), counts
+
+
+def voice_table(
+    generated: dict[str, tuple[np.ndarray, list[int]]],
+    heldout: np.ndarray,
+    train: np.ndarray,
+    names: list[str],
+    pitch_low: int,
+) -> None:
+    """Per voice: median pitch and the share of notes inside the training files' range, for
+    each model's pieces and the held-out files; then voice crossing and voice counts."""
+    from musicflow.core import track_metrics as tm
+
+    ranges = [tm.pitch_range(tm.note_pitches(train[:, t], pitch_low=pitch_low)) for t in
+              range(len(names))]  # fmt: skip
+    sets = {**{m: w for m, (w, _) in generated.items()}, "held-out": heldout}
+    print("\nvoice (training range)".ljust(28) + "".join(m.rjust(22) for m in sets))
+    for t, name in enumerate(names):
+        lo, hi = ranges[t]
+        cells = []
+        for w in sets.values():
+            p = tm.note_pitches(w[:, t], pitch_low=pitch_low)
+            med = float(np.median(p)) if len(p) else math.nan
+            cells.append(f"{med:5.1f} / {tm.in_range_rate(p, lo, hi):5.3f} in range")
+        print(f"{name} ({lo:.0f}-{hi:.0f})".ljust(28) + "".join(c.rjust(22) for c in cells))
+    crossing = [f"{tm.crossing_rate(w):.4f}" for w in sets.values()]
+    print("voice crossing rate".ljust(28) + "".join(c.rjust(22) for c in crossing))
+    for m, (_, counts) in generated.items():
+        share = sum(c == len(names) for c in counts) / max(len(counts), 1)
+        print(f"{m}: {share:.3f} of {len(counts)} pieces have {len(names)} voices")
+
+
 def score(generated: np.ndarray, heldout: np.ndarray, train: np.ndarray, seed: int) -> dict:
     from musicflow.core import metrics
 
@@ -121,6 +174,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout-every", type=int, default=8, help="hold out every k-th file")
     parser.add_argument("--pieces", type=int, default=32, help="16-bar pieces generated per model")
+    parser.add_argument("--tracks", default="merged", choices=("merged", "voices"))
     args = parser.parse_args()
 
     from musicflow.adapters import tracking, workspace
@@ -131,13 +185,18 @@ def main() -> None:
     reports = workspace.DatasetFolder.named(args.dataset).reports
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, held_dir = split_corpus(args.corpus, args.first, args.holdout_every, Path(tmp))
-        musicflow("encode", str(train_dir), "--dataset", args.dataset)
+        musicflow("encode", str(train_dir), "--dataset", args.dataset, "--tracks", args.tracks)
         info_dir = workspace.rolls_dir(args.dataset)
         from musicflow.adapters.store import read_dataset
 
         dataset = read_dataset(info_dir)
         heldout = folder_windows(held_dir, dataset.pitch_low)
-    train = load_windows(dataset.shard_paths, None)
+        names = [str(t["name"]) for t in dataset.encoding.get("tracks", [])]
+        k = max(len(names), 1)
+        if k > 1:
+            heldout_voices, _ = folder_voices(held_dir, dataset.pitch_low, k)
+    train_tracks = load_windows(dataset.shard_paths, None, tracks=k)
+    train = train_tracks.any(axis=1) if k > 1 else train_tracks
     print(
         f"{len(midi_files(args.corpus)) if not args.first else args.first} files: "
         f"{len(heldout)} held-out windows, {len(train)} training windows",
@@ -145,6 +204,7 @@ def main() -> None:
     )
     results: dict[str, dict] = {}
     samples: dict[str, np.ndarray] = {}
+    voices: dict[str, tuple[np.ndarray, list[int]]] = {}
     for model in args.models.split(","):
         musicflow(
             "train", "--dataset", args.dataset, "--model", model, "--seed", str(args.seed),
@@ -161,7 +221,11 @@ def main() -> None:
             "run": tracking.run_metrics(version.run_id),
         }
         samples[f"{model} v{version.version}"] = generated
+        if k > 1:
+            voices[model] = folder_voices(out, dataset.pitch_low, k)
     print_table(results)
+    if k > 1:
+        voice_table(voices, heldout_voices, train_tracks, names, dataset.pitch_low)
     picks = np.random.default_rng(args.seed).choice(len(heldout), size=8, replace=False)
     rows = {"held-out real": heldout[np.sort(picks)]}
     for label, w in samples.items():  # each piece's first window, blank where fewer than 8

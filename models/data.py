@@ -216,8 +216,10 @@ def unpack_batch(packed: tf.Tensor, tracks: int = 1) -> tf.Tensor:
     order (the tracks, stored one after the other, on the last axis)."""
     import tensorflow as tf
 
-    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
-    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], shifts), 1)
+    # in int32: oneDNN has no uint8 kernels on most CPUs and says so on stderr at every train
+    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.int32)
+    wide = tf.cast(packed, tf.int32)[..., None]
+    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(wide, shifts), 1)
     if tracks == 1:
         return tf.cast(tf.reshape(bits, (-1, ROWS, COLS, 1)), tf.float32)
     x = tf.transpose(tf.reshape(bits, (-1, tracks, ROWS, COLS)), (0, 2, 3, 1))

@@ -362,6 +362,33 @@ def decode_roll(
     return out[np.lexsort((out[:, 0], out[:, 1]))]
 
 
+def conductor_track(
+    tpb: int,
+    tempo_bpm: float,
+    key: str | None = None,
+    text: str | None = None,
+    markers: tuple[tuple[int, str], ...] = (),
+):
+    """Track 0 of the files this project writes (a ``mido.MidiTrack``): tempo, 4/4, and when
+    given a key signature, a text event and markers ``(step, text)``, a step at tick
+    ``round_half_up(step * tpb / 12)`` as the notes are."""
+    import mido
+
+    meta = mido.MidiTrack()
+    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
+    meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    if key is not None:
+        meta.append(mido.MetaMessage("key_signature", key=key, time=0))
+    if text is not None:
+        meta.append(mido.MetaMessage("text", text=text, time=0))
+    now = 0
+    for step, label in sorted(markers):
+        t = (2 * int(step) * tpb + STEPS_PER_BEAT) // (2 * STEPS_PER_BEAT)
+        meta.append(mido.MetaMessage("marker", text=label, time=t - now))
+        now = t
+    return meta
+
+
 def notes_to_midi(
     notes: np.ndarray,
     *,
@@ -409,18 +436,7 @@ def notes_to_midi(
         + [(int(t), 1, int(p)) for t, p in zip(on, arr[:, 0], strict=True)]
     )
     mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
-    meta = mido.MidiTrack()
-    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
-    meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    if key is not None:
-        meta.append(mido.MetaMessage("key_signature", key=key, time=0))
-    if text is not None:
-        meta.append(mido.MetaMessage("text", text=text, time=0))
-    now = 0
-    for step, label in sorted(markers):
-        t = int(tick(np.int64(step)))
-        meta.append(mido.MetaMessage("marker", text=label, time=t - now))
-        now = t
+    meta = conductor_track(tpb, tempo_bpm, key, text, markers)
     music = mido.MidiTrack()
     if track_name is not None:
         music.append(mido.MetaMessage("track_name", name=track_name, time=0))

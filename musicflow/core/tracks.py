@@ -324,19 +324,7 @@ def tracks_to_midi(
     if ticks_per_beat < roll.STEPS_PER_BEAT or ticks_per_beat > 32767:
         raise ValueError("ticks_per_beat must be in 12..32767 to keep every step")
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    meta = mido.MidiTrack()
-    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
-    meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    if key is not None:
-        meta.append(mido.MetaMessage("key_signature", key=key, time=0))
-    if text is not None:
-        meta.append(mido.MetaMessage("text", text=text, time=0))
-    now = 0
-    for step, label in sorted(markers):
-        t = (2 * int(step) * ticks_per_beat + roll.STEPS_PER_BEAT) // (2 * roll.STEPS_PER_BEAT)
-        meta.append(mido.MetaMessage("marker", text=label, time=t - now))
-        now = t
-    mid.tracks.append(meta)
+    mid.tracks.append(roll.conductor_track(ticks_per_beat, tempo_bpm, key, text, markers))
     for arr, spec in zip(notes, tracks, strict=True):
         arr = np.asarray(arr, dtype=np.int64).reshape(-1, 3)
         if not len(arr):

@@ -202,7 +202,8 @@ def generate_midi(
 ) -> GenerationResult:
     """Write ``n`` new pieces into ``out_dir``, each as ``sample-NNN.mid`` with
     ``sample-NNN.json`` (how it was made), its score ``sample-NNN.musicxml``
-    (``musicflow/pages/score.py``) and its audio preview ``sample-NNN.ogg`` beside it.
+    (``musicflow/pages/score.py``; with tracks, a staff per track) and its audio preview
+    ``sample-NNN.ogg`` beside it.
 
     Numbers continue after the highest already in ``out_dir``: no existing file is replaced.
     Without ``direction`` a piece is ``windows_per_piece`` windows long (8 windows = 16 bars of
@@ -274,13 +275,16 @@ def generate_midi(
             info["program"] = None
             info["tracks"] = [{k: t[k] for k in ("name", "program", "channel")} for t in specs]
         notes = roll.decode_roll(song, pitch_low=pitch_low)
+        track_notes = (
+            [roll.decode_roll(p, pitch_low=pitch_low) for p in parts] if parts is not None else []
+        )
         while True:
             path = out_dir / f"sample-{number:03d}.mid"
             info["file"] = path.name
             text = "musicflow " + json.dumps(info, sort_keys=True)
             if parts is not None:
                 midi = tracks.tracks_to_midi(
-                    [roll.decode_roll(p, pitch_low=pitch_low) for p in parts],
+                    track_notes,
                     specs,
                     tempo_bpm=tempo,
                     key=key,
@@ -300,15 +304,20 @@ def generate_midi(
             number += 1
             if atomic.write_new(path, midi):  # another generate took the number: the next
                 break
-        score.write_musicxml(
-            path.with_suffix(score.SUFFIX),
-            notes,
+        layout = dict(
             length_steps=song.shape[1],
             seam_step=seam or None,
             tempo_bpm=tempo,
             fifths=compose.fifths_of_key(key),
-            program=direction.program,
         )
+        if specs:  # a staff per track, as the MIDI file has them
+            score.write_tracks_musicxml(
+                path.with_suffix(score.SUFFIX), track_notes, specs, **layout
+            )
+        else:
+            score.write_musicxml(
+                path.with_suffix(score.SUFFIX), notes, program=direction.program, **layout
+            )
         info_path = path.with_suffix(".json")
         atomic.write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
         result.midi_files.append(path)

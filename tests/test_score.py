@@ -188,3 +188,50 @@ def test_the_score_plays_the_instrument_the_midi_file_plays() -> None:
     instrument = music21.converter.parseData(xml, format="musicxml").parts[0].getInstrument()
     assert (instrument.midiProgram, instrument.partName) == (19, "GM program 19")
     assert "<part-name>Piano</part-name>" in score.to_musicxml(KNOWN)
+
+
+# four voices as a chorale has them (pitch, start, end), and a drum track the score leaves out
+SATB = [
+    np.array([(72, 0, 24), (74, 24, 48), (76, 48, 96)]),  # soprano
+    np.array([(67, 0, 48), (65, 48, 72), (67, 72, 96)]),  # alto
+    np.array([(55, 0, 48), (57, 48, 96)]),  # tenor: median 56
+    np.array([(48, 0, 48), (43, 48, 96)]),  # bass
+]
+SPECS = [
+    {"name": n, "program": 52, "channel": c, "drums": False}
+    for c, n in enumerate(["Soprano", "Alto", "Tenor", "Bass"])
+]
+DRUMS = {"name": "drums", "program": 0, "channel": 9, "drums": True}
+
+
+def test_a_piece_with_voices_gets_a_named_staff_per_voice() -> None:
+    music21 = pytest.importorskip("music21")
+    kit = np.array([(36, 0, 1), (38, 12, 13)])  # kick and snare rows
+    xml = score.tracks_to_musicxml([*SATB, kit], [*SPECS, DRUMS], tempo_bpm=90, seam_step=48)
+    parts = music21.converter.parseData(xml, format="musicxml").parts
+    assert [p.partName for p in parts] == ["Soprano", "Alto", "Tenor", "Bass"]
+    clefs = [p.recurse().getElementsByClass("Clef").first() for p in parts]
+    assert [(c.sign, c.octaveChange) for c in clefs] == [("G", 0), ("G", 0), ("G", -1), ("F", 0)]
+    for part, notes, spec in zip(parts, SATB, SPECS, strict=True):
+        found = sorted(
+            (p.midi, int(Fraction(n.offset) * 12), int(Fraction(n.offset + n.quarterLength) * 12))
+            for n in part.stripTies().flatten().notes
+            for p in n.pitches
+        )
+        assert found == sorted(map(tuple, notes.tolist()))
+        assert part.getInstrument().midiProgram == spec["program"]
+    # the prompt/continuation marks and the tempo are written once, in the top part
+    assert xml.count(">prompt<") == 1 and xml.count(">continuation<") == 1
+    assert xml.count("<metronome>") == 1
+    # every part has the same bars, and the engraver reads the same notes
+    root = ET.fromstring(xml.split("\n", 2)[2])
+    assert {len(p.findall("measure")) for p in root.findall("part")} == {2}
+    np.testing.assert_array_equal(
+        _verovio_notes(xml),
+        np.array(sorted(np.concatenate(SATB).tolist(), key=lambda n: (n[1], n[0]))),
+    )
+
+
+def test_tracks_and_their_specs_must_pair_up() -> None:
+    with pytest.raises(ValueError, match="3 tracks of notes for 4"):
+        score.tracks_to_musicxml(SATB[:3], SPECS)

@@ -5,6 +5,7 @@ trained, scored and generating on a four-voice dataset."""
 from __future__ import annotations
 
 import itertools
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import mido
@@ -394,6 +395,13 @@ def test_a_tiny_model_trains_scores_and_writes_four_named_tracks(
         expected = [(s["name"], {s["channel"]}, {s["program"]}) for s in info.encoding["tracks"]]
         assert named == expected and [n for n, _, _ in named] == list(SATB)
         assert [c for _, c, _ in named] == [{0}, {1}, {2}, {3}] and song.any()
+        # the score: a named staff per voice, holding that voice's notes
+        xml = ET.fromstring(path.with_suffix(".musicxml").read_text().split("\n", 2)[2])
+        assert [p.text for p in xml.iter("part-name")] == list(SATB)
+        for part, track in zip(xml.iter("part"), midi.tracks[1:], strict=True):
+            struck = sum(m.type == "note_on" and m.velocity > 0 for m in track)
+            written = [n for n in part.iter("note") if n.find("pitch") is not None]
+            assert struck == sum(n.find("tie[@type='stop']") is None for n in written)
 
 
 @pytest.mark.integration

@@ -6,7 +6,9 @@ music21, so ``generate`` pays milliseconds per piece and imports nothing:
 
 - **staves**: a note at or above :data:`SPLIT_PITCH` (middle C) goes to the treble staff, the
   rest to the bass staff; each staff is one voice of chords, a note held across another's
-  onset becomes tied notes (a keyboard reduction, as a pianist reads it).
+  onset becomes tied notes (a keyboard reduction, as a pianist reads it). A piece with tracks
+  (:func:`tracks_to_musicxml`) is an open score instead: a named part on one staff per voice
+  or instrument, its clef by its notes' median (:func:`clef_for`); drums are left to the MIDI.
 - **rhythm**: notes are cut at bar lines and at every onset and end in their staff. Whole beats
   merge into quarter, half, dotted half or whole notes where the metre allows; a beat cut
   inside is written in the coarsest subdivision that holds all its cuts: eighths or sixteenths,
@@ -327,6 +329,116 @@ def _staff_xml(
             pos += v.steps
 
 
+#: (sign, line, octave change) of the clefs a one-staff part may get, by its notes' median.
+TREBLE, TREBLE_8VB, BASS = ("G", 2, 0), ("G", 2, -1), ("F", 4, 0)
+
+
+def clef_for(notes: np.ndarray) -> tuple[str, int, int]:
+    """The clef of a one-staff part, as an SATB open score has them: treble for a median at or
+    above middle C, the tenor's octave treble from the E below it, else bass."""
+    arr = np.asarray(notes, dtype=np.int64).reshape(-1, 3)
+    median = float(np.median(arr[:, 0])) if len(arr) else SPLIT_PITCH
+    if median >= SPLIT_PITCH:
+        return TREBLE
+    return TREBLE_8VB if median >= SPLIT_PITCH - 8 else BASS
+
+
+def _clef_xml(number: int, clef: tuple[str, int, int]) -> str:
+    sign, line, octave = clef
+    shift = f"<clef-octave-change>{octave}</clef-octave-change>" if octave else ""
+    return f'<clef number="{number}"><sign>{sign}</sign><line>{line}</line>{shift}</clef>'
+
+
+def _checked(notes: np.ndarray, snap: bool) -> np.ndarray:
+    arr = np.asarray(notes, dtype=np.int64).reshape(-1, 3)
+    if len(arr) and (arr[:, 1].min() < 0 or np.any(arr[:, 2] <= arr[:, 1])):
+        raise ValueError("notes need start >= 0 and end > start")
+    return snap_ends(arr) if snap else arr
+
+
+def _part_measures(
+    staves: Sequence[tuple[np.ndarray, tuple[str, int, int]]],
+    n_bars: int,
+    fifths: int,
+    seam_step: int | None,
+    *,
+    first_part: bool,
+    tempo_bpm: float | None,
+) -> list[str]:
+    """One part's measures: its staves (notes, clef) bar by bar; the first part carries the
+    tempo and the prompt/continuation marks."""
+    length = n_bars * BAR
+    cuts = [seam_step] if seam_step else []
+    marks = {0: "prompt", int(seam_step): "continuation"} if seam_step and first_part else {}
+    by_staff = []
+    for notes, _clef in staves:
+        by_bar: list[list[_Event]] = [[] for _ in range(n_bars)]
+        for ev in _staff_events(notes, length, cuts):
+            by_bar[ev.start // BAR].append(ev)
+        by_staff.append(by_bar)
+    measures = []
+    for bar in range(n_bars):
+        parts = [f'<measure number="{bar + 1}">']
+        if bar == 0:
+            parts.append(
+                f"<attributes><divisions>{STEPS_PER_BEAT}</divisions>"
+                f"<key><fifths>{fifths}</fifths></key>"
+                f"<time><beats>{BEATS_PER_BAR}</beats><beat-type>4</beat-type></time>"
+                + (f"<staves>{len(staves)}</staves>" if len(staves) > 1 else "")
+                + "".join(_clef_xml(i + 1, clef) for i, (_, clef) in enumerate(staves))
+                + "</attributes>"
+            )
+            if tempo_bpm and first_part:
+                parts.append(
+                    '<direction placement="above"><direction-type><metronome>'
+                    f"<beat-unit>quarter</beat-unit><per-minute>{tempo_bpm:g}</per-minute>"
+                    f'</metronome></direction-type><sound tempo="{tempo_bpm:g}"/></direction>'
+                )
+        for i, by_bar in enumerate(by_staff):
+            if i:
+                parts.append(f"<backup><duration>{BAR}</duration></backup>")
+            parts += _staff_xml(by_bar[bar], bar, i + 1, fifths, marks)
+        if seam_step and seam_step % BAR == 0 and seam_step // BAR == bar + 1:
+            parts.append('<barline location="right"><bar-style>light-light</bar-style></barline>')
+        if bar == n_bars - 1:
+            parts.append('<barline location="right"><bar-style>light-heavy</bar-style></barline>')
+        parts.append("</measure>")
+        measures.append("".join(parts))
+    return measures
+
+
+def _document(title: str, parts: Sequence[tuple[str, int, int, list[str]]]) -> str:
+    """A score-partwise document of parts (name, GM program 0…127, channel index, measures)."""
+    listed, bodies = [], []
+    for i, (name, program, channel, measures) in enumerate(parts, start=1):
+        listed.append(
+            f'<score-part id="P{i}"><part-name>{escape(name)}</part-name>'
+            f'<score-instrument id="P{i}-I1"><instrument-name>General MIDI</instrument-name>'
+            f'</score-instrument><midi-instrument id="P{i}-I1">'
+            f"<midi-channel>{channel + 1}</midi-channel>"  # 1-based in MusicXML
+            f"<midi-program>{program + 1}</midi-program></midi-instrument></score-part>"
+        )
+        bodies.append(f'<part id="P{i}">' + "\n".join(measures) + "</part>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        '<!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 3.1 Partwise//EN" '
+        '"http://www.musicxml.org/dtds/partwise.dtd">\n'
+        '<score-partwise version="3.1">'
+        + (f"<work><work-title>{escape(title)}</work-title></work>" if title else "")
+        + "<identification><encoding><software>musicflow</software></encoding></identification>"
+        + "<part-list>"
+        + "".join(listed)
+        + "</part-list>"
+        + "".join(bodies)
+        + "</score-partwise>\n"
+    )
+
+
+def _bars(arrays: Sequence[np.ndarray], length_steps: int | None, seam_step: int | None) -> int:
+    ends = [int(a[:, 2].max()) for a in arrays if len(a)]
+    return -(-max([*ends, length_steps or 0, seam_step or 0, 1]) // BAR)
+
+
 def to_musicxml(
     notes: np.ndarray,
     *,
@@ -344,72 +456,76 @@ def to_musicxml(
     continuation's seam; ``fifths`` sets the key signature (default: :func:`key_fifths`);
     ``snap`` writes one-step articulation gaps legato (:func:`snap_ends`); ``program`` is the
     General MIDI instrument (0…127) the MIDI file plays, so a notation program plays it too."""
-    arr = np.asarray(notes, dtype=np.int64).reshape(-1, 3)
-    if len(arr) and (arr[:, 1].min() < 0 or np.any(arr[:, 2] <= arr[:, 1])):
-        raise ValueError("notes need start >= 0 and end > start")
-    if snap:
-        arr = snap_ends(arr)
-    end = max(int(arr[:, 2].max()) if len(arr) else 0, length_steps or 0, seam_step or 0, 1)
-    n_bars = -(-end // BAR)
-    length = n_bars * BAR
+    arr = _checked(notes, snap)
     fifths = key_fifths(arr) if fifths is None else int(fifths)
-    cuts = [seam_step] if seam_step else []
-    marks = {0: "prompt", int(seam_step): "continuation"} if seam_step else {}
-    upper = arr[arr[:, 0] >= SPLIT_PITCH]
-    lower = arr[arr[:, 0] < SPLIT_PITCH]
-    staves = []
-    for part in (upper, lower):
-        by_bar: list[list[_Event]] = [[] for _ in range(n_bars)]
-        for ev in _staff_events(part, length, cuts):
-            by_bar[ev.start // BAR].append(ev)
-        staves.append(by_bar)
-    measures = []
-    for bar in range(n_bars):
-        parts = [f'<measure number="{bar + 1}">']
-        if bar == 0:
-            parts.append(
-                f"<attributes><divisions>{STEPS_PER_BEAT}</divisions>"
-                f"<key><fifths>{fifths}</fifths></key>"
-                f"<time><beats>{BEATS_PER_BAR}</beats><beat-type>4</beat-type></time>"
-                '<staves>2</staves><clef number="1"><sign>G</sign><line>2</line></clef>'
-                '<clef number="2"><sign>F</sign><line>4</line></clef></attributes>'
-            )
-            if tempo_bpm:
-                parts.append(
-                    '<direction placement="above"><direction-type><metronome>'
-                    f"<beat-unit>quarter</beat-unit><per-minute>{tempo_bpm:g}</per-minute>"
-                    f'</metronome></direction-type><sound tempo="{tempo_bpm:g}"/></direction>'
-                )
-        parts += _staff_xml(staves[0][bar], bar, 1, fifths, marks)
-        parts.append(f"<backup><duration>{BAR}</duration></backup>")
-        parts += _staff_xml(staves[1][bar], bar, 2, fifths, marks)
-        if seam_step and seam_step % BAR == 0 and seam_step // BAR == bar + 1:
-            parts.append('<barline location="right"><bar-style>light-light</bar-style></barline>')
-        if bar == n_bars - 1:
-            parts.append('<barline location="right"><bar-style>light-heavy</bar-style></barline>')
-        parts.append("</measure>")
-        measures.append("".join(parts))
+    staves = [(arr[arr[:, 0] >= SPLIT_PITCH], TREBLE), (arr[arr[:, 0] < SPLIT_PITCH], BASS)]
+    n_bars = _bars([arr], length_steps, seam_step)
+    measures = _part_measures(
+        staves, n_bars, fifths, seam_step, first_part=True, tempo_bpm=tempo_bpm
+    )
     # GM programs 0-7 are the pianos; other instruments are named by their number
-    part_name = "Piano" if program < 8 else f"GM program {program}"
-    return (
-        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
-        '<!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 3.1 Partwise//EN" '
-        '"http://www.musicxml.org/dtds/partwise.dtd">\n'
-        '<score-partwise version="3.1">'
-        + (f"<work><work-title>{escape(title)}</work-title></work>" if title else "")
-        + "<identification><encoding><software>musicflow</software></encoding></identification>"
-        f'<part-list><score-part id="P1"><part-name>{part_name}</part-name>'
-        '<score-instrument id="P1-I1"><instrument-name>General MIDI</instrument-name>'
-        '</score-instrument><midi-instrument id="P1-I1"><midi-channel>1</midi-channel>'
-        f"<midi-program>{program + 1}</midi-program></midi-instrument>"  # 1-based in MusicXML
-        "</score-part></part-list>"
-        '<part id="P1">' + "\n".join(measures) + "</part></score-partwise>\n"
+    name = "Piano" if program < 8 else f"GM program {program}"
+    return _document(title, [(name, program, 0, measures)])
+
+
+def tracks_to_musicxml(
+    parts: Sequence[np.ndarray],
+    specs: Sequence[dict],
+    *,
+    length_steps: int | None = None,
+    seam_step: int | None = None,
+    title: str = "",
+    tempo_bpm: float | None = None,
+    fifths: int | None = None,
+    snap: bool = True,
+) -> str:
+    """A piece with tracks (``parts``: each track's notes as :func:`to_musicxml` takes them;
+    ``specs``: the dataset's tracks, ``musicflow/core/tracks.describe``) as an open score: one
+    part on one staff per pitched track, named, with its program and channel, its clef from
+    its notes' median (:func:`clef_for`), all in one key (default: :func:`key_fifths` of every
+    note). A drum track has no pitches to write and is left out of the score (the MIDI file
+    plays it)."""
+    if len(parts) != len(specs):
+        raise ValueError(f"{len(parts)} tracks of notes for {len(specs)} track specs")
+    pitched = [
+        (_checked(notes, snap), spec)
+        for notes, spec in zip(parts, specs, strict=True)
+        if not spec.get("drums", False)
+    ]
+    every = np.concatenate([a for a, _ in pitched] or [np.zeros((0, 3), np.int64)])
+    fifths = key_fifths(every) if fifths is None else int(fifths)
+    n_bars = _bars([a for a, _ in pitched], length_steps, seam_step)
+    return _document(
+        title,
+        [
+            (
+                str(spec["name"]),
+                int(spec["program"] or 0),
+                int(spec["channel"]),
+                _part_measures(
+                    [(arr, clef_for(arr))],
+                    n_bars,
+                    fifths,
+                    seam_step,
+                    first_part=i == 0,
+                    tempo_bpm=tempo_bpm,
+                ),
+            )
+            for i, (arr, spec) in enumerate(pitched)
+        ],
     )
 
 
 def write_musicxml(path: str | os.PathLike[str], notes: np.ndarray, **options) -> Path:
     """Write :func:`to_musicxml` of ``notes`` atomically to ``path``; returns the path."""
     return atomic.write_text(path, to_musicxml(notes, **options))
+
+
+def write_tracks_musicxml(
+    path: str | os.PathLike[str], parts: Sequence[np.ndarray], specs: Sequence[dict], **options
+) -> Path:
+    """Write :func:`tracks_to_musicxml` atomically to ``path``; returns the path."""
+    return atomic.write_text(path, tracks_to_musicxml(parts, specs, **options))
 
 
 def render_svg(musicxml: str, *, width: int = SVG_WIDTH, scale: int = SVG_SCALE) -> str:

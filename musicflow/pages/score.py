@@ -334,13 +334,14 @@ TREBLE, TREBLE_8VB, BASS = ("G", 2, 0), ("G", 2, -1), ("F", 4, 0)
 
 
 def clef_for(notes: np.ndarray) -> tuple[str, int, int]:
-    """The clef of a one-staff part, as an SATB open score has them: treble for a median at or
-    above middle C, the tenor's octave treble from the E below it, else bass."""
+    """The clef of a one-staff part, as an SATB open score has them: treble for a median from
+    D4 up (sopranos and altos), the tenor's octave treble from G3, else bass (a chorale's
+    tenor sits around C4, its bass around E3)."""
     arr = np.asarray(notes, dtype=np.int64).reshape(-1, 3)
-    median = float(np.median(arr[:, 0])) if len(arr) else SPLIT_PITCH
-    if median >= SPLIT_PITCH:
+    median = float(np.median(arr[:, 0])) if len(arr) else SPLIT_PITCH + 2
+    if median >= SPLIT_PITCH + 2:
         return TREBLE
-    return TREBLE_8VB if median >= SPLIT_PITCH - 8 else BASS
+    return TREBLE_8VB if median >= SPLIT_PITCH - 5 else BASS
 
 
 def _clef_xml(number: int, clef: tuple[str, int, int]) -> str:

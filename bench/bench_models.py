@@ -1,7 +1,7 @@
 """Training throughput (windows/s) of every model on this machine, at one batch size.
 
 Usage: ``.venv/bin/python bench/bench_models.py [--batch-size 32] [--steps 8] [--warmup 2]
-[--models rnn,vae,gan,vae-thesis,gan-thesis] [--onednn on|off|both]
+[--models rnn,vae,gan,vae-thesis,gan-thesis] [--tracks K] [--config JSON] [--onednn on|off|both]
 [--precision float32|mixed|both] [--distribute] [--repeat 1] [--save DIR]`` and
 ``bench/bench_models.py --load DIR``.
 
@@ -11,6 +11,9 @@ trained on synthetic sparse windows (content does not change the cost of dense l
 counts real windows consumed per second by ``fit_epoch``: one training step per batch; a GAN
 step includes its generator's forward passes for D and its G update; a sequence model's batch
 holds ``batch_size`` runs of ``sequence_windows`` consecutive windows, as in training.
+``--tracks K`` trains on K tracks of such windows (a ``--tracks voices`` dataset of K voices;
+docs/models.md, "Tracks"); ``--config`` overrides model settings, e.g.
+``'{"input_rank": 0, "mix_rank": 0}'``.
 
 Each (model, setting) runs in its own process, since TensorFlow reads
 ``TF_ENABLE_ONEDNN_OPTS`` once at import. ``--onednn both`` prints the ratio of oneDNN on to
@@ -58,6 +61,8 @@ def bench(
     mixed: bool,
     distribute: bool,
     save: str | None = None,
+    tracks: int = 1,
+    config: dict | None = None,
 ) -> dict:
     """Windows per second and trainable parameters of one model, in this process; with
     ``save``, the trained model and the density of what it samples go to that folder."""
@@ -65,7 +70,12 @@ def bench(
     from musicflow.models import build_model
 
     with training_scope(distribute=distribute, mixed_precision=mixed) as placement:
-        model = build_model(name, seed=0, batch_size=batch_size)
+        voices = [
+            {"name": f"Voice {i + 1}", "program": 0, "channel": i, "drums": False}
+            for i in range(tracks)
+        ]
+        extra = {"tracks": voices} if tracks > 1 else {}
+        model = build_model(name, seed=0, batch_size=batch_size, **extra, **(config or {}))
         out = _bench(model, steps, warmup) | {"placement": placement.describe()}
         if save:
             folder = Path(save) / f"{name}-{'mixed' if mixed else 'float32'}"
@@ -102,10 +112,12 @@ def _bench(model, steps: int, warmup: int) -> dict:
 
     batch_size = int(model.config["batch_size"])
     runs = int(model.config.get("sequence_windows", 1))
-    data = synthetic_windows(batch_size * 4 * runs)
-    # runs of consecutive windows laid end to end in time: (B, 96, 96 · runs, 1)
-    data = data.reshape(batch_size * 4, runs, 96, 96).transpose(0, 2, 1, 3)
-    data = data.reshape(batch_size * 4, 96, 96 * runs, 1)
+    k = max(1, len(model.config.get("tracks") or []))
+    data = synthetic_windows(batch_size * 4 * runs * k)
+    # runs of consecutive windows laid end to end in time, tracks on the last axis:
+    # (B, 96, 96 · runs, K)
+    data = data.reshape(batch_size * 4, runs, k, 96, 96).transpose(0, 3, 1, 4, 2)
+    data = data.reshape(batch_size * 4, 96, 96 * runs, k)
     batches = [tf.constant(data[i * batch_size : (i + 1) * batch_size]) for i in range(4)]
     model.fit_epoch(batches[:1] * warmup)
     start = time.perf_counter()
@@ -125,6 +137,7 @@ def measure(name: str, setting: tuple[str, str], args: argparse.Namespace) -> di
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     cmd += ["--precision", precision] + (["--distribute"] if args.distribute else [])
     cmd += ["--save", args.save] if args.save else []
+    cmd += ["--tracks", str(args.tracks), "--config", args.config]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{name} {setting} failed:\n{done.stderr[-4000:]}")
@@ -143,6 +156,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--save", help="keep each trained model in this folder")
     parser.add_argument("--load", help="load and sample the models --save kept there")
+    parser.add_argument("--tracks", type=int, default=1, help="K tracks per window (voices)")
+    parser.add_argument("--config", default="{}", help="model settings (JSON) to override")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: one model
     args = parser.parse_args()
     if args.load:
@@ -151,7 +166,15 @@ def main() -> None:
     if args.one:
         mixed = args.precision == "mixed"
         out = bench(
-            args.one, args.batch_size, args.steps, args.warmup, mixed, args.distribute, args.save
+            args.one,
+            args.batch_size,
+            args.steps,
+            args.warmup,
+            mixed,
+            args.distribute,
+            args.save,
+            args.tracks,
+            json.loads(args.config),
         )
         print(json.dumps(out))
         return

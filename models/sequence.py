@@ -67,6 +67,22 @@ W = 3 * P + 2 * (P + 1)  # one track's output row: per-pitch logits, held and ne
 _NEG = -1e30  # a finite "log 0": keeps the dynamic programme free of inf - inf
 
 
+INPUT_PROJECTION = "in_proj"
+_FOLDED = (INPUT_PROJECTION, "mix_")  # linear maps the sampler gets folded into the next layer
+
+
+def mix_name(k: int) -> str:
+    """The layer through which track ``k``'s head reads this frame's tracks before it."""
+    return f"mix_{k}"
+
+
+def _fold(projection: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """A layer's kernel whose first rows read ``projection``'s output, as a kernel on the
+    projection's input: (n, r) and (r + m, out) → (n + m, out). Exact, both being linear."""
+    r = projection.shape[1]
+    return np.concatenate([projection @ kernel[:r], kernel[r:]])
+
+
 def roll_states_tf(x: tf.Tensor, frame_steps: int) -> tuple[tf.Tensor, tf.Tensor]:
     """TF twin of ``frames.roll_to_states``: (B, 96, T, 1) in {0, 1} → onset, hold float
     (B, T // frame_steps, 96), pitches low → high."""
@@ -168,6 +184,12 @@ class FrameModelBase(RollModelBase):
         # the dataset's tracks (``dataset.json``'s encoding.tracks: name, program, channel,
         # drums), played jointly; empty: merged rolls (docs/models.md, "Tracks")
         "tracks": [],
+        # with tracks only: the frame's K · 192 bits reach the LSTM through a linear map of
+        # this rank, and track k's head reads the tracks before it through one of ``mix_rank``
+        # (0: full rank). Both are folded into full matrices for the sampler (same function,
+        # fewer multiplications per training step; docs/models.md, "Tracks").
+        "input_rank": 128,
+        "mix_rank": 64,
     }
 
     # --- subclass hooks -------------------------------------------------------------------
@@ -192,11 +214,15 @@ class FrameModelBase(RollModelBase):
         hidden = int(c["hidden"])
         inp = keras.Input((None, 2 * P * k_tracks + self.period), name="frames")
         inputs, y = [inp], inp
+        self.input_rank = int(c["input_rank"]) if k_tracks > 1 else 0
+        self.mix_rank = int(c["mix_rank"]) if k_tracks > 1 else 0
+        if self.input_rank:
+            y = layers.Dense(self.input_rank, use_bias=False, name=INPUT_PROJECTION)(inp)
         cdim = self._cond_dim()
         if cdim:
             cond = keras.Input((None, cdim), name="cond")  # per frame
             inputs.append(cond)
-            y = layers.Concatenate()([inp, cond])
+            y = layers.Concatenate()([y, cond])
             first = layers.Lambda(lambda t: t[:, 0], name="cond0")(cond)
         self.lstms: list[layers.LSTM] = []
         for i in range(int(c["layers"])):
@@ -233,7 +259,10 @@ class FrameModelBase(RollModelBase):
             outs = [head(0)(y)]
             for k in range(1, k_tracks):
                 before = layers.Lambda(lambda t, n=2 * P * k: t[..., :n], name=f"before_{k}")
-                outs.append(head(k)(layers.Concatenate()([y, before(current)])))
+                seen = before(current)
+                if self.mix_rank:
+                    seen = layers.Dense(self.mix_rank, use_bias=False, name=mix_name(k))(seen)
+                outs.append(head(k)(layers.Concatenate()([y, seen])))
             out = layers.Concatenate(name="heads", dtype="float32")(outs)
         self.decoder = keras.Model(inputs, out, name="decoder")
         held = keras.Input((P + 1,), name="held_count")
@@ -430,13 +459,26 @@ class FrameModelBase(RollModelBase):
         for k, link in enumerate(self.links):
             arrays[f"{link_name(k)}.kernel"] = np.asarray(link.weights[0])
         for i, layer in enumerate(self.lstms):
-            weights = (np.asarray(w) for w in layer.cell.weights)
+            weights = [np.asarray(w) for w in layer.cell.weights]
+            if i == 0 and self.input_rank:  # the projection folded into the LSTM's kernel
+                weights[0] = _fold(self._kernel(INPUT_PROJECTION), weights[0])
             arrays.update(zip(lstm_names(i), weights, strict=True))
         for layer in self.decoder.layers:
-            if isinstance(layer, layers.Dense):
-                for w, part in zip(layer.weights, ("kernel", "bias"), strict=False):
-                    arrays[f"{layer.name}.{part}"] = np.asarray(w)
+            if not isinstance(layer, layers.Dense) or layer.name.startswith(_FOLDED):
+                continue
+            for w, part in zip(layer.weights, ("kernel", "bias"), strict=False):
+                arrays[f"{layer.name}.{part}"] = np.asarray(w)
+        if self.mix_rank:  # head k's view of the tracks before it, folded into its kernel
+            for k in range(1, self.n_tracks):
+                head = arrays[f"{head_name(k)}.kernel"]
+                hidden = head.shape[0] - self.mix_rank
+                arrays[f"{head_name(k)}.kernel"] = np.concatenate(
+                    [head[:hidden], self._kernel(mix_name(k)) @ head[hidden:]]
+                )
         return arrays
+
+    def _kernel(self, name: str) -> np.ndarray:
+        return np.asarray(self.decoder.get_layer(name).weights[0])
 
     def save(self, directory: Path) -> None:
         """``RollModelBase.save``, plus the sampler's data-only files (``sampler.npz``,

@@ -63,6 +63,13 @@ def test_which_events_count() -> None:
     assert describe(frozenset("ab"), frozenset("ab")) == "no change"
 
 
+def _child() -> None:
+    """Ctrl-C reaches the watcher even where pytest was started with SIGINT ignored (``nohup``,
+    ``&`` in a script), which its children would inherit; and it dies with the test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    procs.die_with_parent()
+
+
 class Watcher:
     """``musicflow watch`` in a subprocess (own session), its stderr and stdout in a log."""
 
@@ -78,7 +85,7 @@ class Watcher:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=procs.die_with_parent,
+                preexec_fn=_child,
             )
 
     def text(self) -> str:

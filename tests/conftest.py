@@ -62,6 +62,33 @@ _SERVER: prefect_server.WorkspaceServer | None = None
 NEEDS_SERVER = ("integration", "server")  # the markers whose tests get the Prefect server
 HEAVY = ("tensorflow", "mlflow", "great_expectations")  # what a unit test must not import
 
+#: The slowest test files (half a minute to four each, measured one at a time on a loaded
+#: 2-core machine), slowest first. ``make test``'s workers take whole files from one queue, so
+#: these go first and the workers end on short files together; pytest-xdist's own order (the
+#: files with the most tests first) would leave the one-test files, among the slowest, to the
+#: end, one worker running them while the other waits.
+SLOWEST_FIRST = (
+    "test_faults_versions.py",
+    "test_faults.py",
+    "test_train_flow.py",
+    "test_concurrency.py",
+    "test_tracking_server.py",
+    "test_watch.py",
+    "test_watch_emit.py",
+    "test_accelerate.py",
+    "test_deploy.py",
+    "test_pipeline.py",
+    "test_models.py",
+    "test_tracked_models.py",
+    "test_serve.py",
+    "test_tracking.py",
+    "test_dask_cluster.py",
+    "test_dataset_flows.py",
+    "test_cli.py",
+    "test_soundfont_faults.py",
+    "test_directed.py",
+)
+
 
 def _start_server() -> prefect_server.WorkspaceServer:
     """Start the session's server at its address (once; returns at once, ``wait()`` blocks)."""
@@ -99,10 +126,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if whole_suite:  # make test: it boots while the test modules are collected
         _start_server()
+    if getattr(config.option, "dist", "no") != "no":
+        config.option.loadscopereorder = False  # the order of SLOWEST_FIRST, not by test count
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the order the queue hands out
+        rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
     if not config.option.collectonly and any(_needs_server(item) for item in items):
         _start_server()  # boots in the background until the first such test waits for it
 

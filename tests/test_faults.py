@@ -281,10 +281,12 @@ def test_a_tampered_model_runs_no_code_and_fails_in_one_line(ws: Workspace) -> N
 def test_an_unreachable_tracking_server_fails_in_one_line_before_tensorflow(
     ws: Workspace, argv: list[str]
 ) -> None:
-    if not (ws.home / "data" / "rolls" / "e2e" / "dataset.json").is_file():
-        # run alone (``pytest -m perf``): train first checks that the dataset was encoded
-        encoded, _ = ws.run("encode", str(midi_folder(ws.root / "e2e-src", 4)), "--dataset", "e2e")
-        assert encoded.returncode == 0, encoded.stderr[-3000:]
+    record = ws.home / "data" / "rolls" / "e2e" / "dataset.json"
+    if not record.is_file():
+        # run alone (``pytest -m perf``): train first checks that the dataset was encoded; a
+        # stand-in will do, as the tracking server is checked before the dataset is read
+        record.parent.mkdir(parents=True)
+        record.write_text("{}")
     env = dict(ws.env, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
     ws.trace.unlink(missing_ok=True)
     done, elapsed = ws.run(*argv, env=env, timeout=120)

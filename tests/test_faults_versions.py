@@ -7,6 +7,7 @@ two identical runs at once. Interleavings are made exact with ``MUSICFLOW_PAUSE_
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -299,8 +300,9 @@ find mlruns/artifacts -path '*checkpoint*' > "$KEEP"/checkpoints
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="cannot mount a small tmpfs here")
 def test_a_disk_full_while_logging_the_checkpoint_leaves_nothing_half_done(tmp_path: Path) -> None:
     """Item 9: the disk fills just before training logs its checkpoint (the workspace on a
-    tmpfs, filled to 200 KB while ``train`` waits at that point; Prefect's own database lives
-    outside it): one line, the run FAILED, no partial checkpoint, no version."""
+    tmpfs, filled to 200 KB while ``train`` waits at that point; the Prefect server is the
+    test session's, its database outside it): one line, the run FAILED, no partial
+    checkpoint, no version."""
     import sqlite3
 
     ws_dir, keep = tmp_path / "ws", tmp_path / "keep"
@@ -316,6 +318,8 @@ def test_a_disk_full_while_logging_the_checkpoint_leaves_nothing_half_done(tmp_p
         MUSICFLOW_MIN_FREE_MB="1",
         MUSICFLOW_SERVER_IDLE_MINUTES="1",
     )
+    # the session's server (PREFECT_API_URL): no workspace server to start and stop for this
+    env.update({k: v for k, v in os.environ.items() if k.startswith("PREFECT_API_")})
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI's own default (TensorFlow's C++ log off)
     subprocess.run(
         ["unshare", "-rm", "bash", "-c", TRAIN_DISK_FULL_SCRIPT], env=env, timeout=900, check=True

@@ -68,6 +68,10 @@ HEAVY = ("tensorflow", "mlflow", "great_expectations")  # what a unit test must 
 #: files with the most tests first) would leave the one-test files, among the slowest, to the
 #: end, one worker running them while the other waits.
 SLOWEST_FIRST = (
+    # first, before any file trains in the worker's process: a rebuild of a seeded model once
+    # repeated its first epoch only to 0.3 % (loss 7.3537 against 7.3316) after other files
+    # had trained in-process (not reproduced alone; cause not found)
+    "test_models.py",
     "test_faults_versions.py",
     "test_faults.py",
     "test_train_flow.py",
@@ -78,7 +82,6 @@ SLOWEST_FIRST = (
     "test_accelerate.py",
     "test_deploy.py",
     "test_pipeline.py",
-    "test_models.py",
     "test_tracked_models.py",
     "test_serve.py",
     "test_tracking.py",

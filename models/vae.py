@@ -46,6 +46,11 @@ class FrameVAE(FrameModelBase):
         "kl_weight": 0.2,
         "free_bits": 0.5,
         "kl_warmup_steps": 500,
+        # full rank with tracks: at 5 minutes on four voices the ranks gave a better ELBO but
+        # pieces with noise windows (each voice 51-65 % inside its range against 82-87 %;
+        # docs/models.md, "Tracks")
+        "input_rank": 0,
+        "mix_rank": 0,
     }
 
     def _latent_dim(self) -> int:

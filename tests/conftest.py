@@ -82,6 +82,7 @@ SLOWEST_FIRST = (
     "test_accelerate.py",
     "test_deploy.py",
     "test_pipeline.py",
+    "test_server_loss.py",
     "test_tracked_models.py",
     "test_serve.py",
     "test_tracking.py",

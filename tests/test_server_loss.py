@@ -21,7 +21,8 @@ from musicflow.adapters import prefect_server
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.perf  # a time bound
+# not perf: its one bound (400 s after the kill) holds on a loaded machine, so it runs with
+# the other integration tests in make test's parallel pass
 def test_a_server_killed_during_train_is_restarted_and_the_train_finishes(tmp_path: Path) -> None:
     src, home = tmp_path / "src", tmp_path / "ws"
     src.mkdir()

@@ -430,18 +430,14 @@ def reference_excerpt(dataset_dir: Path, out_dir: Path) -> tuple[str, list[Path]
     chosen = frame.iloc[rows]
     packed = np.stack([np.frombuffer(b, np.uint8) for b in chosen.roll])
     segments = chosen.segment.to_numpy().astype(np.int64)
-    k = max(1, len(specs))
-    # with tracks: the MIDI file and the score keep them apart, as generate writes a tracked
-    # model's pieces
-    windows = roll.unpack_windows(packed.reshape(-1, roll.PACKED_BYTES))
-    windows = windows.reshape(len(packed), k, roll.ROWS, roll.COLS).any(axis=1)
-    notes = roll.decode_roll(windows, pitch_low=pitch_low, segments=segments - segments[0])
     xml = midi.with_suffix(score.SUFFIX)
-    if specs:
-        parts = tracks.decode_tracks(packed, segments - segments[0], k, pitch_low)
+    if specs:  # the MIDI file and the score keep the tracks apart, as generate writes them
+        parts = tracks.decode_tracks(packed, segments - segments[0], len(specs), pitch_low)
         atomic.write_bytes(midi, tracks.tracks_to_midi(parts, specs))
         files = [midi, score.write_tracks_musicxml(xml, parts, specs)]
     else:
+        windows = roll.unpack_windows(packed.reshape(-1, roll.PACKED_BYTES))
+        notes = roll.decode_roll(windows, pitch_low=pitch_low, segments=segments - segments[0])
         atomic.write_bytes(midi, roll.notes_to_midi(notes))
         files = [midi, score.write_musicxml(xml, notes)]
     first_bar = 2 * int(segments[0]) + 1
